@@ -1,0 +1,111 @@
+//! Settings shared by every service. Environment first (12-factor): each
+//! setting is also a command-line flag, documented in `--help`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use secrecy::SecretString;
+
+/// How a service's gRPC server listens and stops.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ServerConfig {
+    /// Address the gRPC server listens on (port 0 picks a free port).
+    #[arg(long, env = "WIZDATA_GRPC_ADDR", default_value = "0.0.0.0:50051")]
+    pub grpc_addr: SocketAddr,
+
+    /// Largest request message accepted, in bytes; larger ones are refused.
+    #[arg(long, env = "WIZDATA_MAX_MESSAGE_BYTES", default_value_t = 4 * 1024 * 1024)]
+    pub max_message_bytes: usize,
+
+    /// On SIGTERM, how long health reports NOT_SERVING before the listener
+    /// closes, so load balancers stop routing here first.
+    #[arg(long, env = "WIZDATA_SHUTDOWN_DELAY", default_value = "0s", value_parser = parse_duration)]
+    pub shutdown_delay: Duration,
+
+    /// On SIGTERM, how long in-flight calls may take to finish.
+    #[arg(long, env = "WIZDATA_DRAIN_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub drain_timeout: Duration,
+
+    /// Key that signs page tokens, so a tampered token is refused. Every
+    /// replica of a service needs the same key; unset means a random key per
+    /// process (tokens then do not survive a restart).
+    #[arg(long, env = "WIZDATA_PAGE_TOKEN_KEY", hide_env_values = true)]
+    pub page_token_key: Option<SecretString>,
+}
+
+/// Where a service keeps its tables.
+#[derive(clap::Args, Debug, Clone)]
+pub struct DatabaseConfig {
+    /// PostgreSQL URL (postgres://user:pass@host/db). Unset means an embedded
+    /// SQLite file under --data-dir.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<SecretString>,
+
+    /// Directory for embedded state (the SQLite database).
+    #[arg(long, env = "WIZDATA_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+
+    /// Most connections in the pool.
+    #[arg(long, env = "WIZDATA_DB_MAX_CONNECTIONS", default_value_t = 10)]
+    pub db_max_connections: u32,
+
+    /// How long to wait for a connection before the call fails UNAVAILABLE.
+    #[arg(long, env = "WIZDATA_DB_TIMEOUT", default_value = "3s", value_parser = parse_duration)]
+    pub db_timeout: Duration,
+}
+
+/// How a process logs.
+#[derive(clap::Args, Debug, Clone)]
+pub struct TelemetryConfig {
+    /// Log filter, in tracing's EnvFilter syntax.
+    #[arg(long, env = "RUST_LOG", default_value = "info")]
+    pub log_filter: String,
+
+    /// Log format: json (one object per line, for collectors) or pretty.
+    #[arg(long, env = "WIZDATA_LOG_FORMAT", default_value = "json")]
+    pub log_format: LogFormat,
+}
+
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Json,
+    Pretty,
+}
+
+/// Parses human durations such as "500ms", "2s" or "1m".
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text).map_err(|error| format!("{text:?}: {error}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+    use secrecy::ExposeSecret;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        database: DatabaseConfig,
+    }
+
+    #[test]
+    fn database_url_is_redacted_in_debug_output() {
+        let cli = Cli::parse_from(["test", "--database-url", "postgres://u:hunter2@db/prod"]);
+        let debug = format!("{:?}", cli.database);
+        assert!(!debug.contains("hunter2"), "{debug}");
+        assert_eq!(
+            cli.database.database_url.unwrap().expose_secret(),
+            "postgres://u:hunter2@db/prod"
+        );
+    }
+
+    #[test]
+    fn durations_accept_human_units() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
+        assert!(parse_duration("soon").is_err());
+    }
+}

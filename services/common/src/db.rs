@@ -1,0 +1,100 @@
+//! The database a service keeps its tables in: embedded SQLite by default,
+//! PostgreSQL when DATABASE_URL is set. Each service runs its own migrations,
+//! recorded in its own migration table.
+
+use std::time::Duration;
+
+use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr};
+use sea_orm_migration::MigratorTrait;
+use secrecy::ExposeSecret;
+
+use crate::config::DatabaseConfig;
+use crate::error::ApiError;
+use crate::health::Health;
+
+/// Opens the pool. The URL never appears in errors or logs: it may carry a
+/// password.
+pub async fn connect(config: &DatabaseConfig) -> anyhow::Result<DatabaseConnection> {
+    let url = match &config.database_url {
+        Some(url) => url.expose_secret().to_owned(),
+        None => {
+            std::fs::create_dir_all(&config.data_dir).map_err(|error| {
+                anyhow::anyhow!("cannot create data dir {}: {error}", config.data_dir.display())
+            })?;
+            format!("sqlite://{}?mode=rwc", config.data_dir.join("wizdata.sqlite").display())
+        }
+    };
+    let mut options = ConnectOptions::new(url);
+    options
+        .max_connections(config.db_max_connections)
+        .min_connections(1)
+        .connect_timeout(config.db_timeout)
+        .acquire_timeout(config.db_timeout)
+        .sqlx_logging(false);
+    let db = Database::connect(options)
+        .await
+        .map_err(|error| anyhow::anyhow!("cannot connect to the database: {}", redact(&error)))?;
+    if db.get_database_backend() == DbBackend::Sqlite {
+        // WAL lets readers proceed while one writer commits; the setting is
+        // stored in the file, so once is enough.
+        db.execute_unprepared("PRAGMA journal_mode=WAL").await?;
+    }
+    tracing::info!(backend = ?db.get_database_backend(), "database connected");
+    Ok(db)
+}
+
+/// Applies the service's pending migrations.
+pub async fn migrate<M: MigratorTrait>(db: &DatabaseConnection) -> anyhow::Result<()> {
+    M::up(db, None).await.map_err(|error| anyhow::anyhow!("migrations failed: {}", redact(&error)))
+}
+
+/// Keeps `service`'s health in step with the database: NOT_SERVING within
+/// one `interval` (plus the connection timeout) of the database becoming
+/// unreachable, SERVING again within one `interval` of its return.
+pub fn watch(db: DatabaseConnection, health: Health, service: &'static str, interval: Duration) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut was_reachable = true;
+        loop {
+            ticker.tick().await;
+            let reachable = matches!(tokio::time::timeout(interval.max(Duration::from_secs(1)), db.ping()).await, Ok(Ok(())));
+            if reachable != was_reachable {
+                if reachable {
+                    tracing::info!(service, "database reachable again; serving");
+                } else {
+                    tracing::warn!(service, "database unreachable; health is NOT_SERVING");
+                }
+                was_reachable = reachable;
+            }
+            health.set_serving(service, reachable).await;
+        }
+    })
+}
+
+impl From<DbErr> for ApiError {
+    fn from(error: DbErr) -> Self {
+        if is_connection_error(&error) {
+            tracing::warn!(error = %redact(&error), "database unavailable");
+            ApiError::unavailable("the database is unavailable; retry later")
+        } else {
+            tracing::error!(error = %redact(&error), "database error");
+            ApiError::internal("internal database error")
+        }
+    }
+}
+
+fn is_connection_error(error: &DbErr) -> bool {
+    matches!(error, DbErr::ConnectionAcquire(_) | DbErr::Conn(_))
+        || error.to_string().contains("connection")
+}
+
+/// The error's text with anything that looks like a connection URL removed.
+fn redact(error: &DbErr) -> String {
+    error
+        .to_string()
+        .split_whitespace()
+        .map(|word| if word.contains("://") { "[url redacted]" } else { word })
+        .collect::<Vec<_>>()
+        .join(" ")
+}

@@ -1,0 +1,245 @@
+//! One error model for every service: a small [`ErrorCode`] that maps to both
+//! a gRPC code and an HTTP status, carried by [`ApiError`] together with the
+//! rich details of the gRPC error model (google.rpc.BadRequest, ResourceInfo,
+//! RetryInfo, QuotaFailure). Messages are for humans; codes are for programs.
+
+use std::time::Duration;
+
+use tonic_types::{ErrorDetails, FieldViolation, StatusExt};
+
+/// What went wrong, in the terms both gRPC and HTTP callers understand.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorCode {
+    InvalidArgument,
+    NotFound,
+    AlreadyExists,
+    FailedPrecondition,
+    Unauthenticated,
+    PermissionDenied,
+    ResourceExhausted,
+    DeadlineExceeded,
+    Unavailable,
+    Unimplemented,
+    Internal,
+}
+
+impl ErrorCode {
+    pub fn grpc_code(self) -> tonic::Code {
+        match self {
+            Self::InvalidArgument => tonic::Code::InvalidArgument,
+            Self::NotFound => tonic::Code::NotFound,
+            Self::AlreadyExists => tonic::Code::AlreadyExists,
+            Self::FailedPrecondition => tonic::Code::FailedPrecondition,
+            Self::Unauthenticated => tonic::Code::Unauthenticated,
+            Self::PermissionDenied => tonic::Code::PermissionDenied,
+            Self::ResourceExhausted => tonic::Code::ResourceExhausted,
+            Self::DeadlineExceeded => tonic::Code::DeadlineExceeded,
+            Self::Unavailable => tonic::Code::Unavailable,
+            Self::Unimplemented => tonic::Code::Unimplemented,
+            Self::Internal => tonic::Code::Internal,
+        }
+    }
+
+    pub fn http_status(self) -> http::StatusCode {
+        use http::StatusCode;
+        match self {
+            Self::InvalidArgument => StatusCode::BAD_REQUEST,
+            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::AlreadyExists => StatusCode::CONFLICT,
+            Self::FailedPrecondition => StatusCode::PRECONDITION_FAILED,
+            Self::Unauthenticated => StatusCode::UNAUTHORIZED,
+            Self::PermissionDenied => StatusCode::FORBIDDEN,
+            Self::ResourceExhausted => StatusCode::TOO_MANY_REQUESTS,
+            Self::DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,
+            Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unimplemented => StatusCode::NOT_IMPLEMENTED,
+            Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+/// An error a service returns to its caller.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    code: ErrorCode,
+    message: String,
+    details: ErrorDetails,
+}
+
+impl ApiError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self { code, message: message.into(), details: ErrorDetails::new() }
+    }
+
+    pub fn code(&self) -> ErrorCode {
+        self.code
+    }
+
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// INVALID_ARGUMENT for a single bad field.
+    pub fn invalid_field(field: impl Into<String>, description: impl Into<String>) -> Self {
+        let mut violations = FieldViolations::default();
+        violations.add(field, description);
+        violations.into_error()
+    }
+
+    /// NOT_FOUND naming the missing resource in a ResourceInfo detail.
+    pub fn not_found(resource_type: &str, resource_name: &str) -> Self {
+        let mut error = Self::new(
+            ErrorCode::NotFound,
+            format!("{resource_type} {resource_name:?} does not exist"),
+        );
+        error.details.set_resource_info(resource_type, resource_name, "", "not found");
+        error
+    }
+
+    /// ALREADY_EXISTS naming the clashing resource in a ResourceInfo detail.
+    pub fn already_exists(resource_type: &str, resource_name: &str) -> Self {
+        let mut error = Self::new(
+            ErrorCode::AlreadyExists,
+            format!("{resource_type} {resource_name:?} already exists"),
+        );
+        error.details.set_resource_info(resource_type, resource_name, "", "already exists");
+        error
+    }
+
+    /// RESOURCE_EXHAUSTED telling the caller when to retry.
+    pub fn resource_exhausted(message: impl Into<String>, retry_after: Duration) -> Self {
+        let mut error = Self::new(ErrorCode::ResourceExhausted, message);
+        error.details.set_retry_info(Some(retry_after));
+        error
+    }
+
+    /// UNAVAILABLE: a dependency (database, another service) cannot be reached.
+    /// The cause is logged by the caller, never sent: it may name hosts.
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::Unavailable, message)
+    }
+
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::Internal, message)
+    }
+
+    /// UNIMPLEMENTED for an RPC whose contract is published but whose
+    /// implementation arrives with a later issue.
+    pub fn not_built_yet(rpc: &str, issue: u32) -> Self {
+        Self::new(
+            ErrorCode::Unimplemented,
+            format!("{rpc} is not built yet; it arrives with issue #{issue}"),
+        )
+    }
+
+    pub fn with_retry_after(mut self, retry_after: Duration) -> Self {
+        self.details.set_retry_info(Some(retry_after));
+        self
+    }
+
+    pub fn with_quota_violation(mut self, subject: &str, description: &str) -> Self {
+        self.details.add_quota_failure_violation(subject, description);
+        self
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}: {}", self.code, self.message)
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+impl From<ApiError> for tonic::Status {
+    fn from(error: ApiError) -> Self {
+        tonic::Status::with_error_details(error.code.grpc_code(), error.message, error.details)
+    }
+}
+
+/// Collects every bad field of a request, so the caller learns all of them in
+/// one answer (google.rpc.BadRequest) instead of one per round trip.
+#[derive(Debug, Default)]
+pub struct FieldViolations {
+    violations: Vec<FieldViolation>,
+}
+
+impl FieldViolations {
+    pub fn add(&mut self, field: impl Into<String>, description: impl Into<String>) {
+        self.violations.push(FieldViolation::new(field, description));
+    }
+
+    /// Records `field` as bad when `result` is an error.
+    pub fn check<T>(&mut self, field: &str, result: Result<T, String>) -> Option<T> {
+        match result {
+            Ok(value) => Some(value),
+            Err(description) => {
+                self.add(field, description);
+                None
+            }
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.violations.is_empty()
+    }
+
+    /// `Ok(())` when nothing was recorded, INVALID_ARGUMENT otherwise.
+    pub fn into_result(self) -> Result<(), ApiError> {
+        if self.violations.is_empty() { Ok(()) } else { Err(self.into_error()) }
+    }
+
+    /// INVALID_ARGUMENT carrying every recorded violation.
+    pub fn into_error(self) -> ApiError {
+        let message = match self.violations.as_slice() {
+            [only] => format!("invalid {}: {}", only.field, only.description),
+            many => format!(
+                "invalid fields: {}",
+                many.iter().map(|v| v.field.as_str()).collect::<Vec<_>>().join(", ")
+            ),
+        };
+        let mut error = ApiError::new(ErrorCode::InvalidArgument, message);
+        error.details.set_bad_request(self.violations);
+        error
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn field_violations_become_bad_request_details() {
+        let mut violations = FieldViolations::default();
+        violations.add("symbol.ticker", "must not be empty");
+        violations.add("page_size", "must not be negative");
+        let status = tonic::Status::from(violations.into_result().unwrap_err());
+        assert_eq!(status.code(), tonic::Code::InvalidArgument);
+        assert_eq!(status.message(), "invalid fields: symbol.ticker, page_size");
+        let bad_request = status.get_details_bad_request().expect("bad request detail");
+        let fields: Vec<_> = bad_request.field_violations.iter().map(|v| v.field.as_str()).collect();
+        assert_eq!(fields, ["symbol.ticker", "page_size"]);
+    }
+
+    #[test]
+    fn not_found_names_the_resource() {
+        let status = tonic::Status::from(ApiError::not_found("symbol", "XYZ"));
+        assert_eq!(status.code(), tonic::Code::NotFound);
+        let info = status.get_details_resource_info().expect("resource info");
+        assert_eq!((info.resource_type.as_str(), info.resource_name.as_str()), ("symbol", "XYZ"));
+    }
+
+    #[test]
+    fn resource_exhausted_carries_retry_info() {
+        let status = tonic::Status::from(ApiError::resource_exhausted("slow down", Duration::from_secs(3)));
+        assert_eq!(status.code(), tonic::Code::ResourceExhausted);
+        assert_eq!(status.get_details_retry_info().unwrap().retry_delay, Some(Duration::from_secs(3)));
+    }
+
+    #[test]
+    fn every_code_maps_to_matching_grpc_and_http_statuses() {
+        assert_eq!(ErrorCode::NotFound.http_status(), http::StatusCode::NOT_FOUND);
+        assert_eq!(ErrorCode::ResourceExhausted.http_status(), http::StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(ErrorCode::Unauthenticated.grpc_code(), tonic::Code::Unauthenticated);
+    }
+}

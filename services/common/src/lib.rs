@@ -1,0 +1,15 @@
+//! The platform kit every WizData service is built from: one way to configure,
+//! log, report errors, reach the database and run a tonic server.
+
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod health;
+pub mod pagination;
+pub mod server;
+pub mod telemetry;
+pub mod time;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use error::{ApiError, ErrorCode, FieldViolations};

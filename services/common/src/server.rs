@@ -1,0 +1,185 @@
+//! The one way a WizData process serves gRPC: its services plus
+//! grpc.health.v1 and server reflection (v1 and v1alpha), a request-id and
+//! tracing stack, and graceful shutdown.
+//!
+//! `GrpcServer::bind` binds first (port 0 in tests) so `port()` is known
+//! before `run_until` serves; the caller decides when to stop.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+
+use http::Request;
+use tonic::body::Body;
+use tonic::server::NamedService;
+use tonic::service::RoutesBuilder;
+use tonic::transport::server::TcpIncoming;
+use tower::Service;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+use crate::config::ServerConfig;
+use crate::health::Health;
+
+const HEALTH_SERVICE: &str = "grpc.health.v1.Health";
+const REFLECTION_SERVICES: [&str; 2] =
+    ["grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection"];
+
+/// The application services one process serves.
+#[derive(Default)]
+pub struct Services {
+    routes: RoutesBuilder,
+    names: Vec<&'static str>,
+}
+
+impl Services {
+    pub fn add<S>(mut self, service: S) -> Self
+    where
+        S: Service<Request<Body>, Response = http::Response<Body>, Error = Infallible>
+            + NamedService
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Future: Send + 'static,
+    {
+        self.routes.add_service(service);
+        self.names.push(S::NAME);
+        self
+    }
+
+    pub fn names(&self) -> &[&'static str] {
+        &self.names
+    }
+}
+
+/// A bound, not yet serving, gRPC server.
+pub struct GrpcServer {
+    incoming: TcpIncoming,
+    local_addr: SocketAddr,
+    routes: RoutesBuilder,
+    health: Health,
+    config: ServerConfig,
+}
+
+impl GrpcServer {
+    /// Binds the listener and mounts health and reflection beside `services`,
+    /// each reported SERVING.
+    pub async fn bind(config: &ServerConfig, services: Services) -> anyhow::Result<Self> {
+        let Services { mut routes, names } = services;
+        let (reporter, health_service) = tonic_health::server::health_reporter();
+        let health = Health::new(reporter);
+        for name in &names {
+            health.set_serving(name, true).await;
+        }
+        routes.add_service(health_service);
+        routes.add_service(reflection(&names).build_v1()?);
+        routes.add_service(reflection(&names).build_v1alpha()?);
+
+        let incoming = TcpIncoming::bind(config.grpc_addr)
+            .map_err(|error| anyhow::anyhow!("cannot listen on {}: {error}", config.grpc_addr))?
+            .with_nodelay(Some(true));
+        let local_addr = incoming.local_addr()?;
+        tracing::info!(%local_addr, services = ?names, "gRPC server bound");
+        Ok(Self { incoming, local_addr, routes, health, config: config.clone() })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    pub fn port(&self) -> u16 {
+        self.local_addr.port()
+    }
+
+    /// The health statuses this server reports; services flip theirs when a
+    /// dependency comes and goes.
+    pub fn health(&self) -> Health {
+        self.health.clone()
+    }
+
+    /// Serves until `stop` resolves, then shuts down gracefully: health turns
+    /// NOT_SERVING, after `shutdown_delay` the listener closes, and in-flight
+    /// calls get up to `drain_timeout` to finish.
+    pub async fn run_until(self, stop: impl Future<Output = ()>) -> anyhow::Result<()> {
+        let Self { incoming, local_addr, routes, health, config } = self;
+        let (drain, drained) = tokio::sync::oneshot::channel::<()>();
+        let layers = tower::ServiceBuilder::new()
+            // Give every call an id (or keep the caller's), so its log lines can be found together.
+            .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+            // One span per call with its method and request id; logs the gRPC status and latency.
+            .layer(TraceLayer::new_for_grpc().make_span_with(call_span))
+            // Echo the id to the caller, so a client can quote it when reporting a problem.
+            .layer(PropagateRequestIdLayer::x_request_id())
+            .into_inner();
+        let server = tonic::transport::Server::builder()
+            .layer(layers)
+            .add_routes(routes.routes())
+            .serve_with_incoming_shutdown(incoming, async {
+                let _ = drained.await;
+            });
+        tokio::pin!(server);
+
+        tokio::select! {
+            result = &mut server => return result.map_err(Into::into),
+            () = stop => {}
+        }
+        tracing::info!(%local_addr, "shutting down: health is NOT_SERVING");
+        health.begin_shutdown().await;
+        tokio::select! {
+            result = &mut server => return result.map_err(Into::into),
+            () = tokio::time::sleep(config.shutdown_delay) => {}
+        }
+        let _ = drain.send(());
+        match tokio::time::timeout(config.drain_timeout, server).await {
+            Ok(result) => result?,
+            Err(_) => tracing::warn!(timeout = ?config.drain_timeout, "calls still in flight after the drain timeout; abandoning them"),
+        }
+        tracing::info!(%local_addr, "stopped");
+        Ok(())
+    }
+
+    /// Serves until SIGTERM or Ctrl-C.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        self.run_until(shutdown_signal()).await
+    }
+}
+
+/// Resolves on SIGTERM (Kubernetes stopping the pod) or SIGINT (Ctrl-C).
+pub async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing a SIGTERM handler succeeds on unix");
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+}
+
+fn reflection(names: &[&'static str]) -> tonic_reflection::server::Builder<'static> {
+    let mut builder = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(wizdata::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET);
+    // List only what this process serves: one role's process must not
+    // advertise the other four services.
+    for name in names.iter().chain([HEALTH_SERVICE].iter()).chain(REFLECTION_SERVICES.iter()) {
+        builder = builder.with_service_name(*name);
+    }
+    builder
+}
+
+fn call_span<B>(request: &Request<B>) -> tracing::Span {
+    let request_id = request
+        .headers()
+        .get("x-request-id")
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default();
+    tracing::info_span!("grpc", method = %request.uri().path(), request_id)
+}
