@@ -18,14 +18,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     compiler.open_files(files.iter().map(|f| f.strip_prefix(proto_root).unwrap()))?;
 
     let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
-    std::fs::write(
-        out_dir.join("wizdata_descriptor.bin"),
-        compiler.encode_file_descriptor_set(),
-    )?;
+    std::fs::write(out_dir.join("wizdata_descriptor.bin"), compiler.encode_file_descriptor_set())?;
 
-    tonic_prost_build::configure()
-        .include_file("wizdata_includes.rs")
-        .compile_fds(compiler.file_descriptor_set())?;
+    tonic_prost_build::configure().include_file("wizdata_includes.rs").compile_fds(compiler.file_descriptor_set())?;
     Ok(())
 }
 

@@ -18,5 +18,4 @@ pub use generated::wizdata::*;
 
 /// Every wizdata proto file and its imports, encoded as a
 /// `google.protobuf.FileDescriptorSet` with source info (comments).
-pub const FILE_DESCRIPTOR_SET: &[u8] =
-    include_bytes!(concat!(env!("OUT_DIR"), "/wizdata_descriptor.bin"));
+pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/wizdata_descriptor.bin"));

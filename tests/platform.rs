@@ -10,11 +10,11 @@ use std::time::Duration;
 use support::{TestMesh, serve_args};
 use tokio_stream::StreamExt;
 use tonic::Code;
+use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
-use tonic_health::pb::HealthCheckRequest;
-use wizdata::registry::v1::registry_service_client::RegistryServiceClient;
 use wizdata::registry::v1::ListSymbolsRequest;
+use wizdata::registry::v1::registry_service_client::RegistryServiceClient;
 use wizdata_common::testing::{TcpProxy, TestDatabase, via_proxy};
 
 const WIZDATA_SERVICES: [&str; 5] = [
@@ -45,16 +45,21 @@ async fn wait_for_health(mesh: &TestMesh, service: &str, wanted: ServingStatus, 
 /// Service names listed by reflection, over v1 or v1alpha.
 macro_rules! list_services {
     ($module:ident, $mesh:expr) => {{
+        use tonic_reflection::pb::$module::ServerReflectionRequest;
         use tonic_reflection::pb::$module::server_reflection_client::ServerReflectionClient;
         use tonic_reflection::pb::$module::server_reflection_request::MessageRequest;
         use tonic_reflection::pb::$module::server_reflection_response::MessageResponse;
-        use tonic_reflection::pb::$module::ServerReflectionRequest;
         let mut client = ServerReflectionClient::new($mesh.channel().await);
-        let request = ServerReflectionRequest { host: String::new(), message_request: Some(MessageRequest::ListServices(String::new())) };
+        let request = ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::ListServices(String::new())),
+        };
         let mut responses = client.server_reflection_info(tokio_stream::iter([request])).await.unwrap().into_inner();
         let response = responses.next().await.unwrap().unwrap();
         match response.message_response {
-            Some(MessageResponse::ListServicesResponse(list)) => list.service.into_iter().map(|s| s.name).collect::<BTreeSet<String>>(),
+            Some(MessageResponse::ListServicesResponse(list)) => {
+                list.service.into_iter().map(|s| s.name).collect::<BTreeSet<String>>()
+            }
             other => panic!("unexpected reflection answer {other:?}"),
         }
     }};
@@ -78,7 +83,8 @@ async fn reflection_v1_and_v1alpha_list_every_service() {
     let mesh = TestMesh::all(&db).await;
     let mut expected: BTreeSet<String> = WIZDATA_SERVICES.iter().map(|s| s.to_string()).collect();
     expected.extend(
-        ["grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection"].map(String::from),
+        ["grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection"]
+            .map(String::from),
     );
     assert_eq!(list_services!(v1, mesh), expected);
     assert_eq!(list_services!(v1alpha, mesh), expected);
@@ -86,10 +92,10 @@ async fn reflection_v1_and_v1alpha_list_every_service() {
 
 #[tokio::test]
 async fn reflection_serves_the_contract_with_its_access_options() {
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
     use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
     use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
     use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
-    use tonic_reflection::pb::v1::ServerReflectionRequest;
     let db = TestDatabase::new().await;
     let mesh = TestMesh::all(&db).await;
     let mut client = ServerReflectionClient::new(mesh.channel().await);
@@ -98,12 +104,19 @@ async fn reflection_serves_the_contract_with_its_access_options() {
         message_request: Some(MessageRequest::FileContainingSymbol("wizdata.registry.v1.RegistryService".into())),
     };
     let mut responses = client.server_reflection_info(tokio_stream::iter([request])).await.unwrap().into_inner();
-    let Some(MessageResponse::FileDescriptorResponse(files)) = responses.next().await.unwrap().unwrap().message_response else {
+    let Some(MessageResponse::FileDescriptorResponse(files)) =
+        responses.next().await.unwrap().unwrap().message_response
+    else {
         panic!("expected file descriptors");
     };
     use prost::Message;
-    let files: Vec<_> = files.file_descriptor_proto.iter().map(|bytes| prost_types::FileDescriptorProto::decode(bytes.as_slice()).unwrap()).collect();
-    let registry = files.iter().find(|f| f.name() == "wizdata/registry/v1/registry_service.proto").expect("registry file");
+    let files: Vec<_> = files
+        .file_descriptor_proto
+        .iter()
+        .map(|bytes| prost_types::FileDescriptorProto::decode(bytes.as_slice()).unwrap())
+        .collect();
+    let registry =
+        files.iter().find(|f| f.name() == "wizdata/registry/v1/registry_service.proto").expect("registry file");
     let methods: Vec<_> = registry.service[0].method.iter().map(|m| m.name()).collect();
     assert_eq!(methods, ["ListSymbols", "GetSymbol", "CreateSymbol", "UpdateSymbol", "DeleteSymbol", "ListExchanges"]);
     // Dependencies travel with it, so clients can resolve every type.
@@ -112,17 +125,20 @@ async fn reflection_serves_the_contract_with_its_access_options() {
 
 #[tokio::test]
 async fn rpcs_of_later_issues_answer_unimplemented_naming_rpc_and_issue() {
-    use wizdata::marketdata::v1::market_data_service_client::MarketDataServiceClient;
     use wizdata::marketdata::v1::GetQuoteRequest;
-    use wizdata::streaming::v1::streaming_service_client::StreamingServiceClient;
+    use wizdata::marketdata::v1::market_data_service_client::MarketDataServiceClient;
     use wizdata::streaming::v1::SubscribeRequest;
+    use wizdata::streaming::v1::streaming_service_client::StreamingServiceClient;
     let db = TestDatabase::new().await;
     let mesh = TestMesh::all(&db).await;
 
     let mut market = MarketDataServiceClient::new(mesh.channel().await);
     let status = market.get_quote(GetQuoteRequest { symbol: "NPN".into() }).await.unwrap_err();
     assert_eq!(status.code(), Code::Unimplemented);
-    assert_eq!(status.message(), "wizdata.marketdata.v1.MarketDataService/GetQuote is not built yet; it arrives with issue #3");
+    assert_eq!(
+        status.message(),
+        "wizdata.marketdata.v1.MarketDataService/GetQuote is not built yet; it arrives with issue #3"
+    );
 
     let mut streaming = StreamingServiceClient::new(mesh.channel().await);
     let status = streaming.subscribe(SubscribeRequest::default()).await.unwrap_err();
@@ -178,7 +194,8 @@ async fn shutdown_turns_health_not_serving_then_stops_cleanly() {
 
     let stopping = tokio::spawn(mesh.stop());
     // During the shutdown delay the server still answers, and says it is going.
-    let update = tokio::time::timeout(Duration::from_secs(10), watch.next()).await.expect("a health update").unwrap().unwrap();
+    let update =
+        tokio::time::timeout(Duration::from_secs(10), watch.next()).await.expect("a health update").unwrap().unwrap();
     assert_eq!(update.status(), ServingStatus::NotServing);
     stopping.await.unwrap().expect("graceful shutdown ends cleanly");
 }
@@ -191,7 +208,10 @@ async fn shutdown_turns_health_not_serving_then_stops_cleanly() {
 async fn registry_health_follows_its_database() {
     let db = TestDatabase::new().await;
     let Some(url) = db.postgres_url() else {
-        eprintln!("registry_health_follows_its_database needs {}; SQLite cannot become unreachable", wizdata_common::testing::TEST_DATABASE_URL);
+        eprintln!(
+            "registry_health_follows_its_database needs {}; SQLite cannot become unreachable",
+            wizdata_common::testing::TEST_DATABASE_URL
+        );
         return;
     };
     let host_port = url.split('@').nth(1).and_then(|rest| rest.split('/').next()).unwrap();
@@ -204,7 +224,10 @@ async fn registry_health_follows_its_database() {
     assert_eq!(health_of(&mesh, registry).await.unwrap(), ServingStatus::Serving);
 
     proxy.cut();
-    assert!(wait_for_health(&mesh, registry, ServingStatus::NotServing, Duration::from_secs(10)).await, "NOT_SERVING within 10 s");
+    assert!(
+        wait_for_health(&mesh, registry, ServingStatus::NotServing, Duration::from_secs(10)).await,
+        "NOT_SERVING within 10 s"
+    );
     assert_eq!(health_of(&mesh, "").await.unwrap(), ServingStatus::NotServing, "the process reports it too");
     let mut client = RegistryServiceClient::new(mesh.channel().await);
     let status = client.list_symbols(ListSymbolsRequest::default()).await.unwrap_err();
@@ -212,6 +235,9 @@ async fn registry_health_follows_its_database() {
     assert!(!status.message().contains("postgres://"), "no connection URL in errors");
 
     proxy.restore();
-    assert!(wait_for_health(&mesh, registry, ServingStatus::Serving, Duration::from_secs(10)).await, "SERVING within 10 s");
+    assert!(
+        wait_for_health(&mesh, registry, ServingStatus::Serving, Duration::from_secs(10)).await,
+        "SERVING within 10 s"
+    );
     client.list_symbols(ListSymbolsRequest::default()).await.expect("serves again");
 }

@@ -10,9 +10,9 @@ use support::{TestMesh, serve_args, violated_fields};
 use tonic::Code;
 use tonic::transport::Channel;
 use tonic_types::StatusExt;
-use wizdata::r#type::v1::AssetClass;
 use wizdata::registry::v1::registry_service_client::RegistryServiceClient;
 use wizdata::registry::v1::*;
+use wizdata::r#type::v1::AssetClass;
 use wizdata_common::testing::TestDatabase;
 
 const SEEDED: [&str; 17] = [
@@ -77,7 +77,10 @@ async fn seeded_coverage_is_listed_with_its_attributes() {
     assert_eq!(npn.asset_class, AssetClass::Equity as i32);
     assert!(npn.streamable && npn.create_time.is_some());
     let btc = all.symbols.iter().find(|s| s.ticker == "BTC/USDT").unwrap();
-    assert_eq!((btc.exchange.as_str(), btc.asset_class, btc.currency.as_str()), ("BINANCE", AssetClass::Crypto as i32, "USDT"));
+    assert_eq!(
+        (btc.exchange.as_str(), btc.asset_class, btc.currency.as_str()),
+        ("BINANCE", AssetClass::Crypto as i32, "USDT")
+    );
 
     let exchanges = client.list_exchanges(ListExchangesRequest {}).await.unwrap().into_inner().exchanges;
     let codes: Vec<_> = exchanges.iter().map(|e| e.code.as_str()).collect();
@@ -151,7 +154,8 @@ async fn page_walk_is_stable_while_symbols_are_added() {
     let mut seen = Vec::new();
     let mut page_token = String::new();
     loop {
-        let page = list(&mut client, ListSymbolsRequest { page_size: 3, page_token, ..Default::default() }).await.unwrap();
+        let page =
+            list(&mut client, ListSymbolsRequest { page_size: 3, page_token, ..Default::default() }).await.unwrap();
         seen.extend(page.symbols.into_iter().map(|s| s.ticker));
         if let Some(ticker) = additions.next() {
             create(&mut client, new_symbol(ticker)).await.unwrap();
@@ -180,11 +184,18 @@ async fn symbols_are_created_updated_and_deleted() {
     let created = create(&mut client, Symbol { ticker: "brk.b".into(), ..new_symbol("x") }).await.unwrap();
     assert_eq!(created.ticker, "BRK.B", "tickers are stored upper-case");
     assert_eq!(created.exchange, "NYSE");
-    let fetched = client.get_symbol(GetSymbolRequest { ticker: "BRK.B".into() }).await.unwrap().into_inner().symbol.unwrap();
+    let fetched =
+        client.get_symbol(GetSymbolRequest { ticker: "BRK.B".into() }).await.unwrap().into_inner().symbol.unwrap();
     assert_eq!(fetched, created);
 
     let update = UpdateSymbolRequest {
-        symbol: Some(Symbol { ticker: "BRK.B".into(), name: "Berkshire Hathaway Inc. Class B".into(), streamable: false, currency: "EUR".into(), ..Default::default() }),
+        symbol: Some(Symbol {
+            ticker: "BRK.B".into(),
+            name: "Berkshire Hathaway Inc. Class B".into(),
+            streamable: false,
+            currency: "EUR".into(),
+            ..Default::default()
+        }),
         update_mask: Some(FieldMask { paths: vec!["name".into(), "streamable".into()] }),
     };
     let updated = client.update_symbol(update).await.unwrap().into_inner().symbol.unwrap();
@@ -247,11 +258,14 @@ async fn bad_creates_are_refused_whole() {
     let mesh = TestMesh::all(&db).await;
     let mut client = client(&mesh).await;
 
-    let taken = create(&mut client, Symbol { ticker: "NPN".into(), exchange: "JSE".into(), ..new_symbol("NPN") }).await.unwrap_err();
+    let taken = create(&mut client, Symbol { ticker: "NPN".into(), exchange: "JSE".into(), ..new_symbol("NPN") })
+        .await
+        .unwrap_err();
     assert_eq!(taken.code(), Code::AlreadyExists);
     assert_eq!(taken.get_details_resource_info().unwrap().resource_name, "NPN");
 
-    let unknown_exchange = create(&mut client, Symbol { exchange: "NOPE".into(), ..new_symbol("NEW1") }).await.unwrap_err();
+    let unknown_exchange =
+        create(&mut client, Symbol { exchange: "NOPE".into(), ..new_symbol("NEW1") }).await.unwrap_err();
     assert_eq!(unknown_exchange.code(), Code::InvalidArgument);
     assert_eq!(violated_fields(&unknown_exchange), ["symbol.exchange"]);
 
@@ -262,9 +276,18 @@ async fn bad_creates_are_refused_whole() {
     }
 
     // Every bad field is reported in one answer.
-    let many = create(&mut client, Symbol { ticker: "BAD TICKER".into(), name: "".into(), currency: "$".into(), asset_class: 99, ..new_symbol("x") })
-        .await
-        .unwrap_err();
+    let many = create(
+        &mut client,
+        Symbol {
+            ticker: "BAD TICKER".into(),
+            name: "".into(),
+            currency: "$".into(),
+            asset_class: 99,
+            ..new_symbol("x")
+        },
+    )
+    .await
+    .unwrap_err();
     assert_eq!(violated_fields(&many), ["symbol.ticker", "symbol.name", "symbol.asset_class", "symbol.currency"]);
 
     let absent = client.create_symbol(CreateSymbolRequest { symbol: None }).await.unwrap_err();
@@ -287,14 +310,21 @@ async fn bad_updates_are_refused_whole() {
     let npn = |name: &str| Some(Symbol { ticker: "NPN".into(), name: name.into(), ..Default::default() });
     let mask = |paths: &[&str]| Some(FieldMask { paths: paths.iter().map(|p| p.to_string()).collect() });
 
-    let unknown = client.update_symbol(UpdateSymbolRequest { symbol: npn("New"), update_mask: mask(&["name", "colour"]) }).await.unwrap_err();
+    let unknown = client
+        .update_symbol(UpdateSymbolRequest { symbol: npn("New"), update_mask: mask(&["name", "colour"]) })
+        .await
+        .unwrap_err();
     assert_eq!(unknown.code(), Code::InvalidArgument);
     assert_eq!(violated_fields(&unknown), ["update_mask.paths[1]"]);
 
-    let immutable = client.update_symbol(UpdateSymbolRequest { symbol: npn("New"), update_mask: mask(&["ticker"]) }).await.unwrap_err();
+    let immutable = client
+        .update_symbol(UpdateSymbolRequest { symbol: npn("New"), update_mask: mask(&["ticker"]) })
+        .await
+        .unwrap_err();
     assert_eq!(violated_fields(&immutable), ["update_mask.paths[0]"]);
 
-    let bad_value = client.update_symbol(UpdateSymbolRequest { symbol: npn(""), update_mask: mask(&["name"]) }).await.unwrap_err();
+    let bad_value =
+        client.update_symbol(UpdateSymbolRequest { symbol: npn(""), update_mask: mask(&["name"]) }).await.unwrap_err();
     assert_eq!(violated_fields(&bad_value), ["symbol.name"]);
 
     let bad_exchange = client
@@ -306,7 +336,8 @@ async fn bad_updates_are_refused_whole() {
         .unwrap_err();
     assert_eq!(violated_fields(&bad_exchange), ["symbol.exchange"]);
 
-    let unchanged = client.get_symbol(GetSymbolRequest { ticker: "NPN".into() }).await.unwrap().into_inner().symbol.unwrap();
+    let unchanged =
+        client.get_symbol(GetSymbolRequest { ticker: "NPN".into() }).await.unwrap().into_inner().symbol.unwrap();
     assert_eq!((unchanged.name.as_str(), unchanged.exchange.as_str()), ("Naspers Ltd", "JSE"));
 }
 
@@ -321,14 +352,18 @@ async fn bad_listing_requests() {
         assert_eq!(status.code(), Code::InvalidArgument);
         assert_eq!(violated_fields(&status), ["page_size"], "page size {page_size}");
     }
-    let status = list(&mut client, ListSymbolsRequest { exchange: "ATLANTIS".into(), ..Default::default() }).await.unwrap_err();
+    let status =
+        list(&mut client, ListSymbolsRequest { exchange: "ATLANTIS".into(), ..Default::default() }).await.unwrap_err();
     assert_eq!(violated_fields(&status), ["exchange"]);
     let status = list(&mut client, ListSymbolsRequest { asset_class: 77, ..Default::default() }).await.unwrap_err();
     assert_eq!(violated_fields(&status), ["asset_class"]);
-    let status = list(&mut client, ListSymbolsRequest { query: "q".repeat(101), ..Default::default() }).await.unwrap_err();
+    let status =
+        list(&mut client, ListSymbolsRequest { query: "q".repeat(101), ..Default::default() }).await.unwrap_err();
     assert_eq!(violated_fields(&status), ["query"]);
 
-    let first = list(&mut client, ListSymbolsRequest { page_size: 2, exchange: "JSE".into(), ..Default::default() }).await.unwrap();
+    let first = list(&mut client, ListSymbolsRequest { page_size: 2, exchange: "JSE".into(), ..Default::default() })
+        .await
+        .unwrap();
     let token = first.next_page_token;
     assert!(!token.is_empty());
 
@@ -338,22 +373,38 @@ async fn bad_listing_requests() {
     tampered[middle] = if tampered[middle] == 'A' { 'B' } else { 'A' };
     let tampered: String = tampered.into_iter().collect();
     for bad_token in [tampered, "garbage!".to_string(), "AAAA".to_string()] {
-        let status = list(&mut client, ListSymbolsRequest { page_size: 2, exchange: "JSE".into(), page_token: bad_token.clone(), ..Default::default() })
-            .await
-            .unwrap_err();
+        let status = list(
+            &mut client,
+            ListSymbolsRequest {
+                page_size: 2,
+                exchange: "JSE".into(),
+                page_token: bad_token.clone(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap_err();
         assert_eq!(status.code(), Code::InvalidArgument, "{bad_token}");
         assert_eq!(violated_fields(&status), ["page_token"]);
     }
 
     // A good token replayed with other filters.
-    let status = list(&mut client, ListSymbolsRequest { page_size: 2, exchange: "NASDAQ".into(), page_token: token.clone(), ..Default::default() })
-        .await
-        .unwrap_err();
+    let status = list(
+        &mut client,
+        ListSymbolsRequest { page_size: 2, exchange: "NASDAQ".into(), page_token: token.clone(), ..Default::default() },
+    )
+    .await
+    .unwrap_err();
     assert_eq!(violated_fields(&status), ["page_token"]);
     assert!(status.message().contains("other filters"), "{}", status.message());
 
     // The genuine token still works.
-    let second = list(&mut client, ListSymbolsRequest { page_size: 2, exchange: "JSE".into(), page_token: token, ..Default::default() }).await.unwrap();
+    let second = list(
+        &mut client,
+        ListSymbolsRequest { page_size: 2, exchange: "JSE".into(), page_token: token, ..Default::default() },
+    )
+    .await
+    .unwrap();
     assert_eq!(second.symbols.len(), 2);
 }
 

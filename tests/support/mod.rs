@@ -28,7 +28,8 @@ pub struct TestMesh {
 /// Serve arguments for a test: loopback port 0, quick health checks, and the
 /// given database; `extra` adds or overrides flags.
 pub fn serve_args(role: &str, database: &DatabaseConfig, extra: &[&str]) -> ServeArgs {
-    let mut argv = vec!["test", role, "--grpc-addr", "127.0.0.1:0", "--db-health-interval", "500ms", "--drain-timeout", "5s"];
+    let mut argv =
+        vec!["test", role, "--grpc-addr", "127.0.0.1:0", "--db-health-interval", "500ms", "--drain-timeout", "5s"];
     argv.extend_from_slice(extra);
     let mut args = Cli::parse_from(argv).serve;
     args.database = database.clone();

@@ -96,10 +96,7 @@ mod tests {
         let cli = Cli::parse_from(["test", "--database-url", "postgres://u:hunter2@db/prod"]);
         let debug = format!("{:?}", cli.database);
         assert!(!debug.contains("hunter2"), "{debug}");
-        assert_eq!(
-            cli.database.database_url.unwrap().expose_secret(),
-            "postgres://u:hunter2@db/prod"
-        );
+        assert_eq!(cli.database.database_url.unwrap().expose_secret(), "postgres://u:hunter2@db/prod");
     }
 
     #[test]

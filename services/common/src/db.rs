@@ -18,9 +18,8 @@ pub async fn connect(config: &DatabaseConfig) -> anyhow::Result<DatabaseConnecti
     let url = match &config.database_url {
         Some(url) => url.expose_secret().to_owned(),
         None => {
-            std::fs::create_dir_all(&config.data_dir).map_err(|error| {
-                anyhow::anyhow!("cannot create data dir {}: {error}", config.data_dir.display())
-            })?;
+            std::fs::create_dir_all(&config.data_dir)
+                .map_err(|error| anyhow::anyhow!("cannot create data dir {}: {error}", config.data_dir.display()))?;
             format!("sqlite://{}?mode=rwc", config.data_dir.join("wizdata.sqlite").display())
         }
     };
@@ -51,14 +50,20 @@ pub async fn migrate<M: MigratorTrait>(db: &DatabaseConnection) -> anyhow::Resul
 /// Keeps `service`'s health in step with the database: NOT_SERVING within
 /// one `interval` (plus the connection timeout) of the database becoming
 /// unreachable, SERVING again within one `interval` of its return.
-pub fn watch(db: DatabaseConnection, health: Health, service: &'static str, interval: Duration) -> tokio::task::JoinHandle<()> {
+pub fn watch(
+    db: DatabaseConnection,
+    health: Health,
+    service: &'static str,
+    interval: Duration,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut ticker = tokio::time::interval(interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut was_reachable = true;
         loop {
             ticker.tick().await;
-            let reachable = matches!(tokio::time::timeout(interval.max(Duration::from_secs(1)), db.ping()).await, Ok(Ok(())));
+            let reachable =
+                matches!(tokio::time::timeout(interval.max(Duration::from_secs(1)), db.ping()).await, Ok(Ok(())));
             if reachable != was_reachable {
                 if reachable {
                     tracing::info!(service, "database reachable again; serving");
@@ -85,8 +90,7 @@ impl From<DbErr> for ApiError {
 }
 
 fn is_connection_error(error: &DbErr) -> bool {
-    matches!(error, DbErr::ConnectionAcquire(_) | DbErr::Conn(_))
-        || error.to_string().contains("connection")
+    matches!(error, DbErr::ConnectionAcquire(_) | DbErr::Conn(_)) || error.to_string().contains("connection")
 }
 
 /// The error's text with anything that looks like a connection URL removed.

@@ -63,12 +63,13 @@ impl ErrorCode {
 pub struct ApiError {
     code: ErrorCode,
     message: String,
-    details: ErrorDetails,
+    // Boxed: ErrorDetails is large, and errors travel in every Result.
+    details: Box<ErrorDetails>,
 }
 
 impl ApiError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self { code, message: message.into(), details: ErrorDetails::new() }
+        Self { code, message: message.into(), details: Box::default() }
     }
 
     pub fn code(&self) -> ErrorCode {
@@ -88,20 +89,15 @@ impl ApiError {
 
     /// NOT_FOUND naming the missing resource in a ResourceInfo detail.
     pub fn not_found(resource_type: &str, resource_name: &str) -> Self {
-        let mut error = Self::new(
-            ErrorCode::NotFound,
-            format!("{resource_type} {resource_name:?} does not exist"),
-        );
+        let mut error = Self::new(ErrorCode::NotFound, format!("{resource_type} {resource_name:?} does not exist"));
         error.details.set_resource_info(resource_type, resource_name, "", "not found");
         error
     }
 
     /// ALREADY_EXISTS naming the clashing resource in a ResourceInfo detail.
     pub fn already_exists(resource_type: &str, resource_name: &str) -> Self {
-        let mut error = Self::new(
-            ErrorCode::AlreadyExists,
-            format!("{resource_type} {resource_name:?} already exists"),
-        );
+        let mut error =
+            Self::new(ErrorCode::AlreadyExists, format!("{resource_type} {resource_name:?} already exists"));
         error.details.set_resource_info(resource_type, resource_name, "", "already exists");
         error
     }
@@ -126,10 +122,7 @@ impl ApiError {
     /// UNIMPLEMENTED for an RPC whose contract is published but whose
     /// implementation arrives with a later issue.
     pub fn not_built_yet(rpc: &str, issue: u32) -> Self {
-        Self::new(
-            ErrorCode::Unimplemented,
-            format!("{rpc} is not built yet; it arrives with issue #{issue}"),
-        )
+        Self::new(ErrorCode::Unimplemented, format!("{rpc} is not built yet; it arrives with issue #{issue}"))
     }
 
     pub fn with_retry_after(mut self, retry_after: Duration) -> Self {
@@ -153,7 +146,7 @@ impl std::error::Error for ApiError {}
 
 impl From<ApiError> for tonic::Status {
     fn from(error: ApiError) -> Self {
-        tonic::Status::with_error_details(error.code.grpc_code(), error.message, error.details)
+        tonic::Status::with_error_details(error.code.grpc_code(), error.message, *error.details)
     }
 }
 
@@ -193,10 +186,7 @@ impl FieldViolations {
     pub fn into_error(self) -> ApiError {
         let message = match self.violations.as_slice() {
             [only] => format!("invalid {}: {}", only.field, only.description),
-            many => format!(
-                "invalid fields: {}",
-                many.iter().map(|v| v.field.as_str()).collect::<Vec<_>>().join(", ")
-            ),
+            many => format!("invalid fields: {}", many.iter().map(|v| v.field.as_str()).collect::<Vec<_>>().join(", ")),
         };
         let mut error = ApiError::new(ErrorCode::InvalidArgument, message);
         error.details.set_bad_request(self.violations);

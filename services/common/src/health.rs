@@ -49,11 +49,7 @@ impl Health {
 
     async fn publish(&self, state: &State) {
         let status = |serving: bool| {
-            if serving && !state.shutting_down {
-                ServingStatus::Serving
-            } else {
-                ServingStatus::NotServing
-            }
+            if serving && !state.shutting_down { ServingStatus::Serving } else { ServingStatus::NotServing }
         };
         for (service, serving) in &state.serving {
             self.reporter.set_service_status(service, status(*serving)).await;

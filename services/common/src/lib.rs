@@ -8,8 +8,8 @@ pub mod health;
 pub mod pagination;
 pub mod server;
 pub mod telemetry;
-pub mod time;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod time;
 
 pub use error::{ApiError, ErrorCode, FieldViolations};

@@ -75,9 +75,7 @@ impl PageTokens {
             return Ok(None);
         }
         let invalid = |why: &str| ApiError::invalid_field("page_token", why);
-        let bytes = URL_SAFE_NO_PAD
-            .decode(token)
-            .map_err(|_| invalid("is not a page token this service issued"))?;
+        let bytes = URL_SAFE_NO_PAD.decode(token).map_err(|_| invalid("is not a page token this service issued"))?;
         if bytes.len() < 1 + FINGERPRINT_LEN + SIGNATURE_LEN || bytes[0] != TOKEN_VERSION {
             return Err(invalid("is not a page token this service issued"));
         }
@@ -86,9 +84,7 @@ impl PageTokens {
             return Err(invalid("was modified or issued by another deployment"));
         }
         if payload[1..1 + FINGERPRINT_LEN] != fingerprint(filters) {
-            return Err(invalid(
-                "belongs to a request with other filters; repeat the first page's filters",
-            ));
+            return Err(invalid("belongs to a request with other filters; repeat the first page's filters"));
         }
         Ok(Some(payload[1 + FINGERPRINT_LEN..].to_vec()))
     }

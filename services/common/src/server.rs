@@ -33,7 +33,7 @@ pub struct Services {
 }
 
 impl Services {
-    pub fn add<S>(mut self, service: S) -> Self
+    pub fn mount<S>(mut self, service: S) -> Self
     where
         S: Service<Request<Body>, Response = http::Response<Body>, Error = Infallible>
             + NamedService
@@ -133,7 +133,9 @@ impl GrpcServer {
         let _ = drain.send(());
         match tokio::time::timeout(config.drain_timeout, server).await {
             Ok(result) => result?,
-            Err(_) => tracing::warn!(timeout = ?config.drain_timeout, "calls still in flight after the drain timeout; abandoning them"),
+            Err(_) => {
+                tracing::warn!(timeout = ?config.drain_timeout, "calls still in flight after the drain timeout; abandoning them")
+            }
         }
         tracing::info!(%local_addr, "stopped");
         Ok(())
@@ -176,10 +178,6 @@ fn reflection(names: &[&'static str]) -> tonic_reflection::server::Builder<'stat
 }
 
 fn call_span<B>(request: &Request<B>) -> tracing::Span {
-    let request_id = request
-        .headers()
-        .get("x-request-id")
-        .and_then(|value| value.to_str().ok())
-        .unwrap_or_default();
+    let request_id = request.headers().get("x-request-id").and_then(|value| value.to_str().ok()).unwrap_or_default();
     tracing::info_span!("grpc", method = %request.uri().path(), request_id)
 }

@@ -64,10 +64,7 @@ impl TestDatabase {
             .await
             .unwrap_or_else(|error| panic!("{TEST_DATABASE_URL} is set but PostgreSQL is unreachable: {error}"));
         let name = format!("wizdata_test_{}", random_suffix());
-        admin
-            .execute_unprepared(&format!("CREATE DATABASE {name}"))
-            .await
-            .expect("create test database");
+        admin.execute_unprepared(&format!("CREATE DATABASE {name}")).await.expect("create test database");
         admin.close().await.ok();
         let url = with_database(&admin_url, &name);
         let data_dir = tempfile::tempdir().expect("temporary directory");
@@ -201,7 +198,10 @@ mod tests {
 
     #[test]
     fn urls_are_rewritten() {
-        assert_eq!(with_database("postgres://postgres@127.0.0.1:5432/test", "x"), "postgres://postgres@127.0.0.1:5432/x");
+        assert_eq!(
+            with_database("postgres://postgres@127.0.0.1:5432/test", "x"),
+            "postgres://postgres@127.0.0.1:5432/x"
+        );
         assert_eq!(with_database("postgres://h/test?sslmode=disable", "x"), "postgres://h/x?sslmode=disable");
         let proxy: SocketAddr = "127.0.0.1:9".parse().unwrap();
         assert_eq!(via_proxy("postgres://postgres@127.0.0.1:5432/db", proxy), "postgres://postgres@127.0.0.1:9/db");

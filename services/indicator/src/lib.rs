@@ -21,7 +21,10 @@ pub struct Indicators;
 
 #[tonic::async_trait]
 impl IndicatorService for Indicators {
-    async fn list_indicators(&self, _: Request<ListIndicatorsRequest>) -> Result<Response<ListIndicatorsResponse>, Status> {
+    async fn list_indicators(
+        &self,
+        _: Request<ListIndicatorsRequest>,
+    ) -> Result<Response<ListIndicatorsResponse>, Status> {
         Err(not_built_yet("ListIndicators"))
     }
 
@@ -32,7 +35,10 @@ impl IndicatorService for Indicators {
         Err(not_built_yet("ComputeIndicators"))
     }
 
-    async fn compute_series(&self, _: Request<ComputeSeriesRequest>) -> Result<Response<ComputeSeriesResponse>, Status> {
+    async fn compute_series(
+        &self,
+        _: Request<ComputeSeriesRequest>,
+    ) -> Result<Response<ComputeSeriesResponse>, Status> {
         Err(not_built_yet("ComputeSeries"))
     }
 

@@ -33,7 +33,10 @@ impl MarketDataService for MarketData {
         Err(not_built_yet("GetCandles"))
     }
 
-    async fn ingest_ticks(&self, _: Request<Streaming<IngestTicksRequest>>) -> Result<Response<IngestTicksResponse>, Status> {
+    async fn ingest_ticks(
+        &self,
+        _: Request<Streaming<IngestTicksRequest>>,
+    ) -> Result<Response<IngestTicksResponse>, Status> {
         Err(not_built_yet("IngestTicks"))
     }
 

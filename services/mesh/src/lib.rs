@@ -58,7 +58,7 @@ impl Mesh {
         if runs(Role::Registry) {
             let db = db::connect(&args.database).await?;
             db::migrate::<wizdata_registry::Migrator>(&db).await?;
-            services = services.add(
+            services = services.mount(
                 wizdata_registry::service(db.clone(), page_tokens.clone())
                     .max_decoding_message_size(max_message)
                     .max_encoding_message_size(max_message),
@@ -66,22 +66,27 @@ impl Mesh {
             registry_db = Some(db);
         }
         if runs(Role::MarketData) {
-            services = services.add(wizdata_market_data::service().max_decoding_message_size(max_message));
+            services = services.mount(wizdata_market_data::service().max_decoding_message_size(max_message));
         }
         if runs(Role::Indicator) {
-            services = services.add(wizdata_indicator::service().max_decoding_message_size(max_message));
+            services = services.mount(wizdata_indicator::service().max_decoding_message_size(max_message));
         }
         if runs(Role::Auth) {
-            services = services.add(wizdata_auth::service().max_decoding_message_size(max_message));
+            services = services.mount(wizdata_auth::service().max_decoding_message_size(max_message));
         }
         if runs(Role::Streaming) {
-            services = services.add(wizdata_streaming::service().max_decoding_message_size(max_message));
+            services = services.mount(wizdata_streaming::service().max_decoding_message_size(max_message));
         }
 
         let server = GrpcServer::bind(&args.server, services).await?;
         let mut background = Vec::new();
         if let Some(db) = registry_db {
-            background.push(db::watch(db, server.health(), wizdata_registry::SERVICE_NAME, args.registry.db_health_interval));
+            background.push(db::watch(
+                db,
+                server.health(),
+                wizdata_registry::SERVICE_NAME,
+                args.registry.db_health_interval,
+            ));
         }
         Ok(Self { server, background })
     }

@@ -22,16 +22,46 @@ pub struct SeedSymbol {
 pub const EXCHANGES: &[SeedExchange] = &[
     SeedExchange { code: "BINANCE", name: "Binance", mic: "", country: "", time_zone: "UTC" },
     SeedExchange { code: "FX", name: "Interbank foreign exchange (OTC)", mic: "", country: "", time_zone: "UTC" },
-    SeedExchange { code: "JSE", name: "Johannesburg Stock Exchange", mic: "XJSE", country: "ZA", time_zone: "Africa/Johannesburg" },
-    SeedExchange { code: "NASDAQ", name: "Nasdaq Stock Market", mic: "XNAS", country: "US", time_zone: "America/New_York" },
-    SeedExchange { code: "NYSE", name: "New York Stock Exchange", mic: "XNYS", country: "US", time_zone: "America/New_York" },
+    SeedExchange {
+        code: "JSE",
+        name: "Johannesburg Stock Exchange",
+        mic: "XJSE",
+        country: "ZA",
+        time_zone: "Africa/Johannesburg",
+    },
+    SeedExchange {
+        code: "NASDAQ",
+        name: "Nasdaq Stock Market",
+        mic: "XNAS",
+        country: "US",
+        time_zone: "America/New_York",
+    },
+    SeedExchange {
+        code: "NYSE",
+        name: "New York Stock Exchange",
+        mic: "XNYS",
+        country: "US",
+        time_zone: "America/New_York",
+    },
 ];
 
-const fn equity(ticker: &'static str, name: &'static str, exchange: &'static str, currency: &'static str, streamable: bool) -> SeedSymbol {
+const fn equity(
+    ticker: &'static str,
+    name: &'static str,
+    exchange: &'static str,
+    currency: &'static str,
+    streamable: bool,
+) -> SeedSymbol {
     SeedSymbol { ticker, name, exchange, asset_class: AssetClass::Equity, currency, streamable }
 }
 
-const fn pair(ticker: &'static str, name: &'static str, exchange: &'static str, asset_class: AssetClass, currency: &'static str) -> SeedSymbol {
+const fn pair(
+    ticker: &'static str,
+    name: &'static str,
+    exchange: &'static str,
+    asset_class: AssetClass,
+    currency: &'static str,
+) -> SeedSymbol {
     SeedSymbol { ticker, name, exchange, asset_class, currency, streamable: true }
 }
 

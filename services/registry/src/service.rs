@@ -3,17 +3,17 @@
 use chrono::Utc;
 use sea_orm::sea_query::{Expr, ExprTrait, Func, LikeExpr};
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, DatabaseConnection, DbErr, EntityTrait, IntoActiveModel,
-    QueryFilter, QueryOrder, QuerySelect, SqlErr,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, DatabaseConnection, DbErr, EntityTrait,
+    IntoActiveModel, QueryFilter, QueryOrder, QuerySelect, SqlErr,
 };
 use tonic::{Request, Response, Status};
-use wizdata::r#type::v1::{AssetClass, Exchange};
 use wizdata::registry::v1::registry_service_server::RegistryService;
 use wizdata::registry::v1::{
     CreateSymbolRequest, CreateSymbolResponse, DeleteSymbolRequest, DeleteSymbolResponse, GetSymbolRequest,
     GetSymbolResponse, ListExchangesRequest, ListExchangesResponse, ListSymbolsRequest, ListSymbolsResponse, Symbol,
     UpdateSymbolRequest, UpdateSymbolResponse,
 };
+use wizdata::r#type::v1::{AssetClass, Exchange};
 use wizdata_common::pagination::{PageTokens, page_size};
 use wizdata_common::time::to_timestamp;
 use wizdata_common::{ApiError, FieldViolations};
@@ -48,7 +48,8 @@ impl Registry {
         };
         let asset_class = violations.check("asset_class", validate::asset_class_filter(request.asset_class));
         let query = violations.check("query", validate::query(&request.query));
-        let (Some(page_size), Some(exchange), Some(asset_class), Some(query)) = (page_size, exchange, asset_class, query)
+        let (Some(page_size), Some(exchange), Some(asset_class), Some(query)) =
+            (page_size, exchange, asset_class, query)
         else {
             return Err(violations.into_error());
         };
@@ -59,7 +60,8 @@ impl Registry {
         let filters = format!("{exchange:?}|{asset_class:?}|{:?}|{query}", request.streamable);
         let cursor = match self.page_tokens.decode(&request.page_token, filters.as_bytes())? {
             Some(bytes) => Some(
-                String::from_utf8(bytes).map_err(|_| ApiError::invalid_field("page_token", "is not a page token this service issued"))?,
+                String::from_utf8(bytes)
+                    .map_err(|_| ApiError::invalid_field("page_token", "is not a page token this service issued"))?,
             ),
             None => None,
         };
@@ -81,7 +83,8 @@ impl Registry {
             let contains = |column: symbol::Column| {
                 Expr::expr(Func::lower(Expr::col(column))).like(LikeExpr::new(pattern.clone()).escape('\\'))
             };
-            select = select.filter(Condition::any().add(contains(symbol::Column::Ticker)).add(contains(symbol::Column::Name)));
+            select = select
+                .filter(Condition::any().add(contains(symbol::Column::Ticker)).add(contains(symbol::Column::Name)));
         }
         if let Some(after) = cursor {
             select = select.filter(symbol::Column::Ticker.gt(after));
@@ -133,12 +136,11 @@ impl Registry {
             create_time: Set(now),
             update_time: Set(now),
         };
-        let created = symbol::Entity::insert(row).exec_with_returning(&self.db).await.map_err(|error| {
-            match error.sql_err() {
+        let created =
+            symbol::Entity::insert(row).exec_with_returning(&self.db).await.map_err(|error| match error.sql_err() {
                 Some(SqlErr::UniqueConstraintViolation(_)) => ApiError::already_exists("symbol", &ticker),
                 _ => ApiError::from(error),
-            }
-        })?;
+            })?;
         tracing::info!(ticker = %created.ticker, "symbol created");
         Ok(CreateSymbolResponse { symbol: Some(to_proto(created)) })
     }
@@ -166,11 +168,15 @@ impl Registry {
         }
         let wants = |field: &str| paths.iter().any(|path| path == field);
         let name = wants("name").then(|| violations.check("symbol.name", validate::name(&changes.name))).flatten();
-        let exchange =
-            wants("exchange").then(|| violations.check("symbol.exchange", validate::exchange_code(&changes.exchange))).flatten();
-        let asset_class =
-            wants("asset_class").then(|| violations.check("symbol.asset_class", validate::asset_class(changes.asset_class))).flatten();
-        let currency = wants("currency").then(|| violations.check("symbol.currency", validate::currency(&changes.currency))).flatten();
+        let exchange = wants("exchange")
+            .then(|| violations.check("symbol.exchange", validate::exchange_code(&changes.exchange)))
+            .flatten();
+        let asset_class = wants("asset_class")
+            .then(|| violations.check("symbol.asset_class", validate::asset_class(changes.asset_class)))
+            .flatten();
+        let currency = wants("currency")
+            .then(|| violations.check("symbol.currency", validate::currency(&changes.currency)))
+            .flatten();
         violations.into_result()?;
         if let Some(code) = &exchange {
             self.require_exchange("symbol.exchange", code).await?;
@@ -216,7 +222,13 @@ impl Registry {
         let rows = exchange::Entity::find().order_by_asc(exchange::Column::Code).all(&self.db).await?;
         let exchanges = rows
             .into_iter()
-            .map(|row| Exchange { code: row.code, name: row.name, mic: row.mic, country: row.country, time_zone: row.time_zone })
+            .map(|row| Exchange {
+                code: row.code,
+                name: row.name,
+                mic: row.mic,
+                country: row.country,
+                time_zone: row.time_zone,
+            })
             .collect();
         Ok(ListExchangesResponse { exchanges })
     }
@@ -225,7 +237,9 @@ impl Registry {
     async fn require_exchange(&self, field: &str, code: &str) -> Result<(), ApiError> {
         match exchange::Entity::find_by_id(code.to_owned()).one(&self.db).await? {
             Some(_) => Ok(()),
-            None => Err(ApiError::invalid_field(field, format!("no exchange {code:?}; ListExchanges shows the known ones"))),
+            None => {
+                Err(ApiError::invalid_field(field, format!("no exchange {code:?}; ListExchanges shows the known ones")))
+            }
         }
     }
 }
@@ -250,7 +264,10 @@ fn escape_like(text: &str) -> String {
 
 #[tonic::async_trait]
 impl RegistryService for Registry {
-    async fn list_symbols(&self, request: Request<ListSymbolsRequest>) -> Result<Response<ListSymbolsResponse>, Status> {
+    async fn list_symbols(
+        &self,
+        request: Request<ListSymbolsRequest>,
+    ) -> Result<Response<ListSymbolsResponse>, Status> {
         Ok(Response::new(self.list(request.into_inner()).await?))
     }
 
@@ -258,19 +275,31 @@ impl RegistryService for Registry {
         Ok(Response::new(self.get(request.into_inner()).await?))
     }
 
-    async fn create_symbol(&self, request: Request<CreateSymbolRequest>) -> Result<Response<CreateSymbolResponse>, Status> {
+    async fn create_symbol(
+        &self,
+        request: Request<CreateSymbolRequest>,
+    ) -> Result<Response<CreateSymbolResponse>, Status> {
         Ok(Response::new(self.create(request.into_inner()).await?))
     }
 
-    async fn update_symbol(&self, request: Request<UpdateSymbolRequest>) -> Result<Response<UpdateSymbolResponse>, Status> {
+    async fn update_symbol(
+        &self,
+        request: Request<UpdateSymbolRequest>,
+    ) -> Result<Response<UpdateSymbolResponse>, Status> {
         Ok(Response::new(self.update(request.into_inner()).await?))
     }
 
-    async fn delete_symbol(&self, request: Request<DeleteSymbolRequest>) -> Result<Response<DeleteSymbolResponse>, Status> {
+    async fn delete_symbol(
+        &self,
+        request: Request<DeleteSymbolRequest>,
+    ) -> Result<Response<DeleteSymbolResponse>, Status> {
         Ok(Response::new(self.delete(request.into_inner()).await?))
     }
 
-    async fn list_exchanges(&self, _request: Request<ListExchangesRequest>) -> Result<Response<ListExchangesResponse>, Status> {
+    async fn list_exchanges(
+        &self,
+        _request: Request<ListExchangesRequest>,
+    ) -> Result<Response<ListExchangesResponse>, Status> {
         Ok(Response::new(self.exchanges().await?))
     }
 }

@@ -24,7 +24,8 @@ pub fn ticker(raw: &str) -> Result<String, String> {
     }
     let starts_and_ends_alphanumeric = ticker.starts_with(|c: char| c.is_ascii_alphanumeric())
         && ticker.ends_with(|c: char| c.is_ascii_alphanumeric());
-    let adjacent_separators = ticker.as_bytes().windows(2).any(|w| is_separator(w[0] as char) && is_separator(w[1] as char));
+    let adjacent_separators =
+        ticker.as_bytes().windows(2).any(|w| is_separator(w[0] as char) && is_separator(w[1] as char));
     if !starts_and_ends_alphanumeric || adjacent_separators {
         return Err("separators must sit between letters or digits".into());
     }

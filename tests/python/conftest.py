@@ -1,0 +1,68 @@
+"""Starts the real `wizdata` binary (`serve all`) for clients in other languages."""
+
+import os
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+ROOT = Path(__file__).resolve().parents[2]
+BINARY = Path(os.environ.get("WIZDATA_BINARY", ROOT / "target" / "debug" / "wizdata"))
+BUF = ROOT / "node_modules" / ".bin" / "buf"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class MeshProcess:
+    def __init__(self, extra_args=()):
+        self.port = free_port()
+        self.data_dir = tempfile.TemporaryDirectory()
+        env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+        env["RUST_LOG"] = "warn"
+        self.process = subprocess.Popen(
+            [str(BINARY), "serve", "all", "--grpc-addr", f"127.0.0.1:{self.port}",
+             "--data-dir", self.data_dir.name, *extra_args],
+            env=env,
+        )
+        self.target = f"127.0.0.1:{self.port}"
+        self.url = f"http://{self.target}"
+        self._wait_until_serving()
+
+    def _wait_until_serving(self, timeout=30.0):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"wizdata exited early with {self.process.returncode}")
+            try:
+                with grpc.insecure_channel(self.target) as channel:
+                    stub = health_pb2_grpc.HealthStub(channel)
+                    answer = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=1)
+                    if answer.status == health_pb2.HealthCheckResponse.SERVING:
+                        return
+            except grpc.RpcError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError("wizdata did not become SERVING")
+
+    def stop(self):
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            self.process.wait(timeout=30)
+        self.data_dir.cleanup()
+
+
+@pytest.fixture(scope="session")
+def mesh():
+    process = MeshProcess()
+    yield process
+    process.stop()
