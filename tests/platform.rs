@@ -241,3 +241,18 @@ async fn registry_health_follows_its_database() {
     );
     client.list_symbols(ListSymbolsRequest::default()).await.expect("serves again");
 }
+
+#[tokio::test]
+async fn health_watchers_hear_of_changes_not_of_every_check() {
+    let db = TestDatabase::new().await;
+    let mesh = TestMesh::all(&db).await;
+    let mut health = HealthClient::new(mesh.channel().await);
+    let mut watch = health.watch(HealthCheckRequest { service: String::new() }).await.unwrap().into_inner();
+    assert_eq!(watch.next().await.unwrap().unwrap().status(), ServingStatus::Serving);
+    // Several database checks (every 500 ms) pass with nothing to report.
+    let quiet = tokio::time::timeout(Duration::from_millis(1500), watch.next()).await;
+    assert!(quiet.is_err(), "no message while nothing changed, got {quiet:?}");
+    // A service the database watcher does not own, so nothing flips it back.
+    mesh.health.set_serving("wizdata.test.v1.ProbeService", false).await;
+    assert_eq!(watch.next().await.unwrap().unwrap().status(), ServingStatus::NotServing);
+}

@@ -30,7 +30,11 @@ impl Health {
     /// NOT_SERVING.
     pub async fn set_serving(&self, service: &str, serving: bool) {
         let mut state = self.state.lock().await;
-        state.serving.insert(service.to_owned(), serving);
+        // Watch streams get a message per change, not per check (as the
+        // health protocol says), so an unchanged status is not re-published.
+        if state.serving.insert(service.to_owned(), serving) == Some(serving) {
+            return;
+        }
         self.publish(&state).await;
     }
 

@@ -15,6 +15,7 @@ use tonic::server::NamedService;
 use tonic::service::RoutesBuilder;
 use tonic::transport::server::TcpIncoming;
 use tower::Service;
+use tower_http::classify::{GrpcCode, GrpcErrorsAsFailures, SharedClassifier};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
@@ -107,8 +108,8 @@ impl GrpcServer {
         let layers = tower::ServiceBuilder::new()
             // Give every call an id (or keep the caller's), so its log lines can be found together.
             .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
-            // One span per call with its method and request id; logs the gRPC status and latency.
-            .layer(TraceLayer::new_for_grpc().make_span_with(call_span))
+            // One span per call with its method and request id; logs server-side failures with latency.
+            .layer(TraceLayer::new(callers_mistakes_are_not_failures()).make_span_with(call_span))
             // Echo the id to the caller, so a client can quote it when reporting a problem.
             .layer(PropagateRequestIdLayer::x_request_id())
             .into_inner();
@@ -175,6 +176,26 @@ fn reflection(names: &[&'static str]) -> tonic_reflection::server::Builder<'stat
         builder = builder.with_service_name(*name);
     }
     builder
+}
+
+/// Codes that answer a caller's mistake, not a fault of the server: logging
+/// them as errors would bury the real ones.
+fn callers_mistakes_are_not_failures() -> SharedClassifier<GrpcErrorsAsFailures> {
+    let classifier = [
+        GrpcCode::Cancelled,
+        GrpcCode::InvalidArgument,
+        GrpcCode::NotFound,
+        GrpcCode::AlreadyExists,
+        GrpcCode::PermissionDenied,
+        GrpcCode::ResourceExhausted,
+        GrpcCode::FailedPrecondition,
+        GrpcCode::OutOfRange,
+        GrpcCode::Unimplemented,
+        GrpcCode::Unauthenticated,
+    ]
+    .into_iter()
+    .fold(GrpcErrorsAsFailures::new(), GrpcErrorsAsFailures::with_success);
+    SharedClassifier::new(classifier)
 }
 
 fn call_span<B>(request: &Request<B>) -> tracing::Span {

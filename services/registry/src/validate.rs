@@ -97,7 +97,28 @@ pub fn query(raw: &str) -> Result<String, String> {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
+
+    proptest! {
+        /// Whatever a client sends, validation answers without panicking, and
+        /// what it accepts is canonical: validating it again changes nothing.
+        #[test]
+        fn ticker_validation_is_total_and_canonical(raw in any::<String>()) {
+            if let Ok(ticker) = ticker(&raw) {
+                prop_assert_eq!(super::ticker(&ticker), Ok(ticker.clone()));
+                prop_assert!(ticker.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || ".-/".contains(c)));
+                prop_assert!((1..=MAX_TICKER_LEN).contains(&ticker.len()));
+            }
+        }
+
+        #[test]
+        fn ticker_like_strings_are_accepted(base in "[A-Z0-9]{1,8}", quote in proptest::option::of("[A-Z0-9]{2,6}")) {
+            let raw = match &quote { Some(quote) => format!("{base}/{quote}"), None => base.clone() };
+            prop_assert_eq!(ticker(&raw.to_lowercase()), Ok(raw));
+        }
+    }
 
     #[test]
     fn accepts_real_tickers_and_normalises_case() {
