@@ -71,33 +71,31 @@ def test_buf_curl_lists_the_methods_of_a_service(mesh):
     assert "wizdata.streaming.v1.StreamingService/Subscribe" in methods
 
 
-def _unary(channel, method):
-    # Raw bytes in and out: a client with no generated code at all still gets
-    # the codes and rich details.
-    return channel.unary_unary(method, request_serializer=None, response_deserializer=None)
+def expect_error_detail(mesh, method, request, code, detail):
+    """Calls `method` with raw request bytes, expects `code`, and returns the
+    status detail of `detail`'s type. Raw bytes in and out: a client with no
+    generated code at all still gets the codes and rich details."""
+    with grpc.insecure_channel(mesh.target) as channel, pytest.raises(grpc.RpcError) as error:
+        channel.unary_unary(method, request_serializer=None, response_deserializer=None)(request, timeout=5)
+    assert error.value.code() == code
+    status = rpc_status.from_call(error.value)
+    assert any(packed.Unpack(detail) for packed in status.details), status.details
+    return detail
 
 
 def test_grpcio_sees_not_found_with_resource_info(mesh):
-    get_symbol = "/wizdata.registry.v1.RegistryService/GetSymbol"
-    request = b"\x0a\x03XYZ"  # GetSymbolRequest{ticker: "XYZ"}
-    with grpc.insecure_channel(mesh.target) as channel, pytest.raises(grpc.RpcError) as error:
-        _unary(channel, get_symbol)(request, timeout=5)
-    assert error.value.code() == grpc.StatusCode.NOT_FOUND
-    status = rpc_status.from_call(error.value)
-    info = error_details_pb2.ResourceInfo()
-    assert any(detail.Unpack(info) for detail in status.details)
+    info = expect_error_detail(
+        mesh, "/wizdata.registry.v1.RegistryService/GetSymbol",
+        b"\x0a\x03XYZ",  # GetSymbolRequest{ticker: "XYZ"}
+        grpc.StatusCode.NOT_FOUND, error_details_pb2.ResourceInfo())
     assert (info.resource_type, info.resource_name) == ("symbol", "XYZ")
 
 
 def test_grpcio_sees_field_violations(mesh):
-    list_symbols = "/wizdata.registry.v1.RegistryService/ListSymbols"
-    request = b"\x08" + b"\xff" * 9 + b"\x01"  # ListSymbolsRequest{page_size: -1}
-    with grpc.insecure_channel(mesh.target) as channel, pytest.raises(grpc.RpcError) as error:
-        _unary(channel, list_symbols)(request, timeout=5)
-    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    status = rpc_status.from_call(error.value)
-    bad_request = error_details_pb2.BadRequest()
-    assert any(detail.Unpack(bad_request) for detail in status.details)
+    bad_request = expect_error_detail(
+        mesh, "/wizdata.registry.v1.RegistryService/ListSymbols",
+        b"\x08" + b"\xff" * 9 + b"\x01",  # ListSymbolsRequest{page_size: -1}
+        grpc.StatusCode.INVALID_ARGUMENT, error_details_pb2.BadRequest())
     assert [v.field for v in bad_request.field_violations] == ["page_size"]
 
 

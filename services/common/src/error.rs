@@ -104,9 +104,7 @@ impl ApiError {
 
     /// RESOURCE_EXHAUSTED telling the caller when to retry.
     pub fn resource_exhausted(message: impl Into<String>, retry_after: Duration) -> Self {
-        let mut error = Self::new(ErrorCode::ResourceExhausted, message);
-        error.details.set_retry_info(Some(retry_after));
-        error
+        Self::new(ErrorCode::ResourceExhausted, message).with_retry_after(retry_after)
     }
 
     /// UNAVAILABLE: a dependency (database, another service) cannot be reached.

@@ -38,12 +38,6 @@ impl Health {
         self.publish(&state).await;
     }
 
-    /// Whether `service` is currently reported SERVING.
-    pub async fn is_serving(&self, service: &str) -> bool {
-        let state = self.state.lock().await;
-        !state.shutting_down && state.serving.get(service).copied().unwrap_or(false)
-    }
-
     /// Every service, and "", turns NOT_SERVING for good.
     pub(crate) async fn begin_shutdown(&self) {
         let mut state = self.state.lock().await;

@@ -56,13 +56,14 @@ impl PageTokens {
         Self { key }
     }
 
-    /// A token that resumes after `cursor` for a request with these `filters`
-    /// (any stable encoding of every filter field).
-    pub fn encode(&self, filters: &[u8], cursor: &[u8]) -> String {
+    /// A token that resumes after `cursor` (the sort key of the last row
+    /// returned) for a request with these `filters` (any stable encoding of
+    /// every filter field).
+    pub fn encode(&self, filters: &[u8], cursor: &str) -> String {
         let mut payload = Vec::with_capacity(1 + FINGERPRINT_LEN + cursor.len() + SIGNATURE_LEN);
         payload.push(TOKEN_VERSION);
         payload.extend_from_slice(&fingerprint(filters));
-        payload.extend_from_slice(cursor);
+        payload.extend_from_slice(cursor.as_bytes());
         let signature = self.sign(&payload);
         payload.extend_from_slice(&signature);
         URL_SAFE_NO_PAD.encode(payload)
@@ -70,14 +71,15 @@ impl PageTokens {
 
     /// The cursor in `token`, or `None` for the first page (empty token).
     /// Errors are INVALID_ARGUMENT on the `page_token` field.
-    pub fn decode(&self, token: &str, filters: &[u8]) -> Result<Option<Vec<u8>>, ApiError> {
+    pub fn decode(&self, token: &str, filters: &[u8]) -> Result<Option<String>, ApiError> {
         if token.is_empty() {
             return Ok(None);
         }
         let invalid = |why: &str| ApiError::invalid_field("page_token", why);
-        let bytes = URL_SAFE_NO_PAD.decode(token).map_err(|_| invalid("is not a page token this service issued"))?;
+        let not_ours = || invalid("is not a page token this service issued");
+        let bytes = URL_SAFE_NO_PAD.decode(token).map_err(|_| not_ours())?;
         if bytes.len() < 1 + FINGERPRINT_LEN + SIGNATURE_LEN || bytes[0] != TOKEN_VERSION {
-            return Err(invalid("is not a page token this service issued"));
+            return Err(not_ours());
         }
         let (payload, signature) = bytes.split_at(bytes.len() - SIGNATURE_LEN);
         if !self.verify(payload, signature) {
@@ -86,7 +88,8 @@ impl PageTokens {
         if payload[1..1 + FINGERPRINT_LEN] != fingerprint(filters) {
             return Err(invalid("belongs to a request with other filters; repeat the first page's filters"));
         }
-        Ok(Some(payload[1 + FINGERPRINT_LEN..].to_vec()))
+        let cursor = std::str::from_utf8(&payload[1 + FINGERPRINT_LEN..]).map_err(|_| not_ours())?;
+        Ok(Some(cursor.to_owned()))
     }
 
     fn mac(&self) -> Hmac<Sha256> {
@@ -128,14 +131,14 @@ mod tests {
 
     #[test]
     fn round_trips_the_cursor() {
-        let token = tokens().encode(b"exchange=JSE", b"NPN");
-        assert_eq!(tokens().decode(&token, b"exchange=JSE").unwrap(), Some(b"NPN".to_vec()));
+        let token = tokens().encode(b"exchange=JSE", "NPN");
+        assert_eq!(tokens().decode(&token, b"exchange=JSE").unwrap().as_deref(), Some("NPN"));
         assert_eq!(tokens().decode("", b"exchange=JSE").unwrap(), None);
     }
 
     #[test]
     fn refuses_tampered_tokens() {
-        let token = tokens().encode(b"", b"NPN");
+        let token = tokens().encode(b"", "NPN");
         let mut bytes = URL_SAFE_NO_PAD.decode(&token).unwrap();
         let cursor_at = 1 + FINGERPRINT_LEN;
         bytes[cursor_at] ^= 1;
@@ -147,7 +150,7 @@ mod tests {
 
     #[test]
     fn refuses_tokens_from_other_filters_or_keys() {
-        let token = tokens().encode(b"exchange=JSE", b"NPN");
+        let token = tokens().encode(b"exchange=JSE", "NPN");
         let error = tokens().decode(&token, b"exchange=NASDAQ").unwrap_err();
         assert!(error.message().contains("other filters"), "{}", error.message());
         let stranger = PageTokens::new(Some(&SecretString::from("other key")));

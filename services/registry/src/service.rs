@@ -58,13 +58,7 @@ impl Registry {
         }
 
         let filters = format!("{exchange:?}|{asset_class:?}|{:?}|{query}", request.streamable);
-        let cursor = match self.page_tokens.decode(&request.page_token, filters.as_bytes())? {
-            Some(bytes) => Some(
-                String::from_utf8(bytes)
-                    .map_err(|_| ApiError::invalid_field("page_token", "is not a page token this service issued"))?,
-            ),
-            None => None,
-        };
+        let cursor = self.page_tokens.decode(&request.page_token, filters.as_bytes())?;
 
         let mut select = symbol::Entity::find().order_by_asc(symbol::Column::Ticker).limit(u64::from(page_size) + 1);
         if let Some(code) = exchange {
@@ -94,7 +88,7 @@ impl Registry {
         let next_page_token = if rows.len() > page_size as usize {
             rows.truncate(page_size as usize);
             let last = rows.last().expect("a full page is not empty");
-            self.page_tokens.encode(filters.as_bytes(), last.ticker.as_bytes())
+            self.page_tokens.encode(filters.as_bytes(), &last.ticker)
         } else {
             String::new()
         };
