@@ -7,7 +7,7 @@ VENV   := .venv
 PYTHON := $(VENV)/bin/python
 BUF    := node_modules/.bin/buf
 
-.PHONY: run test test-rust test-python lint fmt tools
+.PHONY: run test test-rust test-python lint fmt tools bench
 
 ## run: the whole mesh on embedded defaults (SQLite under ./data), gRPC on :50051
 run:
@@ -26,6 +26,19 @@ test-rust:
 test-python: $(PYTHON) $(BUF)
 	$(CARGO) build -p wizdata-mesh --bin wizdata
 	$(PYTHON) -m pytest tests/python -q
+
+## bench: release build, a fresh mesh on SQLite, then the load generators
+## (numbers go in BENCHMARKS.md; timings are never asserted in tests)
+BENCH_ADDR := 127.0.0.1:50151
+bench:
+	$(CARGO) build --release -p wizdata-mesh --bin wizdata
+	@data=$$(mktemp -d); \
+	target/release/wizdata serve all --grpc-addr $(BENCH_ADDR) --data-dir $$data --simulated-feed false \
+		--log-filter warn & server=$$!; \
+	trap 'kill $$server; wait $$server; rm -rf $$data' EXIT; \
+	sleep 1; \
+	target/release/wizdata bench --target http://$(BENCH_ADDR) ingest && \
+	target/release/wizdata bench --target http://$(BENCH_ADDR) candles
 
 ## lint: buf STANDARD lint over the contracts, rustfmt, clippy
 lint: $(BUF)

@@ -7,7 +7,7 @@ mod support;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use support::{TestMesh, serve_args};
+use support::{TestMesh, health_of, serve_args, wait_for_health};
 use tokio_stream::StreamExt;
 use tonic::Code;
 use tonic_health::pb::HealthCheckRequest;
@@ -24,23 +24,6 @@ const WIZDATA_SERVICES: [&str; 5] = [
     "wizdata.registry.v1.RegistryService",
     "wizdata.streaming.v1.StreamingService",
 ];
-
-async fn health_of(mesh: &TestMesh, service: &str) -> Result<ServingStatus, tonic::Status> {
-    let mut health = HealthClient::new(mesh.channel().await);
-    let response = health.check(HealthCheckRequest { service: service.into() }).await?;
-    Ok(response.into_inner().status())
-}
-
-async fn wait_for_health(mesh: &TestMesh, service: &str, wanted: ServingStatus, within: Duration) -> bool {
-    let deadline = tokio::time::Instant::now() + within;
-    while tokio::time::Instant::now() < deadline {
-        if health_of(mesh, service).await.ok() == Some(wanted) {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    false
-}
 
 /// Service names listed by reflection, over v1 or v1alpha.
 macro_rules! list_services {
@@ -125,19 +108,19 @@ async fn reflection_serves_the_contract_with_its_access_options() {
 
 #[tokio::test]
 async fn rpcs_of_later_issues_answer_unimplemented_naming_rpc_and_issue() {
-    use wizdata::marketdata::v1::GetQuoteRequest;
-    use wizdata::marketdata::v1::market_data_service_client::MarketDataServiceClient;
+    use wizdata::indicator::v1::ComputeIndicatorsRequest;
+    use wizdata::indicator::v1::indicator_service_client::IndicatorServiceClient;
     use wizdata::streaming::v1::SubscribeRequest;
     use wizdata::streaming::v1::streaming_service_client::StreamingServiceClient;
     let db = TestDatabase::new().await;
     let mesh = TestMesh::all(&db).await;
 
-    let mut market = MarketDataServiceClient::new(mesh.channel().await);
-    let status = market.get_quote(GetQuoteRequest { symbol: "NPN".into() }).await.unwrap_err();
+    let mut indicators = IndicatorServiceClient::new(mesh.channel().await);
+    let status = indicators.compute_indicators(ComputeIndicatorsRequest::default()).await.unwrap_err();
     assert_eq!(status.code(), Code::Unimplemented);
     assert_eq!(
         status.message(),
-        "wizdata.marketdata.v1.MarketDataService/GetQuote is not built yet; it arrives with issue #3"
+        "wizdata.indicator.v1.IndicatorService/ComputeIndicators is not built yet; it arrives with issue #4"
     );
 
     let mut streaming = StreamingServiceClient::new(mesh.channel().await);

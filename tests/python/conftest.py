@@ -23,6 +23,16 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+def buf_curl(*args):
+    """Calls the mesh with `buf curl` over native gRPC, by reflection."""
+    result = subprocess.run(
+        [str(BUF), "curl", "--protocol", "grpc", "--http2-prior-knowledge", *args],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
 class MeshProcess:
     def __init__(self, extra_args=()):
         self.port = free_port()
@@ -66,3 +76,22 @@ def mesh():
     process = MeshProcess()
     yield process
     process.stop()
+
+
+@pytest.fixture(scope="session")
+def stubs(tmp_path_factory):
+    """Python messages and stubs generated from proto/ with grpcio-tools,
+    as any Python client of the mesh would make them."""
+    import importlib.resources
+    import sys
+
+    from grpc_tools import protoc
+
+    out = tmp_path_factory.mktemp("stubs")
+    well_known = str(importlib.resources.files("grpc_tools") / "_proto")
+    protos = [str(path.relative_to(ROOT / "proto")) for path in (ROOT / "proto").rglob("*.proto")]
+    status = protoc.main(["protoc", f"-I{ROOT / 'proto'}", f"-I{well_known}",
+                          f"--python_out={out}", f"--grpc_python_out={out}", *protos])
+    assert status == 0, "protoc failed"
+    sys.path.insert(0, str(out))
+    return out

@@ -2,7 +2,6 @@
 
 import json
 import signal
-import subprocess
 
 import grpc
 import pytest
@@ -10,7 +9,7 @@ from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
 
-from conftest import BUF, MeshProcess
+from conftest import MeshProcess, buf_curl
 
 WIZDATA_SERVICES = {
     "wizdata.auth.v1.AuthService",
@@ -24,15 +23,6 @@ PLATFORM_SERVICES = {
     "grpc.reflection.v1.ServerReflection",
     "grpc.reflection.v1alpha.ServerReflection",
 }
-
-
-def buf_curl(*args):
-    result = subprocess.run(
-        [str(BUF), "curl", "--protocol", "grpc", "--http2-prior-knowledge", *args],
-        capture_output=True, text=True, timeout=60,
-    )
-    assert result.returncode == 0, result.stderr
-    return result.stdout
 
 
 @pytest.mark.parametrize("service", [""] + sorted(WIZDATA_SERVICES))

@@ -3,12 +3,18 @@
 
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+use std::time::Duration;
+
 use clap::Parser;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tonic::transport::Channel;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+use wizdata_common::bus::Bus;
 use wizdata_common::config::DatabaseConfig;
-use wizdata_common::testing::TestDatabase;
+use wizdata_common::testing::{TestDatabase, TestRedis};
 use wizdata_mesh::{Mesh, ServeArgs};
 
 #[derive(Parser)]
@@ -21,6 +27,9 @@ struct Cli {
 pub struct TestMesh {
     pub port: u16,
     pub health: wizdata_common::health::Health,
+    pub bus: Option<Bus>,
+    /// This mesh's own key prefix, when the suite runs on Redis.
+    pub redis: Option<TestRedis>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<anyhow::Result<()>>>,
 }
@@ -28,11 +37,21 @@ pub struct TestMesh {
 /// Serve arguments for a test: loopback port 0, quick health checks, and the
 /// given database; `extra` adds or overrides flags.
 pub fn serve_args(role: &str, database: &DatabaseConfig, extra: &[&str]) -> ServeArgs {
-    let mut argv =
-        vec!["test", role, "--grpc-addr", "127.0.0.1:0", "--db-health-interval", "500ms", "--drain-timeout", "5s"];
+    let mut argv = vec![
+        "test",
+        role,
+        "--grpc-addr",
+        "127.0.0.1:0",
+        "--db-health-interval",
+        "500ms",
+        "--drain-timeout",
+        "5s",
+        "--simulated-feed",
+        "false",
+    ];
     argv.extend_from_slice(extra);
     let mut args = Cli::parse_from(argv).serve;
-    args.database = database.clone();
+    args.database = DatabaseConfig { db_health_interval: args.database.db_health_interval, ..database.clone() };
     args
 }
 
@@ -41,16 +60,34 @@ impl TestMesh {
         let mesh = Mesh::build(&args).await.expect("mesh builds");
         let port = mesh.port();
         let health = mesh.health();
+        let bus = mesh.bus();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(mesh.run_until(async {
             let _ = stopped.await;
         }));
-        Self { port, health, stop: Some(stop), task: Some(task) }
+        Self { port, health, bus, redis: None, stop: Some(stop), task: Some(task) }
     }
 
-    /// `serve all` on `database`.
+    /// `serve all` on `database`, and on Redis (under a prefix of its own)
+    /// when WIZDATA_TEST_REDIS_URL is set.
     pub async fn all(database: &TestDatabase) -> Self {
-        Self::start(serve_args("all", &database.config, &[])).await
+        Self::all_with(database, &[]).await
+    }
+
+    /// `serve all` with extra flags.
+    pub async fn all_with(database: &TestDatabase, extra: &[&str]) -> Self {
+        let redis = TestRedis::from_env().await;
+        Self::all_on(database, redis, extra).await
+    }
+
+    /// `serve all` on the given Redis (or none).
+    pub async fn all_on(database: &TestDatabase, redis: Option<TestRedis>, extra: &[&str]) -> Self {
+        let redis_args = redis.as_ref().map(TestRedis::args).unwrap_or_default();
+        let mut flags: Vec<&str> = redis_args.iter().map(String::as_str).collect();
+        flags.extend_from_slice(extra);
+        let mut mesh = Self::start(serve_args("all", &database.config, &flags)).await;
+        mesh.redis = redis;
+        mesh
     }
 
     pub fn url(&self) -> String {
@@ -86,4 +123,23 @@ pub fn violated_fields(status: &tonic::Status) -> Vec<String> {
         .get_details_bad_request()
         .map(|bad| bad.field_violations.into_iter().map(|v| v.field).collect())
         .unwrap_or_default()
+}
+
+/// The health a mesh reports for `service` ("" for the whole process).
+pub async fn health_of(mesh: &TestMesh, service: &str) -> Result<ServingStatus, tonic::Status> {
+    let mut health = HealthClient::new(mesh.channel().await);
+    let response = health.check(HealthCheckRequest { service: service.into() }).await?;
+    Ok(response.into_inner().status())
+}
+
+/// Polls until `service` reports `wanted`; false if it does not within `within`.
+pub async fn wait_for_health(mesh: &TestMesh, service: &str, wanted: ServingStatus, within: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + within;
+    while tokio::time::Instant::now() < deadline {
+        if health_of(mesh, service).await.ok() == Some(wanted) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    false
 }

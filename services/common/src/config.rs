@@ -53,6 +53,35 @@ pub struct DatabaseConfig {
     /// How long to wait for a connection before the call fails UNAVAILABLE.
     #[arg(long, env = "WIZDATA_DB_TIMEOUT", default_value = "3s", value_parser = parse_duration)]
     pub db_timeout: Duration,
+
+    /// How often each service checks its database; its health turns
+    /// NOT_SERVING when the check fails and SERVING when it passes again.
+    #[arg(long, env = "WIZDATA_DB_HEALTH_INTERVAL", default_value = "2s", value_parser = parse_duration)]
+    pub db_health_interval: Duration,
+}
+
+/// Where caches and the event bus live. Unset means in-process: fine for one
+/// replica, while several replicas need a shared Redis.
+#[derive(clap::Args, Debug, Clone)]
+pub struct RedisConfig {
+    /// Redis URL (redis://[:password@]host:port[/db]) for caches and the event
+    /// bus. Unset means an in-memory cache and an in-process bus.
+    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<SecretString>,
+
+    /// Prefix of every Redis key and channel, so several deployments (or
+    /// tests) can share one Redis.
+    #[arg(long, env = "WIZDATA_REDIS_PREFIX", default_value = "wizdata:")]
+    pub redis_prefix: String,
+
+    /// How long a Redis command may take before the caller gives up on Redis
+    /// and falls back (to the database, or to dropping a bus event).
+    #[arg(long, env = "WIZDATA_REDIS_TIMEOUT", default_value = "250ms", value_parser = parse_duration)]
+    pub redis_timeout: Duration,
+
+    /// How often Redis is probed; health reports it as "dependency/redis".
+    #[arg(long, env = "WIZDATA_REDIS_HEALTH_INTERVAL", default_value = "1s", value_parser = parse_duration)]
+    pub redis_health_interval: Duration,
 }
 
 /// How a process logs.

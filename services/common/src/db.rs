@@ -10,7 +10,7 @@ use secrecy::ExposeSecret;
 
 use crate::config::DatabaseConfig;
 use crate::error::ApiError;
-use crate::health::Health;
+use crate::health::{Health, Reports};
 
 /// Opens the pool. The URL never appears in errors or logs: it may carry a
 /// password.
@@ -56,24 +56,9 @@ pub fn watch(
     service: &'static str,
     interval: Duration,
 ) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut ticker = tokio::time::interval(interval);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut was_reachable = true;
-        loop {
-            ticker.tick().await;
-            let reachable =
-                matches!(tokio::time::timeout(interval.max(Duration::from_secs(1)), db.ping()).await, Ok(Ok(())));
-            if reachable != was_reachable {
-                if reachable {
-                    tracing::info!(service, "database reachable again; serving");
-                } else {
-                    tracing::warn!(service, "database unreachable; health is NOT_SERVING");
-                }
-                was_reachable = reachable;
-            }
-            health.set_serving(service, reachable).await;
-        }
+    crate::health::watch(health, "database", Reports::Service(service), interval, move || {
+        let db = db.clone();
+        async move { db.ping().await.is_ok() }
     })
 }
 

@@ -1,8 +1,15 @@
 //! grpc.health.v1 statuses for every service a process serves, and for ""
 //! (the whole process: SERVING only while every one of its services is).
+//!
+//! Dependencies a process can do without for a while (Redis: caches fall back
+//! to the database, the bus to nothing) are reported under their own name,
+//! `dependency/<name>`, and do not pull "" down: a load balancer should keep
+//! routing to a degraded process, while an operator can see what is missing.
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::Mutex;
 use tonic_health::ServingStatus;
@@ -17,7 +24,10 @@ pub struct Health {
 #[derive(Default)]
 struct State {
     serving: BTreeMap<String, bool>,
+    dependencies: BTreeMap<String, bool>,
     shutting_down: bool,
+    /// What watchers were last told, per name: only differences are sent.
+    published: BTreeMap<String, ServingStatus>,
 }
 
 impl Health {
@@ -35,24 +45,95 @@ impl Health {
         if state.serving.insert(service.to_owned(), serving) == Some(serving) {
             return;
         }
-        self.publish(&state).await;
+        self.publish(&mut state).await;
+    }
+
+    /// Reports whether the optional dependency `name` is reachable, as
+    /// `dependency/<name>`, without changing the process's overall status.
+    pub async fn set_dependency(&self, name: &str, reachable: bool) {
+        let mut state = self.state.lock().await;
+        if state.dependencies.insert(dependency_service_name(name), reachable) == Some(reachable) {
+            return;
+        }
+        self.publish(&mut state).await;
     }
 
     /// Every service, and "", turns NOT_SERVING for good.
     pub(crate) async fn begin_shutdown(&self) {
         let mut state = self.state.lock().await;
         state.shutting_down = true;
-        self.publish(&state).await;
+        self.publish(&mut state).await;
     }
 
-    async fn publish(&self, state: &State) {
+    async fn publish(&self, state: &mut State) {
         let status = |serving: bool| {
             if serving && !state.shutting_down { ServingStatus::Serving } else { ServingStatus::NotServing }
         };
-        for (service, serving) in &state.serving {
-            self.reporter.set_service_status(service, status(*serving)).await;
+        let mut statuses: Vec<(String, ServingStatus)> =
+            state.serving.iter().map(|(service, serving)| (service.clone(), status(*serving))).collect();
+        statuses.extend(state.dependencies.iter().map(|(dependency, reachable)| {
+            (dependency.clone(), if *reachable { ServingStatus::Serving } else { ServingStatus::NotServing })
+        }));
+        statuses.push((String::new(), status(state.serving.values().all(|serving| *serving))));
+        for (name, status) in statuses {
+            if state.published.insert(name.clone(), status) != Some(status) {
+                self.reporter.set_service_status(&name, status).await;
+            }
         }
-        let all_serving = state.serving.values().all(|serving| *serving);
-        self.reporter.set_service_status("", status(all_serving)).await;
     }
+}
+
+/// The health-check name a dependency is reported under.
+pub fn dependency_service_name(name: &str) -> String {
+    format!("dependency/{name}")
+}
+
+/// What a dependency's reachability decides.
+#[derive(Clone, Copy, Debug)]
+pub enum Reports {
+    /// `service` cannot work without it: its health follows the dependency.
+    Service(&'static str),
+    /// The process degrades without it: only `dependency/<name>` follows it.
+    Dependency,
+}
+
+/// Probes the dependency `name` every `interval`, logs each change once, and
+/// reports it as `reports` says. A probe that takes longer than the interval
+/// (at least a second) counts as a failure.
+pub fn watch<P, F>(
+    health: Health,
+    name: &'static str,
+    reports: Reports,
+    interval: Duration,
+    probe: P,
+) -> tokio::task::JoinHandle<()>
+where
+    P: Fn() -> F + Send + 'static,
+    F: Future<Output = bool> + Send,
+{
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut was_reachable = true;
+        loop {
+            ticker.tick().await;
+            let reachable = tokio::time::timeout(interval.max(Duration::from_secs(1)), probe()).await.unwrap_or(false);
+            if reachable != was_reachable {
+                match (reachable, reports) {
+                    (true, _) => tracing::info!(dependency = name, "reachable again; back to normal"),
+                    (false, Reports::Service(service)) => {
+                        tracing::warn!(dependency = name, service, "unreachable; the service is NOT_SERVING")
+                    }
+                    (false, Reports::Dependency) => {
+                        tracing::warn!(dependency = name, "unreachable; running degraded until it returns")
+                    }
+                }
+                was_reachable = reachable;
+            }
+            match reports {
+                Reports::Service(service) => health.set_serving(service, reachable).await,
+                Reports::Dependency => health.set_dependency(name, reachable).await,
+            }
+        }
+    })
 }

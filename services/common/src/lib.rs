@@ -1,11 +1,14 @@
 //! The platform kit every WizData service is built from: one way to configure,
 //! log, report errors, reach the database and run a tonic server.
 
+pub mod bus;
+pub mod cache;
 pub mod config;
 pub mod db;
 pub mod error;
 pub mod health;
 pub mod pagination;
+pub mod redis;
 pub mod server;
 pub mod telemetry;
 #[cfg(feature = "testing")]

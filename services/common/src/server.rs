@@ -26,10 +26,15 @@ const HEALTH_SERVICE: &str = "grpc.health.v1.Health";
 const REFLECTION_SERVICES: [&str; 2] =
     ["grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection"];
 
+/// Adds one service to a server's routes.
+type Mount = Box<dyn FnOnce(&mut RoutesBuilder) + Send>;
+
 /// The application services one process serves.
 #[derive(Default)]
 pub struct Services {
-    routes: RoutesBuilder,
+    // Deferred additions: the routes also carry health, which exists only
+    // once the server is bound.
+    mounts: Vec<Mount>,
     names: Vec<&'static str>,
 }
 
@@ -44,7 +49,9 @@ impl Services {
             + 'static,
         S::Future: Send + 'static,
     {
-        self.routes.add_service(service);
+        self.mounts.push(Box::new(move |routes: &mut RoutesBuilder| {
+            routes.add_service(service);
+        }));
         self.names.push(S::NAME);
         self
     }
@@ -59,30 +66,46 @@ pub struct GrpcServer {
     incoming: TcpIncoming,
     local_addr: SocketAddr,
     routes: RoutesBuilder,
+    names: Vec<&'static str>,
     health: Health,
     config: ServerConfig,
 }
 
 impl GrpcServer {
-    /// Binds the listener and mounts health and reflection beside `services`,
-    /// each reported SERVING.
-    pub async fn bind(config: &ServerConfig, services: Services) -> anyhow::Result<Self> {
-        let Services { mut routes, names } = services;
+    /// Binds the listener before any service exists, so the port is known
+    /// (and can be handed to services that call their neighbours in the same
+    /// process) before services are built.
+    pub async fn bind(config: &ServerConfig) -> anyhow::Result<Self> {
         let (reporter, health_service) = tonic_health::server::health_reporter();
-        let health = Health::new(reporter);
-        for name in &names {
-            health.set_serving(name, true).await;
-        }
-        routes.add_service(health_service);
-        routes.add_service(reflection(&names).build_v1()?);
-        routes.add_service(reflection(&names).build_v1alpha()?);
-
         let incoming = TcpIncoming::bind(config.grpc_addr)
             .map_err(|error| anyhow::anyhow!("cannot listen on {}: {error}", config.grpc_addr))?
             .with_nodelay(Some(true));
         let local_addr = incoming.local_addr()?;
-        tracing::info!(%local_addr, services = ?names, "gRPC server bound");
-        Ok(Self { incoming, local_addr, routes, health, config: config.clone() })
+        tracing::info!(%local_addr, "gRPC server bound");
+        let mut routes = RoutesBuilder::default();
+        routes.add_service(health_service);
+        Ok(Self {
+            incoming,
+            local_addr,
+            routes,
+            names: Vec::new(),
+            health: Health::new(reporter),
+            config: config.clone(),
+        })
+    }
+
+    /// The application services to serve beside health and reflection, each
+    /// reported SERVING.
+    pub async fn serve(mut self, services: Services) -> Self {
+        for name in services.names() {
+            self.health.set_serving(name, true).await;
+        }
+        tracing::info!(services = ?services.names(), "services mounted");
+        for mount in services.mounts {
+            mount(&mut self.routes);
+        }
+        self.names.extend(services.names);
+        self
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -103,7 +126,9 @@ impl GrpcServer {
     /// NOT_SERVING, after `shutdown_delay` the listener closes, and in-flight
     /// calls get up to `drain_timeout` to finish.
     pub async fn run_until(self, stop: impl Future<Output = ()>) -> anyhow::Result<()> {
-        let Self { incoming, local_addr, routes, health, config } = self;
+        let Self { incoming, local_addr, mut routes, names, health, config } = self;
+        routes.add_service(reflection(&names).build_v1()?);
+        routes.add_service(reflection(&names).build_v1alpha()?);
         let (drain, drained) = tokio::sync::oneshot::channel::<()>();
         let layers = tower::ServiceBuilder::new()
             // Give every call an id (or keep the caller's), so its log lines can be found together.
@@ -141,27 +166,31 @@ impl GrpcServer {
         tracing::info!(%local_addr, "stopped");
         Ok(())
     }
-
-    /// Serves until SIGTERM or Ctrl-C.
-    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        self.run_until(shutdown_signal()).await
-    }
 }
 
 /// Resolves on SIGTERM (Kubernetes stopping the pod) or SIGINT (Ctrl-C).
-pub async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
+///
+/// The handlers are installed when this is called, not when the future is
+/// first polled: call it before binding, so a signal that arrives while the
+/// process starts up (a probe may already see it serving) stops it cleanly
+/// instead of killing it with the default action.
+pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
     {
-        let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("installing a SIGTERM handler succeeds on unix");
-        tokio::select! {
-            _ = interrupt => {}
-            _ = terminate.recv() => {}
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut terminate = signal(SignalKind::terminate()).expect("installing a SIGTERM handler succeeds on unix");
+        let mut interrupt = signal(SignalKind::interrupt()).expect("installing a SIGINT handler succeeds on unix");
+        async move {
+            tokio::select! {
+                _ = interrupt.recv() => {}
+                _ = terminate.recv() => {}
+            }
         }
     }
     #[cfg(not(unix))]
-    let _ = interrupt.await;
+    async {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
 
 fn reflection(names: &[&'static str]) -> tonic_reflection::server::Builder<'static> {

@@ -192,6 +192,63 @@ pub fn via_proxy(url: &str, proxy: SocketAddr) -> String {
     format!("{scheme}://{credentials}{proxy}/{path}")
 }
 
+/// A Redis key prefix of one test's own on the server named by
+/// `WIZDATA_TEST_REDIS_URL`; its keys are deleted when dropped.
+pub struct TestRedis {
+    pub url: String,
+    pub prefix: String,
+}
+
+impl TestRedis {
+    /// `None` when `WIZDATA_TEST_REDIS_URL` is unset; panics when it is set
+    /// but Redis does not answer (a test must fail, not silently skip).
+    pub async fn from_env() -> Option<Self> {
+        let url = std::env::var(TEST_REDIS_URL).ok().filter(|url| !url.is_empty())?;
+        Some(Self::at(url).await)
+    }
+
+    pub async fn at(url: String) -> Self {
+        use fred::interfaces::ClientLike;
+        let client = fred::types::Builder::from_config(
+            fred::types::config::Config::from_url(&url).expect("WIZDATA_TEST_REDIS_URL is a redis:// URL"),
+        )
+        .build()
+        .expect("Redis client");
+        let reachable = tokio::time::timeout(std::time::Duration::from_secs(3), client.init()).await;
+        assert!(matches!(reachable, Ok(Ok(_))), "{TEST_REDIS_URL} is set but Redis is unreachable");
+        let _ = client.quit().await;
+        Self { url, prefix: format!("wizdata-test-{}:", random_suffix()) }
+    }
+
+    /// Serve flags that put a service on this Redis under this prefix.
+    pub fn args(&self) -> Vec<String> {
+        vec!["--redis-url".into(), self.url.clone(), "--redis-prefix".into(), self.prefix.clone()]
+    }
+}
+
+impl Drop for TestRedis {
+    fn drop(&mut self) {
+        let (url, pattern) = (self.url.clone(), format!("{}*", self.prefix));
+        let cleanup = std::thread::spawn(move || {
+            use fred::interfaces::{ClientLike, KeysInterface};
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            runtime.block_on(async {
+                let client = fred::types::Builder::from_config(fred::types::config::Config::from_url(&url)?).build()?;
+                client.init().await?;
+                let keys: Vec<String> = client.custom(fred::cmd!("KEYS"), vec![pattern]).await?;
+                if !keys.is_empty() {
+                    client.del::<(), _>(keys).await?;
+                }
+                client.quit().await
+            })?;
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
+        });
+        if let Ok(Err(error)) = cleanup.join() {
+            eprintln!("could not clean up test Redis keys: {error}");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

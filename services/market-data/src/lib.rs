@@ -1,53 +1,93 @@
-//! The market data service: ticks in, candles and quotes out. Its contract is
-//! published and mounted; the RPCs arrive with issue #3.
+//! The market data service: ticks in, candles and quotes out.
+//!
+//! Ticks are admitted (symbols checked against the registry over gRPC),
+//! folded into bars of every interval and into quote parts, and written by one
+//! group-commit writer per process with order-independent upserts. Quotes are
+//! served from a cache (Redis or memory) in front of the database; every
+//! write is published on the bus for the streaming service.
 
-use tonic::{Request, Response, Status, Streaming};
-use wizdata::marketdata::v1::market_data_service_server::{MarketDataService, MarketDataServiceServer};
-use wizdata::marketdata::v1::{
-    GetCandlesRequest, GetCandlesResponse, GetQuoteRequest, GetQuoteResponse, GetQuotesRequest, GetQuotesResponse,
-    ImportCandlesRequest, ImportCandlesResponse, IngestTicksRequest, IngestTicksResponse,
+mod bars;
+mod batch;
+mod convert;
+mod entity;
+pub mod events;
+pub mod history;
+pub mod interval;
+pub mod migration;
+mod quotes;
+mod service;
+pub mod simulator;
+mod store;
+mod symbols;
+mod ticks;
+mod writer;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sea_orm::DatabaseConnection;
+use tokio::task::JoinHandle;
+use tonic::transport::Channel;
+use wizdata::marketdata::v1::market_data_service_server::MarketDataServiceServer;
+use wizdata_common::bus::Bus;
+use wizdata_common::cache::Cache;
+use wizdata_common::config::parse_duration;
+use wizdata_common::pagination::PageTokens;
+
+pub use migration::Migrator;
+pub use service::{
+    DEFAULT_CANDLE_PAGE, MAX_CANDLE_PAGE, MAX_IMPORT_CANDLES, MAX_QUOTES_PER_CALL, MAX_RANGE_BARS, MarketData,
 };
-use wizdata_common::ApiError;
 
+/// The full gRPC name, as health checks and reflection know it.
 pub const SERVICE_NAME: &str = wizdata::marketdata::v1::market_data_service_server::SERVICE_NAME;
-const BUILT_BY_ISSUE: u32 = 3;
 
-fn not_built_yet(method: &str) -> Status {
-    ApiError::not_built_yet(&format!("{SERVICE_NAME}/{method}"), BUILT_BY_ISSUE).into()
+#[derive(clap::Args, Debug, Clone)]
+pub struct MarketDataConfig {
+    /// The registry that symbols are checked against. Unset in `serve all`
+    /// means this process; required when serving market-data alone.
+    #[arg(long, env = "WIZDATA_REGISTRY_URL")]
+    pub registry_url: Option<String>,
+
+    /// How long a symbol lookup in the registry may take.
+    #[arg(long, env = "WIZDATA_REGISTRY_TIMEOUT", default_value = "2s", value_parser = parse_duration)]
+    pub registry_timeout: Duration,
+
+    /// How long the registry's answer about a symbol is trusted.
+    #[arg(long, env = "WIZDATA_SYMBOL_CACHE_TTL", default_value = "30s", value_parser = parse_duration)]
+    pub symbol_cache_ttl: Duration,
+
+    /// Ticks stamped further than this into the future are rejected.
+    #[arg(long, env = "WIZDATA_MAX_FUTURE_SKEW", default_value = "5s", value_parser = parse_duration)]
+    pub max_future_skew: Duration,
+
+    /// Quotes not updated for this long are flagged stale.
+    #[arg(long, env = "WIZDATA_QUOTE_STALENESS", default_value = "1m", value_parser = parse_duration)]
+    pub quote_staleness: Duration,
 }
 
-#[derive(Debug, Default, Clone)]
-pub struct MarketData;
-
-#[tonic::async_trait]
-impl MarketDataService for MarketData {
-    async fn get_quote(&self, _: Request<GetQuoteRequest>) -> Result<Response<GetQuoteResponse>, Status> {
-        Err(not_built_yet("GetQuote"))
-    }
-
-    async fn get_quotes(&self, _: Request<GetQuotesRequest>) -> Result<Response<GetQuotesResponse>, Status> {
-        Err(not_built_yet("GetQuotes"))
-    }
-
-    async fn get_candles(&self, _: Request<GetCandlesRequest>) -> Result<Response<GetCandlesResponse>, Status> {
-        Err(not_built_yet("GetCandles"))
-    }
-
-    async fn ingest_ticks(
-        &self,
-        _: Request<Streaming<IngestTicksRequest>>,
-    ) -> Result<Response<IngestTicksResponse>, Status> {
-        Err(not_built_yet("IngestTicks"))
-    }
-
-    async fn import_candles(
-        &self,
-        _: Request<Streaming<ImportCandlesRequest>>,
-    ) -> Result<Response<ImportCandlesResponse>, Status> {
-        Err(not_built_yet("ImportCandles"))
-    }
-}
-
-pub fn service() -> MarketDataServiceServer<MarketData> {
-    MarketDataServiceServer::new(MarketData)
+/// The service and the background tasks it needs (the writer and the bus
+/// publisher), over an already migrated database.
+pub fn service(
+    db: DatabaseConnection,
+    cache: Cache,
+    bus: Bus,
+    registry: Channel,
+    page_tokens: PageTokens,
+    config: &MarketDataConfig,
+) -> (MarketDataServiceServer<MarketData>, Vec<JoinHandle<()>>) {
+    let store = store::Store::new(db);
+    let quotes = quotes::QuoteCache::new(cache);
+    let (writer, tasks) = writer::Writer::start(store.clone(), quotes.clone(), bus);
+    let max_future_ns = i64::try_from(config.max_future_skew.as_nanos()).unwrap_or(i64::MAX);
+    let market_data = MarketData {
+        store,
+        writer,
+        quotes,
+        symbols: symbols::SymbolDirectory::new(registry, config.symbol_cache_ttl, config.registry_timeout),
+        admission: Arc::new(ticks::Admission { max_future_ns }),
+        page_tokens,
+        staleness: config.quote_staleness,
+    };
+    (MarketDataServiceServer::new(market_data), tasks)
 }

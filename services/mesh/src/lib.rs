@@ -3,14 +3,20 @@
 //! runs it. The end-to-end tests build the mesh through this same code.
 
 use std::future::Future;
+use std::time::Duration;
 
 use tokio::task::JoinHandle;
-use wizdata_common::config::{DatabaseConfig, ServerConfig, TelemetryConfig};
+use tonic::transport::{Channel, Endpoint};
+use wizdata_common::bus::Bus;
+use wizdata_common::cache::Cache;
+use wizdata_common::config::{DatabaseConfig, RedisConfig, ServerConfig, TelemetryConfig};
 use wizdata_common::db;
 use wizdata_common::health::Health;
 use wizdata_common::pagination::PageTokens;
+use wizdata_common::redis::Redis;
 use wizdata_common::server::{GrpcServer, Services};
-use wizdata_registry::RegistryConfig;
+use wizdata_market_data::MarketDataConfig;
+use wizdata_market_data::simulator::SimulatorConfig;
 
 /// Which services a process runs.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,7 +40,15 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub database: DatabaseConfig,
     #[command(flatten)]
-    pub registry: RegistryConfig,
+    pub redis: RedisConfig,
+    #[command(flatten)]
+    pub market_data: MarketDataConfig,
+    /// With `all`: run the simulated feed in-process, so quotes move and
+    /// candles fill on a fresh machine.
+    #[arg(long, env = "WIZDATA_SIMULATED_FEED", default_value_t = true, action = clap::ArgAction::Set)]
+    pub simulated_feed: bool,
+    #[command(flatten)]
+    pub feed: SimulatorConfig,
     #[command(flatten)]
     pub telemetry: TelemetryConfig,
 }
@@ -42,31 +56,77 @@ pub struct ServeArgs {
 /// A bound mesh process, ready to serve.
 pub struct Mesh {
     server: GrpcServer,
+    bus: Option<Bus>,
     background: Vec<JoinHandle<()>>,
 }
 
+/// A channel to a neighbouring service, connected on first use and again
+/// after failures.
+pub fn channel_to(url: &str, connect_timeout: Duration) -> anyhow::Result<Channel> {
+    let endpoint = Endpoint::from_shared(url.to_owned())
+        .map_err(|error| anyhow::anyhow!("{url:?} is not a valid service URL: {error}"))?;
+    Ok(endpoint.connect_timeout(connect_timeout).tcp_nodelay(true).connect_lazy())
+}
+
 impl Mesh {
-    /// Connects and migrates storage, mounts the role's services and binds
-    /// the listener.
+    /// Binds the listener, connects and migrates storage, and mounts the
+    /// role's services.
     pub async fn build(args: &ServeArgs) -> anyhow::Result<Self> {
         let runs = |role: Role| args.role == Role::All || args.role == role;
         let max_message = args.server.max_message_bytes;
         let page_tokens = PageTokens::new(args.server.page_token_key.as_ref());
 
+        let server = GrpcServer::bind(&args.server).await?;
+        // In `serve all` the services call each other through this port.
+        let this_process = format!("http://127.0.0.1:{}", server.port());
+        let db = match runs(Role::Registry) || runs(Role::MarketData) {
+            true => Some(db::connect(&args.database).await?),
+            false => None,
+        };
+        let redis = match (&args.redis.redis_url, runs(Role::MarketData)) {
+            (Some(url), true) => Some(Redis::connect(&args.redis, url).await?),
+            _ => None,
+        };
+
         let mut services = Services::default();
-        let mut registry_db = None;
+        let mut background = Vec::new();
+        let mut market_bus = None;
+        let mut database_users = Vec::new();
         if runs(Role::Registry) {
-            let db = db::connect(&args.database).await?;
+            let db = db.clone().expect("connected for the registry");
             db::migrate::<wizdata_registry::Migrator>(&db).await?;
             services = services.mount(
-                wizdata_registry::service(db.clone(), page_tokens.clone())
+                wizdata_registry::service(db, page_tokens.clone())
                     .max_decoding_message_size(max_message)
                     .max_encoding_message_size(max_message),
             );
-            registry_db = Some(db);
+            database_users.push(wizdata_registry::SERVICE_NAME);
         }
         if runs(Role::MarketData) {
-            services = services.mount(wizdata_market_data::service().max_decoding_message_size(max_message));
+            let db = db.clone().expect("connected for market data");
+            db::migrate::<wizdata_market_data::Migrator>(&db).await?;
+            let registry_url = match (&args.market_data.registry_url, args.role) {
+                (Some(url), _) => url.clone(),
+                (None, Role::All) => this_process.clone(),
+                (None, _) => {
+                    anyhow::bail!("--registry-url (WIZDATA_REGISTRY_URL) is required to serve market-data alone")
+                }
+            };
+            let registry = channel_to(&registry_url, args.market_data.registry_timeout)?;
+            let bus = Bus::new(redis.as_ref()).await?;
+            market_bus = Some(bus.clone());
+            let (service, tasks) = wizdata_market_data::service(
+                db,
+                Cache::new(redis.as_ref()),
+                bus,
+                registry,
+                page_tokens.clone(),
+                &args.market_data,
+            );
+            services =
+                services.mount(service.max_decoding_message_size(max_message).max_encoding_message_size(max_message));
+            background.extend(tasks);
+            database_users.push(wizdata_market_data::SERVICE_NAME);
         }
         if runs(Role::Indicator) {
             services = services.mount(wizdata_indicator::service().max_decoding_message_size(max_message));
@@ -78,17 +138,25 @@ impl Mesh {
             services = services.mount(wizdata_streaming::service().max_decoding_message_size(max_message));
         }
 
-        let server = GrpcServer::bind(&args.server, services).await?;
-        let mut background = Vec::new();
-        if let Some(db) = registry_db {
-            background.push(db::watch(
-                db,
-                server.health(),
-                wizdata_registry::SERVICE_NAME,
-                args.registry.db_health_interval,
-            ));
+        let server = server.serve(services).await;
+        if let Some(db) = db {
+            for service in database_users {
+                background.push(db::watch(db.clone(), server.health(), service, args.database.db_health_interval));
+            }
         }
-        Ok(Self { server, background })
+        if let Some(redis) = &redis {
+            background.push(redis.watch(server.health()));
+        }
+        if args.role == Role::All && args.simulated_feed {
+            let channel = channel_to(&this_process, Duration::from_secs(5))?;
+            let feed = args.feed.clone();
+            background.push(tokio::spawn(async move {
+                if let Err(error) = wizdata_market_data::simulator::run(channel, feed, std::future::pending()).await {
+                    tracing::error!(%error, "the simulated feed stopped");
+                }
+            }));
+        }
+        Ok(Self { server, bus: market_bus, background })
     }
 
     pub fn port(&self) -> u16 {
@@ -99,6 +167,11 @@ impl Mesh {
         self.server.health()
     }
 
+    /// The bus market data publishes on, when this process serves it.
+    pub fn bus(&self) -> Option<Bus> {
+        self.bus.clone()
+    }
+
     /// Serves until `stop` resolves, then shuts down gracefully.
     pub async fn run_until(self, stop: impl Future<Output = ()>) -> anyhow::Result<()> {
         let result = self.server.run_until(stop).await;
@@ -106,10 +179,5 @@ impl Mesh {
             task.abort();
         }
         result
-    }
-
-    /// Serves until SIGTERM or Ctrl-C.
-    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        self.run_until(wizdata_common::server::shutdown_signal()).await
     }
 }

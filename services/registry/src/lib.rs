@@ -7,8 +7,6 @@ mod seed;
 mod service;
 mod validate;
 
-use std::time::Duration;
-
 use sea_orm::DatabaseConnection;
 use wizdata::registry::v1::registry_service_server::RegistryServiceServer;
 use wizdata_common::pagination::PageTokens;
@@ -18,14 +16,6 @@ pub use service::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Registry};
 
 /// The full gRPC name, as health checks and reflection know it.
 pub const SERVICE_NAME: &str = wizdata::registry::v1::registry_service_server::SERVICE_NAME;
-
-#[derive(clap::Args, Debug, Clone)]
-pub struct RegistryConfig {
-    /// How often the registry checks its database; health turns NOT_SERVING
-    /// when the check fails and SERVING when it passes again.
-    #[arg(long, env = "WIZDATA_DB_HEALTH_INTERVAL", default_value = "2s", value_parser = wizdata_common::config::parse_duration)]
-    pub db_health_interval: Duration,
-}
 
 /// The registry's gRPC service over an already migrated database.
 pub fn service(db: DatabaseConnection, page_tokens: PageTokens) -> RegistryServiceServer<Registry> {

@@ -1,0 +1,66 @@
+//! The market data service's tables, prefixed `market_` (in `serve all` every
+//! service shares one embedded database and owns only its own tables).
+//! Times are integers: bar open times in seconds and trade times in
+//! nanoseconds since the Unix epoch, so merges compare them exactly on every
+//! backend.
+
+/// `i64::MIN` in a time column: no such event yet.
+pub const NEVER: i64 = i64::MIN;
+
+pub mod candle {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "market_candle")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub symbol: String,
+        /// Short code: 1m, 5m, 15m, 1h, 1d.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub interval: String,
+        /// Seconds since the epoch, on a UTC boundary of the interval.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub open_time: i64,
+        pub open: f64,
+        pub high: f64,
+        pub low: f64,
+        pub close: f64,
+        pub volume: f64,
+        /// 0 for imported history.
+        pub trade_count: i64,
+        pub first_trade_ns: i64,
+        pub last_trade_ns: i64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod quote {
+    use sea_orm::entity::prelude::*;
+
+    /// The parts of a quote that are not derived from daily bars.
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "market_quote")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub symbol: String,
+        pub last_price: f64,
+        pub last_size: f64,
+        /// `NEVER` until the first trade.
+        pub last_trade_ns: i64,
+        pub bid: f64,
+        pub bid_size: f64,
+        pub ask: f64,
+        pub ask_size: f64,
+        /// `NEVER` until the first bid/ask.
+        pub book_ns: i64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

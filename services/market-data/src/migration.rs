@@ -1,0 +1,108 @@
+//! The market data schema, recorded in the service's own migration table.
+
+use sea_orm_migration::prelude::*;
+use sea_orm_migration::schema::{big_integer, double, string_len};
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(CreateTables)]
+    }
+
+    fn migration_table_name() -> DynIden {
+        "market_migrations".into_iden()
+    }
+}
+
+#[derive(DeriveIden)]
+enum MarketCandle {
+    Table,
+    Symbol,
+    Interval,
+    OpenTime,
+    Open,
+    High,
+    Low,
+    Close,
+    Volume,
+    TradeCount,
+    FirstTradeNs,
+    LastTradeNs,
+}
+
+#[derive(DeriveIden)]
+enum MarketQuote {
+    Table,
+    Symbol,
+    LastPrice,
+    LastSize,
+    LastTradeNs,
+    Bid,
+    BidSize,
+    Ask,
+    AskSize,
+    BookNs,
+}
+
+struct CreateTables;
+
+impl MigrationName for CreateTables {
+    fn name(&self) -> &str {
+        "m20261121_000001_create_tables"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for CreateTables {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        // The primary key (symbol, interval, open_time) is also the index
+        // every candle read walks.
+        manager
+            .create_table(
+                Table::create()
+                    .table(MarketCandle::Table)
+                    .col(string_len(MarketCandle::Symbol, 32))
+                    .col(string_len(MarketCandle::Interval, 8))
+                    .col(big_integer(MarketCandle::OpenTime))
+                    .col(double(MarketCandle::Open))
+                    .col(double(MarketCandle::High))
+                    .col(double(MarketCandle::Low))
+                    .col(double(MarketCandle::Close))
+                    .col(double(MarketCandle::Volume))
+                    .col(big_integer(MarketCandle::TradeCount))
+                    .col(big_integer(MarketCandle::FirstTradeNs))
+                    .col(big_integer(MarketCandle::LastTradeNs))
+                    .primary_key(
+                        Index::create()
+                            .col(MarketCandle::Symbol)
+                            .col(MarketCandle::Interval)
+                            .col(MarketCandle::OpenTime),
+                    )
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_table(
+                Table::create()
+                    .table(MarketQuote::Table)
+                    .col(string_len(MarketQuote::Symbol, 32).primary_key())
+                    .col(double(MarketQuote::LastPrice))
+                    .col(double(MarketQuote::LastSize))
+                    .col(big_integer(MarketQuote::LastTradeNs))
+                    .col(double(MarketQuote::Bid))
+                    .col(double(MarketQuote::BidSize))
+                    .col(double(MarketQuote::Ask))
+                    .col(double(MarketQuote::AskSize))
+                    .col(big_integer(MarketQuote::BookNs))
+                    .to_owned(),
+            )
+            .await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager.drop_table(Table::drop().table(MarketQuote::Table).to_owned()).await?;
+        manager.drop_table(Table::drop().table(MarketCandle::Table).to_owned()).await
+    }
+}

@@ -1,0 +1,92 @@
+//! Which symbols exist, asked of the registry over gRPC with a deadline and
+//! remembered for a while, so ingest does not call the registry per tick.
+//! When the registry cannot answer, a symbol known before is still trusted;
+//! one never seen makes the call fail UNAVAILABLE rather than reject ticks
+//! that may be good.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::future::join_all;
+use tonic::transport::Channel;
+use wizdata::registry::v1::GetSymbolRequest;
+use wizdata::registry::v1::registry_service_client::RegistryServiceClient;
+use wizdata_common::ApiError;
+
+/// How long "no such symbol" is remembered: short, so a symbol created in the
+/// registry is accepted soon after.
+const UNKNOWN_TTL: Duration = Duration::from_secs(1);
+/// Most answers remembered: callers choose what they ask for, so the memory
+/// they can take is bounded.
+const MAX_ENTRIES: usize = 50_000;
+
+#[derive(Clone)]
+pub struct SymbolDirectory {
+    client: RegistryServiceClient<Channel>,
+    entries: Arc<Mutex<HashMap<String, Entry>>>,
+    ttl: Duration,
+    timeout: Duration,
+}
+
+#[derive(Clone)]
+struct Entry {
+    /// The registry's spelling, or `None` for an unknown symbol.
+    ticker: Option<Arc<str>>,
+    fetched: Instant,
+}
+
+impl SymbolDirectory {
+    pub fn new(registry: Channel, ttl: Duration, timeout: Duration) -> Self {
+        Self { client: RegistryServiceClient::new(registry), entries: Arc::default(), ttl, timeout }
+    }
+
+    /// The registry's ticker for each of `symbols` (`None` when unknown).
+    pub async fn resolve_many<'a>(
+        &self,
+        symbols: impl IntoIterator<Item = &'a str>,
+    ) -> Result<HashMap<String, Option<Arc<str>>>, ApiError> {
+        let mut unique: Vec<&str> = symbols.into_iter().collect();
+        unique.sort_unstable();
+        unique.dedup();
+        let answers = join_all(unique.iter().map(|symbol| self.resolve(symbol))).await;
+        unique.into_iter().zip(answers).map(|(symbol, answer)| Ok((symbol.to_owned(), answer?))).collect()
+    }
+
+    /// The registry's ticker for `symbol`, or `None` when it has none.
+    pub async fn resolve(&self, symbol: &str) -> Result<Option<Arc<str>>, ApiError> {
+        let cached = self.entries.lock().expect("symbol cache lock is never poisoned").get(symbol).cloned();
+        if let Some(entry) = &cached {
+            let ttl = if entry.ticker.is_some() { self.ttl } else { UNKNOWN_TTL };
+            if entry.fetched.elapsed() < ttl {
+                return Ok(entry.ticker.clone());
+            }
+        }
+        let mut request = tonic::Request::new(GetSymbolRequest { ticker: symbol.to_owned() });
+        request.set_timeout(self.timeout);
+        let answer = tokio::time::timeout(self.timeout, self.client.clone().get_symbol(request)).await;
+        let ticker = match answer {
+            Ok(Ok(response)) => response.into_inner().symbol.map(|found| Arc::<str>::from(found.ticker)),
+            Ok(Err(status)) if matches!(status.code(), tonic::Code::NotFound | tonic::Code::InvalidArgument) => None,
+            failure => {
+                let why = match failure {
+                    Ok(Err(status)) => format!("{}: {}", status.code(), status.message()),
+                    _ => format!("no answer within {:?}", self.timeout),
+                };
+                if let Some(entry) = cached.filter(|entry| entry.ticker.is_some()) {
+                    tracing::warn!(symbol, %why, "registry unavailable; trusting the symbol seen before");
+                    return Ok(entry.ticker);
+                }
+                tracing::warn!(symbol, %why, "registry unavailable");
+                return Err(ApiError::unavailable("the symbol registry is unavailable; retry later"));
+            }
+        };
+        let entry = Entry { ticker: ticker.clone(), fetched: Instant::now() };
+        let mut entries = self.entries.lock().expect("symbol cache lock is never poisoned");
+        if entries.len() >= MAX_ENTRIES {
+            entries.retain(|_, entry| entry.fetched.elapsed() < self.ttl && entry.ticker.is_some());
+        }
+        entries.insert(symbol.to_owned(), entry);
+        Ok(ticker)
+    }
+}

@@ -1,0 +1,143 @@
+//! Admission of ticks: each is accepted into a batch or rejected with a
+//! reason, counted for the call's summary. A bad tick never fails the call.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use wizdata::marketdata::v1::{IngestTicksResponse, RejectedTick, RejectionCount, Tick, TickRejection, tick::Kind};
+
+use crate::bars::TopOfBook;
+use crate::batch::Batch;
+use crate::convert::ns_from_timestamp;
+
+/// Rejected ticks described in the response, to help a feed find its bug.
+pub const MAX_SAMPLES: usize = 10;
+
+/// The running summary of one IngestTicks call.
+#[derive(Debug, Default)]
+pub struct Summary {
+    accepted: u64,
+    rejected: u64,
+    by_reason: BTreeMap<i32, u64>,
+    samples: Vec<RejectedTick>,
+    /// Position of the next tick in the call's stream.
+    next_index: u64,
+}
+
+impl Summary {
+    fn reject(&mut self, index: u64, reason: TickRejection, detail: String) {
+        self.rejected += 1;
+        *self.by_reason.entry(reason as i32).or_default() += 1;
+        if self.samples.len() < MAX_SAMPLES {
+            self.samples.push(RejectedTick { index, reason: reason as i32, detail });
+        }
+    }
+
+    pub fn into_response(self) -> IngestTicksResponse {
+        IngestTicksResponse {
+            accepted: self.accepted,
+            rejected: self.rejected,
+            rejections: self.by_reason.into_iter().map(|(reason, count)| RejectionCount { reason, count }).collect(),
+            samples: self.samples,
+        }
+    }
+}
+
+pub struct Admission {
+    /// Ticks later than now plus this are refused.
+    pub max_future_ns: i64,
+}
+
+impl Admission {
+    /// Admits one message's ticks. `symbols` maps each symbol in them to the
+    /// registry's ticker (`None`: unknown).
+    pub fn admit(
+        &self,
+        ticks: Vec<Tick>,
+        symbols: &HashMap<String, Option<Arc<str>>>,
+        now_ns: i64,
+        summary: &mut Summary,
+    ) -> Batch {
+        let mut batch = Batch::default();
+        for tick in ticks {
+            let index = summary.next_index;
+            summary.next_index += 1;
+            match self.check(&tick, symbols, now_ns) {
+                Ok((symbol, time_ns)) => {
+                    summary.accepted += 1;
+                    match tick.kind {
+                        Some(Kind::Trade(trade)) => batch.add_trade(&symbol, time_ns, trade.price, trade.size),
+                        Some(Kind::BidAsk(book)) => batch.add_top_of_book(
+                            &symbol,
+                            TopOfBook {
+                                time_ns,
+                                bid: book.bid,
+                                bid_size: book.bid_size,
+                                ask: book.ask,
+                                ask_size: book.ask_size,
+                            },
+                        ),
+                        None => unreachable!("check refuses ticks without a kind"),
+                    }
+                }
+                Err((reason, detail)) => summary.reject(index, reason, detail),
+            }
+        }
+        batch
+    }
+
+    fn check(
+        &self,
+        tick: &Tick,
+        symbols: &HashMap<String, Option<Arc<str>>>,
+        now_ns: i64,
+    ) -> Result<(Arc<str>, i64), (TickRejection, String)> {
+        let Some(Some(symbol)) = symbols.get(&tick.symbol) else {
+            return Err((TickRejection::UnknownSymbol, format!("symbol {:?} is not in the registry", tick.symbol)));
+        };
+        let Some(time) = &tick.time else {
+            return Err((TickRejection::MissingTime, "time is required".into()));
+        };
+        let Some(time_ns) = ns_from_timestamp(time) else {
+            return Err((
+                TickRejection::InvalidTime,
+                format!("time {}s {}ns is not a valid time from 1970 on", time.seconds, time.nanos),
+            ));
+        };
+        if time_ns > now_ns.saturating_add(self.max_future_ns) {
+            let ahead_ms = (time_ns - now_ns) / 1_000_000;
+            return Err((TickRejection::FutureTime, format!("time is {ahead_ms} ms in the future")));
+        }
+        match &tick.kind {
+            None => Err((TickRejection::MissingKind, "a tick is a trade or a bid_ask".into())),
+            Some(Kind::Trade(trade)) => {
+                positive_price("trade.price", trade.price)?;
+                size("trade.size", trade.size)?;
+                Ok((symbol.clone(), time_ns))
+            }
+            Some(Kind::BidAsk(book)) => {
+                positive_price("bid_ask.bid", book.bid)?;
+                positive_price("bid_ask.ask", book.ask)?;
+                size("bid_ask.bid_size", book.bid_size)?;
+                size("bid_ask.ask_size", book.ask_size)?;
+                Ok((symbol.clone(), time_ns))
+            }
+        }
+    }
+}
+
+fn positive_price(field: &str, price: f64) -> Result<(), (TickRejection, String)> {
+    if price.is_finite() && price > 0.0 {
+        Ok(())
+    } else {
+        Err((TickRejection::InvalidPrice, format!("{field} {price} is not a finite positive number")))
+    }
+}
+
+fn size(field: &str, size: f64) -> Result<(), (TickRejection, String)> {
+    if size.is_finite() && size >= 0.0 {
+        Ok(())
+    } else {
+        Err((TickRejection::InvalidSize, format!("{field} {size} is not a finite non-negative number")))
+    }
+}

@@ -1,0 +1,283 @@
+//! The one task per process that writes ticks to the database: group commit.
+//! Ingest calls hand it batches and wait for its acknowledgement; it merges
+//! everything queued into one transaction, so throughput grows with load
+//! while a lone tick is still written at once. After each commit, in order,
+//! it refreshes the quote cache, acknowledges (so an OK ingest is visible in
+//! quotes), and hands the events to the bus publisher.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use wizdata::marketdata::v1::{CandleEvent, MarketDataEvent, Trade, market_data_event};
+use wizdata::r#type::v1::{Interval, Quote};
+use wizdata_common::ApiError;
+use wizdata_common::bus::Bus;
+
+use crate::batch::Batch;
+use crate::convert::{self, now_ns, timestamp_from_ns};
+use crate::entity::candle;
+use crate::events;
+use crate::interval::{self, NANOS_PER_SECOND, width_seconds};
+use crate::quotes::QuoteCache;
+use crate::store::Store;
+
+/// Batches queued before ingest calls wait (back-pressure to the feeds).
+const QUEUE: usize = 256;
+/// Most batches merged into one transaction.
+const MAX_GROUP: usize = 128;
+/// Bus messages queued before the writer waits for the publisher.
+const PUBLISH_QUEUE: usize = 1024;
+/// How often bars whose time is up are announced closed.
+const CLOSE_SWEEP: Duration = Duration::from_millis(500);
+
+/// A symbol's bars of one interval.
+type SeriesKey = (Arc<str>, Interval);
+
+pub type Ack = oneshot::Receiver<Result<(), ApiError>>;
+
+enum Command {
+    Write(Batch, oneshot::Sender<Result<(), ApiError>>),
+    /// Re-read these symbols' quotes into the cache (after a cache miss, or
+    /// an import that changed daily bars).
+    Refresh(Vec<Arc<str>>),
+}
+
+#[derive(Clone)]
+pub struct Writer {
+    commands: mpsc::Sender<Command>,
+}
+
+impl Writer {
+    pub fn start(store: Store, quotes: QuoteCache, bus: Bus) -> (Self, Vec<JoinHandle<()>>) {
+        let (commands, queue) = mpsc::channel(QUEUE);
+        let (publish, to_publish) = mpsc::channel(PUBLISH_QUEUE);
+        let worker = Worker { store, quotes, publish, open_bars: HashMap::new() };
+        let tasks = vec![tokio::spawn(worker.run(queue)), tokio::spawn(publish_loop(bus, to_publish))];
+        (Self { commands }, tasks)
+    }
+
+    /// Queues `batch`; the returned acknowledgement resolves once it is
+    /// durably written (or failed).
+    pub async fn submit(&self, batch: Batch) -> Result<Ack, ApiError> {
+        let (ack, acked) = oneshot::channel();
+        self.commands.send(Command::Write(batch, ack)).await.map_err(|_| stopped())?;
+        Ok(acked)
+    }
+
+    /// Asks for these symbols' cached quotes to be re-read; best effort.
+    pub fn refresh(&self, symbols: Vec<Arc<str>>) {
+        if !symbols.is_empty() {
+            let _ = self.commands.try_send(Command::Refresh(symbols));
+        }
+    }
+}
+
+fn stopped() -> ApiError {
+    ApiError::unavailable("the market data writer is stopping; retry on another replica")
+}
+
+/// Waits for an acknowledgement.
+pub async fn acknowledged(ack: Ack) -> Result<(), ApiError> {
+    ack.await.unwrap_or_else(|_| Err(stopped()))
+}
+
+struct Worker {
+    store: Store,
+    quotes: QuoteCache,
+    publish: mpsc::Sender<Vec<(String, Bytes)>>,
+    /// The newest bar of each series still open by the wall clock: announced
+    /// closed when its time is up.
+    open_bars: HashMap<SeriesKey, candle::Model>,
+}
+
+impl Worker {
+    async fn run(mut self, mut queue: mpsc::Receiver<Command>) {
+        let mut sweep = tokio::time::interval(CLOSE_SWEEP);
+        sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                command = queue.recv() => {
+                    let Some(command) = command else { return };
+                    let mut group = vec![command];
+                    while group.len() < MAX_GROUP {
+                        match queue.try_recv() {
+                            Ok(command) => group.push(command),
+                            Err(_) => break,
+                        }
+                    }
+                    self.apply(group).await;
+                }
+                _ = sweep.tick() => self.close_due_bars().await,
+            }
+        }
+    }
+
+    async fn apply(&mut self, group: Vec<Command>) {
+        let mut batch = Batch::default();
+        let mut acks = Vec::new();
+        let mut refresh = BTreeSet::new();
+        for command in group {
+            match command {
+                Command::Write(part, ack) => {
+                    batch.absorb(part);
+                    acks.push(ack);
+                }
+                Command::Refresh(symbols) => refresh.extend(symbols),
+            }
+        }
+
+        let mut messages = Vec::new();
+        let mut changed = BTreeSet::new();
+        if !batch.is_empty() {
+            let written = match self.store.write(&batch.bars, &batch.quotes).await {
+                Ok(written) => written,
+                Err(error) => {
+                    let error = ApiError::from(error);
+                    for ack in acks {
+                        let _ = ack.send(Err(error.clone()));
+                    }
+                    return;
+                }
+            };
+            changed.extend(written.quotes.iter().map(|row| Arc::<str>::from(row.symbol.as_str())));
+            refresh.extend(changed.iter().cloned());
+            messages.extend(trade_messages(&batch));
+            messages.extend(self.candle_messages(written.candles));
+        }
+        let quotes = self.read_quotes(&refresh).await;
+        self.quotes.fill(&quotes).await;
+        for ack in acks {
+            let _ = ack.send(Ok(()));
+        }
+        messages.extend(quotes.into_iter().filter(|quote| changed.contains(quote.symbol.as_str())).map(|quote| {
+            let event = MarketDataEvent {
+                symbol: quote.symbol.clone(),
+                event_time: quote.update_time,
+                kind: Some(market_data_event::Kind::Quote(quote)),
+            };
+            (events::quotes_topic(&event.symbol), events::encode(vec![event]))
+        }));
+        if !messages.is_empty() {
+            let _ = self.publish.send(messages).await;
+        }
+    }
+
+    /// The quotes of `symbols` as now stored. A symbol whose read fails is
+    /// left out: the cache keeps it unsynced, so readers use the database.
+    async fn read_quotes(&self, symbols: &BTreeSet<Arc<str>>) -> Vec<Quote> {
+        let mut quotes = Vec::with_capacity(symbols.len());
+        for symbol in symbols {
+            match self.store.quote(symbol).await {
+                Ok(Some(quote)) => quotes.push(quote),
+                Ok(None) => {}
+                Err(error) => tracing::warn!(%symbol, error = %ApiError::from(error), "cannot read a quote to cache"),
+            }
+        }
+        quotes
+    }
+
+    /// Candle events for the written bars, one message per series, oldest
+    /// bar first; tracks the open ones so their close is announced.
+    fn candle_messages(&mut self, mut rows: Vec<candle::Model>) -> Vec<(String, Bytes)> {
+        let now = now_ns();
+        rows.sort_by(|a, b| (&a.symbol, &a.interval, a.open_time).cmp(&(&b.symbol, &b.interval, b.open_time)));
+        let mut series: Vec<(SeriesKey, Vec<MarketDataEvent>)> = Vec::new();
+        for row in rows {
+            let Some(interval) = interval::parse(&row.interval) else { continue };
+            let symbol: Arc<str> = row.symbol.as_str().into();
+            let candle = convert::candle(&(&row).into(), interval, now);
+            let event = MarketDataEvent {
+                symbol: row.symbol.clone(),
+                event_time: Some(timestamp_from_ns(row.last_trade_ns)),
+                kind: Some(market_data_event::Kind::Candle(CandleEvent {
+                    interval: interval as i32,
+                    candle: Some(candle),
+                })),
+            };
+            let key = (symbol, interval);
+            if !candle.closed && self.open_bars.get(&key).is_none_or(|open| open.open_time <= row.open_time) {
+                self.open_bars.insert(key.clone(), row);
+            }
+            match series.last_mut() {
+                Some((last, events)) if *last == key => events.push(event),
+                _ => series.push((key, vec![event])),
+            }
+        }
+        series
+            .into_iter()
+            .map(|((symbol, interval), events)| (events::candles_topic(&symbol, interval), events::encode(events)))
+            .collect()
+    }
+
+    /// Announces, once, each tracked bar whose time is up.
+    async fn close_due_bars(&mut self) {
+        let now = now_ns();
+        let due: Vec<SeriesKey> = self
+            .open_bars
+            .iter()
+            .filter(|((_, interval), row)| {
+                let width = width_seconds(*interval).unwrap_or(0);
+                (row.open_time + width).saturating_mul(NANOS_PER_SECOND) <= now
+            })
+            .map(|(key, _)| key.clone())
+            .collect();
+        if due.is_empty() {
+            return;
+        }
+        let mut messages = Vec::with_capacity(due.len());
+        for key in due {
+            let Some(row) = self.open_bars.remove(&key) else { continue };
+            let (symbol, interval) = key;
+            let event = MarketDataEvent {
+                symbol: symbol.to_string(),
+                event_time: Some(timestamp_from_ns(row.last_trade_ns)),
+                kind: Some(market_data_event::Kind::Candle(CandleEvent {
+                    interval: interval as i32,
+                    candle: Some(convert::candle(&(&row).into(), interval, now)),
+                })),
+            };
+            messages.push((events::candles_topic(&symbol, interval), events::encode(vec![event])));
+        }
+        let _ = self.publish.send(messages).await;
+    }
+}
+
+/// One message per symbol with its trades in arrival order.
+fn trade_messages(batch: &Batch) -> Vec<(String, Bytes)> {
+    let mut by_symbol: Vec<(Arc<str>, Vec<MarketDataEvent>)> = Vec::new();
+    let mut index: HashMap<Arc<str>, usize> = HashMap::new();
+    for trade in &batch.trades {
+        let slot = *index.entry(trade.symbol.clone()).or_insert_with(|| {
+            by_symbol.push((trade.symbol.clone(), Vec::new()));
+            by_symbol.len() - 1
+        });
+        by_symbol[slot].1.push(MarketDataEvent {
+            symbol: trade.symbol.to_string(),
+            event_time: Some(timestamp_from_ns(trade.time_ns)),
+            kind: Some(market_data_event::Kind::Trade(Trade { price: trade.price, size: trade.size })),
+        });
+    }
+    by_symbol.into_iter().map(|(symbol, events)| (events::trades_topic(&symbol), events::encode(events))).collect()
+}
+
+/// Publishes in order; while the bus is down, events are dropped (the bus is
+/// best effort, and subscribers see the gap) and the outage is logged once.
+async fn publish_loop(bus: Bus, mut queue: mpsc::Receiver<Vec<(String, Bytes)>>) {
+    let mut was_publishing = true;
+    while let Some(messages) = queue.recv().await {
+        let count = messages.len();
+        let publishing = bus.publish(messages).await.is_ok();
+        if publishing != was_publishing {
+            if publishing {
+                tracing::info!("publishing market events again");
+            } else {
+                tracing::warn!(dropped = count, "cannot publish market events; dropping them until the bus returns");
+            }
+            was_publishing = publishing;
+        }
+    }
+}
