@@ -1,0 +1,101 @@
+//! Volatility: Bollinger Bands and Average True Range.
+
+use super::moving::{MaType, MovingAverage, Sma};
+use super::window::Window;
+use super::{Bar, Study, true_range};
+
+/// Bollinger Bands: a moving average of the close and bands `deviations_up`
+/// and `deviations_down` population standard deviations away. The variance
+/// is the mean of squares minus the square of the mean (TA-Lib's way); below
+/// 1e-8 it counts as zero.
+#[derive(Clone, Debug)]
+pub struct Bbands {
+    period: usize,
+    deviations_up: f64,
+    deviations_down: f64,
+    middle: MovingAverage,
+    /// For non-SMA middles, TA-Lib takes the deviation around the SMA.
+    sma: Option<Sma>,
+    squares: Window,
+    squares_total: f64,
+}
+
+impl Bbands {
+    pub fn new(period: usize, deviations_up: f64, deviations_down: f64, kind: MaType) -> Self {
+        Self {
+            period,
+            deviations_up,
+            deviations_down,
+            middle: MovingAverage::new(kind, period),
+            sma: (kind != MaType::Sma).then(|| Sma::new(period)),
+            squares: Window::new(period),
+            squares_total: 0.0,
+        }
+    }
+}
+
+impl Study for Bbands {
+    fn lookback(&self) -> usize {
+        self.middle.lookback()
+    }
+
+    fn next(&mut self, bar: &Bar, out: &mut [f64]) -> bool {
+        let square = bar.close * bar.close;
+        self.squares.push(square);
+        self.squares_total += square;
+        let middle = self.middle.next(bar.close);
+        let mean = match &mut self.sma {
+            Some(sma) => sma.next(bar.close),
+            None => middle,
+        };
+        let (Some(middle), Some(mean)) = (middle, mean) else { return false };
+        let mut variance = self.squares_total / self.period as f64;
+        self.squares_total -= self.squares.oldest().expect("the window is full once the average has a value");
+        variance -= mean * mean;
+        let deviation = if variance < 0.00000001 { 0.0 } else { variance.sqrt() };
+        out[0] = middle + deviation * self.deviations_up;
+        out[1] = middle;
+        out[2] = middle - deviation * self.deviations_down;
+        true
+    }
+}
+
+/// Average True Range: the mean of the first `period` true ranges, then
+/// Wilder's smoothing.
+#[derive(Clone, Debug)]
+pub struct Atr {
+    period: usize,
+    previous_close: Option<f64>,
+    first: Sma,
+    value: Option<f64>,
+}
+
+impl Atr {
+    pub fn new(period: usize) -> Self {
+        Self { period, previous_close: None, first: Sma::new(period), value: None }
+    }
+}
+
+impl Study for Atr {
+    fn lookback(&self) -> usize {
+        self.period
+    }
+
+    fn next(&mut self, bar: &Bar, out: &mut [f64]) -> bool {
+        let Some(previous_close) = self.previous_close.replace(bar.close) else { return false };
+        let range = true_range(bar.high, bar.low, previous_close);
+        let value = match self.value {
+            None => match self.first.next(range) {
+                Some(first) => first,
+                None => return false,
+            },
+            Some(previous) => {
+                let period = self.period as f64;
+                ((previous * (period - 1.0)) + range) / period
+            }
+        };
+        self.value = Some(value);
+        out[0] = value;
+        true
+    }
+}
