@@ -7,7 +7,7 @@ VENV   := .venv
 PYTHON := $(VENV)/bin/python
 BUF    := node_modules/.bin/buf
 
-.PHONY: run test test-rust test-python lint fmt tools bench
+.PHONY: run test test-rust test-python lint fmt tools bench bench-indicators
 
 ## run: the whole mesh on embedded defaults (SQLite under ./data), gRPC on :50051
 run:
@@ -39,6 +39,14 @@ bench:
 	sleep 1; \
 	target/release/wizdata bench --target http://$(BENCH_ADDR) ingest && \
 	target/release/wizdata bench --target http://$(BENCH_ADDR) candles
+
+## bench-indicators: ns/bar of every indicator over 1,000,000 bars (criterion),
+## next to TA-Lib's on the same bars timed in the same run, with the ratio
+BENCH_BARS := target/bench/bars-1m.f64
+bench-indicators: $(PYTHON)
+	$(PYTHON) bench/indicators.py bars $(BENCH_BARS)
+	WIZDATA_BENCH_BARS=$(abspath $(BENCH_BARS)) $(CARGO) bench -p wizdata-indicator --bench indicators
+	$(PYTHON) bench/indicators.py compare $(BENCH_BARS) target/criterion
 
 ## lint: buf STANDARD lint over the contracts, rustfmt, clippy
 lint: $(BUF)

@@ -150,3 +150,359 @@ async fn list_indicators_gives_talib_defaults_and_ranges() {
         ]
     );
 }
+
+// ---- Over stored candles: ComputeIndicators and BatchCompute ----
+
+use tonic::transport::Channel;
+use wizdata::marketdata::v1::GetCandlesRequest;
+use wizdata::marketdata::v1::market_data_service_client::MarketDataServiceClient;
+use wizdata::r#type::v1::Interval;
+use wizdata_common::testing::TestRedis;
+
+/// 2000-01-03T00:00:00Z, a UTC day boundary.
+const FIRST_DAY: i64 = 946_857_600;
+const DAY: i64 = 86_400;
+
+fn day(index: usize) -> Timestamp {
+    Timestamp { seconds: FIRST_DAY + index as i64 * DAY, nanos: 0 }
+}
+
+/// A deterministic daily history with swings, gaps and flat stretches, so
+/// every indicator sees rising, falling and unchanged bars.
+fn history(days: usize, base: f64) -> Vec<Candle> {
+    (0..days)
+        .map(|index| {
+            let t = index as f64;
+            let close = base + 10.0 * (t / 17.0).sin() + 3.0 * (t / 5.0).cos() + t * 0.01;
+            let close = if index % 50 < 3 { base } else { close };
+            let open = close - (t / 3.0).sin();
+            Candle {
+                open_time: Some(day(index)),
+                open,
+                high: close.max(open) + 1.0 + (t / 7.0).sin().abs(),
+                low: close.min(open) - 1.0 - (t / 11.0).cos().abs(),
+                close,
+                volume: 1000.0 + 500.0 * (t / 13.0).sin(),
+                ..Default::default()
+            }
+        })
+        .collect()
+}
+
+async fn import(mesh: &TestMesh, symbol: &str, candles: Vec<Candle>) {
+    let mut market_data = MarketDataServiceClient::new(mesh.channel().await);
+    wizdata_market_data::history::import(&mut market_data, symbol, Interval::OneDay, candles).await.unwrap();
+}
+
+/// What market data serves for `symbol` from FIRST_DAY on, every page.
+async fn stored(mesh: &TestMesh, symbol: &str) -> Vec<Candle> {
+    let mut market_data = MarketDataServiceClient::new(mesh.channel().await).max_decoding_message_size(64 << 20);
+    let mut request = GetCandlesRequest {
+        symbol: symbol.into(),
+        interval: Interval::OneDay as i32,
+        start_time: Some(day(0)),
+        page_size: 10_000,
+        ..Default::default()
+    };
+    let mut candles = Vec::new();
+    loop {
+        let page = market_data.get_candles(request.clone()).await.unwrap().into_inner();
+        candles.extend(page.candles);
+        if page.next_page_token.is_empty() {
+            return candles;
+        }
+        request.page_token = page.next_page_token;
+    }
+}
+
+/// Every indicator at its defaults, and the moving-average choices of the
+/// ones that take them.
+fn every_indicator() -> Vec<IndicatorSpec> {
+    let mut specs: Vec<IndicatorSpec> = [
+        "SMA", "EMA", "WMA", "MACD", "RSI", "STOCH", "WILLR", "CCI", "BBANDS", "ATR", "ADX", "PLUS_DI", "MINUS_DI",
+        "OBV",
+    ]
+    .iter()
+    .map(|name| spec(name, &[]))
+    .collect();
+    specs.push(spec("BBANDS", &[("time_period", 20.0), ("ma_type", 1.0), ("nb_dev_dn", 1.5)]));
+    specs.push(spec("STOCH", &[("slow_k_ma_type", 2.0), ("slow_d_ma_type", 1.0)]));
+    specs.push(spec("EMA", &[("time_period", 2.0)]));
+    specs
+}
+
+async fn large_client(mesh: &TestMesh) -> IndicatorServiceClient<Channel> {
+    client(mesh).await.max_decoding_message_size(256 << 20)
+}
+
+fn over(symbol: &str, indicators: Vec<IndicatorSpec>) -> ComputeIndicatorsRequest {
+    ComputeIndicatorsRequest {
+        symbol: symbol.into(),
+        interval: Interval::OneDay as i32,
+        start_time: Some(day(0)),
+        end_time: None,
+        indicators,
+    }
+}
+
+/// ComputeIndicators over a symbol's stored candles answers exactly what
+/// ComputeSeries answers for the same candles sent by the caller.
+async fn assert_same_as_series(mesh: &TestMesh, symbol: &str, expected_candles: usize) {
+    let mut indicators = large_client(mesh).await;
+    let candles = stored(mesh, symbol).await;
+    assert_eq!(candles.len(), expected_candles);
+    let from_store = indicators.compute_indicators(over(symbol, every_indicator())).await.unwrap().into_inner();
+    let from_series = indicators
+        .compute_series(ComputeSeriesRequest { candles: candles.clone(), indicators: every_indicator() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(from_store.symbol, symbol);
+    assert_eq!(from_store.interval, Interval::OneDay as i32);
+    let open_times: Vec<Timestamp> = candles.iter().map(|candle| candle.open_time.unwrap()).collect();
+    assert_eq!(from_store.times, open_times, "results are aligned to the stored candles");
+    assert_eq!(from_store.results.len(), every_indicator().len());
+    for (stored, series) in from_store.results.iter().zip(&from_series.results) {
+        let name = &series.spec.as_ref().unwrap().name;
+        assert!(!series.outputs[0].values.is_empty(), "{name} has values to compare");
+        assert_eq!(stored, series, "{name}");
+    }
+}
+
+#[tokio::test]
+async fn compute_indicators_on_an_imported_symbol_equals_compute_series_on_the_same_candles() {
+    let db = TestDatabase::new().await;
+    let mesh = TestMesh::all(&db).await;
+    import(&mesh, "AAPL", history(3_000, 100.0)).await;
+    assert_same_as_series(&mesh, "AAPL", 3_000).await;
+}
+
+/// The same over the real sample history, when the sample data is present.
+#[tokio::test]
+async fn compute_indicators_on_imported_orcl_equals_compute_series() {
+    let Ok(data) = std::env::var("WIZDATA_SAMPLE_DATA") else {
+        eprintln!("WIZDATA_SAMPLE_DATA is unset; skipping the ORCL comparison");
+        return;
+    };
+    let text = std::fs::read_to_string(std::path::Path::new(&data).join("orcl-1995-2014.csv")).unwrap();
+    let candles = wizdata_market_data::history::parse_candles(text.as_bytes(), Interval::OneDay).unwrap();
+    let count = candles.len();
+    let db = TestDatabase::new().await;
+    let mesh = TestMesh::all(&db).await;
+    support::register_orcl(&mesh).await;
+    // ORCL's history starts in 1995, before FIRST_DAY: import only what the
+    // comparison reads.
+    let from_first_day: Vec<Candle> =
+        candles.into_iter().filter(|candle| candle.open_time.unwrap().seconds >= FIRST_DAY).collect();
+    assert!(from_first_day.len() > 3_000 && from_first_day.len() < count);
+    let expected = from_first_day.len();
+    import(&mesh, "ORCL", from_first_day).await;
+    assert_same_as_series(&mesh, "ORCL", expected).await;
+}
+
+/// Results are cached by the candles they come from: asking again reuses
+/// them, and a new candle or a changed one is reflected at once.
+async fn assert_new_candles_are_reflected(mesh: &TestMesh) -> Vec<ComputeIndicatorsResponse> {
+    let mut indicators = large_client(mesh).await;
+    let sma = || over("MSFT", vec![spec("SMA", &[("time_period", 2.0)]), spec("OBV", &[])]);
+    let candles = history(10, 50.0);
+    import(mesh, "MSFT", candles.clone()).await;
+    let first = indicators.compute_indicators(sma()).await.unwrap().into_inner();
+    let again = indicators.compute_indicators(sma()).await.unwrap().into_inner();
+    assert_eq!(first, again);
+    let expected_last = (candles[8].close + candles[9].close) / 2.0;
+    assert_eq!(first.results[0].outputs[0].values.last(), Some(&expected_last));
+
+    // A new candle.
+    let mut longer = history(11, 50.0);
+    longer[10].close = 1_000.0;
+    longer[10].high = 1_001.0;
+    import(mesh, "MSFT", longer[10..].to_vec()).await;
+    let grown = indicators.compute_indicators(sma()).await.unwrap().into_inner();
+    assert_eq!(grown.times.len(), 11);
+    assert_eq!(grown.results[0].outputs[0].values.last(), Some(&((candles[9].close + 1_000.0) / 2.0)));
+
+    // A changed candle in the middle of the history (a correction).
+    let mut corrected = longer[5];
+    corrected.volume += 1.0;
+    corrected.close += 1.0;
+    corrected.high += 1.0;
+    import(mesh, "MSFT", vec![corrected]).await;
+    let after_correction = indicators.compute_indicators(sma()).await.unwrap().into_inner();
+    assert_eq!(after_correction.results[0].outputs[0].values[4], (longer[4].close + corrected.close) / 2.0);
+    assert_ne!(after_correction.results[1], grown.results[1], "OBV moved with the corrected bar");
+    let series = ComputeSeriesRequest { candles: stored(mesh, "MSFT").await, indicators: sma().indicators };
+    assert_eq!(after_correction.results, indicators.compute_series(series).await.unwrap().into_inner().results);
+    vec![first, grown, after_correction]
+}
+
+#[tokio::test]
+async fn a_new_or_changed_candle_is_reflected_at_once() {
+    let db = TestDatabase::new().await;
+    let mesh = TestMesh::all(&db).await;
+    assert_new_candles_are_reflected(&mesh).await;
+}
+
+/// With Redis, results land there under the mesh's prefix, one entry per
+/// indicator and candle series, shared by every replica.
+#[tokio::test]
+async fn with_redis_results_are_cached_there_by_series() {
+    use fred::interfaces::{ClientLike, KeysInterface};
+
+    let Some(redis) = TestRedis::from_env().await else {
+        eprintln!("{} is unset; the Redis cache needs a Redis", wizdata_common::testing::TEST_REDIS_URL);
+        return;
+    };
+    let prefix = redis.prefix.clone();
+    let direct =
+        fred::types::Builder::from_config(fred::types::config::Config::from_url(&redis.url).unwrap()).build().unwrap();
+    direct.init().await.unwrap();
+    let db = TestDatabase::new().await;
+    let mesh = TestMesh::all_on(&db, Some(redis), &[]).await;
+
+    assert_new_candles_are_reflected(&mesh).await;
+    let (_, keys): (String, Vec<String>) =
+        direct.scan_page("0", format!("{prefix}indicator:v1:*"), Some(10_000), None).await.unwrap();
+    // Three distinct series (10 candles, 11, then corrected) x two indicators.
+    assert_eq!(keys.len(), 6, "{keys:?}");
+    let _ = direct.quit().await;
+}
+
+#[tokio::test]
+async fn bad_compute_indicators_requests() {
+    let db = TestDatabase::new().await;
+    let mesh = TestMesh::all(&db).await;
+    let mut client = client(&mesh).await;
+    let request = ComputeIndicatorsRequest {
+        symbol: " ".into(),
+        interval: 0,
+        start_time: Some(Timestamp { seconds: 0, nanos: -1 }),
+        end_time: None,
+        indicators: vec![spec("NOPE", &[])],
+    };
+    let status = client.compute_indicators(request).await.unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert_eq!(violated_fields(&status), ["symbol", "interval", "start_time", "indicators[0].name"]);
+
+    let status = client.compute_indicators(over("NOPE", vec![spec("SMA", &[])])).await.unwrap_err();
+    assert_eq!(status.code(), Code::NotFound, "market data's answer about the symbol is passed on: {status:?}");
+
+    let backwards = ComputeIndicatorsRequest {
+        end_time: Some(day(0)),
+        start_time: Some(day(5)),
+        ..over("AAPL", vec![spec("SMA", &[])])
+    };
+    let status = client.compute_indicators(backwards).await.unwrap_err();
+    assert_eq!((status.code(), violated_fields(&status)), (Code::InvalidArgument, vec!["end_time".to_owned()]));
+
+    // Too few candles: an empty valid series, not an error.
+    import(&mesh, "AAPL", history(3, 100.0)).await;
+    let answer = client.compute_indicators(over("AAPL", vec![spec("RSI", &[])])).await.unwrap().into_inner();
+    assert_eq!(answer.times.len(), 3);
+    assert_eq!((answer.results[0].lookback, answer.results[0].begin_index), (14, 3));
+    assert!(answer.results[0].outputs[0].values.is_empty());
+}
+
+#[tokio::test]
+async fn batch_compute_answers_every_symbol_and_reports_failures_per_symbol() {
+    let db = TestDatabase::new().await;
+    let mesh = TestMesh::all_with(&db, &["--batch-parallelism", "2"]).await;
+    import(&mesh, "AAPL", history(300, 100.0)).await;
+    import(&mesh, "MSFT", history(200, 50.0)).await;
+    let mut client = large_client(&mesh).await;
+    let indicators = vec![spec("RSI", &[]), spec("MACD", &[])];
+    let request = BatchComputeRequest {
+        symbols: vec!["AAPL".into(), "NOPE".into(), "msft".into()],
+        interval: Interval::OneDay as i32,
+        start_time: Some(day(0)),
+        end_time: Some(day(10_000)),
+        indicators: indicators.clone(),
+    };
+    let results = client.batch_compute(request).await.unwrap().into_inner().results;
+    let symbols: Vec<&str> = results.iter().map(|result| result.symbol.as_str()).collect();
+    assert_eq!(symbols, ["AAPL", "NOPE", "msft"], "in the order asked");
+    assert_eq!((results[1].error_code, results[1].response.is_none()), (Code::NotFound as i32, true));
+    assert!(!results[1].error_message.is_empty());
+    for (result, symbol) in [(&results[0], "AAPL"), (&results[2], "MSFT")] {
+        assert_eq!(result.error_code, 0);
+        let single = ComputeIndicatorsRequest { end_time: Some(day(10_000)), ..over(symbol, indicators.clone()) };
+        let alone = client.compute_indicators(single).await.unwrap().into_inner();
+        assert_eq!(result.response.as_ref(), Some(&alone), "{symbol}");
+    }
+}
+
+#[tokio::test]
+async fn bad_batches_name_every_bad_field() {
+    let db = TestDatabase::new().await;
+    let mesh = TestMesh::all(&db).await;
+    let mut client = client(&mesh).await;
+    let batch = |symbols: Vec<String>, indicators: Vec<IndicatorSpec>| BatchComputeRequest {
+        symbols,
+        interval: Interval::OneDay as i32,
+        start_time: Some(day(0)),
+        end_time: Some(day(100)),
+        indicators,
+    };
+    let fields = |status: tonic::Status| {
+        assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+        violated_fields(&status)
+    };
+
+    let status = client.batch_compute(batch(vec![], vec![])).await.unwrap_err();
+    assert_eq!(fields(status), ["symbols", "indicators"]);
+    let named = vec!["AAPL".into(), "".into(), "aapl".into()];
+    let status = client.batch_compute(batch(named, vec![spec("SMA", &[])])).await.unwrap_err();
+    assert_eq!(fields(status), ["symbols[1]", "symbols[2]"]);
+
+    let many: Vec<String> = (0..=wizdata_indicator::MAX_BATCH_SYMBOLS).map(|index| format!("S{index}")).collect();
+    let status = client.batch_compute(batch(many, vec![spec("SMA", &[])])).await.unwrap_err();
+    assert_eq!(fields(status), ["symbols"]);
+
+    // 20 x 21 = 420 computations, over the 400 allowed.
+    let twenty: Vec<String> = (0..20).map(|index| format!("S{index}")).collect();
+    let status = client.batch_compute(batch(twenty, vec![spec("SMA", &[]); 21])).await.unwrap_err();
+    assert_eq!(fields(status), ["indicators"]);
+
+    let too_long = BatchComputeRequest {
+        end_time: Some(day(wizdata_indicator::MAX_BATCH_BARS as usize + 1)),
+        ..batch(vec!["AAPL".into()], vec![spec("SMA", &[])])
+    };
+    assert_eq!(fields(client.batch_compute(too_long).await.unwrap_err()), ["end_time"]);
+    let no_interval = BatchComputeRequest { interval: 0, ..batch(vec!["AAPL".into()], vec![spec("SMA", &[])]) };
+    assert_eq!(fields(client.batch_compute(no_interval).await.unwrap_err()), ["interval"]);
+}
+
+/// An indicator process whose market data never answers: the fetch ends
+/// with the deadline instead of hanging, and a market data that refuses
+/// connections answers UNAVAILABLE.
+#[tokio::test]
+async fn market_data_trouble_ends_calls_with_a_clear_status() {
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_url = format!("http://{}", silent.local_addr().unwrap());
+    let hold = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((connection, _)) = silent.accept().await {
+            held.push(connection);
+        }
+    });
+    let db = TestDatabase::new().await;
+    let args = support::serve_args(
+        "indicator",
+        &db.config,
+        &["--market-data-url", &silent_url, "--market-data-timeout", "300ms"],
+    );
+    let mesh = TestMesh::start(args).await;
+    let status = client(&mesh).await.compute_indicators(over("AAPL", vec![spec("SMA", &[])])).await.unwrap_err();
+    assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
+    hold.abort();
+
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", listener.local_addr().unwrap())
+    };
+    let args = support::serve_args("indicator", &db.config, &["--market-data-url", &closed]);
+    let mesh = TestMesh::start(args).await;
+    let status = client(&mesh).await.compute_indicators(over("AAPL", vec![spec("SMA", &[])])).await.unwrap_err();
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    assert!(!status.message().contains("127.0.0.1"), "no hosts in messages: {}", status.message());
+}

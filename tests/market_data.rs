@@ -507,21 +507,7 @@ async fn orcl_history_round_trips_value_for_value() {
     let text = std::fs::read_to_string(&path).unwrap_or_else(|error| panic!("{}: {error}", path.display()));
     let db = TestDatabase::new().await;
     let mesh = TestMesh::all(&db).await;
-    let mut registry = wizdata::registry::v1::registry_service_client::RegistryServiceClient::new(mesh.channel().await);
-    registry
-        .create_symbol(wizdata::registry::v1::CreateSymbolRequest {
-            symbol: Some(wizdata::registry::v1::Symbol {
-                ticker: "ORCL".into(),
-                name: "Oracle Corporation".into(),
-                exchange: "NYSE".into(),
-                asset_class: wizdata::r#type::v1::AssetClass::Equity as i32,
-                currency: "USD".into(),
-                streamable: true,
-                ..Default::default()
-            }),
-        })
-        .await
-        .unwrap();
+    support::register_orcl(&mesh).await;
 
     let candles = wizdata_market_data::history::parse_candles(text.as_bytes(), Interval::OneDay).unwrap();
     let mut client = client(&mesh).await.max_decoding_message_size(64 * 1024 * 1024);

@@ -108,20 +108,17 @@ async fn reflection_serves_the_contract_with_its_access_options() {
 
 #[tokio::test]
 async fn rpcs_of_later_issues_answer_unimplemented_naming_rpc_and_issue() {
-    use wizdata::indicator::v1::ComputeIndicatorsRequest;
-    use wizdata::indicator::v1::indicator_service_client::IndicatorServiceClient;
+    use wizdata::auth::v1::LoginRequest;
+    use wizdata::auth::v1::auth_service_client::AuthServiceClient;
     use wizdata::streaming::v1::SubscribeRequest;
     use wizdata::streaming::v1::streaming_service_client::StreamingServiceClient;
     let db = TestDatabase::new().await;
     let mesh = TestMesh::all(&db).await;
 
-    let mut indicators = IndicatorServiceClient::new(mesh.channel().await);
-    let status = indicators.compute_indicators(ComputeIndicatorsRequest::default()).await.unwrap_err();
+    let mut auth = AuthServiceClient::new(mesh.channel().await);
+    let status = auth.login(LoginRequest::default()).await.unwrap_err();
     assert_eq!(status.code(), Code::Unimplemented);
-    assert_eq!(
-        status.message(),
-        "wizdata.indicator.v1.IndicatorService/ComputeIndicators is not built yet; it arrives with issue #4"
-    );
+    assert_eq!(status.message(), "wizdata.auth.v1.AuthService/Login is not built yet; it arrives with issue #5");
 
     let mut streaming = StreamingServiceClient::new(mesh.channel().await);
     let status = streaming.subscribe(SubscribeRequest::default()).await.unwrap_err();

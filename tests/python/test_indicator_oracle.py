@@ -43,6 +43,16 @@ for fast_k, slow_k, k_type, slow_d, d_type in ((5, 3, 0, 3, 0), (14, 3, 0, 3, 0)
 for period, up, down, ma_type in ((5, 2, 2, 0), (20, 2, 2, 0), (20, 1.5, 2.5, 0), (10, 2, 2, 1), (10, 2, 2, 2)):
     CASES.append(("BBANDS", {"time_period": period, "nb_dev_up": up, "nb_dev_dn": down, "ma_type": ma_type},
                   "BBANDS", "c", {"timeperiod": period, "nbdevup": up, "nbdevdn": down, "matype": ma_type}))
+# Every MA type TA-Lib numbers (but 7, MAMA), through the indicators that take one.
+for ma_type in (3, 4, 5, 6, 8):
+    for period in (2, 5, 20):
+        CASES.append(("BBANDS", {"time_period": period, "ma_type": ma_type}, "BBANDS", "c",
+                      {"timeperiod": period, "matype": ma_type}))
+    CASES.append(("STOCH", {"fast_k_period": 14, "slow_k_period": 4, "slow_k_ma_type": ma_type,
+                            "slow_d_period": 5, "slow_d_ma_type": ma_type}, "STOCH", "hlc",
+                  {"fastk_period": 14, "slowk_period": 4, "slowk_matype": ma_type,
+                   "slowd_period": 5, "slowd_matype": ma_type}))
+CASES.append(("BBANDS", {"time_period": 6, "ma_type": 5}, "BBANDS", "c", {"timeperiod": 6, "matype": 5}))
 CASES.append(("OBV", {}, "OBV", "cv", {}))
 
 

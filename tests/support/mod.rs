@@ -143,3 +143,19 @@ pub async fn wait_for_health(mesh: &TestMesh, service: &str, wanted: ServingStat
     }
     false
 }
+
+/// Registers ORCL, the symbol of the sample history (orcl-1995-2014.csv).
+pub async fn register_orcl(mesh: &TestMesh) {
+    use wizdata::registry::v1::{CreateSymbolRequest, Symbol};
+    let mut registry = wizdata::registry::v1::registry_service_client::RegistryServiceClient::new(mesh.channel().await);
+    let orcl = Symbol {
+        ticker: "ORCL".into(),
+        name: "Oracle Corporation".into(),
+        exchange: "NYSE".into(),
+        asset_class: wizdata::r#type::v1::AssetClass::Equity as i32,
+        currency: "USD".into(),
+        streamable: true,
+        ..Default::default()
+    };
+    registry.create_symbol(CreateSymbolRequest { symbol: Some(orcl) }).await.unwrap();
+}

@@ -40,6 +40,24 @@ impl ErrorCode {
         }
     }
 
+    /// The code of a status another service answered; codes this model
+    /// does not distinguish become INTERNAL.
+    pub fn from_grpc(code: tonic::Code) -> Self {
+        match code {
+            tonic::Code::InvalidArgument | tonic::Code::OutOfRange => Self::InvalidArgument,
+            tonic::Code::NotFound => Self::NotFound,
+            tonic::Code::AlreadyExists => Self::AlreadyExists,
+            tonic::Code::FailedPrecondition => Self::FailedPrecondition,
+            tonic::Code::Unauthenticated => Self::Unauthenticated,
+            tonic::Code::PermissionDenied => Self::PermissionDenied,
+            tonic::Code::ResourceExhausted => Self::ResourceExhausted,
+            tonic::Code::DeadlineExceeded => Self::DeadlineExceeded,
+            tonic::Code::Unavailable => Self::Unavailable,
+            tonic::Code::Unimplemented => Self::Unimplemented,
+            _ => Self::Internal,
+        }
+    }
+
     pub fn http_status(self) -> http::StatusCode {
         use http::StatusCode;
         match self {
@@ -145,6 +163,18 @@ impl std::error::Error for ApiError {}
 impl From<ApiError> for tonic::Status {
     fn from(error: ApiError) -> Self {
         tonic::Status::with_error_details(error.code.grpc_code(), error.message, *error.details)
+    }
+}
+
+/// A status another service answered, passed on with its details (e.g. the
+/// field violations of a request made on the caller's behalf).
+impl From<tonic::Status> for ApiError {
+    fn from(status: tonic::Status) -> Self {
+        Self {
+            code: ErrorCode::from_grpc(status.code()),
+            message: status.message().to_owned(),
+            details: Box::new(status.get_error_details()),
+        }
     }
 }
 

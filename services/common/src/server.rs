@@ -177,7 +177,7 @@ impl GrpcServer {
 pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
     {
-        use tokio::signal::unix::{signal, SignalKind};
+        use tokio::signal::unix::{SignalKind, signal};
         let mut terminate = signal(SignalKind::terminate()).expect("installing a SIGTERM handler succeeds on unix");
         let mut interrupt = signal(SignalKind::interrupt()).expect("installing a SIGINT handler succeeds on unix");
         async move {

@@ -8,7 +8,7 @@ use wizdata::indicator::v1::{IndicatorDescriptor, ParameterDescriptor, Parameter
 use wizdata_common::FieldViolations;
 
 use crate::studies::{
-    Adx, Atr, Bbands, Cci, DirectionalIndex, MaType, Macd, MovingAverage, Obv, Rsi, Side, Stoch, Study, WillR,
+    Adx, AnyStudy, Atr, Bbands, Cci, DirectionalIndex, Ema, MaType, Macd, Obv, Rsi, Side, Sma, Stoch, WillR, Wma,
 };
 
 const MAX_PERIOD: f64 = 100_000.0;
@@ -29,14 +29,14 @@ const fn period(name: &'static str, default: f64, min: f64, description: &'stati
 }
 
 const fn ma_type(name: &'static str, description: &'static str) -> Parameter {
-    Parameter { name, kind: ParameterKind::Integer, default: 0.0, min: 0.0, max: 2.0, description }
+    Parameter { name, kind: ParameterKind::Integer, default: 0.0, min: 0.0, max: 8.0, description }
 }
 
 const fn deviations(name: &'static str, description: &'static str) -> Parameter {
     Parameter { name, kind: ParameterKind::Real, default: 2.0, min: -MAX_REAL, max: MAX_REAL, description }
 }
 
-const MA_TYPES: &str = "0 = SMA, 1 = EMA, 2 = WMA";
+const MA_TYPES: &str = "0 = SMA, 1 = EMA, 2 = WMA, 3 = DEMA, 4 = TEMA, 5 = TRIMA, 6 = KAMA, 8 = T3 (volume factor 0.7); 7 (MAMA) is not offered";
 
 pub struct Indicator {
     pub name: &'static str,
@@ -44,10 +44,11 @@ pub struct Indicator {
     description: &'static str,
     parameters: &'static [Parameter],
     pub outputs: &'static [&'static str],
-    build: fn(&Values) -> Box<dyn Study>,
+    build: fn(&Values) -> Box<dyn AnyStudy>,
 }
 
 /// Parameter values by name, every one present and checked.
+#[derive(Clone)]
 pub struct Values(HashMap<&'static str, f64>);
 
 impl Values {
@@ -71,7 +72,7 @@ pub const INDICATORS: &[Indicator] = &[
         description: "Mean of the last time_period closes.",
         parameters: &[period("time_period", 30.0, 2.0, "Number of closes averaged")],
         outputs: &["real"],
-        build: |v| Box::new(MovingAverage::new(MaType::Sma, v.period("time_period"))),
+        build: |v| Box::new(Sma::new(v.period("time_period"))),
     },
     Indicator {
         name: "EMA",
@@ -79,7 +80,7 @@ pub const INDICATORS: &[Indicator] = &[
         description: "Exponential average with k = 2 / (time_period + 1), seeded with the SMA of the first time_period closes.",
         parameters: &[period("time_period", 30.0, 2.0, "Number of closes of the seed and the smoothing")],
         outputs: &["real"],
-        build: |v| Box::new(MovingAverage::new(MaType::Ema, v.period("time_period"))),
+        build: |v| Box::new(Ema::new(v.period("time_period"))),
     },
     Indicator {
         name: "WMA",
@@ -87,7 +88,7 @@ pub const INDICATORS: &[Indicator] = &[
         description: "Linearly weighted average of the last time_period closes, the newest weighing most.",
         parameters: &[period("time_period", 30.0, 2.0, "Number of closes averaged")],
         outputs: &["real"],
-        build: |v| Box::new(MovingAverage::new(MaType::Wma, v.period("time_period"))),
+        build: |v| Box::new(Wma::new(v.period("time_period"))),
     },
     Indicator {
         name: "MACD",
@@ -234,12 +235,30 @@ pub fn find(name: &str) -> Option<&'static Indicator> {
 
 /// The study for `indicator` with the caller's `parameters` (defaults for
 /// the missing ones). Bad values are recorded under `field.parameters[name]`.
-pub fn build(
-    indicator: &Indicator,
+/// An indicator with checked parameter values, defaults filled in.
+#[derive(Clone)]
+pub struct Configured {
+    pub indicator: &'static Indicator,
+    values: Values,
+    /// e.g. "RSI(time_period=14)": equal exactly for equal computations.
+    pub identity: String,
+}
+
+impl Configured {
+    /// A fresh study, ready for the first bar.
+    pub fn study(&self) -> Box<dyn AnyStudy> {
+        (self.indicator.build)(&self.values)
+    }
+}
+
+/// The indicator configured with the caller's `parameters`, or `None` with
+/// every problem added to `violations` under `field`.
+pub fn configure(
+    indicator: &'static Indicator,
     parameters: &HashMap<String, f64>,
     field: &str,
     violations: &mut FieldViolations,
-) -> Option<Box<dyn Study>> {
+) -> Option<Configured> {
     let mut values = HashMap::new();
     let mut ok = true;
     for name in parameters.keys() {
@@ -260,6 +279,8 @@ pub fn build(
             Some(format!("{value} is not a whole number"))
         } else if value < parameter.min || value > parameter.max {
             Some(format!("{value} is outside {}..={}", parameter.min, parameter.max))
+        } else if parameter.name.ends_with("ma_type") && MaType::from_code(value as i64).is_none() {
+            Some(format!("{value} is not an MA type this engine offers: {MA_TYPES}"))
         } else {
             None
         };
@@ -273,5 +294,14 @@ pub fn build(
             }
         }
     }
-    ok.then(|| (indicator.build)(&Values(values)))
+    if !ok {
+        return None;
+    }
+    let resolved: Vec<String> =
+        indicator.parameters.iter().map(|parameter| format!("{}={}", parameter.name, values[parameter.name])).collect();
+    Some(Configured {
+        indicator,
+        values: Values(values),
+        identity: format!("{}({})", indicator.name, resolved.join(",")),
+    })
 }

@@ -1,62 +1,96 @@
 //! The indicator engine: TA-Lib's indicators, value for value, as
-//! incremental studies that the batch RPCs run over a series.
-//!
-//! Built so far (issue #4, in progress): ListIndicators and ComputeSeries.
-//! ComputeIndicators and BatchCompute (over stored candles, with a cache)
-//! arrive next.
+//! incremental studies that the RPCs run over a series: candles the caller
+//! sends (ComputeSeries) or a symbol's stored candles fetched from market
+//! data within the caller's deadline (ComputeIndicators, BatchCompute), whose
+//! results are cached by the candles they were computed from.
 
+mod candles;
 pub mod catalog;
+mod results;
 pub mod studies;
 
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use prost_types::Timestamp;
+use tokio::sync::Semaphore;
+use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 use wizdata::indicator::v1::indicator_service_server::{IndicatorService, IndicatorServiceServer};
 use wizdata::indicator::v1::{
     BatchComputeRequest, BatchComputeResponse, ComputeIndicatorsRequest, ComputeIndicatorsResponse,
     ComputeSeriesRequest, ComputeSeriesResponse, IndicatorResult, IndicatorSpec, ListIndicatorsRequest,
-    ListIndicatorsResponse, OutputSeries,
+    ListIndicatorsResponse, OutputSeries, SymbolResult,
 };
-use wizdata::r#type::v1::Candle;
+use wizdata::r#type::v1::{Candle, Interval};
+use wizdata_common::cache::Cache;
+use wizdata_common::config::parse_duration;
+use wizdata_common::deadline::Deadline;
+use wizdata_common::interval;
+use wizdata_common::time::{from_timestamp, to_timestamp};
 use wizdata_common::{ApiError, FieldViolations};
 
-use crate::studies::{Bar, Study};
+use crate::candles::CandleSource;
+use crate::catalog::Configured;
+use crate::results::{ResultCache, SeriesDigest};
+use crate::studies::{AnyStudy, Bar, Bars};
 
 pub const SERVICE_NAME: &str = wizdata::indicator::v1::indicator_service_server::SERVICE_NAME;
-const BUILT_BY_ISSUE: u32 = 4;
-/// Most candles in one series.
+/// Most candles in one series (ComputeSeries), the same bound market data
+/// puts on one range (ComputeIndicators).
 pub const MAX_SERIES_CANDLES: usize = 100_000;
 /// Most indicators per request.
 pub const MAX_INDICATORS: usize = 32;
+/// Most symbols in one BatchCompute.
+pub const MAX_BATCH_SYMBOLS: usize = 100;
+/// Most bars of the interval one BatchCompute range may span.
+pub const MAX_BATCH_BARS: i64 = 10_000;
+/// Most symbols x indicators in one BatchCompute: bounds the answer's size
+/// (at worst 400 x 10,000 bars x 3 outputs, about 100 MB).
+pub const MAX_BATCH_COMPUTATIONS: usize = 400;
 
-fn not_built_yet(method: &str) -> Status {
-    ApiError::not_built_yet(&format!("{SERVICE_NAME}/{method}"), BUILT_BY_ISSUE).into()
+#[derive(clap::Args, Debug, Clone)]
+pub struct IndicatorConfig {
+    /// The market data service candles are fetched from. Unset in `serve
+    /// all` means this process; required when serving indicator alone.
+    #[arg(long, env = "WIZDATA_MARKET_DATA_URL")]
+    pub market_data_url: Option<String>,
+
+    /// How long fetching a symbol's candles may take when the caller set no
+    /// deadline (a caller's deadline is always passed on).
+    #[arg(long, env = "WIZDATA_MARKET_DATA_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub market_data_timeout: Duration,
+
+    /// How long computed results stay cached. Keys change with the candles,
+    /// so this bounds memory, not staleness.
+    #[arg(long, env = "WIZDATA_INDICATOR_CACHE_TTL", default_value = "10m", value_parser = parse_duration)]
+    pub indicator_cache_ttl: Duration,
+
+    /// Most symbols of one BatchCompute fetched and computed at once.
+    #[arg(long, env = "WIZDATA_BATCH_PARALLELISM", default_value_t = 8,
+          value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub batch_parallelism: u16,
 }
 
-/// Runs `study` over `bars`: its values from the first bar past the
-/// lookback on, one series per output; nothing is padded.
-pub fn run(mut study: Box<dyn Study>, outputs: usize, bars: &[Bar]) -> (usize, usize, Vec<Vec<f64>>) {
+/// Runs `study` over `bars`: its lookback, the index of the first bar with
+/// values, and its values from there on, one series per output; nothing is
+/// padded.
+pub fn run(mut study: Box<dyn AnyStudy>, outputs: usize, bars: &Bars) -> (usize, usize, Vec<Vec<f64>>) {
     let lookback = study.lookback();
-    let length = bars.len().saturating_sub(lookback);
-    let mut series = vec![Vec::with_capacity(length); outputs];
-    let mut values = vec![0.0; outputs];
-    let mut begin = bars.len();
-    for (index, bar) in bars.iter().enumerate() {
-        if study.next(bar, &mut values) {
-            if begin == bars.len() {
-                begin = index;
-            }
-            for (output, value) in series.iter_mut().zip(&values) {
-                output.push(*value);
-            }
-        }
-    }
+    let (begin, series) = study.series(bars, outputs);
     (lookback, begin, series)
+}
+
+fn bar_of(candle: &Candle) -> Bar {
+    Bar { open: candle.open, high: candle.high, low: candle.low, close: candle.close, volume: candle.volume }
 }
 
 /// Checks the caller's candles: strictly increasing times, finite values,
 /// high not below low.
-fn bars_of(candles: &[Candle], violations: &mut FieldViolations) -> Vec<Bar> {
+fn bars_of(candles: &[Candle], violations: &mut FieldViolations) -> Bars {
     let mut previous_time = None;
-    let mut bars = Vec::with_capacity(candles.len());
     for (index, candle) in candles.iter().enumerate() {
         let field = |name: &str| format!("candles[{index}].{name}");
         match &candle.open_time {
@@ -85,29 +119,27 @@ fn bars_of(candles: &[Candle], violations: &mut FieldViolations) -> Vec<Bar> {
         if candle.high < candle.low {
             violations.add(field("high"), format!("high {} is below low {}", candle.high, candle.low));
         }
-        bars.push(Bar {
-            open: candle.open,
-            high: candle.high,
-            low: candle.low,
-            close: candle.close,
-            volume: candle.volume,
-        });
     }
-    bars
+    candles.iter().map(bar_of).collect()
 }
 
-/// The studies for `specs`, or every problem with them.
-fn studies_of(
-    specs: &[IndicatorSpec],
-    violations: &mut FieldViolations,
-) -> Vec<(IndicatorSpec, &'static catalog::Indicator, Box<dyn Study>)> {
+/// One requested indicator, checked and configured.
+#[derive(Clone)]
+struct Planned {
+    /// The caller's spec under the indicator's canonical name.
+    spec: IndicatorSpec,
+    configured: Configured,
+}
+
+/// The indicators `specs` ask for, or every problem with them.
+fn plan(specs: &[IndicatorSpec], violations: &mut FieldViolations) -> Vec<Planned> {
     if specs.is_empty() {
         violations.add("indicators", "name at least one indicator");
     }
     if specs.len() > MAX_INDICATORS {
         violations.add("indicators", format!("at most {MAX_INDICATORS} per request (got {})", specs.len()));
     }
-    let mut studies = Vec::new();
+    let mut planned = Vec::new();
     for (index, spec) in specs.iter().enumerate() {
         let field = format!("indicators[{index}]");
         let Some(indicator) = catalog::find(&spec.name) else {
@@ -118,46 +150,242 @@ fn studies_of(
             );
             continue;
         };
-        if let Some(study) = catalog::build(indicator, &spec.parameters, &field, violations) {
-            studies.push((spec.clone(), indicator, study));
+        if let Some(configured) = catalog::configure(indicator, &spec.parameters, &field, violations) {
+            planned.push(Planned { spec: IndicatorSpec { name: indicator.name.into(), ..spec.clone() }, configured });
         }
     }
-    studies
+    planned
 }
 
-#[derive(Debug, Default, Clone)]
-pub struct Indicators;
+/// One indicator over a whole series.
+fn evaluate(planned: &Planned, bars: &Bars) -> IndicatorResult {
+    let indicator = planned.configured.indicator;
+    let (lookback, begin, series) = run(planned.configured.study(), indicator.outputs.len(), bars);
+    IndicatorResult {
+        spec: Some(planned.spec.clone()),
+        lookback: lookback as u32,
+        begin_index: begin as u32,
+        outputs: indicator
+            .outputs
+            .iter()
+            .zip(series)
+            .map(|(name, values)| OutputSeries { name: (*name).into(), values })
+            .collect(),
+    }
+}
+
+/// The time range of a request over stored candles; an unset end means now,
+/// pinned here so that every page of the fetch reads the same range.
+fn range_of(
+    start: Option<&Timestamp>,
+    end: Option<&Timestamp>,
+    violations: &mut FieldViolations,
+) -> (Option<Timestamp>, Timestamp) {
+    let mut checked = |field: &str, time: Option<&Timestamp>| match time {
+        Some(time) if from_timestamp(time).is_none() => {
+            violations.add(field, "is not a valid time");
+            None
+        }
+        time => time.copied(),
+    };
+    let start = checked("start_time", start);
+    let end = checked("end_time", end).unwrap_or_else(|| to_timestamp(chrono::Utc::now()));
+    (start, end)
+}
+
+fn interval_of(value: i32, violations: &mut FieldViolations) -> Interval {
+    violations.check("interval", interval::from_request(value)).unwrap_or(Interval::Unspecified)
+}
+
+#[derive(Clone)]
+pub struct Indicators {
+    candles: CandleSource,
+    results: ResultCache,
+    /// Computations run on the blocking pool; at most one per core at once,
+    /// so a burst of requests queues here instead of oversubscribing the CPU.
+    compute_slots: Arc<Semaphore>,
+    market_data_timeout: Duration,
+    batch_parallelism: usize,
+}
 
 impl Indicators {
-    fn compute_series(&self, request: ComputeSeriesRequest) -> Result<ComputeSeriesResponse, ApiError> {
-        let mut violations = FieldViolations::default();
+    pub fn new(market_data: Channel, cache: Cache, config: &IndicatorConfig) -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        Self {
+            candles: CandleSource::new(market_data),
+            results: ResultCache::new(cache, config.indicator_cache_ttl),
+            compute_slots: Arc::new(Semaphore::new(cores)),
+            market_data_timeout: config.market_data_timeout,
+            batch_parallelism: usize::from(config.batch_parallelism),
+        }
+    }
+
+    /// Every indicator over `bars`, off the I/O threads.
+    async fn evaluate_all(&self, work: Vec<Planned>, bars: Arc<Bars>) -> Result<Vec<IndicatorResult>, ApiError> {
+        if work.is_empty() {
+            return Ok(Vec::new());
+        }
+        let _slot = self.compute_slots.acquire().await.expect("the compute semaphore is never closed");
+        tokio::task::spawn_blocking(move || work.iter().map(|planned| evaluate(planned, &bars)).collect())
+            .await
+            .map_err(|_| ApiError::internal("the computation failed"))
+    }
+
+    async fn compute_series(&self, request: ComputeSeriesRequest) -> Result<ComputeSeriesResponse, ApiError> {
         if request.candles.len() > MAX_SERIES_CANDLES {
             return Err(ApiError::invalid_field(
                 "candles",
                 format!("at most {MAX_SERIES_CANDLES} candles per series (got {})", request.candles.len()),
             ));
         }
+        let mut violations = FieldViolations::default();
         let bars = bars_of(&request.candles, &mut violations);
-        let studies = studies_of(&request.indicators, &mut violations);
+        let planned = plan(&request.indicators, &mut violations);
         violations.into_result()?;
-        let results = studies
+        Ok(ComputeSeriesResponse { results: self.evaluate_all(planned, Arc::new(bars)).await? })
+    }
+
+    /// The indicators over one symbol's stored candles: results cached for
+    /// exactly these candles are reused, the rest computed and cached.
+    async fn compute_for_symbol(
+        &self,
+        symbol: &str,
+        interval: Interval,
+        (start, end): (Option<Timestamp>, Timestamp),
+        planned: &[Planned],
+        deadline: Deadline,
+    ) -> Result<ComputeIndicatorsResponse, ApiError> {
+        let fetched = self.candles.fetch(symbol, interval, start, end, deadline).await?;
+        let times: Vec<Timestamp> = fetched.candles.iter().map(|candle| candle.open_time.unwrap_or_default()).collect();
+        let bars: Arc<Bars> = Arc::new(fetched.candles.iter().map(bar_of).collect());
+        let digest = SeriesDigest::of(&times, &bars);
+        let keys: Vec<String> = planned.iter().map(|planned| digest.key(&planned.configured.identity)).collect();
+
+        let mut results = self.results.get(&keys).await;
+        let missing: Vec<usize> = (0..planned.len()).filter(|&index| results[index].is_none()).collect();
+        let computed = self.evaluate_all(missing.iter().map(|&index| planned[index].clone()).collect(), bars).await?;
+        self.results.put(missing.iter().map(|&index| keys[index].clone()).zip(&computed).collect()).await;
+        for (index, result) in missing.into_iter().zip(computed) {
+            results[index] = Some(result);
+        }
+        let results = results
             .into_iter()
-            .map(|(spec, indicator, study)| {
-                let (lookback, begin, series) = run(study, indicator.outputs.len(), &bars);
-                IndicatorResult {
-                    spec: Some(IndicatorSpec { name: indicator.name.into(), ..spec }),
-                    lookback: lookback as u32,
-                    begin_index: begin as u32,
-                    outputs: indicator
-                        .outputs
-                        .iter()
-                        .zip(series)
-                        .map(|(name, values)| OutputSeries { name: (*name).into(), values })
-                        .collect(),
+            .zip(planned)
+            // A cached result names the spec it was first computed for.
+            .map(|(result, planned)| IndicatorResult { spec: Some(planned.spec.clone()), ..result.unwrap_or_default() })
+            .collect();
+        Ok(ComputeIndicatorsResponse { symbol: fetched.symbol, interval: interval as i32, times, results })
+    }
+
+    async fn compute_indicators(
+        &self,
+        request: ComputeIndicatorsRequest,
+        deadline: Deadline,
+    ) -> Result<ComputeIndicatorsResponse, ApiError> {
+        let mut violations = FieldViolations::default();
+        if request.symbol.trim().is_empty() {
+            violations.add("symbol", "is required");
+        }
+        let interval = interval_of(request.interval, &mut violations);
+        let range = range_of(request.start_time.as_ref(), request.end_time.as_ref(), &mut violations);
+        let planned = plan(&request.indicators, &mut violations);
+        violations.into_result()?;
+        self.compute_for_symbol(request.symbol.trim(), interval, range, &planned, deadline).await
+    }
+
+    async fn batch_compute(
+        &self,
+        request: BatchComputeRequest,
+        deadline: Deadline,
+    ) -> Result<BatchComputeResponse, ApiError> {
+        let mut violations = FieldViolations::default();
+        let symbols = batch_symbols(&request.symbols, &mut violations);
+        let interval = interval_of(request.interval, &mut violations);
+        let (start, end) = range_of(request.start_time.as_ref(), request.end_time.as_ref(), &mut violations);
+        let planned = plan(&request.indicators, &mut violations);
+        let computations = symbols.len() * planned.len();
+        if computations > MAX_BATCH_COMPUTATIONS {
+            violations.add(
+                "indicators",
+                format!(
+                    "symbols x indicators may be at most {MAX_BATCH_COMPUTATIONS} per batch (got {} x {} = {computations})",
+                    symbols.len(),
+                    planned.len()
+                ),
+            );
+        }
+        let start = match interval::width_seconds(interval) {
+            Some(width) => Some(batch_start(start, end, width, &mut violations)),
+            None => start,
+        };
+        violations.into_result()?;
+
+        let range = (start, end);
+        let results = futures_util::stream::iter(symbols)
+            .map(|symbol| {
+                let planned = &planned;
+                async move {
+                    match self.compute_for_symbol(&symbol, interval, range, planned, deadline).await {
+                        Ok(response) => SymbolResult {
+                            symbol,
+                            response: Some(response),
+                            error_code: 0,
+                            error_message: String::new(),
+                        },
+                        Err(error) => SymbolResult {
+                            symbol,
+                            response: None,
+                            error_code: error.code().grpc_code() as i32,
+                            error_message: error.message().to_owned(),
+                        },
+                    }
                 }
             })
-            .collect();
-        Ok(ComputeSeriesResponse { results })
+            .buffered(self.batch_parallelism)
+            .collect()
+            .await;
+        Ok(BatchComputeResponse { results })
+    }
+}
+
+/// A batch's symbols, each named once.
+fn batch_symbols(symbols: &[String], violations: &mut FieldViolations) -> Vec<String> {
+    if symbols.is_empty() {
+        violations.add("symbols", "name at least one symbol");
+    }
+    if symbols.len() > MAX_BATCH_SYMBOLS {
+        violations.add("symbols", format!("at most {MAX_BATCH_SYMBOLS} per batch (got {})", symbols.len()));
+    }
+    let mut seen = HashSet::new();
+    let mut unique = Vec::with_capacity(symbols.len());
+    for (index, symbol) in symbols.iter().enumerate() {
+        let symbol = symbol.trim();
+        if symbol.is_empty() {
+            violations.add(format!("symbols[{index}]"), "is empty");
+        } else if !seen.insert(symbol.to_ascii_uppercase()) {
+            violations.add(format!("symbols[{index}]"), format!("{symbol:?} is named twice"));
+        } else {
+            unique.push(symbol.to_owned());
+        }
+    }
+    unique
+}
+
+/// The start of a batch's range: as given when it spans at most
+/// MAX_BATCH_BARS bars, MAX_BATCH_BARS bars before the end when unset.
+fn batch_start(start: Option<Timestamp>, end: Timestamp, width: i64, violations: &mut FieldViolations) -> Timestamp {
+    let max_span = MAX_BATCH_BARS * width;
+    match start {
+        None => Timestamp { seconds: end.seconds.saturating_sub(max_span), nanos: end.nanos },
+        Some(start) => {
+            let span = (i128::from(end.seconds) - i128::from(start.seconds)) * 1_000_000_000
+                + i128::from(end.nanos - start.nanos);
+            if span > i128::from(max_span) * 1_000_000_000 {
+                violations
+                    .add("end_time", format!("a batch range may span at most {MAX_BATCH_BARS} bars of the interval"));
+            }
+            start
+        }
     }
 }
 
@@ -173,28 +401,30 @@ impl IndicatorService for Indicators {
 
     async fn compute_indicators(
         &self,
-        _: Request<ComputeIndicatorsRequest>,
+        request: Request<ComputeIndicatorsRequest>,
     ) -> Result<Response<ComputeIndicatorsResponse>, Status> {
-        Err(not_built_yet("ComputeIndicators"))
+        let deadline = Deadline::of(&request, self.market_data_timeout);
+        Ok(Response::new(Indicators::compute_indicators(self, request.into_inner(), deadline).await?))
     }
 
     async fn compute_series(
         &self,
         request: Request<ComputeSeriesRequest>,
     ) -> Result<Response<ComputeSeriesResponse>, Status> {
-        let request = request.into_inner();
-        // CPU-bound: off the I/O threads.
-        let response = tokio::task::spawn_blocking(move || Indicators.compute_series(request))
-            .await
-            .map_err(|_| Status::from(ApiError::internal("the computation failed")))??;
-        Ok(Response::new(response))
+        Ok(Response::new(Indicators::compute_series(self, request.into_inner()).await?))
     }
 
-    async fn batch_compute(&self, _: Request<BatchComputeRequest>) -> Result<Response<BatchComputeResponse>, Status> {
-        Err(not_built_yet("BatchCompute"))
+    async fn batch_compute(
+        &self,
+        request: Request<BatchComputeRequest>,
+    ) -> Result<Response<BatchComputeResponse>, Status> {
+        let deadline = Deadline::of(&request, self.market_data_timeout);
+        Ok(Response::new(Indicators::batch_compute(self, request.into_inner(), deadline).await?))
     }
 }
 
-pub fn service() -> IndicatorServiceServer<Indicators> {
-    IndicatorServiceServer::new(Indicators)
+/// The service, fetching candles from the market data service behind
+/// `market_data` and caching results in `cache`.
+pub fn service(market_data: Channel, cache: Cache, config: &IndicatorConfig) -> IndicatorServiceServer<Indicators> {
+    IndicatorServiceServer::new(Indicators::new(market_data, cache, config))
 }

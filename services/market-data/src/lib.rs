@@ -12,7 +12,7 @@ mod convert;
 mod entity;
 pub mod events;
 pub mod history;
-pub mod interval;
+pub use wizdata_common::interval;
 pub mod migration;
 mod quotes;
 mod service;

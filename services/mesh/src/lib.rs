@@ -15,6 +15,7 @@ use wizdata_common::health::Health;
 use wizdata_common::pagination::PageTokens;
 use wizdata_common::redis::Redis;
 use wizdata_common::server::{GrpcServer, Services};
+use wizdata_indicator::IndicatorConfig;
 use wizdata_market_data::MarketDataConfig;
 use wizdata_market_data::simulator::SimulatorConfig;
 
@@ -43,6 +44,8 @@ pub struct ServeArgs {
     pub redis: RedisConfig,
     #[command(flatten)]
     pub market_data: MarketDataConfig,
+    #[command(flatten)]
+    pub indicator: IndicatorConfig,
     /// With `all`: run the simulated feed in-process, so quotes move and
     /// candles fill on a fresh machine.
     #[arg(long, env = "WIZDATA_SIMULATED_FEED", default_value_t = true, action = clap::ArgAction::Set)]
@@ -83,9 +86,16 @@ impl Mesh {
             true => Some(db::connect(&args.database).await?),
             false => None,
         };
-        let redis = match (&args.redis.redis_url, runs(Role::MarketData)) {
+        let redis = match (&args.redis.redis_url, runs(Role::MarketData) || runs(Role::Indicator)) {
             (Some(url), true) => Some(Redis::connect(&args.redis, url).await?),
             _ => None,
+        };
+
+        // In `serve all` a neighbour left unset is this process.
+        let neighbour = |url: &Option<String>, flag: &str| match (url, args.role) {
+            (Some(url), _) => Ok(url.clone()),
+            (None, Role::All) => Ok(this_process.clone()),
+            (None, role) => Err(anyhow::anyhow!("{flag} is required to serve {role:?} alone")),
         };
 
         let mut services = Services::default();
@@ -105,13 +115,7 @@ impl Mesh {
         if runs(Role::MarketData) {
             let db = db.clone().expect("connected for market data");
             db::migrate::<wizdata_market_data::Migrator>(&db).await?;
-            let registry_url = match (&args.market_data.registry_url, args.role) {
-                (Some(url), _) => url.clone(),
-                (None, Role::All) => this_process.clone(),
-                (None, _) => {
-                    anyhow::bail!("--registry-url (WIZDATA_REGISTRY_URL) is required to serve market-data alone")
-                }
-            };
+            let registry_url = neighbour(&args.market_data.registry_url, "--registry-url (WIZDATA_REGISTRY_URL)")?;
             let registry = channel_to(&registry_url, args.market_data.registry_timeout)?;
             let bus = Bus::new(redis.as_ref()).await?;
             market_bus = Some(bus.clone());
@@ -129,7 +133,13 @@ impl Mesh {
             database_users.push(wizdata_market_data::SERVICE_NAME);
         }
         if runs(Role::Indicator) {
-            services = services.mount(wizdata_indicator::service().max_decoding_message_size(max_message));
+            let market_data_url =
+                neighbour(&args.indicator.market_data_url, "--market-data-url (WIZDATA_MARKET_DATA_URL)")?;
+            let market_data = channel_to(&market_data_url, args.indicator.market_data_timeout)?;
+            services = services.mount(
+                wizdata_indicator::service(market_data, Cache::new(redis.as_ref()), &args.indicator)
+                    .max_decoding_message_size(max_message),
+            );
         }
         if runs(Role::Auth) {
             services = services.mount(wizdata_auth::service().max_decoding_message_size(max_message));

@@ -48,11 +48,15 @@ impl Study for Bbands {
             Some(sma) => sma.next(bar.close),
             None => middle,
         };
-        let (Some(middle), Some(mean)) = (middle, mean) else { return false };
-        let mut variance = self.squares_total / self.period as f64;
-        self.squares_total -= self.squares.oldest().expect("the window is full once the average has a value");
-        variance -= mean * mean;
-        let deviation = if variance < 0.00000001 { 0.0 } else { variance.sqrt() };
+        // The deviation runs on its own window from the period-th bar on,
+        // even while a slower middle average is still warming up.
+        let deviation = mean.map(|mean| {
+            let mut variance = self.squares_total / self.period as f64;
+            self.squares_total -= self.squares.oldest().expect("the window is full once the mean has a value");
+            variance -= mean * mean;
+            if variance < 0.00000001 { 0.0 } else { variance.sqrt() }
+        });
+        let (Some(middle), Some(deviation)) = (middle, deviation) else { return false };
         out[0] = middle + deviation * self.deviations_up;
         out[1] = middle;
         out[2] = middle - deviation * self.deviations_down;

@@ -2,36 +2,57 @@
 
 use std::collections::VecDeque;
 
-/// The latest `capacity` values, oldest first.
+/// The latest `capacity` values, oldest first, in a ring: pushing costs a
+/// store, with no shifting and no allocation once full.
 #[derive(Clone, Debug)]
 pub struct Window {
-    values: VecDeque<f64>,
+    values: Vec<f64>,
     capacity: usize,
+    /// Once full: where the oldest value is (and the next one goes).
+    next: usize,
 }
 
 impl Window {
     pub fn new(capacity: usize) -> Self {
-        Self { values: VecDeque::with_capacity(capacity + 1), capacity }
+        Self { values: Vec::with_capacity(capacity), capacity, next: 0 }
     }
 
     /// Adds `value`, dropping the oldest once full.
+    #[inline]
     pub fn push(&mut self, value: f64) {
-        self.values.push_back(value);
-        if self.values.len() > self.capacity {
-            self.values.pop_front();
+        if self.values.len() < self.capacity {
+            self.values.push(value);
+            return;
+        }
+        self.values[self.next] = value;
+        self.next += 1;
+        if self.next == self.capacity {
+            self.next = 0;
         }
     }
 
+    #[inline]
     pub fn is_full(&self) -> bool {
         self.values.len() == self.capacity
     }
 
+    #[inline]
     pub fn oldest(&self) -> Option<f64> {
-        self.values.front().copied()
+        self.values.get(self.next).copied()
     }
 
+    /// The value `index` places after the oldest.
+    pub fn get(&self, index: usize) -> Option<f64> {
+        if index >= self.values.len() {
+            return None;
+        }
+        let at = self.next + index;
+        Some(self.values[if at >= self.values.len() { at - self.values.len() } else { at }])
+    }
+
+    /// Oldest first.
     pub fn iter(&self) -> impl Iterator<Item = &f64> {
-        self.values.iter()
+        self.values[self.next..].iter().chain(&self.values[..self.next])
     }
 }
 
@@ -82,6 +103,25 @@ mod tests {
     use super::*;
 
     proptest! {
+        #[test]
+        fn a_window_holds_the_latest_values_oldest_first(
+            values in proptest::collection::vec(-1e6f64..1e6, 0..60),
+            capacity in 1usize..10,
+        ) {
+            let mut window = Window::new(capacity);
+            for (index, value) in values.iter().enumerate() {
+                window.push(*value);
+                let expected = &values[(index + 1).saturating_sub(capacity)..=index];
+                prop_assert_eq!(window.iter().copied().collect::<Vec<_>>(), expected.to_vec());
+                prop_assert_eq!(window.oldest(), expected.first().copied());
+                prop_assert_eq!(window.is_full(), expected.len() == capacity);
+                for (offset, value) in expected.iter().enumerate() {
+                    prop_assert_eq!(window.get(offset), Some(*value));
+                }
+                prop_assert_eq!(window.get(expected.len()), None);
+            }
+        }
+
         #[test]
         fn extremes_match_a_scan_of_the_window(
             bars in proptest::collection::vec((0u8..50, 0u8..50), 1..200),

@@ -1,0 +1,112 @@
+//! A call's deadline, taken from the caller's `grpc-timeout` and passed on to
+//! the calls it makes, so work done for a caller who has given up stops
+//! everywhere at once.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::{ApiError, ErrorCode};
+
+const GRPC_TIMEOUT: &str = "grpc-timeout";
+
+/// When a call must be answered by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deadline(Instant);
+
+impl Deadline {
+    /// The caller's deadline, or `otherwise` from now when it set none (or
+    /// set one that cannot be read).
+    pub fn of<T>(request: &tonic::Request<T>, otherwise: Duration) -> Self {
+        let timeout = request
+            .metadata()
+            .get(GRPC_TIMEOUT)
+            .and_then(|value| value.to_str().ok())
+            .and_then(parse_grpc_timeout)
+            .unwrap_or(otherwise);
+        Self::after(timeout)
+    }
+
+    pub fn after(timeout: Duration) -> Self {
+        Self(Instant::now() + timeout)
+    }
+
+    /// The time left, or DEADLINE_EXCEEDED when none is.
+    pub fn remaining(&self) -> Result<Duration, ApiError> {
+        let left = self.0.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(ApiError::new(ErrorCode::DeadlineExceeded, "the call's deadline passed"));
+        }
+        Ok(left)
+    }
+
+    /// `message` as an outgoing request carrying the time left.
+    pub fn request<T>(&self, message: T) -> Result<tonic::Request<T>, ApiError> {
+        let mut request = tonic::Request::new(message);
+        request.set_timeout(self.remaining()?);
+        Ok(request)
+    }
+
+    pub fn has_passed(&self) -> bool {
+        Instant::now() >= self.0
+    }
+}
+
+/// A `grpc-timeout` value: at most eight digits and a unit
+/// (Hours, Minutes, Seconds, milliseconds, microseconds, nanoseconds).
+fn parse_grpc_timeout(text: &str) -> Option<Duration> {
+    let (digits, unit) = text.split_at(text.len().checked_sub(1)?);
+    if digits.is_empty() || digits.len() > 8 || !digits.bytes().all(|byte| byte.is_ascii_digit()) {
+        return None;
+    }
+    let amount: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(amount * 3600),
+        "M" => Duration::from_secs(amount * 60),
+        "S" => Duration::from_secs(amount),
+        "m" => Duration::from_millis(amount),
+        "u" => Duration::from_micros(amount),
+        "n" => Duration::from_nanos(amount),
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_every_grpc_timeout_unit_and_rejects_malformed_ones() {
+        assert_eq!(parse_grpc_timeout("2H"), Some(Duration::from_secs(7200)));
+        assert_eq!(parse_grpc_timeout("3M"), Some(Duration::from_secs(180)));
+        assert_eq!(parse_grpc_timeout("10S"), Some(Duration::from_secs(10)));
+        assert_eq!(parse_grpc_timeout("250m"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_grpc_timeout("7u"), Some(Duration::from_micros(7)));
+        assert_eq!(parse_grpc_timeout("99999999n"), Some(Duration::from_nanos(99_999_999)));
+        for bad in ["", "S", "5", "123456789S", "-1S", "1.5S", "5s", "5 S"] {
+            assert_eq!(parse_grpc_timeout(bad), None, "{bad:?}");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_callers_deadline_is_passed_on_shrinking_as_time_goes_by() {
+        let mut incoming = tonic::Request::new(());
+        incoming.set_timeout(Duration::from_millis(800));
+        let deadline = Deadline::of(&incoming, Duration::from_secs(60));
+        tokio::time::advance(Duration::from_millis(300)).await;
+
+        let outgoing = deadline.request(()).unwrap();
+        let passed_on = outgoing.metadata().get(GRPC_TIMEOUT).unwrap().to_str().unwrap();
+        assert_eq!(parse_grpc_timeout(passed_on), Some(Duration::from_millis(500)));
+
+        tokio::time::advance(Duration::from_millis(500)).await;
+        assert!(deadline.has_passed());
+        assert_eq!(deadline.request(()).unwrap_err().code(), ErrorCode::DeadlineExceeded);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn without_a_caller_deadline_the_fallback_applies() {
+        let deadline = Deadline::of(&tonic::Request::new(()), Duration::from_secs(5));
+        assert_eq!(deadline.remaining().unwrap(), Duration::from_secs(5));
+    }
+}

@@ -1,0 +1,81 @@
+//! A symbol's stored candles, fetched page by page from the market data
+//! service over gRPC within the caller's deadline.
+
+use prost_types::Timestamp;
+use tonic::transport::Channel;
+use wizdata::marketdata::v1::GetCandlesRequest;
+use wizdata::marketdata::v1::market_data_service_client::MarketDataServiceClient;
+use wizdata::r#type::v1::{Candle, Interval};
+use wizdata_common::deadline::Deadline;
+use wizdata_common::{ApiError, ErrorCode};
+
+/// The largest page market data serves: the fewest round trips.
+const PAGE_SIZE: i32 = 10_000;
+/// A page of 10,000 candles is well under 1 MiB; this leaves room.
+const MAX_PAGE_BYTES: usize = 16 * 1024 * 1024;
+
+/// The candles of one symbol and interval in a time range, oldest first.
+pub struct Candles {
+    /// The registry's spelling of the symbol.
+    pub symbol: String,
+    pub candles: Vec<Candle>,
+}
+
+#[derive(Clone)]
+pub struct CandleSource {
+    client: MarketDataServiceClient<Channel>,
+}
+
+impl CandleSource {
+    pub fn new(market_data: Channel) -> Self {
+        Self { client: MarketDataServiceClient::new(market_data).max_decoding_message_size(MAX_PAGE_BYTES) }
+    }
+
+    /// Every candle with an open time in `[start, end)`. `end` is pinned by
+    /// the caller so that every page reads the same range.
+    pub async fn fetch(
+        &self,
+        symbol: &str,
+        interval: Interval,
+        start: Option<Timestamp>,
+        end: Timestamp,
+        deadline: Deadline,
+    ) -> Result<Candles, ApiError> {
+        let mut request = GetCandlesRequest {
+            symbol: symbol.to_owned(),
+            interval: interval as i32,
+            start_time: start,
+            end_time: Some(end),
+            page_size: PAGE_SIZE,
+            page_token: String::new(),
+        };
+        let mut candles = Vec::new();
+        loop {
+            let page = self
+                .client
+                .clone()
+                .get_candles(deadline.request(request.clone())?)
+                .await
+                .map_err(|status| upstream_failure(status, deadline))?
+                .into_inner();
+            candles.extend(page.candles);
+            if page.next_page_token.is_empty() {
+                return Ok(Candles { symbol: page.symbol, candles });
+            }
+            request.page_token = page.next_page_token;
+        }
+    }
+}
+
+/// Market data's answer, as this service's: the caller's mistakes (a bad
+/// symbol or range) are passed on with their details; anything else means
+/// market data could not serve, which is not the caller's fault.
+fn upstream_failure(status: tonic::Status, deadline: Deadline) -> ApiError {
+    match status.code() {
+        tonic::Code::InvalidArgument | tonic::Code::NotFound => ApiError::from(status),
+        _ if deadline.has_passed() => {
+            ApiError::new(ErrorCode::DeadlineExceeded, "the call's deadline passed while fetching candles")
+        }
+        code => ApiError::unavailable(format!("market data could not serve the candles ({code:?})")),
+    }
+}
