@@ -7,7 +7,7 @@ mod support;
 use std::collections::HashMap;
 
 use prost_types::Timestamp;
-use support::{TestMesh, violated_fields};
+use support::{TestMesh, all_candles, invalid_fields, violated_fields};
 use tonic::Code;
 use wizdata::indicator::v1::indicator_service_client::IndicatorServiceClient;
 use wizdata::indicator::v1::*;
@@ -77,10 +77,6 @@ async fn bad_series_requests_name_every_bad_field() {
     let db = TestDatabase::new().await;
     let mesh = TestMesh::all(&db).await;
     let mut client = client(&mesh).await;
-    let invalid = |status: tonic::Status| {
-        assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
-        violated_fields(&status)
-    };
 
     let mut bad_candles = candles(&[1.0, 2.0, 3.0, 4.0, 5.0]);
     bad_candles[1].open_time = bad_candles[0].open_time; // duplicated
@@ -89,14 +85,14 @@ async fn bad_series_requests_name_every_bad_field() {
     bad_candles[4].high = bad_candles[4].low - 1.0;
     let request = ComputeSeriesRequest { candles: bad_candles, indicators: vec![spec("SMA", &[])] };
     assert_eq!(
-        invalid(client.compute_series(request).await.unwrap_err()),
+        invalid_fields(client.compute_series(request).await.unwrap_err()),
         ["candles[1].open_time", "candles[2].close", "candles[3].high", "candles[4].high"]
     );
 
     let mut out_of_order = candles(&[1.0, 2.0]);
     out_of_order.reverse();
     let request = ComputeSeriesRequest { candles: out_of_order, indicators: vec![spec("SMA", &[])] };
-    assert_eq!(invalid(client.compute_series(request).await.unwrap_err()), ["candles[1].open_time"]);
+    assert_eq!(invalid_fields(client.compute_series(request).await.unwrap_err()), ["candles[1].open_time"]);
 
     let request = ComputeSeriesRequest {
         candles: candles(&[1.0, 2.0]),
@@ -108,7 +104,7 @@ async fn bad_series_requests_name_every_bad_field() {
             spec("EMA", &[("period", 10.0)]),
         ],
     };
-    let mut fields = invalid(client.compute_series(request).await.unwrap_err());
+    let mut fields = invalid_fields(client.compute_series(request).await.unwrap_err());
     fields.sort();
     assert_eq!(
         fields,
@@ -123,12 +119,12 @@ async fn bad_series_requests_name_every_bad_field() {
     );
 
     let request = ComputeSeriesRequest { candles: candles(&[1.0]), indicators: vec![] };
-    assert_eq!(invalid(client.compute_series(request).await.unwrap_err()), ["indicators"]);
+    assert_eq!(invalid_fields(client.compute_series(request).await.unwrap_err()), ["indicators"]);
     let request = ComputeSeriesRequest { candles: candles(&[1.0]), indicators: vec![spec("SMA", &[]); 33] };
-    assert_eq!(invalid(client.compute_series(request).await.unwrap_err()), ["indicators"]);
+    assert_eq!(invalid_fields(client.compute_series(request).await.unwrap_err()), ["indicators"]);
     let too_long = vec![Candle::default(); wizdata_indicator::MAX_SERIES_CANDLES + 1];
     let request = ComputeSeriesRequest { candles: too_long, indicators: vec![spec("SMA", &[])] };
-    assert_eq!(invalid(client.compute_series(request).await.unwrap_err()), ["candles"]);
+    assert_eq!(invalid_fields(client.compute_series(request).await.unwrap_err()), ["candles"]);
 }
 
 #[tokio::test]
@@ -197,22 +193,13 @@ async fn import(mesh: &TestMesh, symbol: &str, candles: Vec<Candle>) {
 /// What market data serves for `symbol` from FIRST_DAY on, every page.
 async fn stored(mesh: &TestMesh, symbol: &str) -> Vec<Candle> {
     let mut market_data = MarketDataServiceClient::new(mesh.channel().await).max_decoding_message_size(64 << 20);
-    let mut request = GetCandlesRequest {
+    let request = GetCandlesRequest {
         symbol: symbol.into(),
         interval: Interval::OneDay as i32,
         start_time: Some(day(0)),
-        page_size: 10_000,
         ..Default::default()
     };
-    let mut candles = Vec::new();
-    loop {
-        let page = market_data.get_candles(request.clone()).await.unwrap().into_inner();
-        candles.extend(page.candles);
-        if page.next_page_token.is_empty() {
-            return candles;
-        }
-        request.page_token = page.next_page_token;
-    }
+    all_candles(&mut market_data, request, 10_000).await
 }
 
 /// Every indicator at its defaults, and the moving-average choices of the
@@ -443,33 +430,29 @@ async fn bad_batches_name_every_bad_field() {
         end_time: Some(day(100)),
         indicators,
     };
-    let fields = |status: tonic::Status| {
-        assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
-        violated_fields(&status)
-    };
 
     let status = client.batch_compute(batch(vec![], vec![])).await.unwrap_err();
-    assert_eq!(fields(status), ["symbols", "indicators"]);
+    assert_eq!(invalid_fields(status), ["symbols", "indicators"]);
     let named = vec!["AAPL".into(), "".into(), "aapl".into()];
     let status = client.batch_compute(batch(named, vec![spec("SMA", &[])])).await.unwrap_err();
-    assert_eq!(fields(status), ["symbols[1]", "symbols[2]"]);
+    assert_eq!(invalid_fields(status), ["symbols[1]", "symbols[2]"]);
 
     let many: Vec<String> = (0..=wizdata_indicator::MAX_BATCH_SYMBOLS).map(|index| format!("S{index}")).collect();
     let status = client.batch_compute(batch(many, vec![spec("SMA", &[])])).await.unwrap_err();
-    assert_eq!(fields(status), ["symbols"]);
+    assert_eq!(invalid_fields(status), ["symbols"]);
 
     // 20 x 21 = 420 computations, over the 400 allowed.
     let twenty: Vec<String> = (0..20).map(|index| format!("S{index}")).collect();
     let status = client.batch_compute(batch(twenty, vec![spec("SMA", &[]); 21])).await.unwrap_err();
-    assert_eq!(fields(status), ["indicators"]);
+    assert_eq!(invalid_fields(status), ["indicators"]);
 
     let too_long = BatchComputeRequest {
         end_time: Some(day(wizdata_indicator::MAX_BATCH_BARS as usize + 1)),
         ..batch(vec!["AAPL".into()], vec![spec("SMA", &[])])
     };
-    assert_eq!(fields(client.batch_compute(too_long).await.unwrap_err()), ["end_time"]);
+    assert_eq!(invalid_fields(client.batch_compute(too_long).await.unwrap_err()), ["end_time"]);
     let no_interval = BatchComputeRequest { interval: 0, ..batch(vec!["AAPL".into()], vec![spec("SMA", &[])]) };
-    assert_eq!(fields(client.batch_compute(no_interval).await.unwrap_err()), ["interval"]);
+    assert_eq!(invalid_fields(client.batch_compute(no_interval).await.unwrap_err()), ["interval"]);
 }
 
 /// An indicator process whose market data never answers: the fetch ends

@@ -7,7 +7,7 @@ mod support;
 use std::time::Duration;
 
 use prost_types::Timestamp;
-use support::{TestMesh, serve_args, violated_fields};
+use support::{TestMesh, all_candles, invalid_fields, serve_args, violated_fields};
 use tonic::Code;
 use tonic::transport::Channel;
 use tonic_types::StatusExt;
@@ -66,25 +66,6 @@ fn candles_request(symbol: &str, interval: Interval, start: i64, end: i64) -> Ge
         start_time: Some(at(start)),
         end_time: Some(at(end)),
         ..Default::default()
-    }
-}
-
-/// Every candle of the range, walking pages of `page_size`.
-async fn all_candles(client: &mut Client, request: GetCandlesRequest, page_size: i32) -> Vec<Candle> {
-    let mut candles = Vec::new();
-    let mut page_token = String::new();
-    loop {
-        let page = client
-            .get_candles(GetCandlesRequest { page_size, page_token, ..request.clone() })
-            .await
-            .unwrap()
-            .into_inner();
-        assert!(page.candles.len() <= page_size as usize);
-        candles.extend(page.candles);
-        if page.next_page_token.is_empty() {
-            return candles;
-        }
-        page_token = page.next_page_token;
     }
 }
 
@@ -316,22 +297,18 @@ async fn bad_candle_requests() {
     let db = TestDatabase::new().await;
     let mesh = TestMesh::all(&db).await;
     let mut client = client(&mesh).await;
-    let invalid = |status: tonic::Status| {
-        assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
-        violated_fields(&status)
-    };
     let good = candles_request("AAPL", Interval::OneMinute, BASE, BASE + 3600);
 
     let unspecified = GetCandlesRequest { interval: 0, ..good.clone() };
-    assert_eq!(invalid(client.get_candles(unspecified).await.unwrap_err()), ["interval"]);
+    assert_eq!(invalid_fields(client.get_candles(unspecified).await.unwrap_err()), ["interval"]);
     let unknown = GetCandlesRequest { interval: 42, ..good.clone() };
-    assert_eq!(invalid(client.get_candles(unknown).await.unwrap_err()), ["interval"]);
+    assert_eq!(invalid_fields(client.get_candles(unknown).await.unwrap_err()), ["interval"]);
     let backwards = GetCandlesRequest { end_time: Some(at(BASE - 60)), ..good.clone() };
-    assert_eq!(invalid(client.get_candles(backwards).await.unwrap_err()), ["end_time"]);
+    assert_eq!(invalid_fields(client.get_candles(backwards).await.unwrap_err()), ["end_time"]);
     let too_wide = GetCandlesRequest { start_time: Some(at(BASE - 100_001 * 60)), ..good.clone() };
     let status = client.get_candles(too_wide).await.unwrap_err();
     assert!(status.message().contains("100000 bars"), "{status:?}");
-    assert_eq!(invalid(status), ["end_time"]);
+    assert_eq!(invalid_fields(status), ["end_time"]);
     let everything = GetCandlesRequest {
         symbol: String::new(),
         interval: 0,
@@ -339,11 +316,11 @@ async fn bad_candle_requests() {
         page_size: -1,
         ..good.clone()
     };
-    let mut fields = invalid(client.get_candles(everything).await.unwrap_err());
+    let mut fields = invalid_fields(client.get_candles(everything).await.unwrap_err());
     fields.sort();
     assert_eq!(fields, ["interval", "page_size", "start_time", "symbol"], "every bad field at once");
     let forged = GetCandlesRequest { page_token: "forged".into(), ..good.clone() };
-    assert_eq!(invalid(client.get_candles(forged).await.unwrap_err()), ["page_token"]);
+    assert_eq!(invalid_fields(client.get_candles(forged).await.unwrap_err()), ["page_token"]);
 
     let status = client.get_candles(GetCandlesRequest { symbol: "NOPE".into(), ..good }).await.unwrap_err();
     assert_eq!(status.code(), Code::NotFound);

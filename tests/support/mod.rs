@@ -125,6 +125,36 @@ pub fn violated_fields(status: &tonic::Status) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// The fields an INVALID_ARGUMENT status names; fails on any other code.
+pub fn invalid_fields(status: tonic::Status) -> Vec<String> {
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    violated_fields(&status)
+}
+
+/// Every candle of the range, walking pages of `page_size`.
+pub async fn all_candles(
+    client: &mut wizdata::marketdata::v1::market_data_service_client::MarketDataServiceClient<Channel>,
+    request: wizdata::marketdata::v1::GetCandlesRequest,
+    page_size: i32,
+) -> Vec<wizdata::r#type::v1::Candle> {
+    use wizdata::marketdata::v1::GetCandlesRequest;
+    let mut candles = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let page = client
+            .get_candles(GetCandlesRequest { page_size, page_token, ..request.clone() })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(page.candles.len() <= page_size as usize);
+        candles.extend(page.candles);
+        if page.next_page_token.is_empty() {
+            return candles;
+        }
+        page_token = page.next_page_token;
+    }
+}
+
 /// The health a mesh reports for `service` ("" for the whole process).
 pub async fn health_of(mesh: &TestMesh, service: &str) -> Result<ServingStatus, tonic::Status> {
     let mut health = HealthClient::new(mesh.channel().await);

@@ -272,7 +272,10 @@ impl Indicators {
             .into_iter()
             .zip(planned)
             // A cached result names the spec it was first computed for.
-            .map(|(result, planned)| IndicatorResult { spec: Some(planned.spec.clone()), ..result.unwrap_or_default() })
+            .map(|(result, planned)| IndicatorResult {
+                spec: Some(planned.spec.clone()),
+                ..result.expect("every miss was computed above")
+            })
             .collect();
         Ok(ComputeIndicatorsResponse { symbol: fetched.symbol, interval: interval as i32, times, results })
     }
