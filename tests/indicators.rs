@@ -37,7 +37,7 @@ fn spec(name: &str, parameters: &[(&str, f64)]) -> IndicatorSpec {
     }
 }
 
-async fn client(mesh: &TestMesh) -> IndicatorServiceClient<tonic::transport::Channel> {
+async fn client(mesh: &TestMesh) -> IndicatorServiceClient<wizdata_common::auth::credentials::AuthenticatedChannel> {
     IndicatorServiceClient::new(mesh.channel().await)
 }
 
@@ -149,7 +149,7 @@ async fn list_indicators_gives_talib_defaults_and_ranges() {
 
 // ---- Over stored candles: ComputeIndicators and BatchCompute ----
 
-use tonic::transport::Channel;
+use wizdata_common::auth::credentials::AuthenticatedChannel as Channel;
 use wizdata::marketdata::v1::GetCandlesRequest;
 use wizdata::marketdata::v1::market_data_service_client::MarketDataServiceClient;
 use wizdata::r#type::v1::Interval;
@@ -472,7 +472,8 @@ async fn market_data_trouble_ends_calls_with_a_clear_status() {
     let args = support::serve_args(
         "indicator",
         &db.config,
-        &["--market-data-url", &silent_url, "--market-data-timeout", "300ms"],
+        // Anonymous reads need no auth service; a dead address will do.
+        &["--market-data-url", &silent_url, "--market-data-timeout", "300ms", "--auth-url", "http://127.0.0.1:9"],
     );
     let mesh = TestMesh::start(args).await;
     let status = client(&mesh).await.compute_indicators(over("AAPL", vec![spec("SMA", &[])])).await.unwrap_err();
@@ -483,7 +484,7 @@ async fn market_data_trouble_ends_calls_with_a_clear_status() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         format!("http://{}", listener.local_addr().unwrap())
     };
-    let args = support::serve_args("indicator", &db.config, &["--market-data-url", &closed]);
+    let args = support::serve_args("indicator", &db.config, &["--market-data-url", &closed, "--auth-url", "http://127.0.0.1:9"]);
     let mesh = TestMesh::start(args).await;
     let status = client(&mesh).await.compute_indicators(over("AAPL", vec![spec("SMA", &[])])).await.unwrap_err();
     assert_eq!(status.code(), Code::Unavailable, "{status:?}");

@@ -9,7 +9,7 @@ use std::time::Duration;
 use prost_types::Timestamp;
 use support::{TestMesh, all_candles, invalid_fields, serve_args, violated_fields};
 use tonic::Code;
-use tonic::transport::Channel;
+use wizdata_common::auth::credentials::AuthenticatedChannel as Channel;
 use tonic_types::StatusExt;
 use wizdata::marketdata::v1::market_data_service_client::MarketDataServiceClient;
 use wizdata::marketdata::v1::*;
@@ -517,10 +517,15 @@ async fn orcl_history_round_trips_value_for_value() {
 #[tokio::test]
 async fn without_the_registry_ingest_fails_unavailable_instead_of_rejecting() {
     let db = TestDatabase::new().await;
-    let args =
-        serve_args("market-data", &db.config, &["--registry-url", "http://127.0.0.1:9", "--registry-timeout", "300ms"]);
+    let auth = TestMesh::start(serve_args("auth", &db.config, &[])).await;
+    let auth_url = auth.url();
+    let args = serve_args(
+        "market-data",
+        &db.config,
+        &["--registry-url", "http://127.0.0.1:9", "--registry-timeout", "300ms", "--auth-url", &auth_url],
+    );
     let mesh = TestMesh::start(args).await;
-    let mut client = client(&mesh).await;
+    let mut client = MarketDataServiceClient::new(mesh.channel_as(auth.admin_credentials()).await);
     let status = ingest(&mut client, vec![vec![trade("AAPL", BASE, 100.0, 1.0)]]).await.unwrap_err();
     assert_eq!(status.code(), Code::Unavailable, "{status:?}");
     assert_eq!(quote(&mut client, "AAPL").await.unwrap_err().code(), Code::Unavailable);

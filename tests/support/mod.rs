@@ -8,14 +8,18 @@ use std::time::Duration;
 use clap::Parser;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+use secrecy::SecretString;
 use tonic::transport::Channel;
+use wizdata::auth::v1::Tier;
+use wizdata_common::auth::access::AccessRules;
+use wizdata_common::auth::credentials::{AuthenticatedChannel, Credentials};
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 use wizdata_common::bus::Bus;
 use wizdata_common::config::DatabaseConfig;
 use wizdata_common::testing::{TestDatabase, TestRedis};
-use wizdata_mesh::{Mesh, ServeArgs};
+use wizdata_mesh::{Mesh, Role, ServeArgs};
 
 #[derive(Parser)]
 struct Cli {
@@ -30,6 +34,9 @@ pub struct TestMesh {
     pub bus: Option<Bus>,
     /// This mesh's own key prefix, when the suite runs on Redis.
     pub redis: Option<TestRedis>,
+    /// A key with every scope, tier internal, when this mesh serves auth.
+    pub admin_key: Option<SecretString>,
+    database: DatabaseConfig,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<anyhow::Result<()>>>,
 }
@@ -58,6 +65,10 @@ pub fn serve_args(role: &str, database: &DatabaseConfig, extra: &[&str]) -> Serv
 impl TestMesh {
     pub async fn start(args: ServeArgs) -> Self {
         let mesh = Mesh::build(&args).await.expect("mesh builds");
+        let admin_key = match args.role {
+            Role::All | Role::Auth => Some(create_key(&args.database, &AccessRules::contract().scopes().into_iter().collect::<Vec<_>>(), Tier::Internal).await),
+            _ => None,
+        };
         let port = mesh.port();
         let health = mesh.health();
         let bus = mesh.bus();
@@ -65,7 +76,7 @@ impl TestMesh {
         let task = tokio::spawn(mesh.run_until(async {
             let _ = stopped.await;
         }));
-        Self { port, health, bus, redis: None, stop: Some(stop), task: Some(task) }
+        Self { port, health, bus, redis: None, admin_key, database: args.database.clone(), stop: Some(stop), task: Some(task) }
     }
 
     /// `serve all` on `database`, and on Redis (under a prefix of its own)
@@ -94,8 +105,28 @@ impl TestMesh {
         format!("http://127.0.0.1:{}", self.port)
     }
 
-    pub async fn channel(&self) -> Channel {
-        Channel::from_shared(self.url()).unwrap().connect().await.expect("connect to the mesh")
+    /// A channel whose calls carry the admin key (when this mesh serves
+    /// auth), so tests that set up data are allowed to write.
+    pub async fn channel(&self) -> AuthenticatedChannel {
+        self.channel_as(self.admin_credentials()).await
+    }
+
+    /// A channel whose calls carry no credentials.
+    pub async fn anonymous_channel(&self) -> AuthenticatedChannel {
+        self.channel_as(Credentials::none()).await
+    }
+
+    pub async fn channel_as(&self, credentials: Credentials) -> AuthenticatedChannel {
+        credentials.on(Channel::from_shared(self.url()).unwrap().connect().await.expect("connect to the mesh"))
+    }
+
+    pub fn admin_credentials(&self) -> Credentials {
+        Credentials::from_optional(self.admin_key.as_ref()).unwrap()
+    }
+
+    /// A new API key with `scopes` and `tier`, made directly in this mesh's database.
+    pub async fn key_with(&self, scopes: &[&str], tier: Tier) -> SecretString {
+        create_key(&self.database, scopes, tier).await
     }
 
     /// Stops the mesh gracefully and returns how `run_until` ended.
@@ -133,7 +164,7 @@ pub fn invalid_fields(status: tonic::Status) -> Vec<String> {
 
 /// Every candle of the range, walking pages of `page_size`.
 pub async fn all_candles(
-    client: &mut wizdata::marketdata::v1::market_data_service_client::MarketDataServiceClient<Channel>,
+    client: &mut wizdata::marketdata::v1::market_data_service_client::MarketDataServiceClient<AuthenticatedChannel>,
     request: wizdata::marketdata::v1::GetCandlesRequest,
     page_size: i32,
 ) -> Vec<wizdata::r#type::v1::Candle> {
@@ -188,4 +219,19 @@ pub async fn register_orcl(mesh: &TestMesh) {
         ..Default::default()
     };
     registry.create_symbol(CreateSymbolRequest { symbol: Some(orcl) }).await.unwrap();
+}
+
+/// Creates an API key in the auth tables of `database`, as `wizdata keys create` does.
+pub async fn create_key(database: &DatabaseConfig, scopes: &[&str], tier: Tier) -> SecretString {
+    let db = wizdata_common::db::connect(database).await.expect("connect to the test database");
+    let key = wizdata_auth::NewApiKey {
+        name: format!("test key {}", scopes.join(" ")),
+        owner: "test-admin".into(),
+        scopes: scopes.iter().map(|scope| (*scope).to_owned()).collect(),
+        tier,
+        expire_time: None,
+    };
+    let (_, secret) = wizdata_auth::keys::create(&db, key).await.expect("create a key");
+    db.close().await.ok();
+    secret
 }

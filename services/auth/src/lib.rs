@@ -1,71 +1,116 @@
-//! The auth service. Its contract is published and mounted; the RPCs arrive
-//! with issue #5.
+//! The auth service: users (Argon2id passwords, throttled logins), API keys
+//! (secrets shown once, stored hashed), and short-lived Ed25519-signed
+//! tokens that every service verifies locally (`wizdata_common::auth`).
 
-use tonic::{Request, Response, Status};
-use wizdata::auth::v1::auth_service_server::{AuthService, AuthServiceServer};
-use wizdata::auth::v1::{
-    CreateApiKeyRequest, CreateApiKeyResponse, CreateUserRequest, CreateUserResponse, ExchangeApiKeyRequest,
-    ExchangeApiKeyResponse, GetJwksRequest, GetJwksResponse, ListApiKeysRequest, ListApiKeysResponse, LoginRequest,
-    LoginResponse, RevokeApiKeyRequest, RevokeApiKeyResponse, RotateSigningKeyRequest, RotateSigningKeyResponse,
-    WhoAmIRequest, WhoAmIResponse,
-};
-use wizdata_common::ApiError;
+mod entity;
+pub mod keys;
+mod migration;
+mod passwords;
+mod service;
+mod signing;
+mod throttle;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sea_orm::DatabaseConnection;
+use secrecy::SecretString;
+use tokio::task::JoinHandle;
+use wizdata::auth::v1::Tier;
+use wizdata::auth::v1::auth_service_server::AuthServiceServer;
+use wizdata_common::config::parse_duration;
+use wizdata_common::pagination::PageTokens;
+
+pub use keys::NewApiKey;
+pub use migration::Migrator;
+pub use service::Auth;
 
 pub const SERVICE_NAME: &str = wizdata::auth::v1::auth_service_server::SERVICE_NAME;
-const BUILT_BY_ISSUE: u32 = 5;
 
-fn not_built_yet(method: &str) -> Status {
-    ApiError::not_built_yet(&format!("{SERVICE_NAME}/{method}"), BUILT_BY_ISSUE).into()
+/// How the auth service issues tokens and throttles logins.
+#[derive(clap::Args, Debug, Clone)]
+pub struct AuthServiceConfig {
+    /// How long issued access tokens live. Services verify tokens locally,
+    /// so this is also how long a revoked API key's last token keeps working.
+    #[arg(long, env = "WIZDATA_TOKEN_TTL", default_value = "5m", value_parser = parse_token_ttl)]
+    pub token_ttl: Duration,
+
+    /// Failed logins for one username before attempts are throttled.
+    #[arg(long, env = "WIZDATA_LOGIN_FREE_ATTEMPTS", default_value_t = 5)]
+    pub login_free_attempts: u32,
+
+    /// Wait after the first throttled failure; each further failure doubles it.
+    #[arg(long, env = "WIZDATA_LOGIN_BACKOFF", default_value = "1s", value_parser = parse_duration)]
+    pub login_backoff: Duration,
+
+    /// Longest wait a throttled username is given.
+    #[arg(long, env = "WIZDATA_LOGIN_MAX_BACKOFF", default_value = "15m", value_parser = parse_duration)]
+    pub login_max_backoff: Duration,
 }
 
-#[derive(Debug, Default, Clone)]
-pub struct Auth;
-
-#[tonic::async_trait]
-impl AuthService for Auth {
-    async fn create_user(&self, _: Request<CreateUserRequest>) -> Result<Response<CreateUserResponse>, Status> {
-        Err(not_built_yet("CreateUser"))
-    }
-
-    async fn login(&self, _: Request<LoginRequest>) -> Result<Response<LoginResponse>, Status> {
-        Err(not_built_yet("Login"))
-    }
-
-    async fn create_api_key(&self, _: Request<CreateApiKeyRequest>) -> Result<Response<CreateApiKeyResponse>, Status> {
-        Err(not_built_yet("CreateApiKey"))
-    }
-
-    async fn list_api_keys(&self, _: Request<ListApiKeysRequest>) -> Result<Response<ListApiKeysResponse>, Status> {
-        Err(not_built_yet("ListApiKeys"))
-    }
-
-    async fn revoke_api_key(&self, _: Request<RevokeApiKeyRequest>) -> Result<Response<RevokeApiKeyResponse>, Status> {
-        Err(not_built_yet("RevokeApiKey"))
-    }
-
-    async fn exchange_api_key(
-        &self,
-        _: Request<ExchangeApiKeyRequest>,
-    ) -> Result<Response<ExchangeApiKeyResponse>, Status> {
-        Err(not_built_yet("ExchangeApiKey"))
-    }
-
-    async fn get_jwks(&self, _: Request<GetJwksRequest>) -> Result<Response<GetJwksResponse>, Status> {
-        Err(not_built_yet("GetJwks"))
-    }
-
-    async fn rotate_signing_key(
-        &self,
-        _: Request<RotateSigningKeyRequest>,
-    ) -> Result<Response<RotateSigningKeyResponse>, Status> {
-        Err(not_built_yet("RotateSigningKey"))
-    }
-
-    async fn who_am_i(&self, _: Request<WhoAmIRequest>) -> Result<Response<WhoAmIResponse>, Status> {
-        Err(not_built_yet("WhoAmI"))
+fn parse_token_ttl(text: &str) -> Result<Duration, String> {
+    let ttl = parse_duration(text)?;
+    match ttl {
+        ttl if ttl < Duration::from_secs(1) => Err("tokens must live at least 1s".into()),
+        ttl if ttl > Duration::from_secs(24 * 3600) => Err("tokens must live at most 24h".into()),
+        ttl => Ok(ttl),
     }
 }
 
-pub fn service() -> AuthServiceServer<Auth> {
-    AuthServiceServer::new(Auth)
+/// The auth service on `db` (migrated), and the task that picks up other
+/// replicas' key rotations.
+pub async fn service(
+    db: DatabaseConnection,
+    page_tokens: PageTokens,
+    config: &AuthServiceConfig,
+) -> anyhow::Result<(AuthServiceServer<Auth>, JoinHandle<()>)> {
+    let keys = Arc::new(signing::SigningKeys::load(db.clone(), config.token_ttl).await?);
+    let reload = tokio::spawn({
+        let keys = keys.clone();
+        async move {
+            let mut ticks = tokio::time::interval(signing::RELOAD_INTERVAL);
+            loop {
+                ticks.tick().await;
+                if let Err(error) = keys.reload().await {
+                    tracing::warn!(%error, "cannot reload signing keys");
+                }
+            }
+        }
+    });
+    let auth = Auth {
+        db,
+        keys,
+        passwords: passwords::Passwords::new().await?,
+        throttle: Arc::new(throttle::LoginThrottle::new(
+            config.login_free_attempts,
+            config.login_backoff,
+            config.login_max_backoff,
+        )),
+        page_tokens,
+        token_ttl: config.token_ttl,
+    };
+    Ok((AuthServiceServer::new(auth), reload))
+}
+
+/// Creates a key for a service of the mesh itself (tier internal), revoking
+/// the keys an earlier start made for it.
+pub async fn provision_internal_key(
+    db: &DatabaseConnection,
+    service: &str,
+    scopes: &[&str],
+) -> anyhow::Result<SecretString> {
+    let owner = format!("service:{service}");
+    keys::revoke_named(db, &owner, service).await?;
+    let (_, secret) = keys::create(
+        db,
+        NewApiKey {
+            name: service.to_owned(),
+            owner,
+            scopes: scopes.iter().map(|scope| (*scope).to_owned()).collect(),
+            tier: Tier::Internal,
+            expire_time: None,
+        },
+    )
+    .await?;
+    Ok(secret)
 }

@@ -84,6 +84,42 @@ pub struct RedisConfig {
     pub redis_health_interval: Duration,
 }
 
+/// How every service checks who is calling (see `auth`).
+#[derive(clap::Args, Debug, Clone)]
+pub struct AuthConfig {
+    /// The auth service: its public keys verify tokens, and it exchanges API
+    /// keys for tokens. Unset in `serve all` (or for the auth role) means
+    /// this process.
+    #[arg(long, env = "WIZDATA_AUTH_URL")]
+    pub auth_url: Option<String>,
+
+    /// Scopes of calls that carry no credentials, comma-separated; empty for
+    /// none. Authenticated callers hold these too.
+    #[arg(
+        long,
+        env = "WIZDATA_ANONYMOUS_SCOPES",
+        default_value = "marketdata:read,registry:read,indicator:read,streaming:read",
+        value_delimiter = ','
+    )]
+    pub anonymous_scopes: Vec<String>,
+
+    /// Clock skew tolerated when checking a token's expiry and issue time.
+    #[arg(long, env = "WIZDATA_TOKEN_LEEWAY", default_value = "30s", value_parser = parse_duration)]
+    pub token_leeway: Duration,
+
+    /// How long a call to the auth service (public keys, API key exchange)
+    /// may take before the caller is answered UNAVAILABLE.
+    #[arg(long, env = "WIZDATA_AUTH_TIMEOUT", default_value = "2s", value_parser = parse_duration)]
+    pub auth_timeout: Duration,
+}
+
+impl AuthConfig {
+    /// The anonymous scopes, without the empty entries an empty setting gives.
+    pub fn anonymous_scopes(&self) -> Vec<String> {
+        self.anonymous_scopes.iter().map(|scope| scope.trim()).filter(|scope| !scope.is_empty()).map(str::to_owned).collect()
+    }
+}
+
 /// How a process logs.
 #[derive(clap::Args, Debug, Clone)]
 pub struct TelemetryConfig {

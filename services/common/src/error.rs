@@ -146,6 +146,17 @@ impl ApiError {
         self
     }
 
+    /// Names the cause in a google.rpc.ErrorInfo, for programs to branch on.
+    pub fn with_error_info(
+        mut self,
+        reason: &str,
+        domain: &str,
+        metadata: impl IntoIterator<Item = (String, String)>,
+    ) -> Self {
+        self.details.set_error_info(reason, domain, metadata.into_iter().collect::<std::collections::HashMap<_, _>>());
+        self
+    }
+
     pub fn with_quota_violation(mut self, subject: &str, description: &str) -> Self {
         self.details.add_quota_failure_violation(subject, description);
         self

@@ -1,6 +1,7 @@
 //! The platform kit every WizData service is built from: one way to configure,
 //! log, report errors, reach the database and run a tonic server.
 
+pub mod auth;
 pub mod bus;
 pub mod cache;
 pub mod config;

@@ -19,6 +19,7 @@ use tower_http::classify::{GrpcCode, GrpcErrorsAsFailures, SharedClassifier};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
+use crate::auth::layer::AuthLayer;
 use crate::config::ServerConfig;
 use crate::health::Health;
 
@@ -68,6 +69,7 @@ pub struct GrpcServer {
     routes: RoutesBuilder,
     names: Vec<&'static str>,
     health: Health,
+    auth: Option<AuthLayer>,
     config: ServerConfig,
 }
 
@@ -90,13 +92,15 @@ impl GrpcServer {
             routes,
             names: Vec::new(),
             health: Health::new(reporter),
+            auth: None,
             config: config.clone(),
         })
     }
 
     /// The application services to serve beside health and reflection, each
-    /// reported SERVING.
-    pub async fn serve(mut self, services: Services) -> Self {
+    /// reported SERVING, with every call checked by `auth`.
+    pub async fn serve(mut self, services: Services, auth: AuthLayer) -> Self {
+        self.auth = Some(auth);
         for name in services.names() {
             self.health.set_serving(name, true).await;
         }
@@ -126,7 +130,8 @@ impl GrpcServer {
     /// NOT_SERVING, after `shutdown_delay` the listener closes, and in-flight
     /// calls get up to `drain_timeout` to finish.
     pub async fn run_until(self, stop: impl Future<Output = ()>) -> anyhow::Result<()> {
-        let Self { incoming, local_addr, mut routes, names, health, config } = self;
+        let Self { incoming, local_addr, mut routes, names, health, auth, config } = self;
+        let auth = auth.ok_or_else(|| anyhow::anyhow!("serve(services, auth) comes before run_until"))?;
         routes.add_service(reflection(&names).build_v1()?);
         routes.add_service(reflection(&names).build_v1alpha()?);
         let (drain, drained) = tokio::sync::oneshot::channel::<()>();
@@ -137,6 +142,8 @@ impl GrpcServer {
             .layer(TraceLayer::new(callers_mistakes_are_not_failures()).make_span_with(call_span))
             // Echo the id to the caller, so a client can quote it when reporting a problem.
             .layer(PropagateRequestIdLayer::x_request_id())
+            // Check credentials and the RPC's scope in every service, not only at the gateway.
+            .layer(auth)
             .into_inner();
         let server = tonic::transport::Server::builder()
             .layer(layers)

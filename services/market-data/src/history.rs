@@ -192,7 +192,7 @@ const CANDLES_PER_MESSAGE: usize = 1000;
 /// Streams `candles` to a market data service's ImportCandles.
 pub async fn import(
     client: &mut wizdata::marketdata::v1::market_data_service_client::MarketDataServiceClient<
-        tonic::transport::Channel,
+        wizdata_common::auth::credentials::AuthenticatedChannel,
     >,
     symbol: &str,
     interval: Interval,

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use tonic::transport::Channel;
+use wizdata_common::auth::credentials::AuthenticatedChannel as Channel;
 use wizdata::marketdata::v1::market_data_service_client::MarketDataServiceClient;
 use wizdata::marketdata::v1::{BidAsk, GetQuotesRequest, IngestTicksRequest, Tick, Trade, tick};
 use wizdata::registry::v1::ListSymbolsRequest;

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use tonic::transport::Channel;
+use wizdata_common::auth::credentials::AuthenticatedChannel as Channel;
 use wizdata::marketdata::v1::market_data_service_client::MarketDataServiceClient;
 use wizdata::marketdata::v1::{GetCandlesRequest, IngestTicksRequest, Tick, Trade, tick};
 use wizdata::r#type::v1::{Candle, Interval};

@@ -9,7 +9,10 @@ use tokio::task::JoinHandle;
 use tonic::transport::{Channel, Endpoint};
 use wizdata_common::bus::Bus;
 use wizdata_common::cache::Cache;
-use wizdata_common::config::{DatabaseConfig, RedisConfig, ServerConfig, TelemetryConfig};
+use wizdata_common::auth::credentials::Credentials;
+use wizdata_common::auth::layer::AuthLayer;
+use wizdata_common::auth::verifier::Verifier;
+use wizdata_common::config::{AuthConfig, DatabaseConfig, RedisConfig, ServerConfig, TelemetryConfig};
 use wizdata_common::db;
 use wizdata_common::health::Health;
 use wizdata_common::pagination::PageTokens;
@@ -43,6 +46,10 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub redis: RedisConfig,
     #[command(flatten)]
+    pub auth: AuthConfig,
+    #[command(flatten)]
+    pub auth_service: wizdata_auth::AuthServiceConfig,
+    #[command(flatten)]
     pub market_data: MarketDataConfig,
     #[command(flatten)]
     pub indicator: IndicatorConfig,
@@ -55,6 +62,10 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub telemetry: TelemetryConfig,
 }
+
+/// The internal key the in-process simulated feed runs as.
+const SIMULATED_FEED: &str = "simulated-feed";
+const SIMULATED_FEED_SCOPES: &[&str] = &["marketdata:read", "marketdata:write", "registry:read"];
 
 /// A bound mesh process, ready to serve.
 pub struct Mesh {
@@ -82,7 +93,7 @@ impl Mesh {
         let server = GrpcServer::bind(&args.server).await?;
         // In `serve all` the services call each other through this port.
         let this_process = format!("http://127.0.0.1:{}", server.port());
-        let db = match runs(Role::Registry) || runs(Role::MarketData) {
+        let db = match runs(Role::Registry) || runs(Role::MarketData) || runs(Role::Auth) {
             true => Some(db::connect(&args.database).await?),
             false => None,
         };
@@ -97,6 +108,12 @@ impl Mesh {
             (None, Role::All) => Ok(this_process.clone()),
             (None, role) => Err(anyhow::anyhow!("{flag} is required to serve {role:?} alone")),
         };
+        let auth_url = match (&args.auth.auth_url, args.role) {
+            (None, Role::Auth) => this_process.clone(),
+            (url, _) => neighbour(url, "--auth-url (WIZDATA_AUTH_URL)")?,
+        };
+        let verifier = Verifier::new(channel_to(&auth_url, args.auth.auth_timeout)?, &args.auth);
+        let auth_layer = AuthLayer::new(verifier)?;
 
         let mut services = Services::default();
         let mut background = Vec::new();
@@ -142,14 +159,19 @@ impl Mesh {
             );
         }
         if runs(Role::Auth) {
-            services = services.mount(wizdata_auth::service().max_decoding_message_size(max_message));
+            let db = db.clone().expect("connected for auth");
+            db::migrate::<wizdata_auth::Migrator>(&db).await?;
+            let (service, key_reload) = wizdata_auth::service(db, page_tokens.clone(), &args.auth_service).await?;
+            services = services.mount(service.max_decoding_message_size(max_message));
+            background.push(key_reload);
+            database_users.push(wizdata_auth::SERVICE_NAME);
         }
         if runs(Role::Streaming) {
             services = services.mount(wizdata_streaming::service().max_decoding_message_size(max_message));
         }
 
-        let server = server.serve(services).await;
-        if let Some(db) = db {
+        let server = server.serve(services, auth_layer).await;
+        if let Some(db) = &db {
             for service in database_users {
                 background.push(db::watch(db.clone(), server.health(), service, args.database.db_health_interval));
             }
@@ -158,7 +180,9 @@ impl Mesh {
             background.push(redis.watch(server.health()));
         }
         if args.role == Role::All && args.simulated_feed {
-            let channel = channel_to(&this_process, Duration::from_secs(5))?;
+            let db = db.as_ref().expect("connected in serve all");
+            let key = wizdata_auth::provision_internal_key(db, SIMULATED_FEED, SIMULATED_FEED_SCOPES).await?;
+            let channel = Credentials::bearer(&key)?.on(channel_to(&this_process, Duration::from_secs(5))?);
             let feed = args.feed.clone();
             background.push(tokio::spawn(async move {
                 if let Err(error) = wizdata_market_data::simulator::run(channel, feed, std::future::pending()).await {

@@ -6,7 +6,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use wizdata::marketdata::v1::market_data_service_client::MarketDataServiceClient;
 use wizdata::r#type::v1::Interval;
-use wizdata_common::config::TelemetryConfig;
+use secrecy::{ExposeSecret, SecretString};
+use wizdata::auth::v1::Tier;
+use wizdata_common::auth::access::AccessRules;
+use wizdata_common::auth::credentials::Credentials;
+use wizdata_common::config::{DatabaseConfig, TelemetryConfig};
 use wizdata_market_data::simulator::SimulatorConfig;
 use wizdata_market_data::{history, interval};
 use wizdata_mesh::{Mesh, ServeArgs, channel_to};
@@ -31,6 +35,9 @@ enum Command {
     Import(ImportCommand),
     /// Load generators for the benchmarks (BENCHMARKS.md).
     Bench(BenchArgs),
+    /// API keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
 }
 
 #[derive(clap::Args)]
@@ -38,6 +45,9 @@ struct BenchArgs {
     /// The mesh to load.
     #[arg(long, env = "WIZDATA_TARGET", default_value = "http://127.0.0.1:50051")]
     target: String,
+    /// API key (wiz_...) with the scopes the load needs.
+    #[arg(long, env = "WIZDATA_API_KEY", hide_env_values = true)]
+    api_key: Option<SecretString>,
     #[command(subcommand)]
     what: BenchCommand,
 }
@@ -62,6 +72,9 @@ struct SimulateArgs {
     /// The mesh (or market data service) to feed.
     #[arg(long, env = "WIZDATA_TARGET", default_value = "http://127.0.0.1:50051")]
     target: String,
+    /// API key (wiz_...) with the marketdata:write scope.
+    #[arg(long, env = "WIZDATA_API_KEY", hide_env_values = true)]
+    api_key: Option<SecretString>,
     #[command(flatten)]
     feed: SimulatorConfig,
     #[command(flatten)]
@@ -89,6 +102,48 @@ struct ImportCandlesArgs {
     /// The mesh (or market data service) to import into.
     #[arg(long, env = "WIZDATA_TARGET", default_value = "http://127.0.0.1:50051")]
     target: String,
+    /// API key (wiz_...) with the marketdata:write scope.
+    #[arg(long, env = "WIZDATA_API_KEY", hide_env_values = true)]
+    api_key: Option<SecretString>,
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Creates an API key directly in the auth service's database (the way to
+    /// get the first admin key on a fresh mesh) and prints its secret once.
+    Create(CreateKeyArgs),
+}
+
+#[derive(clap::Args)]
+struct CreateKeyArgs {
+    /// What the key is for.
+    #[arg(long, default_value = "admin")]
+    name: String,
+    /// Scopes, comma-separated (e.g. marketdata:read,marketdata:write), or
+    /// `all` for every scope of the contract.
+    #[arg(long, value_delimiter = ',', required = true)]
+    scopes: Vec<String>,
+    /// Rate-limit tier: anonymous, standard, premium or internal.
+    #[arg(long, default_value = "standard", value_parser = parse_tier)]
+    tier: Tier,
+    /// The subject the key acts as.
+    #[arg(long, default_value = "admin")]
+    owner: String,
+    /// How long until the key expires (e.g. 90d); unset means never.
+    #[arg(long, value_parser = wizdata_common::config::parse_duration)]
+    expires_in: Option<std::time::Duration>,
+    #[command(flatten)]
+    database: DatabaseConfig,
+}
+
+fn parse_tier(text: &str) -> Result<Tier, String> {
+    match text {
+        "anonymous" => Ok(Tier::Anonymous),
+        "standard" => Ok(Tier::Standard),
+        "premium" => Ok(Tier::Premium),
+        "internal" => Ok(Tier::Internal),
+        _ => Err(format!("{text:?} is not a tier; use anonymous, standard, premium or internal")),
+    }
 }
 
 fn parse_interval(text: &str) -> Result<Interval, String> {
@@ -109,11 +164,14 @@ async fn main() -> anyhow::Result<ExitCode> {
         Command::Feed(FeedCommand::Simulate(args)) => {
             wizdata_common::telemetry::init(&args.telemetry);
             let channel = channel_to(&args.target, std::time::Duration::from_secs(5))?;
+            let channel = Credentials::from_optional(args.api_key.as_ref())?.on(channel);
             wizdata_market_data::simulator::run(channel, args.feed, wizdata_common::server::shutdown_signal()).await?;
         }
         Command::Import(ImportCommand::Candles(args)) => return import_candles(args).await,
+        Command::Keys(KeysCommand::Create(args)) => return create_key(args).await,
         Command::Bench(args) => {
             let channel = channel_to(&args.target, std::time::Duration::from_secs(5))?;
+            let channel = Credentials::from_optional(args.api_key.as_ref())?.on(channel);
             match args.what {
                 BenchCommand::Ingest(bench) => bench::ingest(channel, bench).await?,
                 BenchCommand::Candles(bench) => bench::candles(channel, bench).await?,
@@ -136,7 +194,8 @@ async fn import_candles(args: ImportCandlesArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::FAILURE);
         }
     };
-    let mut client = MarketDataServiceClient::new(channel_to(&args.target, std::time::Duration::from_secs(5))?)
+    let channel = channel_to(&args.target, std::time::Duration::from_secs(5))?;
+    let mut client = MarketDataServiceClient::new(Credentials::from_optional(args.api_key.as_ref())?.on(channel))
         .max_decoding_message_size(64 * 1024 * 1024);
     match history::import(&mut client, &args.symbol, args.interval, candles).await {
         Ok(summary) => {
@@ -148,4 +207,29 @@ async fn import_candles(args: ImportCandlesArgs) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::FAILURE)
         }
     }
+}
+
+async fn create_key(args: CreateKeyArgs) -> anyhow::Result<ExitCode> {
+    let known = AccessRules::contract().scopes();
+    let scopes: Vec<String> = match args.scopes.iter().map(|scope| scope.trim()).collect::<Vec<_>>().as_slice() {
+        ["all"] => known.iter().map(|scope| (*scope).to_owned()).collect(),
+        requested => {
+            if let Some(unknown) = requested.iter().find(|scope| !known.contains(*scope)) {
+                eprintln!("{unknown:?} is not a scope; scopes are: {}", known.iter().copied().collect::<Vec<_>>().join(", "));
+                return Ok(ExitCode::FAILURE);
+            }
+            requested.iter().map(|scope| (*scope).to_owned()).collect()
+        }
+    };
+    let expire_time = match args.expires_in {
+        Some(lifetime) => Some(chrono::Utc::now() + chrono::Duration::from_std(lifetime)?),
+        None => None,
+    };
+    let db = wizdata_common::db::connect(&args.database).await?;
+    wizdata_common::db::migrate::<wizdata_auth::Migrator>(&db).await?;
+    let key = wizdata_auth::NewApiKey { name: args.name, owner: args.owner, scopes, tier: args.tier, expire_time };
+    let (created, secret) = wizdata_auth::keys::create(&db, key).await?;
+    eprintln!("created {} for {} with scopes {}; the secret is shown once:", created.key_id, created.owner, created.scopes);
+    println!("{}", secret.expose_secret());
+    Ok(ExitCode::SUCCESS)
 }
