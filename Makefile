@@ -11,6 +11,10 @@ BUF    := node_modules/.bin/buf
 
 ## run: the whole mesh on embedded defaults (SQLite under ./data), gRPC on :50051
 run:
+	@echo "Starting the WizData mesh on 127.0.0.1:50051 (reads need no credentials)."
+	@echo "For an admin API key (its secret is printed once), run in another terminal:"
+	@echo "  $(CARGO) run -q -p wizdata-mesh --bin wizdata -- keys create --name admin --scopes all --tier internal"
+	@echo "and send it as 'authorization: Bearer <key>' (e.g. buf curl -H)."
 	$(CARGO) run -p wizdata-mesh --bin wizdata -- serve all --log-format pretty
 
 ## test: every Rust suite, then the polyglot clients (grpcio, buf curl)
@@ -37,8 +41,9 @@ bench:
 		--log-filter warn & server=$$!; \
 	trap 'kill $$server; wait $$server; rm -rf $$data' EXIT; \
 	sleep 1; \
-	target/release/wizdata bench --target http://$(BENCH_ADDR) ingest && \
-	target/release/wizdata bench --target http://$(BENCH_ADDR) candles
+	key=$$(target/release/wizdata keys create --data-dir $$data --name bench --scopes all --tier internal); \
+	target/release/wizdata bench --target http://$(BENCH_ADDR) --api-key $$key ingest && \
+	target/release/wizdata bench --target http://$(BENCH_ADDR) --api-key $$key candles
 
 ## bench-indicators: ns/bar of every indicator over 1,000,000 bars (criterion),
 ## next to TA-Lib's on the same bars timed in the same run, with the ratio

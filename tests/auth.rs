@@ -93,7 +93,8 @@ fn token_part(token: &str, index: usize) -> Value {
 
 /// A token with any header and payload, signed by `sign` over the JWS signing input.
 fn forge(header: Value, payload: &Value, sign: impl Fn(&[u8]) -> Vec<u8>) -> String {
-    let input = format!("{}.{}", URL_SAFE_NO_PAD.encode(header.to_string()), URL_SAFE_NO_PAD.encode(payload.to_string()));
+    let input =
+        format!("{}.{}", URL_SAFE_NO_PAD.encode(header.to_string()), URL_SAFE_NO_PAD.encode(payload.to_string()));
     let signature = sign(input.as_bytes());
     format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature))
 }
@@ -113,8 +114,14 @@ async fn without_credentials_reads_run_anonymous_and_writes_are_unauthenticated(
     assert_eq!(reason(&refused, Code::Unauthenticated), "CREDENTIALS_MISSING");
     let info = refused.get_details_error_info().unwrap();
     assert_eq!(info.metadata.get("required_scope").map(String::as_str), Some("registry:write"));
-    assert_eq!(reason(&ingest_nothing(&mesh, Credentials::none()).await.unwrap_err(), Code::Unauthenticated), "CREDENTIALS_MISSING");
-    assert_eq!(reason(&import_nothing(&mesh, Credentials::none()).await.unwrap_err(), Code::Unauthenticated), "CREDENTIALS_MISSING");
+    assert_eq!(
+        reason(&ingest_nothing(&mesh, Credentials::none()).await.unwrap_err(), Code::Unauthenticated),
+        "CREDENTIALS_MISSING"
+    );
+    assert_eq!(
+        reason(&import_nothing(&mesh, Credentials::none()).await.unwrap_err(), Code::Unauthenticated),
+        "CREDENTIALS_MISSING"
+    );
     let rotate = auth_as(&mesh, Credentials::none()).await.rotate_signing_key(RotateSigningKeyRequest {}).await;
     assert_eq!(rotate.unwrap_err().code(), Code::Unauthenticated);
     let listed = registry.list_symbols(ListSymbolsRequest::default()).await.unwrap().into_inner().symbols;
@@ -219,7 +226,13 @@ async fn api_keys_are_shown_once_and_revocation_stops_them_within_the_token_life
     tokio::time::sleep(Duration::from_millis(2100)).await;
     let secret = SecretString::from(expiring.secret);
     assert_eq!(reason(&exchange(&mesh, &secret).await.unwrap_err(), Code::Unauthenticated), "API_KEY_EXPIRED");
-    assert_eq!(reason(&exchange(&mesh, &SecretString::from("wiz_unknown".to_owned())).await.unwrap_err(), Code::Unauthenticated), "API_KEY_INVALID");
+    assert_eq!(
+        reason(
+            &exchange(&mesh, &SecretString::from("wiz_unknown".to_owned())).await.unwrap_err(),
+            Code::Unauthenticated
+        ),
+        "API_KEY_INVALID"
+    );
 }
 
 #[tokio::test]
@@ -282,7 +295,8 @@ async fn users_log_in_and_repeated_failures_are_throttled_alike_for_unknown_user
     assert_eq!((user.username.as_str(), user.tier()), ("ada", Tier::Premium));
     let duplicate = CreateUserRequest { username: "ada".into(), password: password.into(), scopes: vec![], tier: 0 };
     assert_eq!(admin.create_user(duplicate).await.unwrap_err().code(), Code::AlreadyExists);
-    let bad = CreateUserRequest { username: "A!".into(), password: "short".into(), scopes: vec!["nope".into()], tier: 0 };
+    let bad =
+        CreateUserRequest { username: "A!".into(), password: "short".into(), scopes: vec!["nope".into()], tier: 0 };
     assert_eq!(invalid_fields(admin.create_user(bad).await.unwrap_err()), ["username", "password", "scopes[0]"]);
 
     let mut anyone = auth_as(&mesh, Credentials::none()).await;
@@ -296,7 +310,10 @@ async fn users_log_in_and_repeated_failures_are_throttled_alike_for_unknown_user
     let wrong = anyone.login(login("ada", "not the password")).await.unwrap_err();
     let unknown = anyone.login(login("nobody", "not the password")).await.unwrap_err();
     assert_eq!(reason(&wrong, Code::Unauthenticated), "LOGIN_FAILED");
-    assert_eq!((wrong.code(), wrong.message(), wrong.details()), (unknown.code(), unknown.message(), unknown.details()));
+    assert_eq!(
+        (wrong.code(), wrong.message(), wrong.details()),
+        (unknown.code(), unknown.message(), unknown.details())
+    );
 
     for _ in 0..2 {
         assert_eq!(anyone.login(login("ada", "still wrong")).await.unwrap_err().code(), Code::Unauthenticated);
@@ -327,7 +344,9 @@ async fn tokens_issued_before_a_rotation_keep_working() {
     let jwks = admin.get_jwks(GetJwksRequest {}).await.unwrap().into_inner().keys;
     let kids: Vec<&str> = jwks.iter().map(|key| key.kid.as_str()).collect();
     assert!(kids.contains(&rotated.key_id.as_str()) && kids.contains(&token_part(&before, 0)["kid"].as_str().unwrap()));
-    assert!(jwks.iter().all(|key| (key.kty.as_str(), key.crv.as_str(), key.alg.as_str()) == ("OKP", "Ed25519", "EdDSA")));
+    assert!(
+        jwks.iter().all(|key| (key.kty.as_str(), key.crv.as_str(), key.alg.as_str()) == ("OKP", "Ed25519", "EdDSA"))
+    );
     create_symbol(&mesh, bearer(&before), "OLDKEY").await.unwrap();
     create_symbol(&mesh, bearer(&after), "NEWKEY").await.unwrap();
 }
@@ -358,13 +377,41 @@ async fn forged_damaged_and_malformed_credentials_are_refused() {
     let [head, _, signature] = token.split('.').collect::<Vec<_>>().try_into().unwrap();
 
     let cases: Vec<(&str, String, &str)> = vec![
-        ("unknown key", forge(json!({"alg": "EdDSA", "kid": "sig_forged"}), &claims, |i| stranger.sign(i).to_bytes().to_vec()), "TOKEN_SIGNING_KEY_UNKNOWN"),
-        ("known kid, other key", forge(json!({"alg": "EdDSA", "kid": kid}), &claims, |i| stranger.sign(i).to_bytes().to_vec()), "TOKEN_SIGNATURE_INVALID"),
+        (
+            "unknown key",
+            forge(json!({"alg": "EdDSA", "kid": "sig_forged"}), &claims, |i| stranger.sign(i).to_bytes().to_vec()),
+            "TOKEN_SIGNING_KEY_UNKNOWN",
+        ),
+        (
+            "known kid, other key",
+            forge(json!({"alg": "EdDSA", "kid": kid}), &claims, |i| stranger.sign(i).to_bytes().to_vec()),
+            "TOKEN_SIGNATURE_INVALID",
+        ),
         ("alg none", forge(json!({"alg": "none", "kid": kid}), &claims, |_| vec![]), "TOKEN_ALGORITHM_REJECTED"),
-        ("HS256 keyed by the public key", forge(json!({"alg": "HS256", "kid": kid}), &elevated, hmac_with(URL_SAFE_NO_PAD.decode(&public_x).unwrap())), "TOKEN_ALGORITHM_REJECTED"),
-        ("HS256 keyed by the JWK x", forge(json!({"alg": "HS256", "kid": kid}), &elevated, hmac_with(public_x.clone().into_bytes())), "TOKEN_ALGORITHM_REJECTED"),
-        ("scopes it was not issued", format!("{head}.{}.{signature}", URL_SAFE_NO_PAD.encode(elevated.to_string())), "TOKEN_SIGNATURE_INVALID"),
-        ("extended expiry", format!("{head}.{}.{signature}", URL_SAFE_NO_PAD.encode(later.to_string())), "TOKEN_SIGNATURE_INVALID"),
+        (
+            "HS256 keyed by the public key",
+            forge(
+                json!({"alg": "HS256", "kid": kid}),
+                &elevated,
+                hmac_with(URL_SAFE_NO_PAD.decode(&public_x).unwrap()),
+            ),
+            "TOKEN_ALGORITHM_REJECTED",
+        ),
+        (
+            "HS256 keyed by the JWK x",
+            forge(json!({"alg": "HS256", "kid": kid}), &elevated, hmac_with(public_x.clone().into_bytes())),
+            "TOKEN_ALGORITHM_REJECTED",
+        ),
+        (
+            "scopes it was not issued",
+            format!("{head}.{}.{signature}", URL_SAFE_NO_PAD.encode(elevated.to_string())),
+            "TOKEN_SIGNATURE_INVALID",
+        ),
+        (
+            "extended expiry",
+            format!("{head}.{}.{signature}", URL_SAFE_NO_PAD.encode(later.to_string())),
+            "TOKEN_SIGNATURE_INVALID",
+        ),
         ("oversized", format!("{token}{}", "A".repeat(5000)), "TOKEN_TOO_LARGE"),
         ("two parts", "abc.def".into(), "TOKEN_MALFORMED"),
         ("garbage", "!!!.???.***".into(), "TOKEN_MALFORMED"),
@@ -395,4 +442,48 @@ async fn an_expired_token_is_refused() {
     tokio::time::sleep(Duration::from_millis(2100)).await;
     let refused = who_am_i_with(&mesh, &format!("Bearer {token}")).await.unwrap_err();
     assert_eq!(reason(&refused, Code::Unauthenticated), "TOKEN_EXPIRED");
+}
+
+#[tokio::test]
+async fn calls_between_services_act_with_the_callers_credentials() {
+    use wizdata::indicator::v1::indicator_service_client::IndicatorServiceClient;
+    use wizdata::indicator::v1::{ComputeIndicatorsRequest, IndicatorSpec};
+    use wizdata::marketdata::v1::{Tick, Trade, tick};
+    let db = TestDatabase::new().await;
+    // Nothing is open to anonymous callers, so each hop needs the caller's own scopes.
+    let mesh = TestMesh::all_with(&db, &["--anonymous-scopes", ""]).await;
+    let compute = |symbol: &str| ComputeIndicatorsRequest {
+        symbol: symbol.into(),
+        interval: wizdata::r#type::v1::Interval::OneDay as i32,
+        indicators: vec![IndicatorSpec { name: "SMA".into(), ..Default::default() }],
+        ..Default::default()
+    };
+    let indicators_only = mesh.key_with(&["indicator:read"], Tier::Standard).await;
+    let mut client = IndicatorServiceClient::new(mesh.channel_as(key_credentials(&indicators_only)).await);
+    let refused = client.compute_indicators(compute("AAPL")).await.unwrap_err();
+    assert_eq!(reason(&refused, Code::PermissionDenied), "SCOPE_MISSING");
+    assert!(refused.message().contains("marketdata:read"), "{}", refused.message());
+    let both = mesh.key_with(&["indicator:read", "marketdata:read", "registry:read"], Tier::Standard).await;
+    let mut client = IndicatorServiceClient::new(mesh.channel_as(key_credentials(&both)).await);
+    client.compute_indicators(compute("AAPL")).await.unwrap();
+
+    // Market data checks symbols with the registry as the ingesting caller.
+    let trade = Tick {
+        symbol: "MSFT".into(),
+        time: Some(prost_types::Timestamp { seconds: chrono::Utc::now().timestamp(), nanos: 0 }),
+        kind: Some(tick::Kind::Trade(Trade { price: 100.0, size: 1.0 })),
+    };
+    let ingest = |key: &SecretString| {
+        let credentials = key_credentials(key);
+        let ticks = vec![IngestTicksRequest { ticks: vec![trade.clone()] }];
+        let mesh = &mesh;
+        async move {
+            let mut market = MarketDataServiceClient::new(mesh.channel_as(credentials).await);
+            market.ingest_ticks(tokio_stream::iter(ticks)).await
+        }
+    };
+    let writer_only = mesh.key_with(&["marketdata:write"], Tier::Internal).await;
+    assert_eq!(reason(&ingest(&writer_only).await.unwrap_err(), Code::PermissionDenied), "SCOPE_MISSING");
+    let feed = mesh.key_with(&["marketdata:write", "registry:read"], Tier::Internal).await;
+    assert_eq!(ingest(&feed).await.unwrap().into_inner().accepted, 1);
 }

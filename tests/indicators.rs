@@ -149,10 +149,10 @@ async fn list_indicators_gives_talib_defaults_and_ranges() {
 
 // ---- Over stored candles: ComputeIndicators and BatchCompute ----
 
-use wizdata_common::auth::credentials::AuthenticatedChannel as Channel;
 use wizdata::marketdata::v1::GetCandlesRequest;
 use wizdata::marketdata::v1::market_data_service_client::MarketDataServiceClient;
 use wizdata::r#type::v1::Interval;
+use wizdata_common::auth::credentials::AuthenticatedChannel as Channel;
 use wizdata_common::testing::TestRedis;
 
 /// 2000-01-03T00:00:00Z, a UTC day boundary.
@@ -484,7 +484,11 @@ async fn market_data_trouble_ends_calls_with_a_clear_status() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         format!("http://{}", listener.local_addr().unwrap())
     };
-    let args = support::serve_args("indicator", &db.config, &["--market-data-url", &closed, "--auth-url", "http://127.0.0.1:9"]);
+    let args = support::serve_args(
+        "indicator",
+        &db.config,
+        &["--market-data-url", &closed, "--auth-url", "http://127.0.0.1:9"],
+    );
     let mesh = TestMesh::start(args).await;
     let status = client(&mesh).await.compute_indicators(over("AAPL", vec![spec("SMA", &[])])).await.unwrap_err();
     assert_eq!(status.code(), Code::Unavailable, "{status:?}");

@@ -8,11 +8,11 @@ use std::collections::BTreeSet;
 use prost_types::FieldMask;
 use support::{TestMesh, serve_args, violated_fields};
 use tonic::Code;
-use wizdata_common::auth::credentials::AuthenticatedChannel as Channel;
 use tonic_types::StatusExt;
 use wizdata::registry::v1::registry_service_client::RegistryServiceClient;
 use wizdata::registry::v1::*;
 use wizdata::r#type::v1::AssetClass;
+use wizdata_common::auth::credentials::AuthenticatedChannel as Channel;
 use wizdata_common::testing::TestDatabase;
 
 const SEEDED: [&str; 17] = [

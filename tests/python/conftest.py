@@ -23,10 +23,12 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def buf_curl(*args):
-    """Calls the mesh with `buf curl` over native gRPC, by reflection."""
+def buf_curl(*args, key=None):
+    """Calls the mesh with `buf curl` over native gRPC, by reflection, with an
+    API key when given."""
+    credentials = ["-H", f"authorization: Bearer {key}"] if key else []
     result = subprocess.run(
-        [str(BUF), "curl", "--protocol", "grpc", "--http2-prior-knowledge", *args],
+        [str(BUF), "curl", "--protocol", "grpc", "--http2-prior-knowledge", *credentials, *args],
         capture_output=True, text=True, timeout=60,
     )
     assert result.returncode == 0, result.stderr
@@ -39,6 +41,14 @@ class MeshProcess:
         self.data_dir = tempfile.TemporaryDirectory()
         env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
         env["RUST_LOG"] = "warn"
+        # How an operator gets the first admin key on a fresh mesh (see `make run`).
+        created = subprocess.run(
+            [str(BINARY), "keys", "create", "--data-dir", self.data_dir.name, "--name", "admin",
+             "--scopes", "all", "--tier", "internal"],
+            env=env, capture_output=True, text=True, timeout=60, check=True,
+        )
+        self.admin_key = created.stdout.strip()
+        assert self.admin_key.startswith("wiz_") and self.admin_key not in created.stderr
         self.process = subprocess.Popen(
             [str(BINARY), "serve", "all", "--grpc-addr", f"127.0.0.1:{self.port}",
              "--data-dir", self.data_dir.name, *extra_args],

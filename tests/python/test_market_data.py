@@ -16,7 +16,7 @@ SAMPLE_DATA = os.environ.get("WIZDATA_SAMPLE_DATA")
 
 
 def call(mesh, method, request):
-    return json.loads(buf_curl("-d", json.dumps(request), f"{mesh.url}/{method}"))
+    return json.loads(buf_curl("-d", json.dumps(request), f"{mesh.url}/{method}", key=mesh.admin_key))
 
 
 def wizdata(*args):
@@ -56,7 +56,7 @@ def test_import_cli_reports_bad_rows_by_line_and_imports_nothing(mesh, tmp_path)
         "2001-01-03,2.0,,1.5,2.2,2.2,100\n"
         "2001-01-04,2.0,1.0,1.5,2.2,2.2,100\n"
         "2001-01-02,2.0,2.5,1.5,2.2,2.2,100\n")
-    result = wizdata("import", "candles", str(bad), "--symbol", "MTN", "--interval", "1d", "--target", mesh.url)
+    result = wizdata("import", "candles", str(bad), "--symbol", "MTN", "--interval", "1d", "--target", mesh.url, "--api-key", mesh.admin_key)
     assert result.returncode == 1
     assert f"{bad}:line 3: high is missing" in result.stderr
     assert f"{bad}:line 4: high 1 is below low 1.5" in result.stderr
@@ -74,7 +74,7 @@ def test_import_cli_loads_the_orcl_history(mesh):
         "assetClass": "ASSET_CLASS_EQUITY", "currency": "USD"}})
     csv_file = Path(SAMPLE_DATA) / "orcl-1995-2014.csv"
     result = wizdata("import", "candles", str(csv_file), "--symbol", "ORCL", "--interval", "1d",
-                     "--target", mesh.url)
+                     "--target", mesh.url, "--api-key", mesh.admin_key)
     assert result.returncode == 0, result.stderr
     rows = csv_file.read_text().strip().splitlines()[1:]
     assert result.stdout.strip() == f"imported {len(rows)} candles of ORCL (0 replaced)"

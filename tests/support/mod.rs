@@ -6,16 +6,16 @@
 use std::time::Duration;
 
 use clap::Parser;
+use secrecy::SecretString;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use secrecy::SecretString;
 use tonic::transport::Channel;
-use wizdata::auth::v1::Tier;
-use wizdata_common::auth::access::AccessRules;
-use wizdata_common::auth::credentials::{AuthenticatedChannel, Credentials};
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
+use wizdata::auth::v1::Tier;
+use wizdata_common::auth::access::AccessRules;
+use wizdata_common::auth::credentials::{AuthenticatedChannel, Credentials};
 use wizdata_common::bus::Bus;
 use wizdata_common::config::DatabaseConfig;
 use wizdata_common::testing::{TestDatabase, TestRedis};
@@ -66,7 +66,14 @@ impl TestMesh {
     pub async fn start(args: ServeArgs) -> Self {
         let mesh = Mesh::build(&args).await.expect("mesh builds");
         let admin_key = match args.role {
-            Role::All | Role::Auth => Some(create_key(&args.database, &AccessRules::contract().scopes().into_iter().collect::<Vec<_>>(), Tier::Internal).await),
+            Role::All | Role::Auth => Some(
+                create_key(
+                    &args.database,
+                    &AccessRules::contract().scopes().into_iter().collect::<Vec<_>>(),
+                    Tier::Internal,
+                )
+                .await,
+            ),
             _ => None,
         };
         let port = mesh.port();
@@ -76,7 +83,16 @@ impl TestMesh {
         let task = tokio::spawn(mesh.run_until(async {
             let _ = stopped.await;
         }));
-        Self { port, health, bus, redis: None, admin_key, database: args.database.clone(), stop: Some(stop), task: Some(task) }
+        Self {
+            port,
+            health,
+            bus,
+            redis: None,
+            admin_key,
+            database: args.database.clone(),
+            stop: Some(stop),
+            task: Some(task),
+        }
     }
 
     /// `serve all` on `database`, and on Redis (under a prefix of its own)

@@ -6,8 +6,8 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::Semaphore;
 
@@ -53,7 +53,8 @@ impl Passwords {
         let stored = stored.unwrap_or_else(|| self.inner.decoy_hash.clone());
         self.inner.verifications.fetch_add(1, Ordering::Relaxed);
         let matches = tokio::task::spawn_blocking(move || {
-            let parsed = PasswordHash::new(&stored).map_err(|error| anyhow::anyhow!("stored hash is unreadable: {error}"))?;
+            let parsed =
+                PasswordHash::new(&stored).map_err(|error| anyhow::anyhow!("stored hash is unreadable: {error}"))?;
             anyhow::Ok(Argon2::default().verify_password(password.expose_secret().as_bytes(), &parsed).is_ok())
         })
         .await??;

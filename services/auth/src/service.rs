@@ -59,7 +59,8 @@ impl Auth {
         not_after: Option<DateTime<Utc>>,
     ) -> (String, DateTime<Utc>) {
         let now = Utc::now();
-        let lifetime = chrono::Duration::from_std(self.token_ttl).expect("token lifetimes are far below chrono's range");
+        let lifetime =
+            chrono::Duration::from_std(self.token_ttl).expect("token lifetimes are far below chrono's range");
         let expires = not_after.map_or(now + lifetime, |limit| limit.min(now + lifetime));
         let mut jti = [0u8; 16];
         getrandom::fill(&mut jti).expect("the OS random number generator is available");
@@ -94,7 +95,12 @@ fn identified<T>(request: &Request<T>) -> Result<Caller, ApiError> {
 
 /// Checks that `requested` scopes exist (INVALID_ARGUMENT per entry) and
 /// returns them with those the caller may not hand out.
-fn check_scopes(field: &str, requested: &[String], caller: &Caller, violations: &mut FieldViolations) -> (Vec<String>, Vec<String>) {
+fn check_scopes(
+    field: &str,
+    requested: &[String],
+    caller: &Caller,
+    violations: &mut FieldViolations,
+) -> (Vec<String>, Vec<String>) {
     let known = AccessRules::contract().scopes();
     let mut scopes = Vec::new();
     let mut beyond_caller = Vec::new();
@@ -204,7 +210,13 @@ impl AuthService for Auth {
         let tier = check_tier("tier", tier, &mut violations);
         violations.into_result()?;
         check_grant(&caller, &beyond_caller, tier)?;
-        if user::Entity::find().filter(user::Column::Username.eq(&username)).one(&self.db).await.map_err(ApiError::from)?.is_some() {
+        if user::Entity::find()
+            .filter(user::Column::Username.eq(&username))
+            .one(&self.db)
+            .await
+            .map_err(ApiError::from)?
+            .is_some()
+        {
             return Err(ApiError::already_exists("user", &username).into());
         }
         let password_hash = self.passwords.hash(SecretString::from(password)).await.map_err(|error| {
@@ -233,7 +245,14 @@ impl AuthService for Auth {
         .await;
         if let Err(error) = inserted {
             // Lost a race with a concurrent CreateUser of the same name.
-            if user::Entity::find().filter(user::Column::Username.eq(&username)).one(&self.db).await.ok().flatten().is_some() {
+            if user::Entity::find()
+                .filter(user::Column::Username.eq(&username))
+                .one(&self.db)
+                .await
+                .ok()
+                .flatten()
+                .is_some()
+            {
                 return Err(ApiError::already_exists("user", &username).into());
             }
             return Err(ApiError::from(error).into());
@@ -256,11 +275,18 @@ impl AuthService for Auth {
         violations.into_result()?;
         let username = username.trim().to_ascii_lowercase();
         if let Err(wait) = self.throttle.check(&username) {
-            return Err(ApiError::resource_exhausted("too many failed logins for this username; wait before trying again", wait)
-                .with_error_info("LOGIN_THROTTLED", ERROR_DOMAIN, [])
-                .into());
+            return Err(ApiError::resource_exhausted(
+                "too many failed logins for this username; wait before trying again",
+                wait,
+            )
+            .with_error_info("LOGIN_THROTTLED", ERROR_DOMAIN, [])
+            .into());
         }
-        let user = user::Entity::find().filter(user::Column::Username.eq(&username)).one(&self.db).await.map_err(ApiError::from)?;
+        let user = user::Entity::find()
+            .filter(user::Column::Username.eq(&username))
+            .one(&self.db)
+            .await
+            .map_err(ApiError::from)?;
         let matches = self
             .passwords
             .verify(SecretString::from(password), user.as_ref().map(|user| user.password_hash.clone()))
@@ -278,7 +304,10 @@ impl AuthService for Auth {
         Ok(Response::new(LoginResponse { access_token, expire_time: Some(to_timestamp(expires)) }))
     }
 
-    async fn create_api_key(&self, request: Request<CreateApiKeyRequest>) -> Result<Response<CreateApiKeyResponse>, Status> {
+    async fn create_api_key(
+        &self,
+        request: Request<CreateApiKeyRequest>,
+    ) -> Result<Response<CreateApiKeyResponse>, Status> {
         let caller = identified(&request)?;
         let CreateApiKeyRequest { name, scopes, tier, expire_time } = request.into_inner();
         let mut violations = FieldViolations::default();
@@ -291,7 +320,8 @@ impl AuthService for Auth {
         }
         let (scopes, beyond_caller) = check_scopes("scopes", &scopes, &caller, &mut violations);
         let tier = check_tier("tier", tier, &mut violations);
-        let expire_time = match expire_time.as_ref().map(|time| from_timestamp(time).filter(|time| *time > Utc::now())) {
+        let expire_time = match expire_time.as_ref().map(|time| from_timestamp(time).filter(|time| *time > Utc::now()))
+        {
             None => None,
             Some(Some(time)) => Some(time),
             Some(None) => {
@@ -301,9 +331,10 @@ impl AuthService for Auth {
         };
         violations.into_result()?;
         check_grant(&caller, &beyond_caller, tier)?;
-        let (model, secret) = keys::create(&self.db, NewApiKey { name, owner: caller.subject.clone(), scopes, tier, expire_time })
-            .await
-            .map_err(ApiError::from)?;
+        let (model, secret) =
+            keys::create(&self.db, NewApiKey { name, owner: caller.subject.clone(), scopes, tier, expire_time })
+                .await
+                .map_err(ApiError::from)?;
         tracing::info!(key_id = model.key_id, owner = model.owner, "API key created");
         Ok(Response::new(CreateApiKeyResponse {
             api_key: Some(api_key_proto(&model)),
@@ -311,7 +342,10 @@ impl AuthService for Auth {
         }))
     }
 
-    async fn list_api_keys(&self, request: Request<ListApiKeysRequest>) -> Result<Response<ListApiKeysResponse>, Status> {
+    async fn list_api_keys(
+        &self,
+        request: Request<ListApiKeysRequest>,
+    ) -> Result<Response<ListApiKeysResponse>, Status> {
         let caller = identified(&request)?;
         let ListApiKeysRequest { page_size: requested_size, page_token, include_revoked } = request.into_inner();
         let mut violations = FieldViolations::default();
@@ -343,7 +377,10 @@ impl AuthService for Auth {
         Ok(Response::new(ListApiKeysResponse { api_keys: rows.iter().map(api_key_proto).collect(), next_page_token }))
     }
 
-    async fn revoke_api_key(&self, request: Request<RevokeApiKeyRequest>) -> Result<Response<RevokeApiKeyResponse>, Status> {
+    async fn revoke_api_key(
+        &self,
+        request: Request<RevokeApiKeyRequest>,
+    ) -> Result<Response<RevokeApiKeyResponse>, Status> {
         let caller = identified(&request)?;
         let key_id = request.into_inner().key_id;
         if key_id.is_empty() {
@@ -369,7 +406,10 @@ impl AuthService for Auth {
         Ok(Response::new(RevokeApiKeyResponse { api_key: Some(api_key_proto(&key)) }))
     }
 
-    async fn exchange_api_key(&self, request: Request<ExchangeApiKeyRequest>) -> Result<Response<ExchangeApiKeyResponse>, Status> {
+    async fn exchange_api_key(
+        &self,
+        request: Request<ExchangeApiKeyRequest>,
+    ) -> Result<Response<ExchangeApiKeyResponse>, Status> {
         let secret = SecretString::from(request.into_inner().api_key);
         let text = secrecy::ExposeSecret::expose_secret(&secret);
         if text.is_empty() {
@@ -386,7 +426,8 @@ impl AuthService for Auth {
         if key.expire_time.is_some_and(|expiry| expiry <= Utc::now()) {
             return Err(unauthenticated("API_KEY_EXPIRED", "the API key has expired").into());
         }
-        let (access_token, expires) = self.issue(&key.owner, &key.scopes, &key.tier, Some(key.key_id.clone()), key.expire_time);
+        let (access_token, expires) =
+            self.issue(&key.owner, &key.scopes, &key.tier, Some(key.key_id.clone()), key.expire_time);
         Ok(Response::new(ExchangeApiKeyResponse { access_token, expire_time: Some(to_timestamp(expires)) }))
     }
 
@@ -399,7 +440,10 @@ impl AuthService for Auth {
         Ok(Response::new(GetJwksResponse { keys: self.keys.jwks() }))
     }
 
-    async fn rotate_signing_key(&self, request: Request<RotateSigningKeyRequest>) -> Result<Response<RotateSigningKeyResponse>, Status> {
+    async fn rotate_signing_key(
+        &self,
+        request: Request<RotateSigningKeyRequest>,
+    ) -> Result<Response<RotateSigningKeyResponse>, Status> {
         let caller = identified(&request)?;
         let (key_id, created) = self.keys.rotate().await.map_err(ApiError::from)?;
         tracing::info!(key_id, by = caller.subject, "signing key rotated");

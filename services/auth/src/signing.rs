@@ -53,10 +53,7 @@ impl SigningKeys {
     /// keys whose last token has expired.
     pub async fn reload(&self) -> Result<(), DbErr> {
         let cutoff = Utc::now() - self.retention;
-        signing_key::Entity::delete_many()
-            .filter(signing_key::Column::RetireTime.lt(cutoff))
-            .exec(&self.db)
-            .await?;
+        signing_key::Entity::delete_many().filter(signing_key::Column::RetireTime.lt(cutoff)).exec(&self.db).await?;
         let ring = match read_ring(&self.db, self.retention).await? {
             Some(ring) => ring,
             // Every key retired (a rotation raced a deletion): start afresh.

@@ -116,7 +116,12 @@ pub struct AuthConfig {
 impl AuthConfig {
     /// The anonymous scopes, without the empty entries an empty setting gives.
     pub fn anonymous_scopes(&self) -> Vec<String> {
-        self.anonymous_scopes.iter().map(|scope| scope.trim()).filter(|scope| !scope.is_empty()).map(str::to_owned).collect()
+        self.anonymous_scopes
+            .iter()
+            .map(|scope| scope.trim())
+            .filter(|scope| !scope.is_empty())
+            .map(str::to_owned)
+            .collect()
     }
 }
 

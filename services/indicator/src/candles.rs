@@ -6,6 +6,7 @@ use tonic::transport::Channel;
 use wizdata::marketdata::v1::GetCandlesRequest;
 use wizdata::marketdata::v1::market_data_service_client::MarketDataServiceClient;
 use wizdata::r#type::v1::{Candle, Interval};
+use wizdata_common::auth::Caller;
 use wizdata_common::deadline::Deadline;
 use wizdata_common::{ApiError, ErrorCode};
 
@@ -31,8 +32,9 @@ impl CandleSource {
         Self { client: MarketDataServiceClient::new(market_data).max_decoding_message_size(MAX_PAGE_BYTES) }
     }
 
-    /// Every candle with an open time in `[start, end)`. `end` is pinned by
-    /// the caller so that every page reads the same range.
+    /// Every candle with an open time in `[start, end)`, fetched with the
+    /// credentials of the `caller` being served. `end` is pinned by the
+    /// caller so that every page reads the same range.
     pub async fn fetch(
         &self,
         symbol: &str,
@@ -40,6 +42,7 @@ impl CandleSource {
         start: Option<Timestamp>,
         end: Timestamp,
         deadline: Deadline,
+        caller: &Caller,
     ) -> Result<Candles, ApiError> {
         let mut request = GetCandlesRequest {
             symbol: symbol.to_owned(),
@@ -51,10 +54,12 @@ impl CandleSource {
         };
         let mut candles = Vec::new();
         loop {
+            let mut outgoing = deadline.request(request.clone())?;
+            caller.forward(&mut outgoing);
             let page = self
                 .client
                 .clone()
-                .get_candles(deadline.request(request.clone())?)
+                .get_candles(outgoing)
                 .await
                 .map_err(|status| upstream_failure(status, deadline))?
                 .into_inner();
@@ -72,7 +77,11 @@ impl CandleSource {
 /// market data could not serve, which is not the caller's fault.
 fn upstream_failure(status: tonic::Status, deadline: Deadline) -> ApiError {
     match status.code() {
-        tonic::Code::InvalidArgument | tonic::Code::NotFound => ApiError::from(status),
+        // Market data judged the caller's own request or credentials.
+        tonic::Code::InvalidArgument
+        | tonic::Code::NotFound
+        | tonic::Code::Unauthenticated
+        | tonic::Code::PermissionDenied => ApiError::from(status),
         _ if deadline.has_passed() => {
             ApiError::new(ErrorCode::DeadlineExceeded, "the call's deadline passed while fetching candles")
         }

@@ -25,6 +25,7 @@ use wizdata::indicator::v1::{
     ListIndicatorsResponse, OutputSeries, SymbolResult,
 };
 use wizdata::r#type::v1::{Candle, Interval};
+use wizdata_common::auth::Caller;
 use wizdata_common::cache::Cache;
 use wizdata_common::config::parse_duration;
 use wizdata_common::deadline::Deadline;
@@ -254,8 +255,9 @@ impl Indicators {
         (start, end): (Option<Timestamp>, Timestamp),
         planned: &[Planned],
         deadline: Deadline,
+        caller: &Caller,
     ) -> Result<ComputeIndicatorsResponse, ApiError> {
-        let fetched = self.candles.fetch(symbol, interval, start, end, deadline).await?;
+        let fetched = self.candles.fetch(symbol, interval, start, end, deadline, caller).await?;
         let times: Vec<Timestamp> = fetched.candles.iter().map(|candle| candle.open_time.unwrap_or_default()).collect();
         let bars: Arc<Bars> = Arc::new(fetched.candles.iter().map(bar_of).collect());
         let digest = SeriesDigest::of(&times, &bars);
@@ -284,6 +286,7 @@ impl Indicators {
         &self,
         request: ComputeIndicatorsRequest,
         deadline: Deadline,
+        caller: &Caller,
     ) -> Result<ComputeIndicatorsResponse, ApiError> {
         let mut violations = FieldViolations::default();
         if request.symbol.trim().is_empty() {
@@ -293,13 +296,14 @@ impl Indicators {
         let range = range_of(request.start_time.as_ref(), request.end_time.as_ref(), &mut violations);
         let planned = plan(&request.indicators, &mut violations);
         violations.into_result()?;
-        self.compute_for_symbol(request.symbol.trim(), interval, range, &planned, deadline).await
+        self.compute_for_symbol(request.symbol.trim(), interval, range, &planned, deadline, caller).await
     }
 
     async fn batch_compute(
         &self,
         request: BatchComputeRequest,
         deadline: Deadline,
+        caller: &Caller,
     ) -> Result<BatchComputeResponse, ApiError> {
         let mut violations = FieldViolations::default();
         let symbols = batch_symbols(&request.symbols, &mut violations);
@@ -328,7 +332,7 @@ impl Indicators {
             .map(|symbol| {
                 let planned = &planned;
                 async move {
-                    match self.compute_for_symbol(&symbol, interval, range, planned, deadline).await {
+                    match self.compute_for_symbol(&symbol, interval, range, planned, deadline, caller).await {
                         Ok(response) => SymbolResult {
                             symbol,
                             response: Some(response),
@@ -407,7 +411,8 @@ impl IndicatorService for Indicators {
         request: Request<ComputeIndicatorsRequest>,
     ) -> Result<Response<ComputeIndicatorsResponse>, Status> {
         let deadline = Deadline::of(&request, self.market_data_timeout);
-        Ok(Response::new(Indicators::compute_indicators(self, request.into_inner(), deadline).await?))
+        let caller = Caller::serving(&request);
+        Ok(Response::new(Indicators::compute_indicators(self, request.into_inner(), deadline, &caller).await?))
     }
 
     async fn compute_series(
@@ -422,7 +427,8 @@ impl IndicatorService for Indicators {
         request: Request<BatchComputeRequest>,
     ) -> Result<Response<BatchComputeResponse>, Status> {
         let deadline = Deadline::of(&request, self.market_data_timeout);
-        Ok(Response::new(Indicators::batch_compute(self, request.into_inner(), deadline).await?))
+        let caller = Caller::serving(&request);
+        Ok(Response::new(Indicators::batch_compute(self, request.into_inner(), deadline, &caller).await?))
     }
 }
 

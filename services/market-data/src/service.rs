@@ -24,6 +24,7 @@ use crate::store::{Store, imported_row};
 use crate::symbols::SymbolDirectory;
 use crate::ticks::{Admission, Summary};
 use crate::writer::{Writer, acknowledged};
+use wizdata_common::auth::Caller;
 
 /// GetQuotes answers at most this many symbols per call.
 pub const MAX_QUOTES_PER_CALL: usize = 500;
@@ -49,12 +50,12 @@ pub struct MarketData {
 
 impl MarketData {
     /// The registry's ticker for a requested symbol, NOT_FOUND when unknown.
-    async fn known_symbol(&self, field: &str, raw: &str) -> Result<Arc<str>, ApiError> {
+    async fn known_symbol(&self, field: &str, raw: &str, caller: &Caller) -> Result<Arc<str>, ApiError> {
         let raw = raw.trim();
         if raw.is_empty() {
             return Err(ApiError::invalid_field(field, "is required"));
         }
-        self.symbols.resolve(raw).await?.ok_or_else(|| ApiError::not_found("symbol", raw))
+        self.symbols.resolve(raw, caller).await?.ok_or_else(|| ApiError::not_found("symbol", raw))
     }
 
     /// Quotes of known symbols: from the cache, else from the database (and
@@ -78,14 +79,14 @@ impl MarketData {
         Ok(quotes)
     }
 
-    async fn get_quote(&self, request: GetQuoteRequest) -> Result<GetQuoteResponse, ApiError> {
-        let symbol = self.known_symbol("symbol", &request.symbol).await?;
+    async fn get_quote(&self, request: GetQuoteRequest, caller: &Caller) -> Result<GetQuoteResponse, ApiError> {
+        let symbol = self.known_symbol("symbol", &request.symbol, caller).await?;
         let quote = self.quotes_of(std::slice::from_ref(&symbol)).await?.pop().flatten();
         let quote = quote.ok_or_else(|| ApiError::not_found("quote", &symbol))?;
         Ok(GetQuoteResponse { quote: Some(quote) })
     }
 
-    async fn get_quotes(&self, request: GetQuotesRequest) -> Result<GetQuotesResponse, ApiError> {
+    async fn get_quotes(&self, request: GetQuotesRequest, caller: &Caller) -> Result<GetQuotesResponse, ApiError> {
         if request.symbols.is_empty() {
             return Err(ApiError::invalid_field("symbols", "name at least one symbol"));
         }
@@ -95,7 +96,7 @@ impl MarketData {
                 format!("at most {MAX_QUOTES_PER_CALL} symbols per call (got {})", request.symbols.len()),
             ));
         }
-        let known = self.symbols.resolve_many(request.symbols.iter().map(|symbol| symbol.trim())).await?;
+        let known = self.symbols.resolve_many(request.symbols.iter().map(|symbol| symbol.trim()), caller).await?;
         let mut violations = FieldViolations::default();
         let mut symbols = Vec::with_capacity(request.symbols.len());
         for (index, raw) in request.symbols.iter().enumerate() {
@@ -115,7 +116,7 @@ impl MarketData {
         Ok(response)
     }
 
-    async fn get_candles(&self, request: GetCandlesRequest) -> Result<GetCandlesResponse, ApiError> {
+    async fn get_candles(&self, request: GetCandlesRequest, caller: &Caller) -> Result<GetCandlesResponse, ApiError> {
         let mut violations = FieldViolations::default();
         if request.symbol.trim().is_empty() {
             violations.add("symbol", "is required");
@@ -146,7 +147,7 @@ impl MarketData {
             );
         }
         violations.into_result()?;
-        let symbol = self.known_symbol("symbol", &request.symbol).await?;
+        let symbol = self.known_symbol("symbol", &request.symbol, caller).await?;
 
         let filters = format!("{symbol}|{}|{:?}|{:?}", request.interval, request.start_time, request.end_time);
         let after = match self.page_tokens.decode(&request.page_token, filters.as_bytes())? {
@@ -177,7 +178,11 @@ impl MarketData {
         })
     }
 
-    async fn ingest_ticks(&self, mut stream: Streaming<IngestTicksRequest>) -> Result<IngestTicksResponse, Status> {
+    async fn ingest_ticks(
+        &self,
+        mut stream: Streaming<IngestTicksRequest>,
+        caller: &Caller,
+    ) -> Result<IngestTicksResponse, Status> {
         let mut summary = Summary::default();
         let mut pending = FuturesUnordered::new();
         loop {
@@ -186,7 +191,7 @@ impl MarketData {
                 Some(written) = pending.next(), if !pending.is_empty() => written?,
                 message = stream.message() => {
                     let Some(message) = message? else { break };
-                    let known = self.symbols.resolve_many(message.ticks.iter().map(|tick| tick.symbol.as_str())).await?;
+                    let known = self.symbols.resolve_many(message.ticks.iter().map(|tick| tick.symbol.as_str()), caller).await?;
                     let batch = self.admission.admit(message.ticks, &known, now_ns(), &mut summary);
                     if !batch.is_empty() {
                         pending.push(acknowledged(self.writer.submit(batch).await?));
@@ -203,6 +208,7 @@ impl MarketData {
     async fn import_candles(
         &self,
         mut stream: Streaming<ImportCandlesRequest>,
+        caller: &Caller,
     ) -> Result<ImportCandlesResponse, Status> {
         let mut series: Option<(Arc<str>, Interval, String)> = None;
         let mut rows = Vec::new();
@@ -236,7 +242,7 @@ impl MarketData {
                             return Err(first.into_error().into());
                         }
                     };
-                    let symbol = self.known_symbol("symbol", &message.symbol).await?;
+                    let symbol = self.known_symbol("symbol", &message.symbol, caller).await?;
                     let known = (symbol, interval, message.symbol.clone());
                     series = Some(known.clone());
                     known
@@ -328,28 +334,33 @@ fn imported_candle(
 #[tonic::async_trait]
 impl MarketDataService for MarketData {
     async fn get_quote(&self, request: Request<GetQuoteRequest>) -> Result<Response<GetQuoteResponse>, Status> {
-        Ok(Response::new(MarketData::get_quote(self, request.into_inner()).await?))
+        let caller = Caller::serving(&request);
+        Ok(Response::new(MarketData::get_quote(self, request.into_inner(), &caller).await?))
     }
 
     async fn get_quotes(&self, request: Request<GetQuotesRequest>) -> Result<Response<GetQuotesResponse>, Status> {
-        Ok(Response::new(MarketData::get_quotes(self, request.into_inner()).await?))
+        let caller = Caller::serving(&request);
+        Ok(Response::new(MarketData::get_quotes(self, request.into_inner(), &caller).await?))
     }
 
     async fn get_candles(&self, request: Request<GetCandlesRequest>) -> Result<Response<GetCandlesResponse>, Status> {
-        Ok(Response::new(MarketData::get_candles(self, request.into_inner()).await?))
+        let caller = Caller::serving(&request);
+        Ok(Response::new(MarketData::get_candles(self, request.into_inner(), &caller).await?))
     }
 
     async fn ingest_ticks(
         &self,
         request: Request<Streaming<IngestTicksRequest>>,
     ) -> Result<Response<IngestTicksResponse>, Status> {
-        Ok(Response::new(MarketData::ingest_ticks(self, request.into_inner()).await?))
+        let caller = Caller::serving(&request);
+        Ok(Response::new(MarketData::ingest_ticks(self, request.into_inner(), &caller).await?))
     }
 
     async fn import_candles(
         &self,
         request: Request<Streaming<ImportCandlesRequest>>,
     ) -> Result<Response<ImportCandlesResponse>, Status> {
-        Ok(Response::new(MarketData::import_candles(self, request.into_inner()).await?))
+        let caller = Caller::serving(&request);
+        Ok(Response::new(MarketData::import_candles(self, request.into_inner(), &caller).await?))
     }
 }

@@ -9,11 +9,11 @@ use std::time::Duration;
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use wizdata_common::auth::credentials::AuthenticatedChannel as Channel;
 use wizdata::marketdata::v1::market_data_service_client::MarketDataServiceClient;
 use wizdata::marketdata::v1::{BidAsk, GetQuotesRequest, IngestTicksRequest, Tick, Trade, tick};
 use wizdata::registry::v1::ListSymbolsRequest;
 use wizdata::registry::v1::registry_service_client::RegistryServiceClient;
+use wizdata_common::auth::credentials::AuthenticatedChannel as Channel;
 use wizdata_common::config::parse_duration;
 
 use crate::convert::{now_ns, timestamp_from_ns};

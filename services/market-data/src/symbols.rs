@@ -13,6 +13,7 @@ use tonic::transport::Channel;
 use wizdata::registry::v1::GetSymbolRequest;
 use wizdata::registry::v1::registry_service_client::RegistryServiceClient;
 use wizdata_common::ApiError;
+use wizdata_common::auth::Caller;
 
 /// How long "no such symbol" is remembered: short, so a symbol created in the
 /// registry is accepted soon after.
@@ -45,16 +46,18 @@ impl SymbolDirectory {
     pub async fn resolve_many<'a>(
         &self,
         symbols: impl IntoIterator<Item = &'a str>,
+        caller: &Caller,
     ) -> Result<HashMap<String, Option<Arc<str>>>, ApiError> {
         let mut unique: Vec<&str> = symbols.into_iter().collect();
         unique.sort_unstable();
         unique.dedup();
-        let answers = join_all(unique.iter().map(|symbol| self.resolve(symbol))).await;
+        let answers = join_all(unique.iter().map(|symbol| self.resolve(symbol, caller))).await;
         unique.into_iter().zip(answers).map(|(symbol, answer)| Ok((symbol.to_owned(), answer?))).collect()
     }
 
-    /// The registry's ticker for `symbol`, or `None` when it has none.
-    pub async fn resolve(&self, symbol: &str) -> Result<Option<Arc<str>>, ApiError> {
+    /// The registry's ticker for `symbol`, or `None` when it has none. The
+    /// registry is asked with the credentials of the `caller` being served.
+    pub async fn resolve(&self, symbol: &str, caller: &Caller) -> Result<Option<Arc<str>>, ApiError> {
         let cached = self.entries.lock().expect("symbol cache lock is never poisoned").get(symbol).cloned();
         if let Some(entry) = &cached {
             let ttl = if entry.ticker.is_some() { self.ttl } else { UNKNOWN_TTL };
@@ -64,10 +67,17 @@ impl SymbolDirectory {
         }
         let mut request = tonic::Request::new(GetSymbolRequest { ticker: symbol.to_owned() });
         request.set_timeout(self.timeout);
+        caller.forward(&mut request);
         let answer = tokio::time::timeout(self.timeout, self.client.clone().get_symbol(request)).await;
         let ticker = match answer {
             Ok(Ok(response)) => response.into_inner().symbol.map(|found| Arc::<str>::from(found.ticker)),
             Ok(Err(status)) if matches!(status.code(), tonic::Code::NotFound | tonic::Code::InvalidArgument) => None,
+            // The registry judged the caller's credentials, not the symbol.
+            Ok(Err(status))
+                if matches!(status.code(), tonic::Code::Unauthenticated | tonic::Code::PermissionDenied) =>
+            {
+                return Err(ApiError::from(status));
+            }
             failure => {
                 let why = match failure {
                     Ok(Err(status)) => format!("{}: {}", status.code(), status.message()),

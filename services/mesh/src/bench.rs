@@ -3,10 +3,10 @@
 
 use std::time::{Duration, Instant};
 
-use wizdata_common::auth::credentials::AuthenticatedChannel as Channel;
 use wizdata::marketdata::v1::market_data_service_client::MarketDataServiceClient;
 use wizdata::marketdata::v1::{GetCandlesRequest, IngestTicksRequest, Tick, Trade, tick};
 use wizdata::r#type::v1::{Candle, Interval};
+use wizdata_common::auth::credentials::AuthenticatedChannel as Channel;
 
 #[derive(clap::Args, Debug)]
 pub struct IngestBench {

@@ -7,11 +7,11 @@ use std::time::Duration;
 
 use tokio::task::JoinHandle;
 use tonic::transport::{Channel, Endpoint};
-use wizdata_common::bus::Bus;
-use wizdata_common::cache::Cache;
 use wizdata_common::auth::credentials::Credentials;
 use wizdata_common::auth::layer::AuthLayer;
 use wizdata_common::auth::verifier::Verifier;
+use wizdata_common::bus::Bus;
+use wizdata_common::cache::Cache;
 use wizdata_common::config::{AuthConfig, DatabaseConfig, RedisConfig, ServerConfig, TelemetryConfig};
 use wizdata_common::db;
 use wizdata_common::health::Health;

@@ -4,10 +4,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use wizdata::marketdata::v1::market_data_service_client::MarketDataServiceClient;
-use wizdata::r#type::v1::Interval;
 use secrecy::{ExposeSecret, SecretString};
 use wizdata::auth::v1::Tier;
+use wizdata::marketdata::v1::market_data_service_client::MarketDataServiceClient;
+use wizdata::r#type::v1::Interval;
 use wizdata_common::auth::access::AccessRules;
 use wizdata_common::auth::credentials::Credentials;
 use wizdata_common::config::{DatabaseConfig, TelemetryConfig};
@@ -215,7 +215,10 @@ async fn create_key(args: CreateKeyArgs) -> anyhow::Result<ExitCode> {
         ["all"] => known.iter().map(|scope| (*scope).to_owned()).collect(),
         requested => {
             if let Some(unknown) = requested.iter().find(|scope| !known.contains(*scope)) {
-                eprintln!("{unknown:?} is not a scope; scopes are: {}", known.iter().copied().collect::<Vec<_>>().join(", "));
+                eprintln!(
+                    "{unknown:?} is not a scope; scopes are: {}",
+                    known.iter().copied().collect::<Vec<_>>().join(", ")
+                );
                 return Ok(ExitCode::FAILURE);
             }
             requested.iter().map(|scope| (*scope).to_owned()).collect()
@@ -229,7 +232,10 @@ async fn create_key(args: CreateKeyArgs) -> anyhow::Result<ExitCode> {
     wizdata_common::db::migrate::<wizdata_auth::Migrator>(&db).await?;
     let key = wizdata_auth::NewApiKey { name: args.name, owner: args.owner, scopes, tier: args.tier, expire_time };
     let (created, secret) = wizdata_auth::keys::create(&db, key).await?;
-    eprintln!("created {} for {} with scopes {}; the secret is shown once:", created.key_id, created.owner, created.scopes);
+    eprintln!(
+        "created {} for {} with scopes {}; the secret is shown once:",
+        created.key_id, created.owner, created.scopes
+    );
     println!("{}", secret.expose_secret());
     Ok(ExitCode::SUCCESS)
 }

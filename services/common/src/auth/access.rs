@@ -52,7 +52,8 @@ impl AccessRules {
                 }
                 let rule = options.get_extension(&option);
                 let rule = rule.as_message().ok_or_else(|| anyhow::anyhow!("{ACCESS_OPTION} is not a message"))?;
-                let scope = rule.get_field_by_name("scope").and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+                let scope =
+                    rule.get_field_by_name("scope").and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
                 let public = matches!(rule.get_field_by_name("public").as_deref(), Some(Value::Bool(true)));
                 let access = match (public, scope.is_empty()) {
                     (true, true) => Access::Public,

@@ -94,12 +94,15 @@ where
 
 fn missing_scope(caller: &Caller, scope: &str) -> ApiError {
     if caller.anonymous {
-        return unauthenticated("CREDENTIALS_MISSING", format!("this call needs the scope {scope:?}; send credentials"))
-            .with_error_info(
-                "CREDENTIALS_MISSING",
-                ERROR_DOMAIN,
-                [("required_scope".to_owned(), scope.to_owned())],
-            );
+        return unauthenticated(
+            "CREDENTIALS_MISSING",
+            format!("this call needs the scope {scope:?}; send credentials"),
+        )
+        .with_error_info(
+            "CREDENTIALS_MISSING",
+            ERROR_DOMAIN,
+            [("required_scope".to_owned(), scope.to_owned())],
+        );
     }
     ApiError::new(ErrorCode::PermissionDenied, format!("{} lacks the scope {scope:?} this call needs", caller.subject))
         .with_error_info("SCOPE_MISSING", ERROR_DOMAIN, [("required_scope".to_owned(), scope.to_owned())])

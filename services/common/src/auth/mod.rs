@@ -82,7 +82,8 @@ impl Caller {
     /// subject and scopes.
     pub fn forward<T>(&self, request: &mut tonic::Request<T>) {
         if let Some(token) = &self.token
-            && let Ok(mut value) = format!("Bearer {}", token.expose_secret()).parse::<tonic::metadata::AsciiMetadataValue>()
+            && let Ok(mut value) =
+                format!("Bearer {}", token.expose_secret()).parse::<tonic::metadata::AsciiMetadataValue>()
         {
             value.set_sensitive(true);
             request.metadata_mut().insert("authorization", value);
@@ -93,13 +94,11 @@ impl Caller {
     pub fn of<T>(request: &tonic::Request<T>) -> Option<&Self> {
         request.extensions().get::<Self>()
     }
-}
 
-/// Passes the credentials of the call being served (if any) on to a call
-/// made on its behalf.
-pub fn forward_credentials<T, U>(serving: &tonic::Request<T>, outgoing: &mut tonic::Request<U>) {
-    if let Some(caller) = Caller::of(serving) {
-        caller.forward(outgoing);
+    /// The caller to act for while serving `request`: the one the auth layer
+    /// verified, or (outside a server) an anonymous caller with no scopes.
+    pub fn serving<T>(request: &tonic::Request<T>) -> Self {
+        Self::of(request).cloned().unwrap_or_else(|| Self::anonymous(&[]))
     }
 }
 

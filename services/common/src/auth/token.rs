@@ -237,7 +237,8 @@ mod tests {
 
     #[test]
     fn the_header_is_checked_before_any_key_is_used() {
-        let none = format!("{}.{}.", URL_SAFE_NO_PAD.encode(r#"{"alg":"none","kid":"k1"}"#), URL_SAFE_NO_PAD.encode("{}"));
+        let none =
+            format!("{}.{}.", URL_SAFE_NO_PAD.encode(r#"{"alg":"none","kid":"k1"}"#), URL_SAFE_NO_PAD.encode("{}"));
         assert_eq!(parse(&none).unwrap_err(), TokenError::AlgorithmRejected);
         assert_eq!(parse("a.b").unwrap_err().reason(), "TOKEN_MALFORMED");
         assert_eq!(parse(&"a".repeat(MAX_TOKEN_BYTES + 1)).unwrap_err(), TokenError::TooLarge);

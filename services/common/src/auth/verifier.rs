@@ -99,7 +99,8 @@ impl Verifier {
     pub async fn verify_token(&self, token: &str) -> Result<Caller, ApiError> {
         let unverified = token::parse(token).map_err(rejected)?;
         let key = self.key(unverified.kid()).await?.ok_or_else(|| rejected(TokenError::UnknownKey))?;
-        let claims = unverified.verify(&key, chrono::Utc::now().timestamp(), self.inner.leeway_seconds).map_err(rejected)?;
+        let claims =
+            unverified.verify(&key, chrono::Utc::now().timestamp(), self.inner.leeway_seconds).map_err(rejected)?;
         Ok(Caller::from_claims(claims, token))
     }
 
@@ -213,7 +214,9 @@ fn credential_of(headers: &HeaderMap) -> Result<Credential<'_>, ApiError> {
     let api_key = headers.get("x-api-key");
     let value = match (authorization, api_key) {
         (None, None) => return Ok(Credential::None),
-        (Some(_), Some(_)) => return Err(malformed("send one credential: an authorization header or x-api-key, not both")),
+        (Some(_), Some(_)) => {
+            return Err(malformed("send one credential: an authorization header or x-api-key, not both"));
+        }
         (Some(value), None) | (None, Some(value)) => value,
     };
     if value.len() > MAX_TOKEN_BYTES + "Bearer ".len() {
@@ -260,8 +263,14 @@ mod tests {
     #[test]
     fn credentials_are_found_in_either_header() {
         assert!(matches!(credential_of(&headers(&[])), Ok(Credential::None)));
-        assert!(matches!(credential_of(&headers(&[("authorization", "Bearer a.b.c")])), Ok(Credential::Token("a.b.c"))));
-        assert!(matches!(credential_of(&headers(&[("authorization", "bearer wiz_k")])), Ok(Credential::ApiKey("wiz_k"))));
+        assert!(matches!(
+            credential_of(&headers(&[("authorization", "Bearer a.b.c")])),
+            Ok(Credential::Token("a.b.c"))
+        ));
+        assert!(matches!(
+            credential_of(&headers(&[("authorization", "bearer wiz_k")])),
+            Ok(Credential::ApiKey("wiz_k"))
+        ));
         assert!(matches!(credential_of(&headers(&[("x-api-key", "wiz_k")])), Ok(Credential::ApiKey("wiz_k"))));
     }
 
