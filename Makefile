@@ -7,7 +7,7 @@ VENV   := .venv
 PYTHON := $(VENV)/bin/python
 BUF    := node_modules/.bin/buf
 
-.PHONY: run test test-rust test-python lint fmt tools bench bench-indicators
+.PHONY: run test test-rust test-python lint fmt tools bench bench-indicators bench-auth
 
 ## run: the whole mesh on embedded defaults (SQLite under ./data), gRPC on :50051
 run:
@@ -52,6 +52,10 @@ bench-indicators: $(PYTHON)
 	$(PYTHON) bench/indicators.py bars $(BENCH_BARS)
 	WIZDATA_BENCH_BARS=$(abspath $(BENCH_BARS)) $(CARGO) bench -p wizdata-indicator --bench indicators
 	$(PYTHON) bench/indicators.py compare $(BENCH_BARS) target/criterion
+
+## bench-auth: what checking a token costs per call (criterion)
+bench-auth:
+	$(CARGO) bench -p wizdata-common --bench tokens
 
 ## lint: buf STANDARD lint over the contracts, rustfmt, clippy
 lint: $(BUF)

@@ -3,10 +3,13 @@
 //! every server runs, which reuses a token verified before.
 
 use std::hint::black_box;
+use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use ed25519_dalek::SigningKey;
+use wizdata_common::auth::Caller;
 use wizdata_common::auth::token::{self, Claims, ISSUER};
+use wizdata_common::auth::verifier::VerifiedCallers;
 
 fn claims(now: i64) -> Claims {
     Claims {
@@ -31,6 +34,10 @@ fn tokens(c: &mut Criterion) {
     group.bench_function("verify", |b| {
         b.iter(|| token::parse(black_box(&signed)).unwrap().verify(&public, now, 30).unwrap())
     });
+    let verified = VerifiedCallers::default();
+    let caller = Caller::anonymous(&["indicator:read".into(), "marketdata:read".into(), "registry:read".into()]);
+    verified.insert(&signed, caller, Duration::from_secs(300));
+    group.bench_function("verified_before", |b| b.iter(|| verified.get(black_box(&signed)).unwrap()));
     group.finish();
 }
 

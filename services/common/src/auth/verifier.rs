@@ -25,8 +25,8 @@ const KEY_FETCH_GAP: Duration = Duration::from_millis(100);
 const KEYS_MAX_AGE: Duration = Duration::from_secs(300);
 /// An exchanged token is used until this long before it expires.
 const EXCHANGED_TOKEN_MARGIN: Duration = Duration::from_secs(10);
-/// Most API keys whose tokens are cached at once.
-const MAX_EXCHANGED: usize = 10_000;
+/// Most credentials remembered as verified, per kind.
+const MAX_VERIFIED: usize = 10_000;
 
 /// Verifies the credentials of incoming calls. Cheap to clone.
 #[derive(Clone)]
@@ -43,7 +43,9 @@ struct Inner {
     // Held while fetching, so concurrent misses wait for one fetch; holds
     // when the last fetch began.
     fetching: tokio::sync::Mutex<Option<Instant>>,
-    exchanged: Mutex<HashMap<[u8; 32], Exchanged>>,
+    // A token's signature is checked once (about 50 us), not on every call.
+    verified_tokens: VerifiedCallers,
+    exchanged_keys: VerifiedCallers,
 }
 
 #[derive(Default)]
@@ -52,9 +54,33 @@ struct PublishedKeys {
     fetched_at: Option<Instant>,
 }
 
-struct Exchanged {
-    caller: Caller,
-    use_until: Instant,
+/// Callers whose credentials were verified, by the SHA-256 of the credential,
+/// until it must be checked again. Only verified credentials get in, so
+/// forgeries cannot crowd out genuine entries.
+#[derive(Default)]
+pub struct VerifiedCallers {
+    entries: Mutex<HashMap<[u8; 32], (Caller, Instant)>>,
+}
+
+impl VerifiedCallers {
+    pub fn get(&self, credential: &str) -> Option<Caller> {
+        let digest: [u8; 32] = Sha256::digest(credential.as_bytes()).into();
+        let entries = self.entries.lock().expect("verified callers lock is not poisoned");
+        entries.get(&digest).filter(|(_, use_until)| *use_until > Instant::now()).map(|(caller, _)| caller.clone())
+    }
+
+    pub fn insert(&self, credential: &str, caller: Caller, use_for: Duration) {
+        let digest: [u8; 32] = Sha256::digest(credential.as_bytes()).into();
+        let mut entries = self.entries.lock().expect("verified callers lock is not poisoned");
+        if entries.len() >= MAX_VERIFIED {
+            let now = Instant::now();
+            entries.retain(|_, (_, use_until)| *use_until > now);
+            if entries.len() >= MAX_VERIFIED {
+                entries.clear();
+            }
+        }
+        entries.insert(digest, (caller, Instant::now() + use_for));
+    }
 }
 
 /// The credential a call presents.
@@ -75,7 +101,8 @@ impl Verifier {
                 anonymous: Caller::anonymous(&config.anonymous_scopes()),
                 keys: RwLock::default(),
                 fetching: tokio::sync::Mutex::new(None),
-                exchanged: Mutex::default(),
+                verified_tokens: VerifiedCallers::default(),
+                exchanged_keys: VerifiedCallers::default(),
             }),
         }
     }
@@ -97,11 +124,21 @@ impl Verifier {
 
     /// Verifies an access token the auth service issued.
     pub async fn verify_token(&self, token: &str) -> Result<Caller, ApiError> {
+        if token.len() <= MAX_TOKEN_BYTES
+            && let Some(caller) = self.inner.verified_tokens.get(token)
+        {
+            return Ok(caller);
+        }
         let unverified = token::parse(token).map_err(rejected)?;
         let key = self.key(unverified.kid()).await?.ok_or_else(|| rejected(TokenError::UnknownKey))?;
-        let claims =
-            unverified.verify(&key, chrono::Utc::now().timestamp(), self.inner.leeway_seconds).map_err(rejected)?;
-        Ok(Caller::from_claims(claims, token))
+        let now = chrono::Utc::now();
+        let claims = unverified.verify(&key, now.timestamp(), self.inner.leeway_seconds).map_err(rejected)?;
+        // Good until the moment verification would call it expired.
+        let expires_ms = claims.exp.saturating_add(self.inner.leeway_seconds).saturating_mul(1000);
+        let valid_for = Duration::from_millis(expires_ms.saturating_sub(now.timestamp_millis()).max(0) as u64);
+        let caller = Caller::from_claims(claims, token);
+        self.inner.verified_tokens.insert(token, caller.clone(), valid_for);
+        Ok(caller)
     }
 
     async fn key(&self, kid: &str) -> Result<Option<VerifyingKey>, ApiError> {
@@ -159,11 +196,8 @@ impl Verifier {
     /// The caller an API key stands for, exchanging it for a token when no
     /// cached token is fresh. Keys are cached by their SHA-256 only.
     async fn exchange(&self, api_key: &str) -> Result<Caller, ApiError> {
-        let digest: [u8; 32] = Sha256::digest(api_key.as_bytes()).into();
-        if let Some(hit) = self.inner.exchanged.lock().expect("exchange cache lock is not poisoned").get(&digest)
-            && hit.use_until > Instant::now()
-        {
-            return Ok(hit.caller.clone());
+        if let Some(caller) = self.inner.exchanged_keys.get(api_key) {
+            return Ok(caller);
         }
         let mut request = tonic::Request::new(ExchangeApiKeyRequest { api_key: api_key.to_owned() });
         request.set_timeout(self.inner.timeout);
@@ -180,15 +214,7 @@ impl Verifier {
         let caller = self.verify_token(&response.access_token).await?;
         let lifetime = caller.expires_at.unwrap_or_default() - chrono::Utc::now().timestamp();
         let use_for = Duration::from_secs(lifetime.max(0) as u64).saturating_sub(EXCHANGED_TOKEN_MARGIN);
-        let mut exchanged = self.inner.exchanged.lock().expect("exchange cache lock is not poisoned");
-        if exchanged.len() >= MAX_EXCHANGED {
-            let now = Instant::now();
-            exchanged.retain(|_, entry| entry.use_until > now);
-            if exchanged.len() >= MAX_EXCHANGED {
-                exchanged.clear();
-            }
-        }
-        exchanged.insert(digest, Exchanged { caller: caller.clone(), use_until: Instant::now() + use_for });
+        self.inner.exchanged_keys.insert(api_key, caller.clone(), use_for);
         Ok(caller)
     }
 }
@@ -258,6 +284,16 @@ mod tests {
         assert_eq!(status.code(), tonic::Code::Unauthenticated);
         use tonic_types::StatusExt;
         status.get_details_error_info().expect("error info").reason
+    }
+
+    #[test]
+    fn verified_callers_are_remembered_only_for_as_long_as_given() {
+        let verified = VerifiedCallers::default();
+        verified.insert("token-a", Caller::anonymous(&["registry:read".into()]), Duration::from_secs(60));
+        verified.insert("token-b", Caller::anonymous(&[]), Duration::ZERO);
+        assert_eq!(verified.get("token-a").map(|caller| caller.scopes), Some(vec!["registry:read".to_owned()]));
+        assert!(verified.get("token-b").is_none(), "expired entries are not served");
+        assert!(verified.get("token-c").is_none());
     }
 
     #[test]
