@@ -71,6 +71,9 @@ pub async fn service(
             let mut ticks = tokio::time::interval(signing::RELOAD_INTERVAL);
             loop {
                 ticks.tick().await;
+                if let Err(error) = keys.prune().await {
+                    tracing::warn!(%error, "cannot delete expired signing keys");
+                }
                 if let Err(error) = keys.reload().await {
                     tracing::warn!(%error, "cannot reload signing keys");
                 }

@@ -49,11 +49,16 @@ impl SigningKeys {
         Ok(Self { db, retention, ring: RwLock::new(ring) })
     }
 
-    /// Rereads the keys (another replica may have rotated), deleting retired
-    /// keys whose last token has expired.
-    pub async fn reload(&self) -> Result<(), DbErr> {
+    /// Deletes retired keys whose last token has expired.
+    pub async fn prune(&self) -> Result<(), DbErr> {
         let cutoff = Utc::now() - self.retention;
         signing_key::Entity::delete_many().filter(signing_key::Column::RetireTime.lt(cutoff)).exec(&self.db).await?;
+        Ok(())
+    }
+
+    /// Rereads the keys: another replica may have rotated. Read-only, so the
+    /// public GetJwks can call it.
+    pub async fn reload(&self) -> Result<(), DbErr> {
         let ring = match read_ring(&self.db, self.retention).await? {
             Some(ring) => ring,
             // Every key retired (a rotation raced a deletion): start afresh.

@@ -56,3 +56,15 @@ impl Interceptor for Credentials {
         Ok(request)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_credential_never_shows_in_debug_output() {
+        let credentials = Credentials::bearer(&SecretString::from("wiz_hunter2hunter2")).unwrap();
+        assert_eq!(format!("{credentials:?}"), "Credentials(Bearer [REDACTED])");
+        assert_eq!(format!("{:?}", Credentials::none()), "Credentials(none)");
+    }
+}

@@ -10,7 +10,7 @@ use http::{Request, Response};
 use tower::{Layer, Service};
 
 use super::access::{Access, AccessRules};
-use super::verifier::{Verifier, unauthenticated};
+use super::verifier::Verifier;
 use super::{Caller, ERROR_DOMAIN};
 use crate::error::{ApiError, ErrorCode};
 
@@ -92,20 +92,19 @@ where
     }
 }
 
+/// UNAUTHENTICATED for an anonymous caller (credentials would help),
+/// PERMISSION_DENIED for one whose credentials lack the scope.
 fn missing_scope(caller: &Caller, scope: &str) -> ApiError {
+    let required = [("required_scope".to_owned(), scope.to_owned())];
     if caller.anonymous {
-        return unauthenticated(
-            "CREDENTIALS_MISSING",
+        return ApiError::new(
+            ErrorCode::Unauthenticated,
             format!("this call needs the scope {scope:?}; send credentials"),
         )
-        .with_error_info(
-            "CREDENTIALS_MISSING",
-            ERROR_DOMAIN,
-            [("required_scope".to_owned(), scope.to_owned())],
-        );
+        .with_error_info("CREDENTIALS_MISSING", ERROR_DOMAIN, required);
     }
     ApiError::new(ErrorCode::PermissionDenied, format!("{} lacks the scope {scope:?} this call needs", caller.subject))
-        .with_error_info("SCOPE_MISSING", ERROR_DOMAIN, [("required_scope".to_owned(), scope.to_owned())])
+        .with_error_info("SCOPE_MISSING", ERROR_DOMAIN, required)
 }
 
 fn refusal<B: Default>(error: ApiError) -> Response<B> {
