@@ -107,19 +107,6 @@ async fn reflection_serves_the_contract_with_its_access_options() {
 }
 
 #[tokio::test]
-async fn rpcs_of_later_issues_answer_unimplemented_naming_rpc_and_issue() {
-    use wizdata::streaming::v1::SubscribeRequest;
-    use wizdata::streaming::v1::streaming_service_client::StreamingServiceClient;
-    let db = TestDatabase::new().await;
-    let mesh = TestMesh::all(&db).await;
-
-    let mut streaming = StreamingServiceClient::new(mesh.channel().await);
-    let status = streaming.subscribe(SubscribeRequest::default()).await.unwrap_err();
-    assert_eq!(status.code(), Code::Unimplemented);
-    assert!(status.message().contains("Subscribe") && status.message().contains("#6"), "{}", status.message());
-}
-
-#[tokio::test]
 async fn a_single_role_serves_and_advertises_only_its_service() {
     let db = TestDatabase::new().await;
     // Its calls are checked against an auth service it does not serve.

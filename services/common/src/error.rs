@@ -135,12 +135,6 @@ impl ApiError {
         Self::new(ErrorCode::Internal, message)
     }
 
-    /// UNIMPLEMENTED for an RPC whose contract is published but whose
-    /// implementation arrives with a later issue.
-    pub fn not_built_yet(rpc: &str, issue: u32) -> Self {
-        Self::new(ErrorCode::Unimplemented, format!("{rpc} is not built yet; it arrives with issue #{issue}"))
-    }
-
     pub fn with_retry_after(mut self, retry_after: Duration) -> Self {
         self.details.set_retry_info(Some(retry_after));
         self

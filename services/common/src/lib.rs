@@ -10,9 +10,11 @@ pub mod deadline;
 pub mod error;
 pub mod health;
 pub mod interval;
+pub mod market_events;
 pub mod pagination;
 pub mod redis;
 pub mod server;
+pub mod symbols;
 pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;

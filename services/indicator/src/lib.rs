@@ -54,8 +54,9 @@ pub const MAX_BATCH_COMPUTATIONS: usize = 400;
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct IndicatorConfig {
-    /// The market data service candles are fetched from. Unset in `serve
-    /// all` means this process; required when serving indicator alone.
+    /// The market data service candles (and streaming's snapshots) are
+    /// fetched from. Unset in `serve all` means this process; required when
+    /// serving indicator or streaming alone.
     #[arg(long, env = "WIZDATA_MARKET_DATA_URL")]
     pub market_data_url: Option<String>,
 

@@ -10,7 +10,7 @@ mod bars;
 mod batch;
 mod convert;
 mod entity;
-pub mod events;
+pub use wizdata_common::market_events as events;
 pub mod history;
 pub use wizdata_common::interval;
 pub mod migration;
@@ -18,7 +18,6 @@ mod quotes;
 mod service;
 pub mod simulator;
 mod store;
-mod symbols;
 mod ticks;
 mod writer;
 
@@ -44,8 +43,9 @@ pub const SERVICE_NAME: &str = wizdata::marketdata::v1::market_data_service_serv
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct MarketDataConfig {
-    /// The registry that symbols are checked against. Unset in `serve all`
-    /// means this process; required when serving market-data alone.
+    /// The registry that symbols are checked against (by market data and
+    /// streaming). Unset in `serve all` means this process; required when
+    /// serving market-data or streaming alone.
     #[arg(long, env = "WIZDATA_REGISTRY_URL")]
     pub registry_url: Option<String>,
 
@@ -84,7 +84,11 @@ pub fn service(
         store,
         writer,
         quotes,
-        symbols: symbols::SymbolDirectory::new(registry, config.symbol_cache_ttl, config.registry_timeout),
+        symbols: wizdata_common::symbols::SymbolDirectory::new(
+            registry,
+            config.symbol_cache_ttl,
+            config.registry_timeout,
+        ),
         admission: Arc::new(ticks::Admission { max_future_ns }),
         page_tokens,
         staleness: config.quote_staleness,

@@ -21,10 +21,10 @@ use crate::history::check_price_order;
 use crate::interval::{self, NANOS_PER_SECOND, width_seconds};
 use crate::quotes::QuoteCache;
 use crate::store::{Store, imported_row};
-use crate::symbols::SymbolDirectory;
 use crate::ticks::{Admission, Summary};
 use crate::writer::{Writer, acknowledged};
 use wizdata_common::auth::Caller;
+use wizdata_common::symbols::SymbolDirectory;
 
 /// GetQuotes answers at most this many symbols per call.
 pub const MAX_QUOTES_PER_CALL: usize = 500;

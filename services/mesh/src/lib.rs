@@ -53,6 +53,8 @@ pub struct ServeArgs {
     pub market_data: MarketDataConfig,
     #[command(flatten)]
     pub indicator: IndicatorConfig,
+    #[command(flatten)]
+    pub streaming: wizdata_streaming::StreamingConfig,
     /// With `all`: run the simulated feed in-process, so quotes move and
     /// candles fill on a fresh machine.
     #[arg(long, env = "WIZDATA_SIMULATED_FEED", default_value_t = true, action = clap::ArgAction::Set)]
@@ -72,6 +74,9 @@ pub struct Mesh {
     server: GrpcServer,
     bus: Option<Bus>,
     background: Vec<JoinHandle<()>>,
+    // Tells long-lived streams to end when the process stops, so their
+    // clients reconnect elsewhere instead of holding up the drain.
+    stopping: tokio::sync::watch::Sender<bool>,
 }
 
 /// A channel to a neighbouring service, connected on first use and again
@@ -97,10 +102,11 @@ impl Mesh {
             true => Some(db::connect(&args.database).await?),
             false => None,
         };
-        let redis = match (&args.redis.redis_url, runs(Role::MarketData) || runs(Role::Indicator)) {
-            (Some(url), true) => Some(Redis::connect(&args.redis, url).await?),
-            _ => None,
-        };
+        let redis =
+            match (&args.redis.redis_url, runs(Role::MarketData) || runs(Role::Indicator) || runs(Role::Streaming)) {
+                (Some(url), true) => Some(Redis::connect(&args.redis, url).await?),
+                _ => None,
+            };
 
         // In `serve all` a neighbour left unset is this process.
         let neighbour = |url: &Option<String>, flag: &str| match (url, args.role) {
@@ -117,7 +123,12 @@ impl Mesh {
 
         let mut services = Services::default();
         let mut background = Vec::new();
-        let mut market_bus = None;
+        // One bus per process: market data publishes on it, streaming reads it.
+        let bus = match runs(Role::MarketData) || runs(Role::Streaming) {
+            true => Some(Bus::new(redis.as_ref()).await?),
+            false => None,
+        };
+        let (stopping, stopping_seen) = tokio::sync::watch::channel(false);
         let mut database_users = Vec::new();
         if runs(Role::Registry) {
             let db = db.clone().expect("connected for the registry");
@@ -134,12 +145,10 @@ impl Mesh {
             db::migrate::<wizdata_market_data::Migrator>(&db).await?;
             let registry_url = neighbour(&args.market_data.registry_url, "--registry-url (WIZDATA_REGISTRY_URL)")?;
             let registry = channel_to(&registry_url, args.market_data.registry_timeout)?;
-            let bus = Bus::new(redis.as_ref()).await?;
-            market_bus = Some(bus.clone());
             let (service, tasks) = wizdata_market_data::service(
                 db,
                 Cache::new(redis.as_ref()),
-                bus,
+                bus.clone().expect("a bus for market data"),
                 registry,
                 page_tokens.clone(),
                 &args.market_data,
@@ -167,7 +176,18 @@ impl Mesh {
             database_users.push(wizdata_auth::SERVICE_NAME);
         }
         if runs(Role::Streaming) {
-            services = services.mount(wizdata_streaming::service().max_decoding_message_size(max_message));
+            let registry_url = neighbour(&args.market_data.registry_url, "--registry-url (WIZDATA_REGISTRY_URL)")?;
+            let market_data_url =
+                neighbour(&args.indicator.market_data_url, "--market-data-url (WIZDATA_MARKET_DATA_URL)")?;
+            let service = wizdata_streaming::service(
+                bus.clone().expect("a bus for streaming"),
+                channel_to(&registry_url, args.market_data.registry_timeout)?,
+                channel_to(&market_data_url, args.indicator.market_data_timeout)?,
+                (args.market_data.symbol_cache_ttl, args.market_data.registry_timeout),
+                stopping_seen,
+                &args.streaming,
+            );
+            services = services.mount(service.max_decoding_message_size(max_message));
         }
 
         let server = server.serve(services, auth_layer).await;
@@ -190,7 +210,7 @@ impl Mesh {
                 }
             }));
         }
-        Ok(Self { server, bus: market_bus, background })
+        Ok(Self { server, bus, background, stopping })
     }
 
     pub fn port(&self) -> u16 {
@@ -201,13 +221,19 @@ impl Mesh {
         self.server.health()
     }
 
-    /// The bus market data publishes on, when this process serves it.
+    /// The bus market data publishes on and streaming reads, when this
+    /// process serves either.
     pub fn bus(&self) -> Option<Bus> {
         self.bus.clone()
     }
 
     /// Serves until `stop` resolves, then shuts down gracefully.
     pub async fn run_until(self, stop: impl Future<Output = ()>) -> anyhow::Result<()> {
+        let stopping = self.stopping;
+        let stop = async move {
+            stop.await;
+            let _ = stopping.send(true);
+        };
         let result = self.server.run_until(stop).await;
         for task in self.background {
             task.abort();

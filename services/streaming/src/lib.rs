@@ -1,49 +1,70 @@
-//! The streaming service. Its contract is published and mounted; the RPCs
-//! arrive with issue #6.
+//! The streaming service: live market events to many subscribers. Events
+//! come from the bus market data publishes on; each replica subscribes only
+//! to the topics its own clients need (`hub`) and gives every subscriber a
+//! bounded outbox of its own (`outbox`), so a slow client hurts nobody else.
 
-use std::pin::Pin;
+mod hub;
+mod outbox;
+mod service;
+mod stats;
 
-use tokio_stream::Stream;
-use tonic::{Request, Response, Status, Streaming};
-use wizdata::streaming::v1::streaming_service_server::{StreamingService, StreamingServiceServer};
-use wizdata::streaming::v1::{
-    GetStreamStatsRequest, GetStreamStatsResponse, SessionRequest, SessionResponse, SubscribeRequest, SubscribeResponse,
-};
-use wizdata_common::ApiError;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tonic::transport::Channel;
+use wizdata::streaming::v1::streaming_service_server::StreamingServiceServer;
+use wizdata_common::bus::Bus;
+use wizdata_common::config::parse_duration;
+use wizdata_common::symbols::SymbolDirectory;
+
+pub use service::Streamer;
 
 pub const SERVICE_NAME: &str = wizdata::streaming::v1::streaming_service_server::SERVICE_NAME;
-const BUILT_BY_ISSUE: u32 = 6;
 
-fn not_built_yet(method: &str) -> Status {
-    ApiError::not_built_yet(&format!("{SERVICE_NAME}/{method}"), BUILT_BY_ISSUE).into()
+/// How subscribers are served.
+#[derive(clap::Args, Debug, Clone)]
+pub struct StreamingConfig {
+    /// Trades and candle events one subscriber may have waiting; beyond it
+    /// they are dropped and reported as a gap (quotes are conflated instead).
+    #[arg(long, env = "WIZDATA_SUBSCRIBER_QUEUE", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub subscriber_queue: u32,
+
+    /// How long a subscriber may leave events waiting without reading any
+    /// before its call ends RESOURCE_EXHAUSTED.
+    #[arg(long, env = "WIZDATA_SLOW_SUBSCRIBER_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub slow_subscriber_timeout: Duration,
+
+    /// How often an idle stream sends a heartbeat.
+    #[arg(long, env = "WIZDATA_HEARTBEAT_INTERVAL", default_value = "15s", value_parser = parse_duration)]
+    pub heartbeat_interval: Duration,
+
+    /// Most subscriptions (symbols x channels) one call may hold.
+    #[arg(long, env = "WIZDATA_MAX_SUBSCRIPTIONS_PER_CALL", default_value_t = 200)]
+    pub max_subscriptions_per_call: u32,
+
+    /// Most concurrent Subscribe and Session calls per subject (anonymous
+    /// callers: per client address).
+    #[arg(long, env = "WIZDATA_MAX_STREAMS_PER_SUBJECT", default_value_t = 16)]
+    pub max_streams_per_subject: u32,
 }
 
-type EventStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
-
-#[derive(Debug, Default, Clone)]
-pub struct Streamer;
-
-#[tonic::async_trait]
-impl StreamingService for Streamer {
-    type SubscribeStream = EventStream<SubscribeResponse>;
-    type SessionStream = EventStream<SessionResponse>;
-
-    async fn subscribe(&self, _: Request<SubscribeRequest>) -> Result<Response<Self::SubscribeStream>, Status> {
-        Err(not_built_yet("Subscribe"))
-    }
-
-    async fn session(&self, _: Request<Streaming<SessionRequest>>) -> Result<Response<Self::SessionStream>, Status> {
-        Err(not_built_yet("Session"))
-    }
-
-    async fn get_stream_stats(
-        &self,
-        _: Request<GetStreamStatsRequest>,
-    ) -> Result<Response<GetStreamStatsResponse>, Status> {
-        Err(not_built_yet("GetStreamStats"))
-    }
-}
-
-pub fn service() -> StreamingServiceServer<Streamer> {
-    StreamingServiceServer::new(Streamer)
+/// The service, fanning out `bus` events; symbols are checked with the
+/// registry behind `registry`, snapshots read from market data behind
+/// `market_data`. Streams end when `stopping` turns true.
+pub fn service(
+    bus: Bus,
+    registry: Channel,
+    market_data: Channel,
+    symbol_lookup: (Duration, Duration),
+    stopping: watch::Receiver<bool>,
+    config: &StreamingConfig,
+) -> StreamingServiceServer<Streamer> {
+    let (ttl, timeout) = symbol_lookup;
+    StreamingServiceServer::new(Streamer::new(
+        bus,
+        SymbolDirectory::new(registry, ttl, timeout),
+        market_data,
+        stopping,
+        config.clone(),
+    ))
 }

@@ -8,12 +8,12 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::ApiError;
+use crate::auth::Caller;
 use futures_util::future::join_all;
 use tonic::transport::Channel;
 use wizdata::registry::v1::GetSymbolRequest;
 use wizdata::registry::v1::registry_service_client::RegistryServiceClient;
-use wizdata_common::ApiError;
-use wizdata_common::auth::Caller;
 
 /// How long "no such symbol" is remembered: short, so a symbol created in the
 /// registry is accepted soon after.
@@ -32,9 +32,18 @@ pub struct SymbolDirectory {
 
 #[derive(Clone)]
 struct Entry {
-    /// The registry's spelling, or `None` for an unknown symbol.
-    ticker: Option<Arc<str>>,
+    /// `None` for an unknown symbol.
+    symbol: Option<KnownSymbol>,
     fetched: Instant,
+}
+
+/// What the registry says about a symbol it knows.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KnownSymbol {
+    /// The registry's spelling.
+    pub ticker: Arc<str>,
+    /// Whether live events are offered for it.
+    pub streamable: bool,
 }
 
 impl SymbolDirectory {
@@ -55,22 +64,31 @@ impl SymbolDirectory {
         unique.into_iter().zip(answers).map(|(symbol, answer)| Ok((symbol.to_owned(), answer?))).collect()
     }
 
-    /// The registry's ticker for `symbol`, or `None` when it has none. The
-    /// registry is asked with the credentials of the `caller` being served.
+    /// The registry's ticker for `symbol`, or `None` when it has none.
     pub async fn resolve(&self, symbol: &str, caller: &Caller) -> Result<Option<Arc<str>>, ApiError> {
+        Ok(self.lookup(symbol, caller).await?.map(|known| known.ticker))
+    }
+
+    /// What the registry says about `symbol`, or `None` when it has no such
+    /// symbol. The registry is asked with the credentials of the `caller`
+    /// being served.
+    pub async fn lookup(&self, symbol: &str, caller: &Caller) -> Result<Option<KnownSymbol>, ApiError> {
         let cached = self.entries.lock().expect("symbol cache lock is never poisoned").get(symbol).cloned();
         if let Some(entry) = &cached {
-            let ttl = if entry.ticker.is_some() { self.ttl } else { UNKNOWN_TTL };
+            let ttl = if entry.symbol.is_some() { self.ttl } else { UNKNOWN_TTL };
             if entry.fetched.elapsed() < ttl {
-                return Ok(entry.ticker.clone());
+                return Ok(entry.symbol.clone());
             }
         }
         let mut request = tonic::Request::new(GetSymbolRequest { ticker: symbol.to_owned() });
         request.set_timeout(self.timeout);
         caller.forward(&mut request);
         let answer = tokio::time::timeout(self.timeout, self.client.clone().get_symbol(request)).await;
-        let ticker = match answer {
-            Ok(Ok(response)) => response.into_inner().symbol.map(|found| Arc::<str>::from(found.ticker)),
+        let known = match answer {
+            Ok(Ok(response)) => response
+                .into_inner()
+                .symbol
+                .map(|found| KnownSymbol { ticker: Arc::from(found.ticker), streamable: found.streamable }),
             Ok(Err(status)) if matches!(status.code(), tonic::Code::NotFound | tonic::Code::InvalidArgument) => None,
             // The registry judged the caller's credentials, not the symbol.
             Ok(Err(status))
@@ -83,20 +101,20 @@ impl SymbolDirectory {
                     Ok(Err(status)) => format!("{}: {}", status.code(), status.message()),
                     _ => format!("no answer within {:?}", self.timeout),
                 };
-                if let Some(entry) = cached.filter(|entry| entry.ticker.is_some()) {
+                if let Some(entry) = cached.filter(|entry| entry.symbol.is_some()) {
                     tracing::warn!(symbol, %why, "registry unavailable; trusting the symbol seen before");
-                    return Ok(entry.ticker);
+                    return Ok(entry.symbol);
                 }
                 tracing::warn!(symbol, %why, "registry unavailable");
                 return Err(ApiError::unavailable("the symbol registry is unavailable; retry later"));
             }
         };
-        let entry = Entry { ticker: ticker.clone(), fetched: Instant::now() };
+        let entry = Entry { symbol: known.clone(), fetched: Instant::now() };
         let mut entries = self.entries.lock().expect("symbol cache lock is never poisoned");
         if entries.len() >= MAX_ENTRIES {
-            entries.retain(|_, entry| entry.fetched.elapsed() < self.ttl && entry.ticker.is_some());
+            entries.retain(|_, entry| entry.fetched.elapsed() < self.ttl && entry.symbol.is_some());
         }
         entries.insert(symbol.to_owned(), entry);
-        Ok(ticker)
+        Ok(known)
     }
 }

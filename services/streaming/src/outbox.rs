@@ -1,0 +1,284 @@
+//! One subscriber's queue of outgoing items, bounded so a slow client costs
+//! a fixed amount of memory and never slows the others.
+//!
+//! Quotes are conflated: a symbol's unsent quote is replaced by the newer
+//! one. Trades and candle events beyond the bound are dropped, and the drops
+//! of one symbol and channel in a row become one gap event, placed where the
+//! dropped events would have been. A subscriber that leaves items waiting
+//! for longer than `stuck_after` is closed.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use tokio::sync::Notify;
+use wizdata::streaming::v1::market_event::Payload;
+use wizdata::streaming::v1::{Channel, CommandAck, Gap, MarketEvent};
+
+use crate::stats::Stats;
+
+/// What a subscriber is sent, in order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outgoing {
+    Event(MarketEvent),
+    Ack(CommandAck),
+}
+
+/// The outbox was closed: the subscriber was too slow, or left.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Closed;
+
+type GapKey = (String, i32);
+
+pub struct Outbox {
+    state: Mutex<State>,
+    ready: Notify,
+    closing: Notify,
+    capacity: usize,
+    stuck_after: Duration,
+}
+
+#[derive(Default)]
+struct State {
+    // Sent before anything else: the state a subscription starts from.
+    snapshots: VecDeque<Outgoing>,
+    // The newest unsent quote per symbol, in the order symbols first waited.
+    quotes: HashMap<String, MarketEvent>,
+    quote_order: VecDeque<String>,
+    // Trades, candle events, gap markers and acknowledgements, in order.
+    queue: VecDeque<Outgoing>,
+    // Id of the next entry pushed onto `queue`; the front's id is
+    // `next_id - queue.len()`.
+    next_id: u64,
+    events_queued: usize,
+    // The gap marker still collecting drops, per symbol and channel.
+    open_gaps: HashMap<GapKey, u64>,
+    // Since when items have waited without the subscriber taking any.
+    waiting_since: Option<Instant>,
+    closed: bool,
+}
+
+impl State {
+    fn has_pending(&self) -> bool {
+        !self.snapshots.is_empty() || !self.quote_order.is_empty() || !self.queue.is_empty()
+    }
+}
+
+impl Outbox {
+    pub fn new(capacity: usize, stuck_after: Duration) -> Self {
+        Self { state: Mutex::default(), ready: Notify::new(), closing: Notify::new(), capacity, stuck_after }
+    }
+
+    /// Queues a live event. `Err(Closed)` once the outbox is closed,
+    /// including by this push when the subscriber has been stuck too long.
+    pub fn push(&self, event: MarketEvent, stats: &Stats) -> Result<(), Closed> {
+        let mut state = self.state.lock().expect("outbox lock is not poisoned");
+        if state.closed {
+            return Err(Closed);
+        }
+        let now = Instant::now();
+        match state.waiting_since {
+            Some(since) if state.has_pending() && now.duration_since(since) > self.stuck_after => {
+                state.closed = true;
+                drop(state);
+                self.ready.notify_one();
+                self.closing.notify_waiters();
+                return Err(Closed);
+            }
+            Some(_) if state.has_pending() => {}
+            _ => state.waiting_since = Some(now),
+        }
+        if event.channel == Channel::Quotes as i32 {
+            let symbol = event.symbol.clone();
+            if state.quotes.insert(symbol.clone(), event).is_some() {
+                stats.quote_conflated();
+            } else {
+                state.quote_order.push_back(symbol);
+            }
+        } else {
+            let key = (event.symbol.clone(), event.channel);
+            if state.events_queued < self.capacity {
+                state.open_gaps.remove(&key);
+                state.events_queued += 1;
+                state.push_queue(Outgoing::Event(event));
+            } else {
+                stats.event_dropped();
+                let front_id = state.next_id - state.queue.len() as u64;
+                let open = state.open_gaps.get(&key).map(|id| (id - front_id) as usize);
+                match open.and_then(|index| state.queue.get_mut(index)) {
+                    Some(Outgoing::Event(MarketEvent {
+                        payload: Some(Payload::Gap(gap)),
+                        sequence,
+                        event_time,
+                        ..
+                    })) => {
+                        gap.dropped += 1;
+                        *sequence = event.sequence;
+                        *event_time = event.event_time;
+                    }
+                    _ => {
+                        let id = state.next_id;
+                        state.open_gaps.insert(key, id);
+                        state.push_queue(Outgoing::Event(MarketEvent {
+                            payload: Some(Payload::Gap(Gap { dropped: 1 })),
+                            snapshot: false,
+                            ..event
+                        }));
+                    }
+                }
+            }
+        }
+        drop(state);
+        self.ready.notify_one();
+        Ok(())
+    }
+
+    /// Queues a snapshot event, sent before every live event.
+    pub fn push_snapshot(&self, event: MarketEvent) {
+        let mut state = self.state.lock().expect("outbox lock is not poisoned");
+        state.snapshots.push_back(Outgoing::Event(event));
+        drop(state);
+        self.ready.notify_one();
+    }
+
+    /// Queues a command acknowledgement, after what is queued already.
+    pub fn push_ack(&self, ack: CommandAck) {
+        let mut state = self.state.lock().expect("outbox lock is not poisoned");
+        state.push_queue(Outgoing::Ack(ack));
+        drop(state);
+        self.ready.notify_one();
+    }
+
+    /// The next item to send: snapshots, then quotes, then the rest.
+    /// `Err(Closed)` once closed and drained of nothing more to say.
+    pub fn take(&self) -> Result<Option<Outgoing>, Closed> {
+        let mut state = self.state.lock().expect("outbox lock is not poisoned");
+        if state.closed {
+            return Err(Closed);
+        }
+        let item = if let Some(item) = state.snapshots.pop_front() {
+            Some(item)
+        } else if let Some(symbol) = state.quote_order.pop_front() {
+            state.quotes.remove(&symbol).map(Outgoing::Event)
+        } else {
+            let front_id = state.next_id - state.queue.len() as u64;
+            let item = state.queue.pop_front();
+            if let Some(Outgoing::Event(event)) = &item {
+                let key = (event.symbol.clone(), event.channel);
+                if matches!(event.payload, Some(Payload::Gap(_))) {
+                    if state.open_gaps.get(&key) == Some(&front_id) {
+                        state.open_gaps.remove(&key);
+                    }
+                } else {
+                    state.events_queued -= 1;
+                }
+            }
+            item
+        };
+        state.waiting_since = state.has_pending().then(Instant::now);
+        Ok(item)
+    }
+
+    /// Waits until something may have been queued (or the outbox closed).
+    pub async fn ready(&self) {
+        self.ready.notified().await;
+    }
+
+    /// Resolves once the outbox is closed.
+    pub async fn closed(&self) {
+        let notified = self.closing.notified();
+        tokio::pin!(notified);
+        // Registered before the check, so a close in between is not missed.
+        notified.as_mut().enable();
+        if self.state.lock().expect("outbox lock is not poisoned").closed {
+            return;
+        }
+        notified.await;
+    }
+
+    pub fn close(&self) {
+        self.state.lock().expect("outbox lock is not poisoned").closed = true;
+        self.ready.notify_one();
+        self.closing.notify_waiters();
+    }
+}
+
+impl State {
+    fn push_queue(&mut self, item: Outgoing) {
+        self.queue.push_back(item);
+        self.next_id += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(symbol: &str, channel: Channel, sequence: u64) -> MarketEvent {
+        let payload = match channel {
+            Channel::Quotes => {
+                Payload::Quote(wizdata::r#type::v1::Quote { last_price: sequence as f64, ..Default::default() })
+            }
+            _ => Payload::Trade(wizdata::streaming::v1::TradePrint { price: sequence as f64, size: 1.0 }),
+        };
+        MarketEvent {
+            symbol: symbol.into(),
+            channel: channel as i32,
+            sequence,
+            payload: Some(payload),
+            ..Default::default()
+        }
+    }
+
+    fn drain(outbox: &Outbox) -> Vec<(String, u64, String)> {
+        let mut taken = Vec::new();
+        while let Some(Outgoing::Event(event)) = outbox.take().unwrap() {
+            let kind = match event.payload.unwrap() {
+                Payload::Gap(gap) => format!("gap {}", gap.dropped),
+                Payload::Quote(_) => "quote".into(),
+                _ => "trade".into(),
+            };
+            taken.push((event.symbol, event.sequence, kind));
+        }
+        taken
+    }
+
+    #[test]
+    fn quotes_are_conflated_and_overflowing_trades_become_one_gap_in_place() {
+        let stats = Stats::default();
+        let outbox = Outbox::new(2, Duration::from_secs(60));
+        for sequence in 1..=5 {
+            outbox.push(event("AAPL", Channel::Trades, sequence), &stats).unwrap();
+            outbox.push(event("AAPL", Channel::Quotes, sequence), &stats).unwrap();
+        }
+        let taken = drain(&outbox);
+        let expected = [("AAPL", 5, "quote"), ("AAPL", 1, "trade"), ("AAPL", 2, "trade"), ("AAPL", 5, "gap 3")];
+        assert_eq!(taken, expected.map(|(s, n, k)| (s.to_owned(), n, k.to_owned())));
+        let stats = stats.report();
+        assert_eq!((stats.events_dropped, stats.quotes_conflated), (3, 4));
+    }
+
+    #[test]
+    fn after_a_gap_the_next_event_follows_it() {
+        let stats = Stats::default();
+        let outbox = Outbox::new(1, Duration::from_secs(60));
+        outbox.push(event("MSFT", Channel::Trades, 1), &stats).unwrap();
+        outbox.push(event("MSFT", Channel::Trades, 2), &stats).unwrap();
+        assert!(matches!(outbox.take().unwrap(), Some(Outgoing::Event(MarketEvent { sequence: 1, .. }))));
+        outbox.push(event("MSFT", Channel::Trades, 3), &stats).unwrap();
+        outbox.push(event("MSFT", Channel::Trades, 4), &stats).unwrap();
+        let taken = drain(&outbox);
+        let expected = [("MSFT", 2, "gap 1"), ("MSFT", 3, "trade"), ("MSFT", 4, "gap 1")];
+        assert_eq!(taken, expected.map(|(s, n, k)| (s.to_owned(), n, k.to_owned())));
+    }
+
+    #[test]
+    fn a_subscriber_stuck_past_the_limit_is_closed() {
+        let stats = Stats::default();
+        let outbox = Outbox::new(4, Duration::ZERO);
+        outbox.push(event("AAPL", Channel::Trades, 1), &stats).unwrap();
+        std::thread::sleep(Duration::from_millis(5));
+        assert_eq!(outbox.push(event("AAPL", Channel::Trades, 2), &stats), Err(Closed));
+        assert_eq!(outbox.take(), Err(Closed));
+    }
+}

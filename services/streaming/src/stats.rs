@@ -1,0 +1,75 @@
+//! The counters GetStreamStats reports.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use wizdata::streaming::v1::{GetStreamStatsResponse, SymbolStats};
+
+#[derive(Default)]
+pub struct Stats {
+    events_in: AtomicU64,
+    events_out: AtomicU64,
+    events_dropped: AtomicU64,
+    quotes_conflated: AtomicU64,
+    connections: AtomicU64,
+    subscriptions: Mutex<HashMap<String, u64>>,
+}
+
+impl Stats {
+    pub fn event_in(&self) {
+        self.events_in.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn event_out(&self) {
+        self.events_out.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn event_dropped(&self) {
+        self.events_dropped.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn quote_conflated(&self) {
+        self.quotes_conflated.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn connected(&self) {
+        self.connections.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn disconnected(&self) {
+        self.connections.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    pub fn subscribed(&self, symbol: &str) {
+        *self.subscriptions.lock().expect("stats lock is not poisoned").entry(symbol.to_owned()).or_default() += 1;
+    }
+
+    pub fn unsubscribed(&self, symbol: &str) {
+        let mut subscriptions = self.subscriptions.lock().expect("stats lock is not poisoned");
+        if let Some(count) = subscriptions.get_mut(symbol) {
+            *count -= 1;
+            if *count == 0 {
+                subscriptions.remove(symbol);
+            }
+        }
+    }
+
+    pub fn report(&self) -> GetStreamStatsResponse {
+        let subscriptions = self.subscriptions.lock().expect("stats lock is not poisoned");
+        let mut symbols: Vec<SymbolStats> = subscriptions
+            .iter()
+            .map(|(symbol, count)| SymbolStats { symbol: symbol.clone(), subscriptions: *count })
+            .collect();
+        symbols.sort_by(|a, b| a.symbol.cmp(&b.symbol));
+        GetStreamStatsResponse {
+            connections: self.connections.load(Ordering::Relaxed),
+            subscriptions: symbols.iter().map(|symbol| symbol.subscriptions).sum(),
+            symbols,
+            events_in: self.events_in.load(Ordering::Relaxed),
+            events_out: self.events_out.load(Ordering::Relaxed),
+            events_dropped: self.events_dropped.load(Ordering::Relaxed),
+            quotes_conflated: self.quotes_conflated.load(Ordering::Relaxed),
+        }
+    }
+}
