@@ -7,7 +7,7 @@ VENV   := .venv
 PYTHON := $(VENV)/bin/python
 BUF    := node_modules/.bin/buf
 
-.PHONY: run test test-rust test-python lint fmt tools bench bench-indicators bench-auth
+.PHONY: run test test-rust test-python lint fmt tools bench bench-indicators bench-auth bench-streaming
 
 ## run: the whole mesh on embedded defaults (SQLite under ./data), gRPC on :50051
 run:
@@ -52,6 +52,19 @@ bench-indicators: $(PYTHON)
 	$(PYTHON) bench/indicators.py bars $(BENCH_BARS)
 	WIZDATA_BENCH_BARS=$(abspath $(BENCH_BARS)) $(CARGO) bench -p wizdata-indicator --bench indicators
 	$(PYTHON) bench/indicators.py compare $(BENCH_BARS) target/criterion
+
+## bench-streaming: release build, a fresh mesh, then 10,000 Subscribe streams
+## fed by ingested trades (delivered events/s, tick-to-receipt latency)
+STREAM_ADDR := 127.0.0.1:50152
+bench-streaming:
+	$(CARGO) build --release -p wizdata-mesh --bin wizdata
+	@data=$$(mktemp -d); \
+	target/release/wizdata serve all --grpc-addr $(STREAM_ADDR) --data-dir $$data --simulated-feed false \
+		--max-streams-per-subject 100000 --log-filter warn & server=$$!; \
+	trap 'kill $$server; wait $$server; rm -rf $$data' EXIT; \
+	sleep 1; \
+	key=$$(target/release/wizdata keys create --data-dir $$data --name bench --scopes all --tier internal); \
+	target/release/wizdata bench --target http://$(STREAM_ADDR) --api-key $$key subscribe $(STREAM_ARGS)
 
 ## bench-auth: what checking a token costs per call (criterion)
 bench-auth:

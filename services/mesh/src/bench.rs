@@ -7,6 +7,7 @@ use wizdata::marketdata::v1::market_data_service_client::MarketDataServiceClient
 use wizdata::marketdata::v1::{GetCandlesRequest, IngestTicksRequest, Tick, Trade, tick};
 use wizdata::r#type::v1::{Candle, Interval};
 use wizdata_common::auth::credentials::AuthenticatedChannel as Channel;
+use wizdata_common::auth::credentials::Credentials;
 
 #[derive(clap::Args, Debug)]
 pub struct IngestBench {
@@ -141,4 +142,169 @@ pub async fn candles(channel: Channel, bench: CandlesBench) -> anyhow::Result<()
         ms(*latencies.last().expect("at least one call"))
     );
     Ok(())
+}
+
+#[derive(clap::Args, Debug)]
+pub struct SubscribeBench {
+    /// Concurrent Subscribe streams, each on one symbol's trades.
+    #[arg(long, default_value_t = 10_000)]
+    pub streams: usize,
+    /// HTTP/2 connections the streams are spread over.
+    #[arg(long, default_value_t = 100)]
+    pub connections: usize,
+    /// Symbols the streams are spread over, and the feed trades.
+    #[arg(long, value_delimiter = ',', default_value = "AAPL,MSFT,GOOGL,TSLA,NPN,BTC/USDT,ETH/USDT,EUR/USD")]
+    pub symbols: Vec<String>,
+    /// Trades per second per symbol, ingested through IngestTicks.
+    #[arg(long, default_value_t = 5.0)]
+    pub rate: f64,
+    /// How long the feed runs; the first `warmup` of it is not measured.
+    #[arg(long, default_value = "20s", value_parser = wizdata_common::config::parse_duration)]
+    pub duration: Duration,
+    #[arg(long, default_value = "3s", value_parser = wizdata_common::config::parse_duration)]
+    pub warmup: Duration,
+}
+
+/// What one subscriber saw in the measured window.
+#[derive(Default)]
+struct Received {
+    latencies_us: Vec<u32>,
+    lost: u64,
+}
+
+/// Opens `streams` Subscribe streams, feeds trades at `rate` per symbol, and
+/// reports delivered events/s and tick-to-receipt latency.
+pub async fn subscribe(target: &str, credentials: Credentials, bench: SubscribeBench) -> anyhow::Result<()> {
+    use futures_util::{StreamExt, TryStreamExt};
+    use wizdata::streaming::v1::streaming_service_client::StreamingServiceClient;
+    use wizdata::streaming::v1::{Channel as StreamChannel, SubscribeRequest, market_event, subscribe_response};
+
+    let mut connections = Vec::new();
+    for _ in 0..bench.connections.max(1) {
+        let channel = tonic::transport::Endpoint::from_shared(target.to_owned())?.tcp_nodelay(true).connect().await?;
+        connections.push(credentials.clone().on(channel));
+    }
+    let started = Instant::now();
+    // Opened 100 at a time; nothing is fed until all are open.
+    let streams: Vec<tonic::Streaming<_>> = futures_util::stream::iter(0..bench.streams)
+        .map(|index| {
+            let mut client = StreamingServiceClient::new(connections[index % connections.len()].clone());
+            let request = SubscribeRequest {
+                symbols: vec![bench.symbols[index % bench.symbols.len()].clone()],
+                channels: vec![StreamChannel::Trades as i32],
+                candle_interval: 0,
+            };
+            async move { client.subscribe(request).await.map(|response| response.into_inner()) }
+        })
+        .buffer_unordered(100)
+        .try_collect()
+        .await?;
+    let measure_from = tokio::time::Instant::now() + bench.warmup;
+    let measure_until = measure_from + bench.duration.saturating_sub(bench.warmup);
+    let subscribers: Vec<_> = streams
+        .into_iter()
+        .map(|mut stream| {
+            tokio::spawn(async move {
+                let mut received = Received::default();
+                while let Ok(Ok(Some(message))) = tokio::time::timeout_at(measure_until, stream.message()).await {
+                    let Some(subscribe_response::Payload::Event(event)) = message.payload else { continue };
+                    if tokio::time::Instant::now() < measure_from {
+                        continue;
+                    }
+                    match event.payload {
+                        Some(market_event::Payload::Gap(gap)) => received.lost += gap.dropped,
+                        Some(market_event::Payload::Trade(_)) => {
+                            let sent = event.event_time.unwrap_or_default();
+                            let sent_ns = sent.seconds as i128 * 1_000_000_000 + sent.nanos as i128;
+                            let now_ns = chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default() as i128;
+                            let micros = ((now_ns - sent_ns) / 1000).clamp(0, u32::MAX as i128) as u32;
+                            received.latencies_us.push(micros);
+                        }
+                        _ => {}
+                    }
+                }
+                received
+            })
+        })
+        .collect();
+    println!(
+        "subscribe: {} streams over {} connections open in {:.1} s",
+        bench.streams,
+        connections.len(),
+        started.elapsed().as_secs_f64()
+    );
+
+    // The feed: one message per period with one trade per symbol, stamped now.
+    let period = Duration::from_secs_f64(1.0 / bench.rate);
+    let feed_until = measure_until;
+    let symbols = bench.symbols.clone();
+    let ticks = paced_trades(symbols, period, feed_until);
+    let mut market = MarketDataServiceClient::new(connections[0].clone());
+    let feed = tokio::spawn(async move { market.ingest_ticks(ticks).await.map(|r| r.into_inner().accepted) });
+
+    let mut latencies = Vec::new();
+    let mut lost = 0;
+    for subscriber in subscribers {
+        let received = subscriber.await?;
+        latencies.extend(received.latencies_us);
+        lost += received.lost;
+    }
+    let accepted = feed.await??;
+    latencies.sort_unstable();
+    let window = measure_until.duration_since(measure_from).as_secs_f64();
+    let percentile = |p: f64| {
+        latencies
+            .get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(0) as f64
+            / 1000.0
+    };
+    println!(
+        "subscribe: {} trades in ({} symbols x {}/s); {} events delivered in {:.1} s = {:.0} events/s; lost {}; \
+         latency tick->receipt p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        accepted,
+        bench.symbols.len(),
+        bench.rate,
+        latencies.len(),
+        window,
+        latencies.len() as f64 / window,
+        lost,
+        percentile(0.50),
+        percentile(0.90),
+        percentile(0.99),
+        percentile(1.0),
+    );
+    Ok(())
+}
+
+/// One IngestTicks message per `period` until `until`, each with a trade of
+/// every symbol stamped with the time it is sent.
+fn paced_trades(
+    symbols: Vec<String>,
+    period: Duration,
+    until: tokio::time::Instant,
+) -> impl tokio_stream::Stream<Item = IngestTicksRequest> + Send + 'static {
+    let mut timer = tokio::time::interval(period);
+    timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    futures_util::stream::unfold((timer, 0u64), move |(mut timer, n)| {
+        let symbols = symbols.clone();
+        async move {
+            timer.tick().await;
+            if tokio::time::Instant::now() >= until {
+                return None;
+            }
+            let now = chrono::Utc::now();
+            let time =
+                Some(prost_types::Timestamp { seconds: now.timestamp(), nanos: now.timestamp_subsec_nanos() as i32 });
+            let ticks = symbols
+                .iter()
+                .map(|symbol| Tick {
+                    symbol: symbol.clone(),
+                    time,
+                    kind: Some(tick::Kind::Trade(Trade { price: 100.0 + (n % 100) as f64 / 100.0, size: 1.0 })),
+                })
+                .collect();
+            Some((IngestTicksRequest { ticks }, (timer, n + 1)))
+        }
+    })
 }

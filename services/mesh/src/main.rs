@@ -58,6 +58,9 @@ enum BenchCommand {
     Ingest(bench::IngestBench),
     /// GetCandles latency for a large range.
     Candles(bench::CandlesBench),
+    /// Many concurrent Subscribe streams fed by ingested trades: delivered
+    /// events/s and tick-to-receipt latency.
+    Subscribe(bench::SubscribeBench),
 }
 
 #[derive(Subcommand)]
@@ -170,9 +173,10 @@ async fn main() -> anyhow::Result<ExitCode> {
         Command::Import(ImportCommand::Candles(args)) => return import_candles(args).await,
         Command::Keys(KeysCommand::Create(args)) => return create_key(args).await,
         Command::Bench(args) => {
-            let channel = channel_to(&args.target, std::time::Duration::from_secs(5))?;
-            let channel = Credentials::from_optional(args.api_key.as_ref())?.on(channel);
+            let credentials = Credentials::from_optional(args.api_key.as_ref())?;
+            let channel = credentials.clone().on(channel_to(&args.target, std::time::Duration::from_secs(5))?);
             match args.what {
+                BenchCommand::Subscribe(bench) => bench::subscribe(&args.target, credentials, bench).await?,
                 BenchCommand::Ingest(bench) => bench::ingest(channel, bench).await?,
                 BenchCommand::Candles(bench) => bench::candles(channel, bench).await?,
             }
