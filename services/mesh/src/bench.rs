@@ -234,7 +234,7 @@ pub async fn subscribe(target: &str, credentials: Credentials, bench: SubscribeB
         started.elapsed().as_secs_f64()
     );
 
-    // The feed: one message per period with one trade per symbol, stamped now.
+    // The feed: `rate` trades per second per symbol.
     let period = Duration::from_secs_f64(1.0 / bench.rate);
     let feed_until = measure_until;
     let symbols = bench.symbols.clone();
@@ -277,17 +277,19 @@ pub async fn subscribe(target: &str, credentials: Credentials, bench: SubscribeB
     Ok(())
 }
 
-/// One IngestTicks message per `period` until `until`, each with a trade of
-/// every symbol stamped with the time it is sent.
+/// Trades of every symbol at `period` each, until `until`: one IngestTicks
+/// message per trade, the symbols staggered evenly across the period (as a
+/// live feed would be, rather than all at the same instant), each stamped
+/// with the time it is sent.
 fn paced_trades(
     symbols: Vec<String>,
     period: Duration,
     until: tokio::time::Instant,
 ) -> impl tokio_stream::Stream<Item = IngestTicksRequest> + Send + 'static {
-    let mut timer = tokio::time::interval(period);
+    let mut timer = tokio::time::interval(period / symbols.len().max(1) as u32);
     timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    futures_util::stream::unfold((timer, 0u64), move |(mut timer, n)| {
-        let symbols = symbols.clone();
+    futures_util::stream::unfold((timer, 0usize), move |(mut timer, n)| {
+        let symbol = symbols[n % symbols.len()].clone();
         async move {
             timer.tick().await;
             if tokio::time::Instant::now() >= until {
@@ -296,15 +298,9 @@ fn paced_trades(
             let now = chrono::Utc::now();
             let time =
                 Some(prost_types::Timestamp { seconds: now.timestamp(), nanos: now.timestamp_subsec_nanos() as i32 });
-            let ticks = symbols
-                .iter()
-                .map(|symbol| Tick {
-                    symbol: symbol.clone(),
-                    time,
-                    kind: Some(tick::Kind::Trade(Trade { price: 100.0 + (n % 100) as f64 / 100.0, size: 1.0 })),
-                })
-                .collect();
-            Some((IngestTicksRequest { ticks }, (timer, n + 1)))
+            let price = 100.0 + (n % 100) as f64 / 100.0;
+            let trade = Tick { symbol, time, kind: Some(tick::Kind::Trade(Trade { price, size: 1.0 })) };
+            Some((IngestTicksRequest { ticks: vec![trade] }, (timer, n + 1)))
         }
     })
 }
