@@ -3,15 +3,14 @@
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
-use sea_orm::ActiveValue::Set;
-use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter};
+use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, IntoActiveModel, QueryFilter};
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 use wizdata::auth::v1::Tier;
 use wizdata_common::auth::{API_KEY_PREFIX, tier_claim};
+use wizdata_common::ids::{hex, random_id};
 
 use crate::entity::api_key;
-use crate::passwords::hex;
 
 /// What a new key may do.
 #[derive(Debug, Clone)]
@@ -28,10 +27,8 @@ pub async fn create(db: &impl ConnectionTrait, key: NewApiKey) -> Result<(api_ke
     let mut secret = [0u8; 32];
     getrandom::fill(&mut secret).map_err(|error| DbErr::Custom(format!("no randomness for an API key: {error}")))?;
     let secret = SecretString::from(format!("{API_KEY_PREFIX}{}", URL_SAFE_NO_PAD.encode(secret)));
-    let mut id = [0u8; 8];
-    getrandom::fill(&mut id).map_err(|error| DbErr::Custom(format!("no randomness for a key id: {error}")))?;
     let model = api_key::Model {
-        key_id: format!("key_{}", hex(&id)),
+        key_id: random_id("key_", 8),
         secret_hash: secret_hash(&secret),
         name: key.name,
         owner: key.owner,
@@ -41,19 +38,7 @@ pub async fn create(db: &impl ConnectionTrait, key: NewApiKey) -> Result<(api_ke
         expire_time: key.expire_time,
         revoke_time: None,
     };
-    api_key::Entity::insert(api_key::ActiveModel {
-        key_id: Set(model.key_id.clone()),
-        secret_hash: Set(model.secret_hash.clone()),
-        name: Set(model.name.clone()),
-        owner: Set(model.owner.clone()),
-        scopes: Set(model.scopes.clone()),
-        tier: Set(model.tier.clone()),
-        create_time: Set(model.create_time),
-        expire_time: Set(model.expire_time),
-        revoke_time: Set(None),
-    })
-    .exec_without_returning(db)
-    .await?;
+    api_key::Entity::insert(model.clone().into_active_model()).exec_without_returning(db).await?;
     Ok((model, secret))
 }
 

@@ -10,6 +10,7 @@ use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::Semaphore;
+use wizdata_common::ids::random_id;
 
 #[derive(Clone)]
 pub struct Passwords {
@@ -26,9 +27,7 @@ struct Inner {
 
 impl Passwords {
     pub async fn new() -> anyhow::Result<Self> {
-        let mut decoy = [0u8; 32];
-        getrandom::fill(&mut decoy).map_err(|error| anyhow::anyhow!("no randomness: {error}"))?;
-        let decoy_hash = hash_blocking(SecretString::from(hex(&decoy)))?;
+        let decoy_hash = hash_blocking(SecretString::from(random_id("", 32)))?;
         let parallelism = std::thread::available_parallelism().map_or(2, |n| n.get());
         Ok(Self {
             inner: Arc::new(Inner {
@@ -78,10 +77,6 @@ fn hash_blocking(password: SecretString) -> anyhow::Result<String> {
         .hash_password(password.expose_secret().as_bytes(), &salt)
         .map_err(|error| anyhow::anyhow!("hashing failed: {error}"))?;
     Ok(hash.to_string())
-}
-
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
 #[cfg(test)]

@@ -4,8 +4,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sea_orm::ActiveValue::Set;
-use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::{
+    ColumnTrait, DatabaseConnection, DbErr, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder, QuerySelect,
+};
 use secrecy::SecretString;
 use tonic::{Request, Response, Status};
 use wizdata::auth::v1::auth_service_server::AuthService;
@@ -19,13 +20,14 @@ use wizdata_common::auth::access::AccessRules;
 use wizdata_common::auth::token::{Claims, ISSUER};
 use wizdata_common::auth::verifier::unauthenticated;
 use wizdata_common::auth::{API_KEY_PREFIX, Caller, ERROR_DOMAIN, tier_claim, tier_from_claim, tier_rank};
+use wizdata_common::ids::random_id;
 use wizdata_common::pagination::{PageTokens, page_size};
 use wizdata_common::time::{from_timestamp, to_timestamp};
 use wizdata_common::{ApiError, ErrorCode, FieldViolations};
 
 use crate::entity::{api_key, user};
 use crate::keys::{self, NewApiKey};
-use crate::passwords::{Passwords, hex};
+use crate::passwords::Passwords;
 use crate::signing::SigningKeys;
 use crate::throttle::LoginThrottle;
 
@@ -62,8 +64,6 @@ impl Auth {
         let lifetime =
             chrono::Duration::from_std(self.token_ttl).expect("token lifetimes are far below chrono's range");
         let expires = not_after.map_or(now + lifetime, |limit| limit.min(now + lifetime));
-        let mut jti = [0u8; 16];
-        getrandom::fill(&mut jti).expect("the OS random number generator is available");
         let claims = Claims {
             iss: ISSUER.into(),
             sub: subject.into(),
@@ -71,10 +71,14 @@ impl Auth {
             tier: tier.into(),
             iat: now.timestamp(),
             exp: expires.timestamp(),
-            jti: hex(&jti),
+            jti: random_id("", 16),
             key_id,
         };
         (self.keys.sign(&claims), DateTime::from_timestamp(claims.exp, 0).unwrap_or(expires))
+    }
+
+    async fn user_named(&self, username: &str) -> Result<Option<user::Model>, DbErr> {
+        user::Entity::find().filter(user::Column::Username.eq(username)).one(&self.db).await
     }
 }
 
@@ -210,49 +214,26 @@ impl AuthService for Auth {
         let tier = check_tier("tier", tier, &mut violations);
         violations.into_result()?;
         check_grant(&caller, &beyond_caller, tier)?;
-        if user::Entity::find()
-            .filter(user::Column::Username.eq(&username))
-            .one(&self.db)
-            .await
-            .map_err(ApiError::from)?
-            .is_some()
-        {
+        // Checked before hashing, so a taken name costs no Argon2id work.
+        if self.user_named(&username).await.map_err(ApiError::from)?.is_some() {
             return Err(ApiError::already_exists("user", &username).into());
         }
         let password_hash = self.passwords.hash(SecretString::from(password)).await.map_err(|error| {
             tracing::error!(%error, "cannot hash a password");
             ApiError::internal("cannot store the password")
         })?;
-        let mut id = [0u8; 8];
-        getrandom::fill(&mut id).expect("the OS random number generator is available");
         let model = user::Model {
-            user_id: format!("usr_{}", hex(&id)),
+            user_id: random_id("usr_", 8),
             username: username.clone(),
             password_hash,
             scopes: scopes.join(" "),
             tier: tier_claim(tier).to_owned(),
             create_time: Utc::now(),
         };
-        let inserted = user::Entity::insert(user::ActiveModel {
-            user_id: Set(model.user_id.clone()),
-            username: Set(model.username.clone()),
-            password_hash: Set(model.password_hash.clone()),
-            scopes: Set(model.scopes.clone()),
-            tier: Set(model.tier.clone()),
-            create_time: Set(model.create_time),
-        })
-        .exec_without_returning(&self.db)
-        .await;
+        let inserted = user::Entity::insert(model.clone().into_active_model()).exec_without_returning(&self.db).await;
         if let Err(error) = inserted {
             // Lost a race with a concurrent CreateUser of the same name.
-            if user::Entity::find()
-                .filter(user::Column::Username.eq(&username))
-                .one(&self.db)
-                .await
-                .ok()
-                .flatten()
-                .is_some()
-            {
+            if self.user_named(&username).await.ok().flatten().is_some() {
                 return Err(ApiError::already_exists("user", &username).into());
             }
             return Err(ApiError::from(error).into());
@@ -282,11 +263,7 @@ impl AuthService for Auth {
             .with_error_info("LOGIN_THROTTLED", ERROR_DOMAIN, [])
             .into());
         }
-        let user = user::Entity::find()
-            .filter(user::Column::Username.eq(&username))
-            .one(&self.db)
-            .await
-            .map_err(ApiError::from)?;
+        let user = self.user_named(&username).await.map_err(ApiError::from)?;
         let matches = self
             .passwords
             .verify(SecretString::from(password), user.as_ref().map(|user| user.password_hash.clone()))

@@ -8,13 +8,12 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use ed25519_dalek::SigningKey;
-use sea_orm::ActiveValue::Set;
-use sea_orm::{ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, TransactionTrait};
+use sea_orm::{ColumnTrait, DatabaseConnection, DbErr, EntityTrait, IntoActiveModel, QueryFilter, TransactionTrait};
 use wizdata::auth::v1::Jwk;
 use wizdata_common::auth::token::{self, Claims};
+use wizdata_common::ids::random_id;
 
 use crate::entity::signing_key;
-use crate::passwords::hex;
 
 /// How often a replica rereads the keys, to pick up another replica's rotation.
 pub const RELOAD_INTERVAL: Duration = Duration::from_secs(10);
@@ -39,13 +38,7 @@ impl SigningKeys {
     pub async fn load(db: DatabaseConnection, token_ttl: Duration) -> Result<Self, DbErr> {
         let retention = chrono::Duration::from_std(token_ttl + RELOAD_INTERVAL + Duration::from_secs(60))
             .expect("token lifetimes are far below chrono's range");
-        let ring = match read_ring(&db, retention).await? {
-            Some(ring) => ring,
-            None => {
-                insert_key(&db).await?;
-                read_ring(&db, retention).await?.expect("a key was just created")
-            }
-        };
+        let ring = current_ring(&db, retention).await?;
         Ok(Self { db, retention, ring: RwLock::new(ring) })
     }
 
@@ -59,14 +52,7 @@ impl SigningKeys {
     /// Rereads the keys: another replica may have rotated. Read-only, so the
     /// public GetJwks can call it.
     pub async fn reload(&self) -> Result<(), DbErr> {
-        let ring = match read_ring(&self.db, self.retention).await? {
-            Some(ring) => ring,
-            // Every key retired (a rotation raced a deletion): start afresh.
-            None => {
-                insert_key(&self.db).await?;
-                read_ring(&self.db, self.retention).await?.expect("a key was just created")
-            }
-        };
+        let ring = current_ring(&self.db, self.retention).await?;
         *self.ring.write().expect("key ring lock is not poisoned") = ring;
         Ok(())
     }
@@ -97,24 +83,26 @@ impl SigningKeys {
     }
 }
 
+/// The keys as stored, with a new one when none is left to sign with (a
+/// fresh database, or a rotation that raced a deletion).
+async fn current_ring(db: &DatabaseConnection, retention: chrono::Duration) -> Result<Ring, DbErr> {
+    if let Some(ring) = read_ring(db, retention).await? {
+        return Ok(ring);
+    }
+    insert_key(db).await?;
+    Ok(read_ring(db, retention).await?.expect("a key was just created"))
+}
+
 async fn insert_key(db: &impl sea_orm::ConnectionTrait) -> Result<signing_key::Model, DbErr> {
-    let mut seed = [0u8; 32];
-    getrandom::fill(&mut seed).map_err(|error| DbErr::Custom(format!("no randomness for a signing key: {error}")))?;
-    let mut kid = [0u8; 8];
-    getrandom::fill(&mut kid).map_err(|error| DbErr::Custom(format!("no randomness for a key id: {error}")))?;
-    let model = signing_key::ActiveModel {
-        kid: Set(format!("sig_{}", hex(&kid))),
-        private_key: Set(hex(&seed)),
-        create_time: Set(Utc::now()),
-        retire_time: Set(None),
-    };
-    signing_key::Entity::insert(model.clone()).exec_without_returning(db).await?;
-    Ok(signing_key::Model {
-        kid: model.kid.unwrap(),
-        private_key: model.private_key.unwrap(),
-        create_time: model.create_time.unwrap(),
+    let model = signing_key::Model {
+        kid: random_id("sig_", 8),
+        // 32 random bytes: an Ed25519 seed.
+        private_key: random_id("", 32),
+        create_time: Utc::now(),
         retire_time: None,
-    })
+    };
+    signing_key::Entity::insert(model.clone().into_active_model()).exec_without_returning(db).await?;
+    Ok(model)
 }
 
 /// The newest unretired key signs; every key within retention is published.

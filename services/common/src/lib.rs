@@ -9,6 +9,7 @@ pub mod db;
 pub mod deadline;
 pub mod error;
 pub mod health;
+pub mod ids;
 pub mod interval;
 pub mod market_events;
 pub mod pagination;

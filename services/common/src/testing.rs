@@ -126,9 +126,7 @@ fn with_database(url: &str, database: &str) -> String {
 }
 
 fn random_suffix() -> String {
-    let mut bytes = [0u8; 8];
-    getrandom::fill(&mut bytes).expect("random bytes");
-    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+    crate::ids::random_id("", 8)
 }
 
 /// A TCP forwarder between a service and a dependency that a test can cut

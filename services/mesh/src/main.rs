@@ -140,13 +140,8 @@ struct CreateKeyArgs {
 }
 
 fn parse_tier(text: &str) -> Result<Tier, String> {
-    match text {
-        "anonymous" => Ok(Tier::Anonymous),
-        "standard" => Ok(Tier::Standard),
-        "premium" => Ok(Tier::Premium),
-        "internal" => Ok(Tier::Internal),
-        _ => Err(format!("{text:?} is not a tier; use anonymous, standard, premium or internal")),
-    }
+    wizdata_common::auth::tier_named(text)
+        .ok_or_else(|| format!("{text:?} is not a tier; use anonymous, standard, premium or internal"))
 }
 
 fn parse_interval(text: &str) -> Result<Interval, String> {

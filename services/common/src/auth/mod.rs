@@ -112,14 +112,20 @@ pub fn tier_claim(tier: Tier) -> &'static str {
     }
 }
 
+/// The tier of a name as tokens (and the command line) spell it.
+pub fn tier_named(name: &str) -> Option<Tier> {
+    match name {
+        "anonymous" => Some(Tier::Anonymous),
+        "standard" => Some(Tier::Standard),
+        "premium" => Some(Tier::Premium),
+        "internal" => Some(Tier::Internal),
+        _ => None,
+    }
+}
+
 /// The tier a token names; anything unknown gets the least.
 pub fn tier_from_claim(claim: &str) -> Tier {
-    match claim {
-        "standard" => Tier::Standard,
-        "premium" => Tier::Premium,
-        "internal" => Tier::Internal,
-        _ => Tier::Anonymous,
-    }
+    tier_named(claim).unwrap_or(Tier::Anonymous)
 }
 
 /// Tiers by privilege: anonymous < standard < premium < internal.

@@ -246,7 +246,7 @@ fn credential_of(headers: &HeaderMap) -> Result<Credential<'_>, ApiError> {
         (Some(value), None) | (None, Some(value)) => value,
     };
     if value.len() > MAX_TOKEN_BYTES + "Bearer ".len() {
-        return Err(unauthenticated(TokenError::TooLarge.reason(), TokenError::TooLarge.to_string()));
+        return Err(rejected(TokenError::TooLarge));
     }
     let text = value.to_str().map_err(|_| malformed("the credential header must be printable ASCII"))?;
     if authorization.is_none() {
