@@ -21,8 +21,8 @@ use wizdata::streaming::v1::market_event::Payload;
 use wizdata::streaming::v1::streaming_service_server::StreamingService;
 use wizdata::streaming::v1::{
     CandleUpdate, Channel, CommandAck, GetStreamStatsRequest, GetStreamStatsResponse, Heartbeat, MarketEvent,
-    SessionRequest, SessionResponse, SubscribeRequest, SubscribeResponse, session_request, session_response,
-    subscribe_response,
+    SessionRequest, SessionResponse, SubscribeCommand, SubscribeRequest, SubscribeResponse, UnsubscribeCommand,
+    session_request, session_response, subscribe_response,
 };
 use wizdata::r#type::v1::Interval;
 use wizdata_common::auth::Caller;
@@ -112,6 +112,13 @@ impl Streamer {
 }
 
 impl Inner {
+    /// A subscriber id and an empty outbox for a new call.
+    fn new_subscriber(&self) -> (SubscriberId, Arc<Outbox>) {
+        let id = self.next_subscriber.fetch_add(1, Ordering::Relaxed);
+        let outbox = Outbox::new(self.config.subscriber_queue as usize, self.config.slow_subscriber_timeout);
+        (id, Arc::new(outbox))
+    }
+
     /// Counts a stream against its subject's limit.
     fn open_stream<T>(self: &Arc<Self>, request: &Request<T>, caller: &Caller) -> Result<StreamSlot, ApiError> {
         let subject = match (caller.anonymous, request.remote_addr()) {
@@ -420,73 +427,72 @@ async fn run_command(
     held: &Held,
     caller: &Caller,
 ) -> CommandAck {
-    let command_id = command.command_id.clone();
     let result = match command.command {
         Some(session_request::Command::Subscribe(subscribe)) => {
-            let topics = inner
-                .topics("subscribe.", &subscribe.symbols, &subscribe.channels, subscribe.candle_interval, caller, true)
-                .await;
-            match topics {
-                Ok(keys) => {
-                    let max = inner.config.max_subscriptions_per_call as usize;
-                    let held_now = held.lock().expect("held topics lock is not poisoned").clone();
-                    let after = held_now.union(&keys.iter().cloned().collect()).count();
-                    if after > max {
-                        Err(ApiError::new(
-                            ErrorCode::ResourceExhausted,
-                            format!("at most {max} subscriptions per session (this would make {after})"),
-                        ))
-                    } else {
-                        inner.join(keys, id, outbox, held, caller).await
-                    }
-                }
-                Err(error) => Err(error),
-            }
+            subscribe_command(inner, subscribe, id, outbox, held, caller).await
         }
         Some(session_request::Command::Unsubscribe(unsubscribe)) => {
-            let topics = inner
-                .topics(
-                    "unsubscribe.",
-                    &unsubscribe.symbols,
-                    &unsubscribe.channels,
-                    unsubscribe.candle_interval,
-                    caller,
-                    false,
-                )
-                .await;
-            match topics {
-                Ok(keys) => {
-                    let mut held_now = held.lock().expect("held topics lock is not poisoned");
-                    let missing: Vec<String> = keys
-                        .iter()
-                        .filter(|key| !held_now.contains(*key))
-                        .map(|key| format!("{} {}", key.symbol, key.channel.as_str_name()))
-                        .collect();
-                    if missing.is_empty() {
-                        for key in &keys {
-                            held_now.remove(key);
-                            inner.hub.leave(key, id);
-                        }
-                        Ok(())
-                    } else {
-                        Err(ApiError::new(ErrorCode::NotFound, format!("not subscribed: {}", missing.join(", "))))
-                    }
-                }
-                Err(error) => Err(error),
-            }
+            unsubscribe_command(inner, unsubscribe, id, held, caller).await
         }
         None => Err(ApiError::invalid_field("command", "set subscribe or unsubscribe")),
     };
-    let active = held.lock().expect("held topics lock is not poisoned").len() as u32;
-    match result {
-        Ok(()) => CommandAck { command_id, code: 0, message: String::new(), active_subscriptions: active },
-        Err(error) => CommandAck {
-            command_id,
-            code: error.code().grpc_code() as i32,
-            message: error.message().to_owned(),
-            active_subscriptions: active,
-        },
+    let (code, message) = match result {
+        Ok(()) => (0, String::new()),
+        Err(error) => (error.code().grpc_code() as i32, error.message().to_owned()),
+    };
+    let active_subscriptions = held.lock().expect("held topics lock is not poisoned").len() as u32;
+    CommandAck { command_id: command.command_id, code, message, active_subscriptions }
+}
+
+/// Adds topics to a session, within the per-call limit.
+async fn subscribe_command(
+    inner: &Arc<Inner>,
+    command: SubscribeCommand,
+    id: SubscriberId,
+    outbox: &Arc<Outbox>,
+    held: &Held,
+    caller: &Caller,
+) -> Result<(), ApiError> {
+    let keys =
+        inner.topics("subscribe.", &command.symbols, &command.channels, command.candle_interval, caller, true).await?;
+    let max = inner.config.max_subscriptions_per_call as usize;
+    let held_now = held.lock().expect("held topics lock is not poisoned").clone();
+    let after = held_now.union(&keys.iter().cloned().collect()).count();
+    if after > max {
+        return Err(ApiError::new(
+            ErrorCode::ResourceExhausted,
+            format!("at most {max} subscriptions per session (this would make {after})"),
+        ));
     }
+    inner.join(keys, id, outbox, held, caller).await
+}
+
+/// Removes topics from a session; all or none, NOT_FOUND naming any it
+/// does not hold.
+async fn unsubscribe_command(
+    inner: &Arc<Inner>,
+    command: UnsubscribeCommand,
+    id: SubscriberId,
+    held: &Held,
+    caller: &Caller,
+) -> Result<(), ApiError> {
+    let keys = inner
+        .topics("unsubscribe.", &command.symbols, &command.channels, command.candle_interval, caller, false)
+        .await?;
+    let mut held_now = held.lock().expect("held topics lock is not poisoned");
+    let missing: Vec<String> = keys
+        .iter()
+        .filter(|key| !held_now.contains(*key))
+        .map(|key| format!("{} {}", key.symbol, key.channel.as_str_name()))
+        .collect();
+    if !missing.is_empty() {
+        return Err(ApiError::new(ErrorCode::NotFound, format!("not subscribed: {}", missing.join(", "))));
+    }
+    for key in &keys {
+        held_now.remove(key);
+        inner.hub.leave(key, id);
+    }
+    Ok(())
 }
 
 #[tonic::async_trait]
@@ -500,9 +506,7 @@ impl StreamingService for Streamer {
         let slot = inner.open_stream(&request, &caller)?;
         let SubscribeRequest { symbols, channels, candle_interval } = request.into_inner();
         let keys = inner.topics("", &symbols, &channels, candle_interval, &caller, true).await?;
-        let id = inner.next_subscriber.fetch_add(1, Ordering::Relaxed);
-        let outbox =
-            Arc::new(Outbox::new(inner.config.subscriber_queue as usize, inner.config.slow_subscriber_timeout));
+        let (id, outbox) = inner.new_subscriber();
         let held = Held::default();
         if let Err(error) = inner.join(keys, id, &outbox, &held, &caller).await {
             for key in held.lock().expect("held topics lock is not poisoned").iter() {
@@ -522,9 +526,7 @@ impl StreamingService for Streamer {
         let caller = Caller::serving(&request);
         let slot = inner.open_stream(&request, &caller)?;
         let mut commands = request.into_inner();
-        let id = inner.next_subscriber.fetch_add(1, Ordering::Relaxed);
-        let outbox =
-            Arc::new(Outbox::new(inner.config.subscriber_queue as usize, inner.config.slow_subscriber_timeout));
+        let (id, outbox) = inner.new_subscriber();
         let held = Held::default();
         let reader = tokio::spawn({
             let (inner, outbox, held) = (inner.clone(), outbox.clone(), held.clone());
