@@ -272,6 +272,15 @@ async fn key_requests_are_validated_and_grants_never_exceed_the_granter() {
     assert!(own.iter().any(|key| key.key_id == child.api_key.as_ref().unwrap().key_id));
     let not_admin = manager.rotate_signing_key(RotateSigningKeyRequest {}).await.unwrap_err();
     assert_eq!(reason(&not_admin, Code::PermissionDenied), "SCOPE_MISSING");
+
+    let negative = ListApiKeysRequest { page_size: -1, ..Default::default() };
+    assert_eq!(invalid_fields(admin.list_api_keys(negative).await.unwrap_err()), ["page_size"]);
+    let forged = ListApiKeysRequest { page_token: "not-a-token".into(), ..Default::default() };
+    assert_eq!(invalid_fields(admin.list_api_keys(forged).await.unwrap_err()), ["page_token"]);
+    let unnamed = admin.revoke_api_key(RevokeApiKeyRequest { key_id: String::new() }).await.unwrap_err();
+    assert_eq!(invalid_fields(unnamed), ["key_id"]);
+    let empty = exchange(&mesh, &SecretString::from(String::new())).await.unwrap_err();
+    assert_eq!(invalid_fields(empty), ["api_key"]);
 }
 
 #[tokio::test]

@@ -282,6 +282,26 @@ async fn bad_subscriptions_are_refused_with_every_bad_field() {
         .subscribe(request(&["AAPL", "MSFT"], &[Channel::Trades, Channel::Quotes], Interval::Unspecified))
         .await
         .unwrap();
+
+    // A Session may not grow past the same limit, command by command.
+    let command = |id: &str, symbols: &[&str]| SessionRequest {
+        command_id: id.into(),
+        command: Some(session_request::Command::Subscribe(SubscribeCommand {
+            symbols: symbols.iter().map(|symbol| (*symbol).to_owned()).collect(),
+            channels: vec![Channel::Trades as i32],
+            candle_interval: 0,
+        })),
+    };
+    let commands = tokio_stream::iter(vec![command("a", &["AAPL", "MSFT", "TSLA"]), command("b", &["GOOGL", "NPN"])]);
+    let mut session = client.session(commands).await.unwrap().into_inner();
+    let mut acks = Vec::new();
+    while acks.len() < 2 {
+        let message = tokio::time::timeout(WAIT, session.message()).await.unwrap().unwrap().unwrap();
+        if let Some(session_response::Payload::Ack(ack)) = message.payload {
+            acks.push((ack.command_id, ack.code, ack.active_subscriptions));
+        }
+    }
+    assert_eq!(acks, [("a".into(), 0, 3), ("b".into(), Code::ResourceExhausted as i32, 3)]);
 }
 
 #[tokio::test]
