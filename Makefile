@@ -7,11 +7,13 @@ VENV   := .venv
 PYTHON := $(VENV)/bin/python
 BUF    := node_modules/.bin/buf
 
-.PHONY: run test test-rust test-python lint fmt tools bench bench-indicators bench-auth bench-streaming
+.PHONY: run test test-rust test-python lint fmt tools bench bench-indicators bench-auth bench-streaming bench-gateway
 
-## run: the whole mesh on embedded defaults (SQLite under ./data), gRPC on :50051
+## run: the whole mesh on embedded defaults (SQLite under ./data), gRPC on :50051,
+## the gateway (gRPC, gRPC-Web, /healthz, /readyz, /metrics) on :8080
 run:
-	@echo "Starting the WizData mesh on 127.0.0.1:50051 (reads need no credentials)."
+	@echo "Starting the WizData mesh: services on 127.0.0.1:50051, gateway (gRPC and gRPC-Web) on 127.0.0.1:8080."
+	@echo "Reads need no credentials."
 	@echo "For an admin API key (its secret is printed once), run in another terminal:"
 	@echo "  $(CARGO) run -q -p wizdata-mesh --bin wizdata -- keys create --name admin --scopes all --tier internal"
 	@echo "and send it as 'authorization: Bearer <key>' (e.g. buf curl -H)."
@@ -38,7 +40,7 @@ bench:
 	$(CARGO) build --release -p wizdata-mesh --bin wizdata
 	@data=$$(mktemp -d); \
 	target/release/wizdata serve all --grpc-addr $(BENCH_ADDR) --data-dir $$data --simulated-feed false \
-		--log-filter warn & server=$$!; \
+		--with-gateway false --log-filter warn & server=$$!; \
 	trap 'kill $$server; wait $$server; rm -rf $$data' EXIT; \
 	sleep 1; \
 	key=$$(target/release/wizdata keys create --data-dir $$data --name bench --scopes all --tier internal); \
@@ -60,11 +62,28 @@ bench-streaming:
 	$(CARGO) build --release -p wizdata-mesh --bin wizdata
 	@data=$$(mktemp -d); \
 	target/release/wizdata serve all --grpc-addr $(STREAM_ADDR) --data-dir $$data --simulated-feed false \
-		--max-streams-per-subject 100000 --log-filter warn & server=$$!; \
+		--with-gateway false --max-streams-per-subject 100000 --log-filter warn & server=$$!; \
 	trap 'kill $$server; wait $$server; rm -rf $$data' EXIT; \
 	sleep 1; \
 	key=$$(target/release/wizdata keys create --data-dir $$data --name bench --scopes all --tier internal); \
 	target/release/wizdata bench --target http://$(STREAM_ADDR) --api-key $$key subscribe $(STREAM_ARGS)
+
+## bench-gateway: release build, a fresh mesh with its gateway, then unary calls
+## directly and through the gateway at several concurrencies, in one run; with
+## REDIS_URL set the gateway's rate limits go through Redis
+GATEWAY_BENCH_ADDR := 127.0.0.1:50153
+GATEWAY_BENCH_GATEWAY := 127.0.0.1:8153
+bench-gateway:
+	$(CARGO) build --release -p wizdata-mesh --bin wizdata
+	@data=$$(mktemp -d); \
+	target/release/wizdata serve all --grpc-addr $(GATEWAY_BENCH_ADDR) --gateway-addr $(GATEWAY_BENCH_GATEWAY) \
+		--data-dir $$data --simulated-feed false --rate-limit-internal "50000000/1m" \
+		--rate-limit-per-service "50000000/1m" --log-filter warn & server=$$!; \
+	trap 'kill $$server; wait $$server; rm -rf $$data' EXIT; \
+	sleep 1; \
+	key=$$(target/release/wizdata keys create --data-dir $$data --name bench --scopes all --tier internal); \
+	target/release/wizdata bench --target http://$(GATEWAY_BENCH_ADDR) --api-key $$key unary \
+		--gateway http://$(GATEWAY_BENCH_GATEWAY) $(GATEWAY_ARGS)
 
 ## bench-auth: what checking a token costs per call (criterion)
 bench-auth:

@@ -676,16 +676,13 @@ async fn quotes_fall_back_to_the_database_while_redis_is_down_and_recover() {
     use prost::Message;
     use support::{health_of, wait_for_health};
     use tonic_health::pb::health_check_response::ServingStatus;
-    use wizdata_common::testing::{TcpProxy, TestRedis};
+    use wizdata_common::testing::TestRedis;
 
     let Some(redis) = TestRedis::from_env().await else {
         eprintln!("{} is unset; Redis fallback needs a Redis to lose", wizdata_common::testing::TEST_REDIS_URL);
         return;
     };
-    let host_port = redis.url.trim_start_matches("redis://").split('/').next().unwrap().to_owned();
-    let target = tokio::net::lookup_host(host_port).await.unwrap().next().unwrap();
-    let proxy = TcpProxy::start(target).await;
-    let via_proxy = format!("redis://{}", proxy.local_addr());
+    let (proxy, via_proxy) = redis.behind_proxy().await;
     let db = TestDatabase::new().await;
     // `redis` (not the mesh) owns the prefix and cleans it up.
     let flags = [

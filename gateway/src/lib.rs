@@ -1,3 +1,220 @@
-//! The WizData gateway: one ingress for gRPC and gRPC-Web with authentication
-//! and distributed rate limits. Built by its own issue (#7); this crate holds
-//! its place in the workspace so the layout in DESIGN.md is complete.
+//! The WizData gateway: one ingress for gRPC and gRPC-Web.
+//!
+//! One port speaks native gRPC (HTTP/2 cleartext, passed through) and
+//! gRPC-Web, binary and text, over HTTP/1.1 and HTTP/2 (tonic-web), with
+//! CORS for browsers. Each call is routed by its service to one of that
+//! service's endpoints (power of two choices over the healthy ones), its
+//! caller identified (a bearer token passes through; an API key is
+//! exchanged for a token once and cached; no credentials means anonymous,
+//! keyed by client address) and held to the caller's rate limits, shared
+//! by every gateway through Redis.
+//!
+//! `Gateway::build` binds first (port 0 in tests) so `port()` is known;
+//! `run_until` serves until stopped.
+
+pub mod backend;
+pub mod breaker;
+pub mod config;
+pub mod frames;
+pub mod metrics;
+pub mod proxy;
+pub mod ratelimit;
+pub mod routes;
+pub mod server;
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use http::{Request, Response};
+use tokio::task::JoinHandle;
+use tonic::body::Body;
+use tower::ServiceExt;
+use tower::util::BoxCloneSyncService;
+use wizdata_common::auth::verifier::Verifier;
+use wizdata_common::health::Health;
+use wizdata_common::redis::Redis;
+
+use crate::backend::Backend;
+pub use crate::config::GatewayConfig;
+use crate::metrics::Metrics;
+use crate::proxy::{CallLimits, Proxy};
+use crate::ratelimit::{Mode, RateLimiter};
+use crate::routes::Methods;
+use crate::server::{AllowedOrigins, Front, Listener, Ops};
+
+/// What the gateway needs from the process around it.
+pub struct GatewayDeps {
+    /// Checks credentials (and exchanges API keys) with the auth service.
+    pub verifier: Verifier,
+    /// The shared rate-limit store; `None` limits per gateway.
+    pub redis: Option<Redis>,
+    /// Endpoints of services without a --backend of their own, when
+    /// --default-backend is unset (in `serve all`: this process).
+    pub default_backend: Option<String>,
+    /// Largest message a call may carry, in bytes.
+    pub max_message_bytes: usize,
+    /// On stop: how long health reports NOT_SERVING before the listener
+    /// closes, and how long calls in flight may take to finish.
+    pub shutdown_delay: Duration,
+    pub drain_timeout: Duration,
+}
+
+/// A bound, not yet serving, gateway.
+pub struct Gateway {
+    listener: Listener,
+    front: Front,
+    ops: Arc<Ops>,
+    health: Health,
+    config: GatewayConfig,
+    deps_timing: (Duration, Duration),
+    background: Vec<JoinHandle<()>>,
+}
+
+impl Gateway {
+    pub async fn build(config: &GatewayConfig, deps: GatewayDeps) -> anyhow::Result<Self> {
+        let listener = Listener::bind(config.gateway_addr).await?;
+        let methods = Methods::contract();
+        let origins = AllowedOrigins::new(&config.allowed_origins)?;
+
+        let mut urls_by_service: HashMap<&'static str, Vec<String>> = HashMap::new();
+        for route in &config.backends {
+            let service = methods.service_named(&route.service).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "--backend names {:?}, which is not a service; services: {:?}",
+                    route.service,
+                    methods.services()
+                )
+            })?;
+            urls_by_service.insert(service, route.urls.clone());
+        }
+        let default_backend = match (&config.default_backend[..], &deps.default_backend) {
+            ([], Some(url)) => vec![url.clone()],
+            (urls, _) => urls.to_vec(),
+        };
+        let (health, health_service) = Health::with_service();
+        let mut backends = HashMap::new();
+        let mut background = Vec::new();
+        for service in methods.services() {
+            let urls = urls_by_service.get(service).unwrap_or(&default_backend);
+            if urls.is_empty() {
+                anyhow::bail!("no endpoint for {service}: give --backend or --default-backend");
+            }
+            let backend = Arc::new(Backend::new(service, urls, config)?);
+            background.push(backend.clone().watch_health(config.health_interval, health.clone()));
+            backends.insert(*service, backend);
+        }
+
+        let metrics = Metrics::default();
+        let limiter = RateLimiter::new(config, deps.redis.clone(), metrics.clone());
+        background.push(watch_rate_limit_mode(limiter.clone(), deps.redis.is_some(), health.clone()));
+        let limits = CallLimits {
+            max_message_bytes: deps.max_message_bytes,
+            max_deadline: config.max_deadline,
+            retries: config.retries,
+            client_timeout: config.client_timeout,
+            max_streams_per_subject: config.gateway_max_streams_per_subject,
+        };
+        let proxy = Proxy::new(
+            backends.clone(),
+            deps.verifier,
+            limiter.clone(),
+            limits,
+            config.retry_budget_percent,
+            metrics.clone(),
+        );
+        // The gateway's own health, and reflection over every service it routes.
+        let own = tonic::service::Routes::new(health_service)
+            .add_service(reflection().build_v1()?)
+            .add_service(reflection().build_v1alpha()?);
+        let grpc = BoxCloneSyncService::new(tower::service_fn(move |request: Request<Body>| {
+            let own = own.clone();
+            let proxy = proxy.clone();
+            async move {
+                let path = request.uri().path();
+                let response: Response<Body> =
+                    if path.starts_with("/grpc.health.v1.Health/") || path.starts_with("/grpc.reflection.") {
+                        own.oneshot(request).await?
+                    } else {
+                        proxy.oneshot(request).await?
+                    };
+                Ok::<_, Infallible>(response)
+            }
+        }));
+        let ops = Arc::new(Ops {
+            backends: backends.into_values().collect(),
+            limiter,
+            metrics,
+            stopping: Default::default(),
+        });
+        health.set_serving("", true).await;
+        Ok(Self {
+            listener,
+            front: Front::new(grpc, ops.clone(), origins),
+            ops,
+            health,
+            config: config.clone(),
+            deps_timing: (deps.shutdown_delay, deps.drain_timeout),
+            background,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.listener.local_addr().port()
+    }
+
+    pub fn health(&self) -> Health {
+        self.health.clone()
+    }
+
+    /// Serves until `stop` resolves, then shuts down gracefully: health and
+    /// /readyz turn NOT_SERVING, after the shutdown delay the listener
+    /// closes, and calls in flight get the drain timeout to finish.
+    pub async fn run_until(self, stop: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
+        let Self { listener, front, ops, health, config, deps_timing: (shutdown_delay, drain_timeout), background } =
+            self;
+        let stop = async move {
+            stop.await;
+            tracing::info!("gateway shutting down: health is NOT_SERVING");
+            ops.stopping.store(true, Ordering::Relaxed);
+            health.begin_shutdown().await;
+            tokio::time::sleep(shutdown_delay).await;
+        };
+        listener.serve(front, &config, stop, drain_timeout).await;
+        for task in background {
+            task.abort();
+        }
+        tracing::info!("gateway stopped");
+        Ok(())
+    }
+}
+
+fn reflection() -> tonic_reflection::server::Builder<'static> {
+    let mut builder = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(wizdata::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET);
+    for service in Methods::contract().services().iter().copied().chain(["grpc.health.v1.Health"]) {
+        builder = builder.with_service_name(service);
+    }
+    builder
+}
+
+/// Reports the rate limiter's mode as `dependency/redis` in health while a
+/// Redis is configured, and now and then forgets idle subjects' local state.
+fn watch_rate_limit_mode(limiter: RateLimiter, has_redis: bool, health: Health) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(Duration::from_millis(500));
+        for tick in 0u64.. {
+            ticker.tick().await;
+            if has_redis {
+                health.set_dependency("redis", limiter.mode() == Mode::Shared).await;
+            }
+            if tick % 120 == 119 {
+                limiter.forget_idle_subjects();
+            }
+        }
+    })
+}

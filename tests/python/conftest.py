@@ -23,12 +23,15 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def buf_curl(*args, key=None):
-    """Calls the mesh with `buf curl` over native gRPC, by reflection, with an
-    API key when given."""
+def buf_curl(*args, key=None, grpc_web=False):
+    """Calls the mesh with `buf curl`, with an API key when given: native gRPC
+    by reflection, or gRPC-Web over HTTP/1.1 with the schema from proto/ (a
+    browser's protocol cannot carry reflection's bidirectional stream)."""
     credentials = ["-H", f"authorization: Bearer {key}"] if key else []
+    protocol = (["--protocol", "grpcweb", "--schema", str(ROOT / "proto")] if grpc_web
+                else ["--protocol", "grpc", "--http2-prior-knowledge"])
     result = subprocess.run(
-        [str(BUF), "curl", "--protocol", "grpc", "--http2-prior-knowledge", *credentials, *args],
+        [str(BUF), "curl", *protocol, *credentials, *args],
         capture_output=True, text=True, timeout=60,
     )
     assert result.returncode == 0, result.stderr
@@ -38,6 +41,7 @@ def buf_curl(*args, key=None):
 class MeshProcess:
     def __init__(self, extra_args=()):
         self.port = free_port()
+        self.gateway_port = free_port()
         self.data_dir = tempfile.TemporaryDirectory()
         env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
         env["RUST_LOG"] = "warn"
@@ -51,11 +55,14 @@ class MeshProcess:
         assert self.admin_key.startswith("wiz_") and self.admin_key not in created.stderr
         self.process = subprocess.Popen(
             [str(BINARY), "serve", "all", "--grpc-addr", f"127.0.0.1:{self.port}",
+             "--gateway-addr", f"127.0.0.1:{self.gateway_port}",
              "--data-dir", self.data_dir.name, *extra_args],
             env=env,
         )
         self.target = f"127.0.0.1:{self.port}"
         self.url = f"http://{self.target}"
+        self.gateway_target = f"127.0.0.1:{self.gateway_port}"
+        self.gateway_url = f"http://{self.gateway_target}"
         self._wait_until_serving()
 
     def _wait_until_serving(self, timeout=30.0):

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod grpc_web;
+
 use std::time::Duration;
 
 use clap::Parser;
@@ -30,6 +32,8 @@ struct Cli {
 /// A running mesh process, stopped when dropped.
 pub struct TestMesh {
     pub port: u16,
+    /// The in-process gateway's port (`serve all`, or the gateway role).
+    pub gateway_port: Option<u16>,
     pub health: wizdata_common::health::Health,
     pub bus: Option<Bus>,
     /// This mesh's own key prefix, when the suite runs on Redis.
@@ -48,6 +52,8 @@ pub fn serve_args(role: &str, database: &DatabaseConfig, extra: &[&str]) -> Serv
         "test",
         role,
         "--grpc-addr",
+        "127.0.0.1:0",
+        "--gateway-addr",
         "127.0.0.1:0",
         "--db-health-interval",
         "500ms",
@@ -77,6 +83,7 @@ impl TestMesh {
             _ => None,
         };
         let port = mesh.port();
+        let gateway_port = mesh.gateway_port();
         let health = mesh.health();
         let bus = mesh.bus();
         let (stop, stopped) = oneshot::channel::<()>();
@@ -85,6 +92,7 @@ impl TestMesh {
         }));
         Self {
             port,
+            gateway_port,
             health,
             bus,
             redis: None,
@@ -121,6 +129,17 @@ impl TestMesh {
         format!("http://127.0.0.1:{}", self.port)
     }
 
+    pub fn gateway_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.gateway_port.expect("this mesh runs the gateway"))
+    }
+
+    /// A native gRPC channel through the gateway, with `credentials`.
+    pub async fn gateway_channel_as(&self, credentials: Credentials) -> AuthenticatedChannel {
+        let channel =
+            Channel::from_shared(self.gateway_url()).unwrap().connect().await.expect("connect to the gateway");
+        credentials.on(channel)
+    }
+
     /// A channel whose calls carry the admin key (when this mesh serves
     /// auth), so tests that set up data are allowed to write.
     pub async fn channel(&self) -> AuthenticatedChannel {
@@ -143,6 +162,11 @@ impl TestMesh {
     /// A new API key with `scopes` and `tier`, made directly in this mesh's database.
     pub async fn key_with(&self, scopes: &[&str], tier: Tier) -> SecretString {
         create_key(&self.database, scopes, tier).await
+    }
+
+    /// A new API key acting as `owner` (a subject of its own).
+    pub async fn key_for(&self, owner: &str, scopes: &[&str], tier: Tier) -> SecretString {
+        create_key_for(&self.database, owner, scopes, tier).await
     }
 
     /// Stops the mesh gracefully and returns how `run_until` ended.
@@ -204,19 +228,33 @@ pub async fn all_candles(
 
 /// The health a mesh reports for `service` ("" for the whole process).
 pub async fn health_of(mesh: &TestMesh, service: &str) -> Result<ServingStatus, tonic::Status> {
-    let mut health = HealthClient::new(mesh.channel().await);
-    let response = health.check(HealthCheckRequest { service: service.into() }).await?;
+    health_at(&mesh.url(), service).await
+}
+
+/// The status `service` reports at the server (or gateway) at `url`.
+pub async fn health_at(url: &str, service: &str) -> Result<ServingStatus, tonic::Status> {
+    let channel = Channel::from_shared(url.to_owned())
+        .unwrap()
+        .connect()
+        .await
+        .map_err(|error| tonic::Status::unavailable(error.to_string()))?;
+    let response = HealthClient::new(channel).check(HealthCheckRequest { service: service.into() }).await?;
     Ok(response.into_inner().status())
 }
 
 /// Polls until `service` reports `wanted`; false if it does not within `within`.
 pub async fn wait_for_health(mesh: &TestMesh, service: &str, wanted: ServingStatus, within: Duration) -> bool {
+    wait_for_health_at(&mesh.url(), service, wanted, within).await
+}
+
+/// Polls the server (or gateway) at `url` until `service` reports `wanted`.
+pub async fn wait_for_health_at(url: &str, service: &str, wanted: ServingStatus, within: Duration) -> bool {
     let deadline = tokio::time::Instant::now() + within;
     while tokio::time::Instant::now() < deadline {
-        if health_of(mesh, service).await.ok() == Some(wanted) {
+        if health_at(url, service).await.ok() == Some(wanted) {
             return true;
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
     false
 }
@@ -239,10 +277,15 @@ pub async fn register_orcl(mesh: &TestMesh) {
 
 /// Creates an API key in the auth tables of `database`, as `wizdata keys create` does.
 pub async fn create_key(database: &DatabaseConfig, scopes: &[&str], tier: Tier) -> SecretString {
+    create_key_for(database, "test-admin", scopes, tier).await
+}
+
+/// A new API key acting as `owner`, made directly in the database.
+pub async fn create_key_for(database: &DatabaseConfig, owner: &str, scopes: &[&str], tier: Tier) -> SecretString {
     let db = wizdata_common::db::connect(database).await.expect("connect to the test database");
     let key = wizdata_auth::NewApiKey {
         name: format!("test key {}", scopes.join(" ")),
-        owner: "test-admin".into(),
+        owner: owner.into(),
         scopes: scopes.iter().map(|scope| (*scope).to_owned()).collect(),
         tier,
         expire_time: None,

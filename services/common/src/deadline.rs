@@ -54,7 +54,7 @@ impl Deadline {
 
 /// A `grpc-timeout` value: at most eight digits and a unit
 /// (Hours, Minutes, Seconds, milliseconds, microseconds, nanoseconds).
-fn parse_grpc_timeout(text: &str) -> Option<Duration> {
+pub fn parse_grpc_timeout(text: &str) -> Option<Duration> {
     let (digits, unit) = text.split_at(text.len().checked_sub(1)?);
     if digits.is_empty() || digits.len() > 8 || !digits.bytes().all(|byte| byte.is_ascii_digit()) {
         return None;

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use tokio::sync::Mutex;
 use tonic_health::ServingStatus;
+use tonic_health::pb::health_server::HealthServer;
 use tonic_health::server::HealthReporter;
 
 #[derive(Clone)]
@@ -25,6 +26,9 @@ pub struct Health {
 struct State {
     serving: BTreeMap<String, bool>,
     dependencies: BTreeMap<String, bool>,
+    /// Services another process serves and this one routes to (the
+    /// gateway): reported under their own names, without deciding "".
+    routed: BTreeMap<String, bool>,
     shutting_down: bool,
     /// What watchers were last told, per name: only differences are sent.
     published: BTreeMap<String, ServingStatus>,
@@ -33,6 +37,13 @@ struct State {
 impl Health {
     pub(crate) fn new(reporter: HealthReporter) -> Self {
         Self { reporter, state: Arc::default() }
+    }
+
+    /// A status table and the grpc.health.v1 service that reports it, for a
+    /// process that serves without a `GrpcServer` (the gateway).
+    pub fn with_service() -> (Self, HealthServer<impl tonic_health::pb::health_server::Health>) {
+        let (reporter, service) = tonic_health::server::health_reporter();
+        (Self::new(reporter), service)
     }
 
     /// Marks `service` (its full name, e.g. "wizdata.registry.v1.RegistryService")
@@ -58,8 +69,18 @@ impl Health {
         self.publish(&mut state).await;
     }
 
+    /// Reports whether `service`, served elsewhere, can be reached through
+    /// this process, without changing this process's overall status.
+    pub async fn set_routed(&self, service: &str, reachable: bool) {
+        let mut state = self.state.lock().await;
+        if state.routed.insert(service.to_owned(), reachable) == Some(reachable) {
+            return;
+        }
+        self.publish(&mut state).await;
+    }
+
     /// Every service, and "", turns NOT_SERVING for good.
-    pub(crate) async fn begin_shutdown(&self) {
+    pub async fn begin_shutdown(&self) {
         let mut state = self.state.lock().await;
         state.shutting_down = true;
         self.publish(&mut state).await;
@@ -71,6 +92,7 @@ impl Health {
         };
         let mut statuses: Vec<(String, ServingStatus)> =
             state.serving.iter().map(|(service, serving)| (service.clone(), status(*serving))).collect();
+        statuses.extend(state.routed.iter().map(|(service, reachable)| (service.clone(), status(*reachable))));
         statuses.extend(state.dependencies.iter().map(|(dependency, reachable)| {
             (dependency.clone(), if *reachable { ServingStatus::Serving } else { ServingStatus::NotServing })
         }));

@@ -216,7 +216,7 @@ fn reflection(names: &[&'static str]) -> tonic_reflection::server::Builder<'stat
 
 /// Codes that answer a caller's mistake, not a fault of the server: logging
 /// them as errors would bury the real ones.
-fn callers_mistakes_are_not_failures() -> SharedClassifier<GrpcErrorsAsFailures> {
+pub fn callers_mistakes_are_not_failures() -> SharedClassifier<GrpcErrorsAsFailures> {
     let classifier = [
         GrpcCode::Cancelled,
         GrpcCode::InvalidArgument,
@@ -234,7 +234,8 @@ fn callers_mistakes_are_not_failures() -> SharedClassifier<GrpcErrorsAsFailures>
     SharedClassifier::new(classifier)
 }
 
-fn call_span<B>(request: &Request<B>) -> tracing::Span {
+/// The span of one call: its method and request id.
+pub fn call_span<B>(request: &Request<B>) -> tracing::Span {
     let request_id = request.headers().get("x-request-id").and_then(|value| value.to_str().ok()).unwrap_or_default();
     tracing::info_span!("grpc", method = %request.uri().path(), request_id)
 }

@@ -218,6 +218,17 @@ impl TestRedis {
         Self { url, prefix: format!("wizdata-test-{}:", random_suffix()) }
     }
 
+    /// A proxy in front of this Redis that a test can cut and restore, and
+    /// the URL that reaches Redis through it.
+    pub async fn behind_proxy(&self) -> (TcpProxy, String) {
+        let host_port = self.url.trim_start_matches("redis://").split('/').next().unwrap_or_default().to_owned();
+        let target =
+            tokio::net::lookup_host(host_port).await.expect("the Redis host resolves").next().expect("an address");
+        let proxy = TcpProxy::start(target).await;
+        let url = format!("redis://{}", proxy.local_addr());
+        (proxy, url)
+    }
+
     /// Serve flags that put a service on this Redis under this prefix.
     pub fn args(&self) -> Vec<String> {
         vec!["--redis-url".into(), self.url.clone(), "--redis-prefix".into(), self.prefix.clone()]

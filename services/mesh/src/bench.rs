@@ -304,3 +304,91 @@ fn paced_trades(
         }
     })
 }
+
+#[derive(clap::Args, Debug)]
+pub struct UnaryBench {
+    /// The gateway in front of --target: each concurrency level is run
+    /// against the service directly, then through the gateway.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    pub gateway: String,
+    /// Calls in flight at once, one run per level.
+    #[arg(long, value_delimiter = ',', default_value = "1,4,16,64")]
+    pub concurrency: Vec<usize>,
+    /// How long each run lasts.
+    #[arg(long, default_value = "5s", value_parser = wizdata_common::config::parse_duration)]
+    pub duration: Duration,
+}
+
+/// One run's calls: how many, over how long, and their latencies.
+struct UnaryRun {
+    latencies: Vec<Duration>,
+    elapsed: Duration,
+}
+
+impl UnaryRun {
+    fn rate(&self) -> f64 {
+        self.latencies.len() as f64 / self.elapsed.as_secs_f64()
+    }
+
+    fn percentile_us(&self, p: f64) -> f64 {
+        let at = ((self.latencies.len() as f64 * p) as usize).min(self.latencies.len().saturating_sub(1));
+        self.latencies.get(at).map_or(0.0, |latency| latency.as_secs_f64() * 1e6)
+    }
+}
+
+/// WhoAmI (the cheapest authenticated RPC: the cost measured is the path,
+/// not the work) at each concurrency, directly and through the gateway, in
+/// one run so both see the same machine.
+pub async fn unary(direct: Channel, gateway: Channel, bench: UnaryBench) -> anyhow::Result<()> {
+    println!(
+        "| in flight | direct calls/s | direct p50 / p99 (us) | gateway calls/s | gateway p50 / p99 (us) | added p50 (us) | throughput ratio |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|---:|");
+    for &concurrency in &bench.concurrency {
+        // Warm both paths (connections, cached credentials) before timing.
+        unary_run(direct.clone(), concurrency, Duration::from_millis(300)).await?;
+        unary_run(gateway.clone(), concurrency, Duration::from_millis(300)).await?;
+        let straight = unary_run(direct.clone(), concurrency, bench.duration).await?;
+        let through = unary_run(gateway.clone(), concurrency, bench.duration).await?;
+        println!(
+            "| {concurrency} | {:.0} | {:.0} / {:.0} | {:.0} | {:.0} / {:.0} | {:.0} | {:.2} |",
+            straight.rate(),
+            straight.percentile_us(0.5),
+            straight.percentile_us(0.99),
+            through.rate(),
+            through.percentile_us(0.5),
+            through.percentile_us(0.99),
+            through.percentile_us(0.5) - straight.percentile_us(0.5),
+            through.rate() / straight.rate(),
+        );
+    }
+    Ok(())
+}
+
+async fn unary_run(channel: Channel, concurrency: usize, duration: Duration) -> anyhow::Result<UnaryRun> {
+    use wizdata::auth::v1::WhoAmIRequest;
+    use wizdata::auth::v1::auth_service_client::AuthServiceClient;
+    let started = Instant::now();
+    let until = started + duration;
+    let workers: Vec<_> = (0..concurrency)
+        .map(|_| {
+            let mut client = AuthServiceClient::new(channel.clone());
+            tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                while Instant::now() < until {
+                    let sent = Instant::now();
+                    client.who_am_i(WhoAmIRequest {}).await?;
+                    latencies.push(sent.elapsed());
+                }
+                Ok::<_, tonic::Status>(latencies)
+            })
+        })
+        .collect();
+    let mut latencies = Vec::new();
+    for worker in workers {
+        latencies.extend(worker.await??);
+    }
+    let elapsed = started.elapsed();
+    latencies.sort_unstable();
+    Ok(UnaryRun { latencies, elapsed })
+}

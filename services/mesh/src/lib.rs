@@ -18,6 +18,7 @@ use wizdata_common::health::Health;
 use wizdata_common::pagination::PageTokens;
 use wizdata_common::redis::Redis;
 use wizdata_common::server::{GrpcServer, Services};
+use wizdata_gateway::{Gateway, GatewayConfig, GatewayDeps};
 use wizdata_indicator::IndicatorConfig;
 use wizdata_market_data::MarketDataConfig;
 use wizdata_market_data::simulator::SimulatorConfig;
@@ -32,6 +33,8 @@ pub enum Role {
     Indicator,
     Auth,
     Streaming,
+    /// The ingress: gRPC and gRPC-Web in front of the other roles.
+    Gateway,
 }
 
 #[derive(clap::Args, Debug, Clone)]
@@ -55,6 +58,11 @@ pub struct ServeArgs {
     pub indicator: IndicatorConfig,
     #[command(flatten)]
     pub streaming: wizdata_streaming::StreamingConfig,
+    #[command(flatten)]
+    pub gateway: GatewayConfig,
+    /// With `all`: run the gateway in-process too, in front of the services.
+    #[arg(long, env = "WIZDATA_WITH_GATEWAY", default_value_t = true, action = clap::ArgAction::Set)]
+    pub with_gateway: bool,
     /// With `all`: run the simulated feed in-process, so quotes move and
     /// candles fill on a fresh machine.
     #[arg(long, env = "WIZDATA_SIMULATED_FEED", default_value_t = true, action = clap::ArgAction::Set)]
@@ -71,12 +79,30 @@ const SIMULATED_FEED_SCOPES: &[&str] = &["marketdata:read", "marketdata:write", 
 
 /// A bound mesh process, ready to serve.
 pub struct Mesh {
-    server: GrpcServer,
+    server: Option<GrpcServer>,
+    gateway: Option<Gateway>,
     bus: Option<Bus>,
     background: Vec<JoinHandle<()>>,
     // Tells long-lived streams to end when the process stops, so their
     // clients reconnect elsewhere instead of holding up the drain.
     stopping: tokio::sync::watch::Sender<bool>,
+}
+
+/// What the gateway takes from the process's settings.
+fn gateway_deps(
+    args: &ServeArgs,
+    verifier: Verifier,
+    redis: Option<Redis>,
+    this_process: Option<String>,
+) -> GatewayDeps {
+    GatewayDeps {
+        verifier,
+        redis,
+        default_backend: this_process,
+        max_message_bytes: args.server.max_message_bytes,
+        shutdown_delay: args.server.shutdown_delay,
+        drain_timeout: args.server.drain_timeout,
+    }
 }
 
 /// A channel to a neighbouring service, connected on first use and again
@@ -91,6 +117,9 @@ impl Mesh {
     /// Binds the listener, connects and migrates storage, and mounts the
     /// role's services.
     pub async fn build(args: &ServeArgs) -> anyhow::Result<Self> {
+        if args.role == Role::Gateway {
+            return Self::gateway_alone(args).await;
+        }
         let runs = |role: Role| args.role == Role::All || args.role == role;
         let max_message = args.server.max_message_bytes;
         let page_tokens = PageTokens::new(args.server.page_token_key.as_ref());
@@ -119,7 +148,7 @@ impl Mesh {
             (url, _) => neighbour(url, "--auth-url (WIZDATA_AUTH_URL)")?,
         };
         let verifier = Verifier::new(channel_to(&auth_url, args.auth.auth_timeout)?, &args.auth);
-        let auth_layer = AuthLayer::new(verifier)?;
+        let auth_layer = AuthLayer::new(verifier.clone())?;
 
         let mut services = Services::default();
         let mut background = Vec::new();
@@ -210,15 +239,55 @@ impl Mesh {
                 }
             }));
         }
-        Ok(Self { server, bus, background, stopping })
+        let gateway = match args.role == Role::All && args.with_gateway {
+            true => Some(Gateway::build(&args.gateway, gateway_deps(args, verifier, redis, Some(this_process))).await?),
+            false => None,
+        };
+        Ok(Self { server: Some(server), gateway, bus, background, stopping })
     }
 
+    /// The gateway role: no service of its own, only the ingress.
+    async fn gateway_alone(args: &ServeArgs) -> anyhow::Result<Self> {
+        let auth_url =
+            args.auth.auth_url.clone().ok_or_else(|| {
+                anyhow::anyhow!("--auth-url (WIZDATA_AUTH_URL) is required to serve the gateway alone")
+            })?;
+        let verifier = Verifier::new(channel_to(&auth_url, args.auth.auth_timeout)?, &args.auth);
+        let redis = match &args.redis.redis_url {
+            Some(url) => Some(Redis::connect(&args.redis, url).await?),
+            None => None,
+        };
+        let gateway = Gateway::build(&args.gateway, gateway_deps(args, verifier, redis, None)).await?;
+        let (stopping, _) = tokio::sync::watch::channel(false);
+        Ok(Self { server: None, gateway: Some(gateway), bus: None, background: Vec::new(), stopping })
+    }
+
+    /// The gRPC port of the services, or the gateway's when it runs alone.
     pub fn port(&self) -> u16 {
-        self.server.port()
+        match (&self.server, &self.gateway) {
+            (Some(server), _) => server.port(),
+            (None, Some(gateway)) => gateway.port(),
+            (None, None) => unreachable!("a mesh serves something"),
+        }
     }
 
+    /// The gateway's port, when this process runs it.
+    pub fn gateway_port(&self) -> Option<u16> {
+        self.gateway.as_ref().map(Gateway::port)
+    }
+
+    /// The health of the services, or of the gateway when it runs alone.
     pub fn health(&self) -> Health {
-        self.server.health()
+        match (&self.server, &self.gateway) {
+            (Some(server), _) => server.health(),
+            (None, Some(gateway)) => gateway.health(),
+            (None, None) => unreachable!("a mesh serves something"),
+        }
+    }
+
+    /// The gateway's health, when this process runs it.
+    pub fn gateway_health(&self) -> Option<Health> {
+        self.gateway.as_ref().map(Gateway::health)
     }
 
     /// The bus market data publishes on and streaming reads, when this
@@ -230,14 +299,40 @@ impl Mesh {
     /// Serves until `stop` resolves, then shuts down gracefully.
     pub async fn run_until(self, stop: impl Future<Output = ()>) -> anyhow::Result<()> {
         let stopping = self.stopping;
+        let mut stopped = stopping.subscribe();
+        let mut stopped_too = stopping.subscribe();
+        let server = async move {
+            match self.server {
+                Some(server) => {
+                    server
+                        .run_until(async move {
+                            let _ = stopped.wait_for(|stop| *stop).await;
+                        })
+                        .await
+                }
+                None => Ok(()),
+            }
+        };
+        let gateway = async move {
+            match self.gateway {
+                Some(gateway) => {
+                    gateway
+                        .run_until(async move {
+                            let _ = stopped_too.wait_for(|stop| *stop).await;
+                        })
+                        .await
+                }
+                None => Ok(()),
+            }
+        };
         let stop = async move {
             stop.await;
             let _ = stopping.send(true);
         };
-        let result = self.server.run_until(stop).await;
+        let (_, server, gateway) = tokio::join!(stop, server, gateway);
         for task in self.background {
             task.abort();
         }
-        result
+        server.and(gateway)
     }
 }

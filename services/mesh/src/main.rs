@@ -61,6 +61,9 @@ enum BenchCommand {
     /// Many concurrent Subscribe streams fed by ingested trades: delivered
     /// events/s and tick-to-receipt latency.
     Subscribe(bench::SubscribeBench),
+    /// Unary latency and throughput calling a service directly versus
+    /// through the gateway, at several concurrencies.
+    Unary(bench::UnaryBench),
 }
 
 #[derive(Subcommand)]
@@ -174,6 +177,10 @@ async fn main() -> anyhow::Result<ExitCode> {
                 BenchCommand::Subscribe(bench) => bench::subscribe(&args.target, credentials, bench).await?,
                 BenchCommand::Ingest(bench) => bench::ingest(channel, bench).await?,
                 BenchCommand::Candles(bench) => bench::candles(channel, bench).await?,
+                BenchCommand::Unary(bench) => {
+                    let gateway = credentials.on(channel_to(&bench.gateway, std::time::Duration::from_secs(5))?);
+                    bench::unary(channel, gateway, bench).await?
+                }
             }
         }
     }

@@ -81,13 +81,21 @@ impl Caller {
     /// carry the caller's credentials, so the next service sees the same
     /// subject and scopes.
     pub fn forward<T>(&self, request: &mut tonic::Request<T>) {
-        if let Some(token) = &self.token
-            && let Ok(mut value) =
-                format!("Bearer {}", token.expose_secret()).parse::<tonic::metadata::AsciiMetadataValue>()
+        if let Some(header) = self.authorization()
+            && let Ok(mut value) = tonic::metadata::AsciiMetadataValue::try_from(header.as_bytes())
         {
             value.set_sensitive(true);
             request.metadata_mut().insert("authorization", value);
         }
+    }
+
+    /// `Bearer <the verified token>`, marked sensitive, for calls made as
+    /// this caller; `None` for anonymous callers.
+    pub fn authorization(&self) -> Option<http::HeaderValue> {
+        let token = self.token.as_ref()?;
+        let mut value = http::HeaderValue::try_from(format!("Bearer {}", token.expose_secret())).ok()?;
+        value.set_sensitive(true);
+        Some(value)
     }
 
     /// The caller of a request the auth layer let through.

@@ -1,0 +1,227 @@
+//! The endpoints of one backend service: each an HTTP/2 connection (tonic
+//! Channel), chosen per call by the power of two choices (two healthy
+//! endpoints at random, the one with fewer calls in flight), taken out when
+//! its health check or a call fails, put back when its health check passes.
+//! A circuit breaker per backend fails calls at once while the service
+//! keeps failing, instead of making every caller wait to find out.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use tonic::transport::{Channel, Endpoint as ChannelEndpoint};
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+use wizdata_common::health::Health;
+
+use crate::breaker::Breaker;
+use crate::config::GatewayConfig;
+
+pub struct Backend {
+    pub service: &'static str,
+    endpoints: Vec<Arc<Endpoint>>,
+    pub breaker: Breaker,
+    // State of the cheap generator behind the random choices.
+    seed: AtomicU64,
+}
+
+pub struct Endpoint {
+    url: String,
+    pub channel: Channel,
+    healthy: AtomicBool,
+    in_flight: AtomicUsize,
+}
+
+/// A call's claim on an endpoint: counted in flight until dropped.
+pub struct Lease(Arc<Endpoint>);
+
+impl Lease {
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.0
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Endpoint {
+    /// Takes the endpoint out until its health check passes again: a call
+    /// could not reach it.
+    pub fn unreachable(&self) {
+        if self.healthy.swap(false, Ordering::Relaxed) {
+            tracing::warn!(endpoint = %self.url, "endpoint unreachable; no calls until its health check passes");
+        }
+    }
+}
+
+impl Backend {
+    pub fn new(service: &'static str, urls: &[String], config: &GatewayConfig) -> anyhow::Result<Self> {
+        anyhow::ensure!(!urls.is_empty(), "{service} has no endpoint");
+        let endpoints = urls
+            .iter()
+            .map(|url| {
+                let channel = ChannelEndpoint::from_shared(url.clone())
+                    .map_err(|error| anyhow::anyhow!("{url:?} is not a valid backend URL for {service}: {error}"))?
+                    .connect_timeout(config.connect_timeout)
+                    .tcp_nodelay(true)
+                    .http2_keep_alive_interval(Duration::from_secs(30))
+                    .keep_alive_timeout(Duration::from_secs(10))
+                    .connect_lazy();
+                // Healthy until a check or a call says otherwise, so the
+                // first calls after start-up are not refused.
+                Ok(Arc::new(Endpoint {
+                    url: url.clone(),
+                    channel,
+                    healthy: AtomicBool::new(true),
+                    in_flight: AtomicUsize::new(0),
+                }))
+            })
+            .collect::<anyhow::Result<_>>()?;
+        Ok(Self {
+            service,
+            endpoints,
+            breaker: Breaker::new(config.breaker_failures, config.breaker_cooldown),
+            seed: AtomicU64::new(0x9e37_79b9_7f4a_7c15 ^ service.len() as u64),
+        })
+    }
+
+    /// The endpoint for the next call: of two healthy endpoints picked at
+    /// random, the one with fewer calls in flight. `None` when none is healthy.
+    pub fn pick(&self) -> Option<Lease> {
+        let count = self.endpoints.len();
+        let healthy = |at: usize| self.endpoints[at].healthy.load(Ordering::Relaxed).then_some(at);
+        let chosen = if count == 1 {
+            healthy(0)?
+        } else {
+            let random = self.next_random();
+            let first = (random % count as u64) as usize;
+            let second = (first + 1 + ((random >> 32) % (count as u64 - 1)) as usize) % count;
+            match (healthy(first), healthy(second)) {
+                (Some(a), Some(b)) => {
+                    let load = |at: usize| self.endpoints[at].in_flight.load(Ordering::Relaxed);
+                    if load(b) < load(a) { b } else { a }
+                }
+                (Some(one), None) | (None, Some(one)) => one,
+                // Both out: any healthy one will do.
+                (None, None) => (0..count).find_map(healthy)?,
+            }
+        };
+        let endpoint = self.endpoints[chosen].clone();
+        endpoint.in_flight.fetch_add(1, Ordering::Relaxed);
+        Some(Lease(endpoint))
+    }
+
+    pub fn healthy_endpoints(&self) -> usize {
+        self.endpoints.iter().filter(|endpoint| endpoint.healthy.load(Ordering::Relaxed)).count()
+    }
+
+    pub fn endpoint_count(&self) -> usize {
+        self.endpoints.len()
+    }
+
+    /// splitmix64: choices need spread, not secrecy.
+    fn next_random(&self) -> u64 {
+        let mut z = self.seed.fetch_add(0x9e37_79b9_7f4a_7c15, Ordering::Relaxed).wrapping_add(0x9e37_79b9_7f4a_7c15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Checks every endpoint's grpc.health.v1 status for this service every
+    /// `interval`, taking failing endpoints out and putting passing ones back,
+    /// and reports in `health` whether the service can be reached.
+    pub fn watch_health(self: Arc<Self>, interval: Duration, health: Health) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(interval);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let check_timeout = interval.max(Duration::from_millis(500));
+            loop {
+                ticker.tick().await;
+                let checks = self.endpoints.iter().map(|endpoint| {
+                    let request = HealthCheckRequest { service: self.service.to_owned() };
+                    let mut client = HealthClient::new(endpoint.channel.clone());
+                    async move {
+                        let answer = tokio::time::timeout(check_timeout, client.check(request)).await;
+                        let serving =
+                            matches!(answer, Ok(Ok(response)) if response.get_ref().status() == ServingStatus::Serving);
+                        (endpoint, serving)
+                    }
+                });
+                for (endpoint, serving) in futures_util::future::join_all(checks).await {
+                    if endpoint.healthy.swap(serving, Ordering::Relaxed) != serving {
+                        match serving {
+                            true => {
+                                tracing::info!(endpoint = %endpoint.url, service = self.service, "endpoint healthy again; back in rotation")
+                            }
+                            false => {
+                                tracing::warn!(endpoint = %endpoint.url, service = self.service, "endpoint failed its health check; out of rotation")
+                            }
+                        }
+                    }
+                }
+                health.set_routed(self.service, self.healthy_endpoints() > 0).await;
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    fn backend(endpoints: usize) -> Backend {
+        #[derive(Parser)]
+        struct Args {
+            #[command(flatten)]
+            gateway: GatewayConfig,
+        }
+        let config = Args::parse_from(["test"]).gateway;
+        let urls: Vec<String> = (0..endpoints).map(|at| format!("http://127.0.0.1:{}", 1 + at)).collect();
+        Backend::new("test.Service", &urls, &config).unwrap()
+    }
+
+    #[tokio::test]
+    async fn calls_spread_over_healthy_endpoints_and_avoid_busy_ones() {
+        let backend = backend(3);
+        let mut picked = [0usize; 3];
+        for _ in 0..300 {
+            let lease = backend.pick().unwrap();
+            let at = backend.endpoints.iter().position(|e| Arc::ptr_eq(e, &lease.0)).unwrap();
+            picked[at] += 1;
+        }
+        assert!(picked.iter().all(|&count| count > 50), "spread over all three: {picked:?}");
+
+        // Hold calls on endpoint 0: of any pair including it, the other wins.
+        let busy: Vec<Lease> = (0..10)
+            .map(|_| {
+                Lease({
+                    backend.endpoints[0].in_flight.fetch_add(1, Ordering::Relaxed);
+                    backend.endpoints[0].clone()
+                })
+            })
+            .collect();
+        for _ in 0..100 {
+            assert!(
+                !Arc::ptr_eq(&backend.pick().unwrap().0, &backend.endpoints[0]),
+                "the busy endpoint loses every pair"
+            );
+        }
+        drop(busy);
+        assert_eq!(backend.endpoints[0].in_flight.load(Ordering::Relaxed), 0, "leases count down when dropped");
+
+        backend.endpoints[1].unreachable();
+        backend.endpoints[2].unreachable();
+        assert_eq!(backend.healthy_endpoints(), 1);
+        for _ in 0..20 {
+            assert!(Arc::ptr_eq(&backend.pick().unwrap().0, &backend.endpoints[0]), "only the healthy one");
+        }
+        backend.endpoints[0].unreachable();
+        assert!(backend.pick().is_none(), "none healthy: no endpoint");
+    }
+}

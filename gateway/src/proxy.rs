@@ -1,0 +1,583 @@
+//! Forwards one gRPC call (native, or gRPC-Web already translated by
+//! tonic-web) to its backend: who is calling, whether their rate limit
+//! allows it, whether the request is well framed, then the call itself with
+//! a deadline, retries of reads, and the rate-limit headers on the answer.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, header};
+use http_body::Body as HttpBody;
+use http_body_util::BodyExt;
+use tonic::body::Body;
+use tonic::{Code, Status};
+use tower::ServiceExt;
+use tower::retry::budget::{Budget, TpsBudget};
+use wizdata_common::auth::Caller;
+use wizdata_common::auth::verifier::Verifier;
+use wizdata_common::deadline::parse_grpc_timeout;
+use wizdata_common::error::{ApiError, ErrorCode};
+
+use crate::backend::{Backend, Lease};
+use crate::frames::{self, CheckedFrames};
+use crate::metrics::Metrics;
+use crate::ratelimit::{Decision, RateLimiter};
+use crate::routes::{Method, Methods};
+
+/// The ErrorInfo domain of the gateway's own refusals.
+pub const ERROR_DOMAIN: &str = "gateway.wizdata";
+
+/// The client's address, put in each request by the connection that
+/// received it; anonymous callers are limited by it.
+#[derive(Clone, Copy, Debug)]
+pub struct ClientAddr(pub SocketAddr);
+
+/// What a call holds until its response body is done: an endpoint lease,
+/// a stream slot, the connection's activity mark.
+pub type Hold = Box<dyn Send + Sync>;
+
+/// Limits the proxy applies to every call.
+#[derive(Clone, Debug)]
+pub struct CallLimits {
+    pub max_message_bytes: usize,
+    pub max_deadline: Duration,
+    pub retries: u32,
+    pub client_timeout: Duration,
+    pub max_streams_per_subject: usize,
+}
+
+#[derive(Clone)]
+pub struct Proxy {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    methods: &'static Methods,
+    backends: HashMap<&'static str, Arc<Backend>>,
+    verifier: Verifier,
+    limiter: RateLimiter,
+    streams: StreamSlots,
+    retry_budget: TpsBudget,
+    limits: CallLimits,
+    metrics: Metrics,
+}
+
+impl Proxy {
+    pub fn new(
+        backends: HashMap<&'static str, Arc<Backend>>,
+        verifier: Verifier,
+        limiter: RateLimiter,
+        limits: CallLimits,
+        retry_budget_percent: f32,
+        metrics: Metrics,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                methods: Methods::contract(),
+                backends,
+                verifier,
+                limiter,
+                streams: StreamSlots::new(limits.max_streams_per_subject),
+                // Retries may add this share of the calls sent over the last
+                // ten seconds, with a floor so a quiet gateway can still retry.
+                retry_budget: TpsBudget::new(Duration::from_secs(10), 10, retry_budget_percent / 100.0),
+                limits,
+                metrics,
+            }),
+        }
+    }
+
+    async fn handle(self, request: Request<Body>) -> Response<Body> {
+        let inner = &self.inner;
+        let Some(method) = inner.methods.get(request.uri().path()) else {
+            return status_response(unknown_path(request.uri().path()));
+        };
+        let Some(backend) = inner.backends.get(method.service).cloned() else {
+            return status_response(Status::unimplemented(format!("{} is not routed by this gateway", method.service)));
+        };
+
+        let caller = match inner.verifier.authenticate(request.headers()).await {
+            Ok(caller) => caller,
+            Err(error) => return status_response(error.into()),
+        };
+        let client_ip = request.extensions().get::<ClientAddr>().map(|addr| addr.0.ip());
+        let subject = subject_of(&caller, client_ip);
+
+        let decision = inner.limiter.check(&subject, caller.tier, method.service).await;
+        if !decision.allowed {
+            let response = status_response(rate_limited(&subject, &decision));
+            return with_rate_limit_headers(response, &decision);
+        }
+        let mut holds: Vec<Hold> = Vec::with_capacity(3);
+        if method.streams() {
+            match inner.streams.acquire(&subject) {
+                Some(slot) => holds.push(Box::new(slot)),
+                None => {
+                    let response = status_response(too_many_streams(&subject, inner.limits.max_streams_per_subject));
+                    return with_rate_limit_headers(response, &decision);
+                }
+            }
+        }
+        let response = self.forward(request, method, &backend, &caller, client_ip, holds).await;
+        with_rate_limit_headers(response, &decision)
+    }
+
+    /// Sends the call to `backend`, again (for reads) when an attempt fails
+    /// UNAVAILABLE and the deadline and retry budget allow.
+    async fn forward(
+        &self,
+        request: Request<Body>,
+        method: &Method,
+        backend: &Backend,
+        caller: &Caller,
+        client_ip: Option<IpAddr>,
+        mut holds: Vec<Hold>,
+    ) -> Response<Body> {
+        let inner = &self.inner;
+        if !backend.breaker.allows() {
+            inner.metrics.breaker_rejection();
+            return status_response(
+                ApiError::unavailable(format!(
+                    "{} is failing; the gateway is not sending it calls for a moment",
+                    backend.service
+                ))
+                .with_retry_after(backend.breaker.retry_after())
+                .into(),
+            );
+        }
+        let (parts, body) = request.into_parts();
+        let has_encoding = parts.headers.contains_key("grpc-encoding");
+        let deadline = Deadline::of(&parts.headers, method, inner.limits.max_deadline);
+        let headers = forwarded_headers(&parts.headers, caller, client_ip, deadline);
+
+        if method.client_streaming {
+            let Some(lease) = self.pick(backend) else {
+                return no_healthy_endpoint(backend);
+            };
+            let body = Body::new(CheckedFrames::new(body, inner.limits.max_message_bytes, has_encoding));
+            let attempt = call(&lease, &parts.uri, &headers, body, deadline).await;
+            holds.push(Box::new(lease));
+            return self.settle(backend, attempt, holds);
+        }
+
+        let message =
+            match read_single_message(body, inner.limits.max_message_bytes, has_encoding, inner.limits.client_timeout)
+                .await
+            {
+                Ok(message) => message,
+                Err(status) => return status_response(status),
+            };
+        inner.retry_budget.deposit();
+        let mut retries_left = if method.retryable { inner.limits.retries } else { 0 };
+        loop {
+            let Some(lease) = self.pick(backend) else {
+                return no_healthy_endpoint(backend);
+            };
+            let attempt =
+                call(&lease, &parts.uri, &headers, Body::new(http_body_util::Full::new(message.clone())), deadline)
+                    .await;
+            let unavailable = matches!(&attempt, Attempt::Unavailable(_));
+            if unavailable && retries_left > 0 && !deadline.has_passed() {
+                backend.breaker.record_failure();
+                let sent = inner.retry_budget.withdraw();
+                inner.metrics.retry(sent);
+                if sent {
+                    retries_left -= 1;
+                    tracing::debug!(service = backend.service, "retrying a read that failed UNAVAILABLE");
+                    continue;
+                }
+            }
+            holds.push(Box::new(lease));
+            return self.settle(backend, attempt, holds);
+        }
+    }
+
+    fn pick(&self, backend: &Backend) -> Option<Lease> {
+        let lease = backend.pick();
+        if lease.is_none() {
+            self.inner.metrics.no_healthy_endpoint();
+        }
+        lease
+    }
+
+    /// Records the attempt's outcome with the backend's breaker and turns it
+    /// into the answer, holding `holds` until its body is done.
+    fn settle(&self, backend: &Backend, attempt: Attempt, holds: Vec<Hold>) -> Response<Body> {
+        match attempt {
+            Attempt::Answered(response) => {
+                backend.breaker.record_success();
+                response.map(|body| Body::new(Held { body, _holds: holds }))
+            }
+            Attempt::Unavailable(response) => {
+                if backend.breaker.record_failure() {
+                    tracing::warn!(service = backend.service, "backend keeps failing; its circuit is open");
+                }
+                response
+            }
+            Attempt::TimedOut => {
+                backend.breaker.record_failure();
+                status_response(Status::deadline_exceeded(format!(
+                    "{} did not answer within the call's deadline",
+                    backend.service
+                )))
+            }
+        }
+    }
+}
+
+impl tower::Service<Request<Body>> for Proxy {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<Body>) -> Self::Future {
+        let proxy = self.clone();
+        Box::pin(async move { Ok(proxy.handle(request).await) })
+    }
+}
+
+/// How one attempt ended.
+enum Attempt {
+    /// The backend answered (any status but UNAVAILABLE).
+    Answered(Response<Body>),
+    /// UNAVAILABLE, from the backend or because it could not be reached.
+    Unavailable(Response<Body>),
+    TimedOut,
+}
+
+async fn call(lease: &Lease, uri: &http::Uri, headers: &HeaderMap, body: Body, deadline: Deadline) -> Attempt {
+    let mut request = Request::new(body);
+    *request.method_mut() = http::Method::POST;
+    *request.uri_mut() =
+        uri.path_and_query().map_or_else(|| uri.clone(), |path| path.as_str().parse().unwrap_or_else(|_| uri.clone()));
+    *request.version_mut() = http::Version::HTTP_2;
+    *request.headers_mut() = headers.clone();
+    let sent = lease.endpoint().channel.clone().oneshot(request);
+    let answered = match deadline.remaining() {
+        Some(remaining) => match tokio::time::timeout(remaining, sent).await {
+            Ok(answered) => answered,
+            Err(_) => return Attempt::TimedOut,
+        },
+        None => sent.await,
+    };
+    match answered {
+        Ok(response) if grpc_status_of(response.headers()) == Some(Code::Unavailable) => Attempt::Unavailable(response),
+        Ok(response) => Attempt::Answered(response),
+        Err(error) => {
+            tracing::warn!(%error, "backend unreachable");
+            lease.endpoint().unreachable();
+            Attempt::Unavailable(status_response(Status::unavailable("the backend could not be reached")))
+        }
+    }
+}
+
+/// Reads a request that carries exactly one message (unary and
+/// server-streaming RPCs), so it can be checked whole and sent again.
+async fn read_single_message(body: Body, limit: usize, has_encoding: bool, timeout: Duration) -> Result<Bytes, Status> {
+    let read = async {
+        let mut body = std::pin::pin!(body);
+        let mut buffer = BytesMut::new();
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(body_error)?;
+            if let Ok(data) = frame.into_data() {
+                if buffer.len() + data.len() > limit + frames::HEADER_BYTES {
+                    return Err(frames::FrameError::TooLarge {
+                        size: buffer.len() + data.len() - frames::HEADER_BYTES,
+                        limit,
+                    }
+                    .to_status());
+                }
+                buffer.extend_from_slice(&data);
+            }
+        }
+        Ok(buffer.freeze())
+    };
+    let message = tokio::time::timeout(timeout, read)
+        .await
+        .map_err(|_| Status::deadline_exceeded(format!("the request body did not arrive within {timeout:?}")))??;
+    frames::check_single_message(&message, limit, has_encoding).map_err(|error| error.to_status())?;
+    Ok(message)
+}
+
+/// A request body that could not be read: bad base64 from a grpc-web-text
+/// client (tonic-web reports it as INTERNAL), or a connection gone.
+fn body_error(error: Status) -> Status {
+    // tonic-web's decoding errors: the base64 crate's ("Invalid symbol 33,
+    // offset 4.", "Invalid padding") or its own ("malformed base64 request").
+    let detail = error.message().trim_start_matches("tonic-web: ");
+    if detail.contains("base64") || detail.starts_with("Invalid") {
+        return Status::invalid_argument(format!("the grpc-web-text request body is not valid base64: {detail}"));
+    }
+    Status::invalid_argument(format!("the request body could not be read: {detail}"))
+}
+
+/// The call's deadline: the caller's `grpc-timeout`, capped for unary calls
+/// (which get the cap when they send none). Streams keep what they send.
+#[derive(Clone, Copy, Debug)]
+struct Deadline {
+    at: Option<Instant>,
+}
+
+impl Deadline {
+    fn of(headers: &HeaderMap, method: &Method, cap: Duration) -> Self {
+        let asked = headers.get("grpc-timeout").and_then(|value| parse_grpc_timeout(value.to_str().ok()?));
+        let timeout = match method.streams() {
+            true => asked,
+            false => Some(asked.map_or(cap, |asked| asked.min(cap))),
+        };
+        Self { at: timeout.map(|timeout| Instant::now() + timeout) }
+    }
+
+    fn remaining(&self) -> Option<Duration> {
+        self.at.map(|at| at.saturating_duration_since(Instant::now()))
+    }
+
+    fn has_passed(&self) -> bool {
+        self.remaining().is_some_and(|left| left.is_zero())
+    }
+}
+
+fn encode_grpc_timeout(timeout: Duration) -> HeaderValue {
+    // Milliseconds fit 8 digits up to 27 hours; beyond that, seconds.
+    let millis = timeout.as_millis().max(1);
+    let text =
+        if millis < 100_000_000 { format!("{millis}m") } else { format!("{}S", timeout.as_secs().min(99_999_999)) };
+    HeaderValue::try_from(text).expect("digits and a unit are a valid header value")
+}
+
+/// The headers sent to the backend: the caller's, less those that only
+/// mean something on the client's connection, with the credential the
+/// backend checks cheaply (an API key becomes the token it was exchanged
+/// for) and the deadline left.
+fn forwarded_headers(
+    incoming: &HeaderMap,
+    caller: &Caller,
+    client_ip: Option<IpAddr>,
+    deadline: Deadline,
+) -> HeaderMap {
+    const HOP_BY_HOP: [HeaderName; 6] = [
+        header::CONNECTION,
+        header::HOST,
+        header::TE,
+        header::TRANSFER_ENCODING,
+        header::UPGRADE,
+        header::CONTENT_LENGTH,
+    ];
+    let mut headers = HeaderMap::with_capacity(incoming.len() + 2);
+    for (name, value) in incoming {
+        if HOP_BY_HOP.contains(name) || name == "keep-alive" || name == "proxy-connection" || name == "x-api-key" {
+            continue;
+        }
+        headers.append(name.clone(), value.clone());
+    }
+    headers.insert(header::TE, HeaderValue::from_static("trailers"));
+    match caller.authorization() {
+        Some(authorization) => {
+            headers.insert(header::AUTHORIZATION, authorization);
+        }
+        None => {
+            headers.remove(header::AUTHORIZATION);
+        }
+    }
+    if let Some(ip) = client_ip
+        && let Ok(value) = HeaderValue::try_from(ip.to_string())
+    {
+        headers.append("x-forwarded-for", value);
+    }
+    if let Some(remaining) = deadline.remaining() {
+        headers.insert("grpc-timeout", encode_grpc_timeout(remaining));
+    }
+    headers
+}
+
+/// Whom a call's limits belong to: the verified subject, or for anonymous
+/// callers their address.
+fn subject_of(caller: &Caller, client_ip: Option<IpAddr>) -> String {
+    match (caller.anonymous, client_ip) {
+        (true, Some(ip)) => format!("anonymous@{ip}"),
+        (true, None) => "anonymous@unknown".to_owned(),
+        (false, _) => caller.subject.clone(),
+    }
+}
+
+fn grpc_status_of(headers: &HeaderMap) -> Option<Code> {
+    let value = headers.get("grpc-status")?.to_str().ok()?.parse::<i32>().ok()?;
+    Some(Code::from_i32(value))
+}
+
+fn unknown_path(path: &str) -> Status {
+    let service = path.trim_start_matches('/').split('/').next().unwrap_or_default();
+    let known_service = Methods::contract().services().contains(&service);
+    match known_service {
+        true => Status::unimplemented(format!("{service} has no method {path:?}")),
+        false => Status::unimplemented(format!(
+            "unknown service {service:?}; this gateway routes {}",
+            Methods::contract().services().join(", ")
+        )),
+    }
+}
+
+fn rate_limited(subject: &str, decision: &Decision) -> Status {
+    let retry_after = decision.retry_after;
+    ApiError::resource_exhausted(
+        format!(
+            "rate limit reached ({} calls per {}); retry after {} ms",
+            decision.limit,
+            match decision.scope {
+                "service" => "service per period",
+                _ => "period for your tier",
+            },
+            retry_after.as_millis().max(1)
+        ),
+        retry_after,
+    )
+    .with_quota_violation(subject, &format!("{} limit of {} calls", decision.scope, decision.limit))
+    .with_error_info(
+        "RATE_LIMITED",
+        ERROR_DOMAIN,
+        [("scope".to_owned(), decision.scope.to_owned()), ("mode".to_owned(), decision.mode.as_str().to_owned())],
+    )
+    .into()
+}
+
+fn too_many_streams(subject: &str, max: usize) -> Status {
+    ApiError::resource_exhausted(
+        format!("{max} streaming calls are already open for this caller; close one first"),
+        Duration::from_secs(1),
+    )
+    .with_quota_violation(subject, &format!("at most {max} concurrent streams"))
+    .with_error_info("TOO_MANY_STREAMS", ERROR_DOMAIN, [])
+    .into()
+}
+
+fn no_healthy_endpoint(backend: &Backend) -> Response<Body> {
+    status_response(
+        ApiError::new(ErrorCode::Unavailable, format!("no endpoint of {} is healthy", backend.service))
+            .with_retry_after(Duration::from_secs(1))
+            .into(),
+    )
+}
+
+/// A gRPC answer with no message: the status in the headers (trailers-only).
+pub fn status_response(status: Status) -> Response<Body> {
+    status.into_http()
+}
+
+/// Adds `ratelimit-limit`, `ratelimit-remaining`, `ratelimit-reset` (and
+/// `retry-after` when refused), in whole seconds rounded up.
+fn with_rate_limit_headers(mut response: Response<Body>, decision: &Decision) -> Response<Body> {
+    let seconds = |duration: Duration| HeaderValue::from(duration.as_millis().div_ceil(1000) as u64);
+    let headers = response.headers_mut();
+    headers.insert("ratelimit-limit", HeaderValue::from(decision.limit));
+    headers.insert("ratelimit-remaining", HeaderValue::from(decision.remaining));
+    headers.insert("ratelimit-reset", seconds(decision.reset_after));
+    if !decision.allowed {
+        headers.insert(header::RETRY_AFTER, seconds(decision.retry_after));
+    }
+    response
+}
+
+/// A response body that keeps what its call holds until it is dropped.
+pub struct Held {
+    pub body: Body,
+    pub _holds: Vec<Hold>,
+}
+
+impl HttpBody for Held {
+    type Data = Bytes;
+    type Error = Status;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, Status>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// Open streaming calls per subject, capped.
+#[derive(Clone)]
+struct StreamSlots {
+    open: Arc<Mutex<HashMap<String, usize>>>,
+    max: usize,
+}
+
+/// One open stream, counted until dropped.
+struct StreamSlot {
+    open: Arc<Mutex<HashMap<String, usize>>>,
+    subject: String,
+}
+
+impl StreamSlots {
+    fn new(max: usize) -> Self {
+        Self { open: Arc::default(), max }
+    }
+
+    fn acquire(&self, subject: &str) -> Option<StreamSlot> {
+        let mut open = self.open.lock().expect("stream slots lock is not poisoned");
+        let count = open.entry(subject.to_owned()).or_default();
+        if *count >= self.max {
+            return None;
+        }
+        *count += 1;
+        Some(StreamSlot { open: self.open.clone(), subject: subject.to_owned() })
+    }
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        let mut open = self.open.lock().expect("stream slots lock is not poisoned");
+        if let Some(count) = open.get_mut(&self.subject) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.subject);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deadlines_are_passed_on_in_units_the_header_can_hold() {
+        for timeout in [Duration::from_millis(1500), Duration::from_secs(200_000)] {
+            let encoded = encode_grpc_timeout(timeout);
+            assert_eq!(parse_grpc_timeout(encoded.to_str().unwrap()), Some(timeout), "{encoded:?}");
+        }
+        assert_eq!(encode_grpc_timeout(Duration::from_millis(1500)), "1500m");
+        assert_eq!(encode_grpc_timeout(Duration::from_secs(200_000)), "200000S");
+        assert_eq!(encode_grpc_timeout(Duration::ZERO), "1m");
+    }
+
+    #[test]
+    fn stream_slots_cap_each_subject_and_free_on_drop() {
+        let slots = StreamSlots::new(2);
+        let first = slots.acquire("alice").unwrap();
+        let _second = slots.acquire("alice").unwrap();
+        assert!(slots.acquire("alice").is_none());
+        assert!(slots.acquire("bob").is_some(), "each subject has its own cap");
+        drop(first);
+        assert!(slots.acquire("alice").is_some());
+    }
+}

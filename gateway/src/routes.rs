@@ -1,0 +1,128 @@
+//! What the gateway knows of every RPC it routes, read from the contract's
+//! descriptor set: the service it belongs to, whether either side streams,
+//! and whether it is safe to retry. Paths outside the contract are refused
+//! at the edge instead of costing a backend a round trip.
+
+use std::collections::HashMap;
+use std::sync::LazyLock;
+
+use prost_reflect::{DescriptorPool, MethodDescriptor};
+
+/// One RPC of the contract.
+#[derive(Debug, Clone)]
+pub struct Method {
+    /// The full service name, e.g. `wizdata.registry.v1.RegistryService`.
+    pub service: &'static str,
+    pub client_streaming: bool,
+    pub server_streaming: bool,
+    /// Marked `idempotency_level = NO_SIDE_EFFECTS` or `IDEMPOTENT`: a
+    /// failed attempt can be sent again.
+    pub retryable: bool,
+}
+
+impl Method {
+    pub fn streams(&self) -> bool {
+        self.client_streaming || self.server_streaming
+    }
+}
+
+/// Every RPC of the WizData services, by HTTP/2 path.
+#[derive(Debug)]
+pub struct Methods {
+    by_path: HashMap<String, Method>,
+    services: Vec<&'static str>,
+}
+
+impl Methods {
+    /// The RPCs of the contract this binary was built with.
+    pub fn contract() -> &'static Self {
+        static METHODS: LazyLock<Methods> = LazyLock::new(|| {
+            let pool =
+                DescriptorPool::decode(wizdata::FILE_DESCRIPTOR_SET).expect("the embedded descriptor set decodes");
+            Methods::from_pool(&pool)
+        });
+        &METHODS
+    }
+
+    fn from_pool(pool: &DescriptorPool) -> Self {
+        let mut by_path = HashMap::new();
+        let mut services = Vec::new();
+        for service in pool.services().filter(|service| service.full_name().starts_with("wizdata.")) {
+            // Leaked once per service for the life of the process: the
+            // names are borrowed by every call's rate-limit key and metric.
+            let name: &'static str = Box::leak(service.full_name().to_owned().into_boxed_str());
+            services.push(name);
+            for method in service.methods() {
+                by_path.insert(
+                    format!("/{name}/{}", method.name()),
+                    Method {
+                        service: name,
+                        client_streaming: method.is_client_streaming(),
+                        server_streaming: method.is_server_streaming(),
+                        retryable: is_retryable(&method),
+                    },
+                );
+            }
+        }
+        services.sort_unstable();
+        Self { by_path, services }
+    }
+
+    pub fn get(&self, path: &str) -> Option<&Method> {
+        self.by_path.get(path)
+    }
+
+    /// Every service of the contract, sorted.
+    pub fn services(&self) -> &[&'static str] {
+        &self.services
+    }
+
+    /// The full name of a service named by its role (`market-data`) or in full.
+    pub fn service_named(&self, name: &str) -> Option<&'static str> {
+        let wanted = name.trim();
+        self.services.iter().copied().find(|service| {
+            *service == wanted
+                || service.split('.').nth(1).is_some_and(|area| area == wanted.replace('-', "").to_lowercase())
+        })
+    }
+}
+
+fn is_retryable(method: &MethodDescriptor) -> bool {
+    // google.protobuf.MethodOptions.IdempotencyLevel: NO_SIDE_EFFECTS = 1, IDEMPOTENT = 2.
+    let options = method.options();
+    let level = options.get_field_by_name("idempotency_level");
+    matches!(level.as_deref(), Some(prost_reflect::Value::EnumNumber(1 | 2)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_contract_marks_reads_retryable_and_writes_not() {
+        let methods = Methods::contract();
+        let get_quote = methods.get("/wizdata.marketdata.v1.MarketDataService/GetQuote").expect("GetQuote");
+        assert!(get_quote.retryable && !get_quote.streams());
+        assert_eq!(get_quote.service, "wizdata.marketdata.v1.MarketDataService");
+        let create = methods.get("/wizdata.registry.v1.RegistryService/CreateSymbol").expect("CreateSymbol");
+        assert!(!create.retryable);
+        let subscribe = methods.get("/wizdata.streaming.v1.StreamingService/Subscribe").expect("Subscribe");
+        assert!(subscribe.server_streaming && !subscribe.client_streaming);
+        let ingest = methods.get("/wizdata.marketdata.v1.MarketDataService/IngestTicks").expect("IngestTicks");
+        assert!(ingest.client_streaming && !ingest.retryable);
+        assert!(methods.get("/wizdata.registry.v1.RegistryService/Nope").is_none());
+    }
+
+    #[test]
+    fn services_are_named_by_role_or_in_full() {
+        let methods = Methods::contract();
+        assert_eq!(methods.services().len(), 5);
+        assert_eq!(methods.service_named("market-data"), Some("wizdata.marketdata.v1.MarketDataService"));
+        assert_eq!(methods.service_named("registry"), Some("wizdata.registry.v1.RegistryService"));
+        assert_eq!(
+            methods.service_named("wizdata.streaming.v1.StreamingService"),
+            Some("wizdata.streaming.v1.StreamingService")
+        );
+        assert_eq!(methods.service_named("billing"), None);
+    }
+}

@@ -1,0 +1,377 @@
+//! The gateway's one port: HTTP/1.1 and HTTP/2 (cleartext) on one listener
+//! (hyper-util's auto builder), the HTTP probes and metrics, and everything
+//! else through CORS and gRPC-Web translation to the proxy.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tonic::body::Body;
+use tower::ServiceExt;
+use tower::util::BoxCloneSyncService;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+use wizdata_common::server::{call_span, callers_mistakes_are_not_failures};
+
+use crate::backend::Backend;
+use crate::config::GatewayConfig;
+use crate::metrics::Metrics;
+use crate::proxy::{ClientAddr, Held, Hold, status_response};
+use crate::ratelimit::RateLimiter;
+
+pub type GrpcService = BoxCloneSyncService<Request<Body>, Response<Body>, Infallible>;
+
+/// Headers a browser may send on a gRPC-Web call.
+const ALLOWED_HEADERS: [&str; 9] = [
+    "content-type",
+    "x-grpc-web",
+    "x-user-agent",
+    "grpc-timeout",
+    "authorization",
+    "x-api-key",
+    "x-request-id",
+    "grpc-accept-encoding",
+    "grpc-encoding",
+];
+
+/// Headers a browser may read from the answer.
+const EXPOSED_HEADERS: [&str; 8] = [
+    "grpc-status",
+    "grpc-message",
+    "grpc-status-details-bin",
+    "ratelimit-limit",
+    "ratelimit-remaining",
+    "ratelimit-reset",
+    "retry-after",
+    "x-request-id",
+];
+
+/// Which browser origins may call.
+#[derive(Clone, Debug)]
+pub struct AllowedOrigins {
+    any: bool,
+    listed: Arc<[HeaderValue]>,
+}
+
+impl AllowedOrigins {
+    pub fn new(configured: &[String]) -> anyhow::Result<Self> {
+        let any = configured.iter().any(|origin| origin.trim() == "*");
+        let listed = configured
+            .iter()
+            .map(|origin| origin.trim().trim_end_matches('/'))
+            .filter(|origin| !origin.is_empty() && *origin != "*")
+            .map(|origin| {
+                HeaderValue::try_from(origin).map_err(|_| anyhow::anyhow!("{origin:?} is not a valid origin"))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        Ok(Self { any, listed: listed.into() })
+    }
+
+    /// Listed, or any when `*` is configured, or the gateway's own address
+    /// (a page the gateway served calling back).
+    fn allows(&self, origin: &HeaderValue, host: Option<&HeaderValue>) -> bool {
+        if self.any || self.listed.contains(origin) {
+            return true;
+        }
+        let (Ok(origin), Some(Ok(host))) = (origin.to_str(), host.map(HeaderValue::to_str)) else {
+            return false;
+        };
+        origin.split_once("://").is_some_and(|(_, authority)| authority == host)
+    }
+}
+
+/// What /readyz and /metrics report.
+pub struct Ops {
+    pub backends: Vec<Arc<Backend>>,
+    pub limiter: RateLimiter,
+    pub metrics: Metrics,
+    pub stopping: AtomicBool,
+}
+
+/// The service every connection serves.
+#[derive(Clone)]
+pub struct Front {
+    grpc: GrpcService,
+    ops: Arc<Ops>,
+    origins: AllowedOrigins,
+}
+
+impl Front {
+    /// `grpc` behind CORS and gRPC-Web translation.
+    pub fn new(grpc: GrpcService, ops: Arc<Ops>, origins: AllowedOrigins) -> Self {
+        let cors_origins = origins.clone();
+        let grpc = tower::ServiceBuilder::new()
+            // Answer browsers' preflights and let pages read the gRPC and rate-limit headers.
+            .layer(
+                CorsLayer::new()
+                    .allow_origin(AllowOrigin::predicate(move |origin, parts| {
+                        cors_origins.allows(origin, parts.headers.get(header::HOST))
+                    }))
+                    .allow_methods([Method::POST])
+                    .allow_headers(ALLOWED_HEADERS.map(http::HeaderName::from_static))
+                    .expose_headers(EXPOSED_HEADERS.map(http::HeaderName::from_static))
+                    .max_age(Duration::from_secs(24 * 3600)),
+            )
+            // Translate gRPC-Web (binary and base64 text) to gRPC and the answers back, trailers into the body.
+            .layer(tonic_web::GrpcWebLayer::new())
+            .service(grpc);
+        Self { grpc: BoxCloneSyncService::new(grpc), ops, origins }
+    }
+
+    async fn handle(self, request: Request<Body>) -> Response<Body> {
+        match (request.method(), request.uri().path()) {
+            (&Method::GET, "/healthz") => return text(StatusCode::OK, "ok\n", "text/plain"),
+            (&Method::GET, "/readyz") => return self.readiness(),
+            (&Method::GET, "/metrics") => {
+                let body = self.ops.metrics.render(self.ops.limiter.mode());
+                return text(StatusCode::OK, body, "text/plain; version=0.0.4");
+            }
+            _ => {}
+        }
+        if let Some(origin) = request.headers().get(header::ORIGIN)
+            && !self.origins.allows(origin, request.headers().get(header::HOST))
+        {
+            let mut response =
+                status_response(tonic::Status::permission_denied("this origin may not call the gateway"));
+            *response.status_mut() = StatusCode::FORBIDDEN;
+            return response;
+        }
+        if request.method() != Method::OPTIONS && !speaks_grpc(&request) {
+            let mut response = status_response(tonic::Status::invalid_argument(
+                "content-type must be application/grpc (over HTTP/2), application/grpc-web or application/grpc-web-text",
+            ));
+            *response.status_mut() = StatusCode::UNSUPPORTED_MEDIA_TYPE;
+            return response;
+        }
+        match self.grpc.oneshot(request).await {
+            Ok(response) => response,
+            Err(never) => match never {},
+        }
+    }
+
+    /// Ready while not stopping and some backend has a healthy endpoint;
+    /// the body says which backends and which rate-limit mode.
+    fn readiness(&self) -> Response<Body> {
+        let backends: serde_json::Map<String, serde_json::Value> = self
+            .ops
+            .backends
+            .iter()
+            .map(|backend| {
+                let state = serde_json::json!({
+                    "healthy_endpoints": backend.healthy_endpoints(),
+                    "endpoints": backend.endpoint_count(),
+                    "circuit_open": backend.breaker.is_open(),
+                });
+                (backend.service.to_owned(), state)
+            })
+            .collect();
+        let stopping = self.ops.stopping.load(Ordering::Relaxed);
+        let reachable = self.ops.backends.iter().any(|backend| backend.healthy_endpoints() > 0);
+        let ready = !stopping && reachable;
+        let body = serde_json::json!({
+            "ready": ready,
+            "stopping": stopping,
+            "rate_limit_mode": self.ops.limiter.mode().as_str(),
+            "backends": backends,
+        });
+        let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+        text(status, format!("{body}\n"), "application/json")
+    }
+}
+
+/// gRPC-Web over any HTTP version, or gRPC over HTTP/2 (it needs trailers).
+fn speaks_grpc(request: &Request<Body>) -> bool {
+    let Some(content_type) = request.headers().get(header::CONTENT_TYPE).and_then(|value| value.to_str().ok()) else {
+        return false;
+    };
+    let is =
+        |base: &str| content_type == base || content_type.strip_prefix(base).is_some_and(|rest| rest.starts_with('+'));
+    is("application/grpc-web")
+        || is("application/grpc-web-text")
+        || (is("application/grpc") && request.version() >= http::Version::HTTP_2)
+}
+
+fn text(status: StatusCode, body: impl Into<Bytes>, content_type: &'static str) -> Response<Body> {
+    let mut response = Response::new(Body::new(http_body_util::Full::new(body.into())));
+    *response.status_mut() = status;
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+}
+
+/// Calls in flight on one connection and when the last one ended, so an
+/// idle connection can be closed.
+#[derive(Default)]
+struct Activity {
+    in_flight: AtomicUsize,
+    last_seen_ms: AtomicU64,
+}
+
+struct ActivityMark(Arc<Activity>, Instant);
+
+impl Drop for ActivityMark {
+    fn drop(&mut self) {
+        self.0.last_seen_ms.store(self.1.elapsed().as_millis() as u64, Ordering::Relaxed);
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// One connection's view of the front door: its client's address and
+/// activity.
+#[derive(Clone)]
+struct ConnectionService {
+    front: Front,
+    client: ClientAddr,
+    activity: Arc<Activity>,
+    opened: Instant,
+}
+
+impl tower::Service<Request<Body>> for ConnectionService {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = std::pin::Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Infallible>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, mut request: Request<Body>) -> Self::Future {
+        request.extensions_mut().insert(self.client);
+        self.activity.in_flight.fetch_add(1, Ordering::Relaxed);
+        let mark: Hold = Box::new(ActivityMark(self.activity.clone(), self.opened));
+        let front = self.front.clone();
+        Box::pin(async move {
+            let response = front.handle(request).await;
+            Ok(response.map(|body| Body::new(Held { body, _holds: vec![mark] })))
+        })
+    }
+}
+
+/// The listener and how connections are served.
+pub struct Listener {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+}
+
+impl Listener {
+    pub async fn bind(addr: SocketAddr) -> anyhow::Result<Self> {
+        let listener =
+            TcpListener::bind(addr).await.map_err(|error| anyhow::anyhow!("cannot listen on {addr}: {error}"))?;
+        let local_addr = listener.local_addr()?;
+        tracing::info!(%local_addr, "gateway bound");
+        Ok(Self { listener, local_addr })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Serves connections until `stop` resolves; then stops accepting, asks
+    /// every connection to finish its calls, and waits up to `drain_timeout`.
+    pub async fn serve(
+        self,
+        front: Front,
+        config: &GatewayConfig,
+        stop: impl Future<Output = ()>,
+        drain_timeout: Duration,
+    ) {
+        let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            // Slow clients (slowloris) may not hold a connection open forever.
+            .header_read_timeout(config.client_timeout)
+            // hyper answers 431 above this; it cannot go below 8 KiB.
+            .max_buf_size(config.max_header_bytes.max(8192));
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .max_header_list_size(config.max_header_bytes as u32)
+            .max_concurrent_streams(1024)
+            .adaptive_window(true)
+            .keep_alive_interval(Duration::from_secs(20))
+            .keep_alive_timeout(Duration::from_secs(20));
+        let (stopping, _) = tokio::sync::watch::channel(false);
+        // Every connection task holds a sender; all dropped means all done.
+        let (connection_open, mut connections_done) = tokio::sync::mpsc::channel::<()>(1);
+        let idle_timeout = config.idle_timeout;
+        tokio::pin!(stop);
+        loop {
+            let (stream, client) = tokio::select! {
+                () = &mut stop => break,
+                accepted = self.listener.accept() => match accepted {
+                    Ok(accepted) => accepted,
+                    Err(error) => {
+                        // Out of file descriptors and the like: back off instead of spinning.
+                        tracing::warn!(%error, "cannot accept a connection");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+            };
+            let _ = stream.set_nodelay(true);
+            let activity = Arc::new(Activity::default());
+            let opened = Instant::now();
+            let service = tower::ServiceBuilder::new()
+                // Give every call an id (or keep the caller's), so its log lines here and in the backend match.
+                .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+                // One span per call with its method and request id; logs server-side failures with latency.
+                .layer(TraceLayer::new(callers_mistakes_are_not_failures()).make_span_with(call_span))
+                // Echo the id to the caller, so a client can quote it when reporting a problem.
+                .layer(PropagateRequestIdLayer::x_request_id())
+                .map_request(|request: Request<hyper::body::Incoming>| request.map(Body::new))
+                .service(ConnectionService {
+                    front: front.clone(),
+                    client: ClientAddr(client),
+                    activity: activity.clone(),
+                    opened,
+                });
+            let builder = builder.clone();
+            let mut stopping = stopping.subscribe();
+            let connection_open = connection_open.clone();
+            tokio::spawn(async move {
+                let _open = connection_open;
+                let connection = builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
+                tokio::pin!(connection);
+                let mut idle_check = tokio::time::interval((idle_timeout / 4).max(Duration::from_millis(100)));
+                let mut closing = false;
+                loop {
+                    tokio::select! {
+                        result = connection.as_mut() => {
+                            if let Err(error) = result {
+                                tracing::debug!(%client, %error, "connection ended with an error");
+                            }
+                            break;
+                        }
+                        _ = stopping.changed(), if !closing => {
+                            connection.as_mut().graceful_shutdown();
+                            closing = true;
+                        }
+                        _ = idle_check.tick(), if !closing => {
+                            let idle_since = Duration::from_millis(activity.last_seen_ms.load(Ordering::Relaxed));
+                            if activity.in_flight.load(Ordering::Relaxed) == 0 && opened.elapsed().saturating_sub(idle_since) >= idle_timeout {
+                                tracing::debug!(%client, "closing an idle connection");
+                                connection.as_mut().graceful_shutdown();
+                                closing = true;
+                            }
+                        }
+                    }
+                }
+            });
+        }
+        drop(self.listener);
+        let _ = stopping.send(true);
+        drop(connection_open);
+        if tokio::time::timeout(drain_timeout, connections_done.recv()).await.is_err() {
+            tracing::warn!(timeout = ?drain_timeout, "gateway calls still in flight after the drain timeout; abandoning them");
+        }
+    }
+}
