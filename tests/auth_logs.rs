@@ -79,7 +79,10 @@ async fn secrets_never_reach_the_logs() {
     for credentials in
         [bearer(&secret), bearer(&token), bearer(&user_token), bearer(&tampered), bearer("wiz_not-a-real-key")]
     {
-        let mut registry = RegistryServiceClient::new(mesh.channel_as(credentials).await);
+        // Directly, and through the gateway (which exchanges keys and forwards tokens).
+        let mut registry = RegistryServiceClient::new(mesh.channel_as(credentials.clone()).await);
+        let _ = registry.list_symbols(ListSymbolsRequest::default()).await;
+        let mut registry = RegistryServiceClient::new(mesh.gateway_channel_as(credentials).await);
         let _ = registry.list_symbols(ListSymbolsRequest::default()).await;
     }
     let mut request = tonic::Request::new(WhoAmIRequest {});
@@ -94,6 +97,7 @@ async fn secrets_never_reach_the_logs() {
     let captured = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
     assert!(captured.contains("call refused"), "the capture sees the auth layer's logs");
     assert!(captured.contains("API key created"), "the capture sees the auth service's logs");
+    assert!(captured.contains("gateway bound"), "the capture sees the gateway's logs");
     let signature = |token: &str| token.rsplit('.').next().unwrap().to_owned();
     for (what, secret) in [
         ("password", password.to_owned()),

@@ -601,3 +601,56 @@ async fn failed_endpoints_are_routed_around_and_a_dead_backend_fails_fast() {
     );
     assert_eq!(health_at(&gateway.url(), "").await.unwrap(), ServingStatus::Serving, "the gateway itself still serves");
 }
+
+#[tokio::test]
+async fn slow_and_idle_clients_are_let_go_and_deadlines_are_kept() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let database = TestDatabase::new().await;
+    let mesh = TestMesh::all_with(&database, &["--client-timeout", "300ms", "--idle-timeout", "500ms"]).await;
+    let address = ("127.0.0.1", mesh.gateway_port.unwrap());
+    let read_all = |mut stream: tokio::net::TcpStream| async move {
+        let mut answer = Vec::new();
+        tokio::time::timeout(WAIT, stream.read_to_end(&mut answer)).await.expect("the gateway lets go").ok();
+        String::from_utf8_lossy(&answer).into_owned()
+    };
+
+    // A unary body that never finishes arriving.
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    stream
+        .write_all(
+            b"POST /wizdata.registry.v1.RegistryService/GetSymbol HTTP/1.1\r\nhost: gateway\r\n\
+              content-type: application/grpc-web+proto\r\ncontent-length: 100\r\n\r\n\0\0\0\0\x5f",
+        )
+        .await
+        .unwrap();
+    let mut head = vec![0u8; 1024];
+    let read = tokio::time::timeout(WAIT, stream.read(&mut head)).await.expect("an answer in time").unwrap();
+    let head = String::from_utf8_lossy(&head[..read]).to_lowercase();
+    assert!(head.contains("grpc-status: 4"), "DEADLINE_EXCEEDED for the body that never came: {head}");
+
+    // Headers that never finish: the connection is closed.
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    stream.write_all(b"POST /wizdata.registry.v1.RegistryService/GetSymbol HTTP/1.1\r\nhost: gate").await.unwrap();
+    let answer = read_all(stream).await;
+    assert!(answer.is_empty() || answer.starts_with("HTTP/1.1 408"), "{answer:?}");
+
+    // An idle keep-alive connection is closed once its call is done.
+    let client = web(&mesh, Encoding::Binary);
+    let mut stream = tokio::net::TcpStream::connect(client.addr).await.unwrap();
+    stream.write_all(b"GET /healthz HTTP/1.1\r\nhost: gateway\r\n\r\n").await.unwrap();
+    let answer = read_all(stream).await;
+    assert!(
+        answer.starts_with("HTTP/1.1 200") && answer.ends_with("ok\n"),
+        "served, then closed when idle: {answer:?}"
+    );
+
+    // A deadline already too short answers DEADLINE_EXCEEDED, not a hang.
+    let answer = client
+        .call(
+            "/wizdata.registry.v1.RegistryService/GetSymbol",
+            &GetSymbolRequest { ticker: "AAPL".into() },
+            &[("grpc-timeout", "1n")],
+        )
+        .await;
+    assert_eq!(answer.status().code(), Code::DeadlineExceeded);
+}

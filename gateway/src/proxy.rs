@@ -221,13 +221,12 @@ impl Proxy {
                 }
                 response
             }
-            Attempt::TimedOut => {
-                backend.breaker.record_failure();
-                status_response(Status::deadline_exceeded(format!(
-                    "{} did not answer within the call's deadline",
-                    backend.service
-                )))
-            }
+            // Not a failure of the backend: the caller's deadline may have
+            // been too short for anyone (and must not open the circuit for all).
+            Attempt::TimedOut => status_response(Status::deadline_exceeded(format!(
+                "{} did not answer within the call's deadline",
+                backend.service
+            ))),
         }
     }
 }
@@ -557,7 +556,82 @@ impl Drop for StreamSlot {
 
 #[cfg(test)]
 mod tests {
+    use base64::Engine as _;
+    use proptest::prelude::*;
+    use tower::Layer;
+
     use super::*;
+
+    const LIMIT: usize = 256;
+
+    /// Sends `chunks` as one gRPC-Web request through tonic-web's
+    /// translation into the gateway's request reading, as the gateway does,
+    /// and returns the message read or the status answered.
+    fn through_grpc_web(content_type: &'static str, chunks: Vec<Vec<u8>>) -> Result<Bytes, Status> {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(async move {
+            let (read, mut answered) = tokio::sync::mpsc::unbounded_channel();
+            let reader = tower::service_fn(move |request: Request<Body>| {
+                let read = read.clone();
+                async move {
+                    let message = read_single_message(request.into_body(), LIMIT, false, Duration::from_secs(5)).await;
+                    let _ = read.send(message);
+                    Ok::<_, Infallible>(Response::new(Body::empty()))
+                }
+            });
+            let frames = chunks.into_iter().map(|chunk| Ok::<_, Status>(http_body::Frame::data(Bytes::from(chunk))));
+            let body = Body::new(http_body_util::StreamBody::new(futures_util::stream::iter(frames)));
+            let request = Request::builder().method("POST").header("content-type", content_type).body(body).unwrap();
+            tonic_web::GrpcWebLayer::new().layer(reader).oneshot(request).await.unwrap();
+            answered.recv().await.expect("the request reached the reader")
+        })
+    }
+
+    fn split(bytes: &[u8], mut cuts: Vec<usize>) -> Vec<Vec<u8>> {
+        cuts.iter_mut().for_each(|cut| *cut %= bytes.len() + 1);
+        cuts.sort_unstable();
+        let mut chunks = Vec::new();
+        let mut start = 0;
+        for cut in cuts.into_iter().chain([bytes.len()]) {
+            chunks.push(bytes[start..cut].to_vec());
+            start = cut;
+        }
+        chunks
+    }
+
+    proptest! {
+        /// A message sent as grpc-web-text arrives whole however the base64
+        /// is split across chunks, and as grpc-web binary likewise.
+        #[test]
+        fn grpc_web_messages_arrive_whole_however_they_are_chunked(
+            message in proptest::collection::vec(any::<u8>(), 0..LIMIT),
+            cuts in proptest::collection::vec(any::<usize>(), 0..6),
+        ) {
+            let framed = frames::encode(&message);
+            let text = base64::engine::general_purpose::STANDARD.encode(&framed).into_bytes();
+            prop_assert_eq!(through_grpc_web("application/grpc-web-text", split(&text, cuts.clone())).unwrap(), framed.clone());
+            prop_assert_eq!(through_grpc_web("application/grpc-web+proto", split(&framed, cuts)).unwrap(), framed);
+        }
+
+        /// Any bytes at all, in either encoding: a clear status for the
+        /// caller, never a panic, and never anything accepted that is not
+        /// exactly one frame.
+        #[test]
+        fn arbitrary_grpc_web_bodies_get_a_clear_answer(
+            body in proptest::collection::vec(any::<u8>(), 0..64),
+            text in any::<bool>(),
+            cuts in proptest::collection::vec(any::<usize>(), 0..4),
+        ) {
+            let content_type = if text { "application/grpc-web-text" } else { "application/grpc-web" };
+            match through_grpc_web(content_type, split(&body, cuts)) {
+                Ok(message) => prop_assert!(frames::check_single_message(&message, LIMIT, false).is_ok()),
+                Err(status) => prop_assert!(
+                    matches!(status.code(), Code::InvalidArgument | Code::ResourceExhausted),
+                    "{:?}", status
+                ),
+            }
+        }
+    }
 
     #[test]
     fn deadlines_are_passed_on_in_units_the_header_can_hold() {
@@ -568,6 +642,26 @@ mod tests {
         assert_eq!(encode_grpc_timeout(Duration::from_millis(1500)), "1500m");
         assert_eq!(encode_grpc_timeout(Duration::from_secs(200_000)), "200000S");
         assert_eq!(encode_grpc_timeout(Duration::ZERO), "1m");
+    }
+
+    #[test]
+    fn unary_deadlines_are_capped_and_streams_keep_their_own() {
+        let methods = Methods::contract();
+        let unary = methods.get("/wizdata.registry.v1.RegistryService/GetSymbol").unwrap();
+        let stream = methods.get("/wizdata.streaming.v1.StreamingService/Subscribe").unwrap();
+        let cap = Duration::from_secs(30);
+        let asking = |timeout: &'static str| {
+            let mut headers = HeaderMap::new();
+            headers.insert("grpc-timeout", HeaderValue::from_static(timeout));
+            headers
+        };
+        let left = |deadline: Deadline| deadline.remaining().map(|left| left.as_secs_f64().round() as u64);
+        assert_eq!(left(Deadline::of(&asking("1H"), unary, cap)), Some(30), "capped");
+        assert_eq!(left(Deadline::of(&asking("5S"), unary, cap)), Some(5), "shorter ones kept");
+        assert_eq!(left(Deadline::of(&HeaderMap::new(), unary, cap)), Some(30), "none means the cap");
+        assert_eq!(left(Deadline::of(&asking("garbage"), unary, cap)), Some(30));
+        assert_eq!(left(Deadline::of(&HeaderMap::new(), stream, cap)), None, "streams may live long");
+        assert_eq!(left(Deadline::of(&asking("1H"), stream, cap)), Some(3600), "and keep the one they send");
     }
 
     #[test]
