@@ -18,7 +18,6 @@ use http_body::Body as HttpBody;
 use http_body_util::BodyExt;
 use tonic::body::Body;
 use tonic::{Code, Status};
-use tower::ServiceExt;
 use tower::retry::budget::{Budget, TpsBudget};
 use wizdata_common::auth::Caller;
 use wizdata_common::auth::verifier::Verifier;
@@ -162,7 +161,7 @@ impl Proxy {
                 return no_healthy_endpoint(backend);
             };
             let body = Body::new(CheckedFrames::new(body, inner.limits.max_message_bytes, has_encoding));
-            let attempt = call(&lease, &parts.uri, &headers, body, deadline).await;
+            let attempt = call(&lease, &parts.uri, &headers, body, deadline, !method.server_streaming).await;
             holds.push(Box::new(lease));
             return self.settle(backend, attempt, holds);
         }
@@ -181,7 +180,14 @@ impl Proxy {
                 return no_healthy_endpoint(backend);
             };
             let attempt =
-                call(&lease, &parts.uri, &headers, Body::new(http_body_util::Full::new(message.clone())), deadline)
+                call(
+                    &lease,
+                    &parts.uri,
+                    &headers,
+                    Body::new(http_body_util::Full::new(message.clone())),
+                    deadline,
+                    !method.server_streaming,
+                )
                     .await;
             let unavailable = matches!(&attempt, Attempt::Unavailable(_));
             if unavailable && retries_left > 0 && !deadline.has_passed() {
@@ -255,20 +261,34 @@ enum Attempt {
     TimedOut,
 }
 
-async fn call(lease: &Lease, uri: &http::Uri, headers: &HeaderMap, body: Body, deadline: Deadline) -> Attempt {
+/// One attempt. A single-message answer (`whole`) is read completely before
+/// it is passed on, so the client gets headers, message and trailers in one
+/// write instead of one per part as they are polled.
+async fn call(lease: &Lease, uri: &http::Uri, headers: &HeaderMap, body: Body, deadline: Deadline, whole: bool) -> Attempt {
     let mut request = Request::new(body);
     *request.method_mut() = http::Method::POST;
-    *request.uri_mut() =
-        uri.path_and_query().map_or_else(|| uri.clone(), |path| path.as_str().parse().unwrap_or_else(|_| uri.clone()));
+    *request.uri_mut() = uri.clone();
     *request.version_mut() = http::Version::HTTP_2;
     *request.headers_mut() = headers.clone();
-    let sent = lease.endpoint().channel.clone().oneshot(request);
+    let answer = async {
+        let response = lease.endpoint().send(request).await?;
+        if !whole {
+            return Ok::<_, String>(response);
+        }
+        let (parts, body) = response.into_parts();
+        let collected = body.collect().await.map_err(|status| format!("the answer broke off: {status}"))?;
+        let trailers = collected.trailers().cloned();
+        let mut frames = vec![Ok::<_, Status>(http_body::Frame::data(collected.to_bytes()))];
+        frames.extend(trailers.map(|trailers| Ok(http_body::Frame::trailers(trailers))));
+        let body = Body::new(http_body_util::StreamBody::new(futures_util::stream::iter(frames)));
+        Ok(Response::from_parts(parts, body))
+    };
     let answered = match deadline.remaining() {
-        Some(remaining) => match tokio::time::timeout(remaining, sent).await {
+        Some(remaining) => match tokio::time::timeout(remaining, answer).await {
             Ok(answered) => answered,
             Err(_) => return Attempt::TimedOut,
         },
-        None => sent.await,
+        None => answer.await,
     };
     match answered {
         Ok(response) if grpc_status_of(response.headers()) == Some(Code::Unavailable) => Attempt::Unavailable(response),

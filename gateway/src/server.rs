@@ -296,7 +296,6 @@ impl Listener {
             .timer(TokioTimer::new())
             .max_header_list_size(config.max_header_bytes as u32)
             .max_concurrent_streams(1024)
-            .adaptive_window(true)
             .keep_alive_interval(Duration::from_secs(20))
             .keep_alive_timeout(Duration::from_secs(20));
         let (stopping, _) = tokio::sync::watch::channel(false);
