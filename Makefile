@@ -6,6 +6,8 @@ CARGO  ?= cargo
 VENV   := .venv
 PYTHON := $(VENV)/bin/python
 BUF    := node_modules/.bin/buf
+# Headless Chromium, the real browser of the gRPC-Web tests (Debian's package).
+CHROMIUM := /usr/bin/chromium
 
 .PHONY: run test test-rust test-python lint fmt tools bench bench-indicators bench-auth bench-streaming bench-gateway
 
@@ -19,7 +21,7 @@ run:
 	@echo "and send it as 'authorization: Bearer <key>' (e.g. buf curl -H)."
 	$(CARGO) run -p wizdata-mesh --bin wizdata -- serve all --log-format pretty
 
-## test: every Rust suite, then the polyglot clients (grpcio, buf curl)
+## test: every Rust suite, then the polyglot clients (grpcio, buf curl, headless Chromium)
 test: test-rust test-python
 
 test-rust:
@@ -29,7 +31,7 @@ test-rust:
 		$(CARGO) test --workspace --no-fail-fast; \
 	fi
 
-test-python: $(PYTHON) $(BUF)
+test-python: $(PYTHON) $(BUF) $(CHROMIUM)
 	$(CARGO) build -p wizdata-mesh --bin wizdata
 	$(PYTHON) -m pytest tests/python -q
 
@@ -98,7 +100,11 @@ lint: $(BUF)
 fmt:
 	$(CARGO) fmt --all
 
-tools: $(PYTHON) $(BUF)
+tools: $(PYTHON) $(BUF) $(CHROMIUM)
+
+$(CHROMIUM):
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium || \
+		(apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium)
 
 $(BUF): package.json package-lock.json
 	npm install --no-audit --no-fund

@@ -182,7 +182,7 @@ pub fn encode(message: &[u8]) -> Bytes {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use http_body_util::BodyExt;
     use proptest::prelude::*;
 
@@ -223,7 +223,9 @@ mod tests {
         runtime.block_on(async { checked.collect().await.map(|collected| collected.to_bytes().to_vec()) })
     }
 
-    fn split_at_points(bytes: &[u8], mut cuts: Vec<usize>) -> Vec<Vec<u8>> {
+    /// `bytes` cut into chunks at `cuts` (taken modulo the length), as a
+    /// network might deliver them.
+    pub(crate) fn split_at_points(bytes: &[u8], mut cuts: Vec<usize>) -> Vec<Vec<u8>> {
         cuts.iter_mut().for_each(|cut| *cut %= bytes.len() + 1);
         cuts.sort_unstable();
         let mut chunks = Vec::new();

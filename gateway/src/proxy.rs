@@ -179,16 +179,15 @@ impl Proxy {
             let Some(lease) = self.pick(backend) else {
                 return no_healthy_endpoint(backend);
             };
-            let attempt =
-                call(
-                    &lease,
-                    &parts.uri,
-                    &headers,
-                    Body::new(http_body_util::Full::new(message.clone())),
-                    deadline,
-                    !method.server_streaming,
-                )
-                    .await;
+            let attempt = call(
+                &lease,
+                &parts.uri,
+                &headers,
+                Body::new(http_body_util::Full::new(message.clone())),
+                deadline,
+                !method.server_streaming,
+            )
+            .await;
             let unavailable = matches!(&attempt, Attempt::Unavailable(_));
             if unavailable && retries_left > 0 && !deadline.has_passed() {
                 backend.breaker.record_failure();
@@ -264,7 +263,14 @@ enum Attempt {
 /// One attempt. A single-message answer (`whole`) is read completely before
 /// it is passed on, so the client gets headers, message and trailers in one
 /// write instead of one per part as they are polled.
-async fn call(lease: &Lease, uri: &http::Uri, headers: &HeaderMap, body: Body, deadline: Deadline, whole: bool) -> Attempt {
+async fn call(
+    lease: &Lease,
+    uri: &http::Uri,
+    headers: &HeaderMap,
+    body: Body,
+    deadline: Deadline,
+    whole: bool,
+) -> Attempt {
     let mut request = Request::new(body);
     *request.method_mut() = http::Method::POST;
     *request.uri_mut() = uri.clone();
@@ -578,9 +584,10 @@ impl Drop for StreamSlot {
 mod tests {
     use base64::Engine as _;
     use proptest::prelude::*;
-    use tower::Layer;
+    use tower::{Layer, ServiceExt};
 
     use super::*;
+    use crate::frames::tests::split_at_points;
 
     const LIMIT: usize = 256;
 
@@ -607,18 +614,6 @@ mod tests {
         })
     }
 
-    fn split(bytes: &[u8], mut cuts: Vec<usize>) -> Vec<Vec<u8>> {
-        cuts.iter_mut().for_each(|cut| *cut %= bytes.len() + 1);
-        cuts.sort_unstable();
-        let mut chunks = Vec::new();
-        let mut start = 0;
-        for cut in cuts.into_iter().chain([bytes.len()]) {
-            chunks.push(bytes[start..cut].to_vec());
-            start = cut;
-        }
-        chunks
-    }
-
     proptest! {
         /// A message sent as grpc-web-text arrives whole however the base64
         /// is split across chunks, and as grpc-web binary likewise.
@@ -629,8 +624,8 @@ mod tests {
         ) {
             let framed = frames::encode(&message);
             let text = base64::engine::general_purpose::STANDARD.encode(&framed).into_bytes();
-            prop_assert_eq!(through_grpc_web("application/grpc-web-text", split(&text, cuts.clone())).unwrap(), framed.clone());
-            prop_assert_eq!(through_grpc_web("application/grpc-web+proto", split(&framed, cuts)).unwrap(), framed);
+            prop_assert_eq!(through_grpc_web("application/grpc-web-text", split_at_points(&text, cuts.clone())).unwrap(), framed.clone());
+            prop_assert_eq!(through_grpc_web("application/grpc-web+proto", split_at_points(&framed, cuts)).unwrap(), framed);
         }
 
         /// Any bytes at all, in either encoding: a clear status for the
@@ -643,7 +638,7 @@ mod tests {
             cuts in proptest::collection::vec(any::<usize>(), 0..4),
         ) {
             let content_type = if text { "application/grpc-web-text" } else { "application/grpc-web" };
-            match through_grpc_web(content_type, split(&body, cuts)) {
+            match through_grpc_web(content_type, split_at_points(&body, cuts)) {
                 Ok(message) => prop_assert!(frames::check_single_message(&message, LIMIT, false).is_ok()),
                 Err(status) => prop_assert!(
                     matches!(status.code(), Code::InvalidArgument | Code::ResourceExhausted),
