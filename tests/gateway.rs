@@ -654,3 +654,28 @@ async fn slow_and_idle_clients_are_let_go_and_deadlines_are_kept() {
         .await;
     assert_eq!(answer.status().code(), Code::DeadlineExceeded);
 }
+
+#[tokio::test]
+async fn anonymous_streams_behind_the_gateway_are_counted_per_client_not_per_gateway() {
+    let database = TestDatabase::new().await;
+    let mesh = TestMesh::all_with(&database, &["--max-streams-per-subject", "1"]).await;
+    let from = |local: [u8; 4]| {
+        let endpoint = tonic::transport::Endpoint::from_shared(mesh.gateway_url())
+            .unwrap()
+            .local_address(Some(std::net::IpAddr::from(local)));
+        async move { StreamingServiceClient::new(endpoint.connect().await.expect("connect from a loopback address")) }
+    };
+    let request = SubscribeRequest {
+        symbols: vec!["AAPL".into()],
+        channels: vec![Channel::Trades as i32],
+        candle_interval: Interval::Unspecified as i32,
+    };
+    let mut first = from([127, 0, 0, 1]).await;
+    let mut second = from([127, 0, 0, 2]).await;
+    let _one = first.subscribe(request.clone()).await.expect("the first client's stream");
+    let _other = second.subscribe(request.clone()).await.expect("another client's stream: not the gateway's");
+    let refused = first.subscribe(request.clone()).await.unwrap_err();
+    assert_eq!(refused.code(), Code::ResourceExhausted, "the streaming service still counts each client");
+    let quota = refused.get_details_quota_failure().expect("QuotaFailure");
+    assert_eq!(quota.violations[0].subject, "anonymous@127.0.0.1");
+}

@@ -46,6 +46,11 @@ pub struct StreamingConfig {
     /// callers: per client address).
     #[arg(long, env = "WIZDATA_MAX_STREAMS_PER_SUBJECT", default_value_t = 16)]
     pub max_streams_per_subject: u32,
+
+    /// Peers whose `x-forwarded-for` names the real client (the gateway),
+    /// comma-separated, so anonymous callers behind it are counted apart.
+    #[arg(long, env = "WIZDATA_TRUSTED_PROXIES", default_value = "127.0.0.1,::1", value_delimiter = ',')]
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 /// The service, fanning out `bus` events; symbols are checked with the

@@ -25,7 +25,7 @@ use wizdata::streaming::v1::{
     session_request, session_response, subscribe_response,
 };
 use wizdata::r#type::v1::Interval;
-use wizdata_common::auth::Caller;
+use wizdata_common::auth::{Caller, client_address};
 use wizdata_common::symbols::SymbolDirectory;
 use wizdata_common::time::to_timestamp;
 use wizdata_common::{ApiError, ErrorCode, FieldViolations, interval};
@@ -121,8 +121,8 @@ impl Inner {
 
     /// Counts a stream against its subject's limit.
     fn open_stream<T>(self: &Arc<Self>, request: &Request<T>, caller: &Caller) -> Result<StreamSlot, ApiError> {
-        let subject = match (caller.anonymous, request.remote_addr()) {
-            (true, Some(address)) => format!("{}@{}", caller.subject, address.ip()),
+        let subject = match (caller.anonymous, client_address(request, &self.config.trusted_proxies)) {
+            (true, Some(address)) => format!("{}@{address}", caller.subject),
             _ => caller.subject.clone(),
         };
         let limit = self.config.max_streams_per_subject;

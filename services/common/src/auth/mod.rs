@@ -110,6 +110,30 @@ impl Caller {
     }
 }
 
+/// The address of the client behind a call: its peer, or, when the peer is
+/// a trusted proxy (the gateway), the client address the proxy appended to
+/// `x-forwarded-for`. Anonymous callers are told apart by it.
+pub fn client_address<T>(
+    request: &tonic::Request<T>,
+    trusted_proxies: &[std::net::IpAddr],
+) -> Option<std::net::IpAddr> {
+    let peer = request.remote_addr()?.ip();
+    if !trusted_proxies.contains(&peer) {
+        return Some(peer);
+    }
+    // The last entry is the one the trusted proxy added; earlier ones are
+    // whatever the client claimed.
+    let forwarded = request
+        .metadata()
+        .get_all("x-forwarded-for")
+        .iter()
+        .last()
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.rsplit(',').next())
+        .and_then(|value| value.trim().parse().ok());
+    Some(forwarded.unwrap_or(peer))
+}
+
 /// A tier as tokens name it.
 pub fn tier_claim(tier: Tier) -> &'static str {
     match tier {
