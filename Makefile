@@ -9,7 +9,7 @@ BUF    := node_modules/.bin/buf
 # Headless Chromium, the real browser of the gRPC-Web tests (Debian's package).
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: run test test-rust test-python lint fmt tools bench bench-indicators bench-auth bench-streaming bench-gateway
+.PHONY: run test test-rust test-python helm-test image lint fmt tools bench bench-indicators bench-auth bench-streaming bench-gateway
 
 ## run: the whole mesh on embedded defaults (SQLite under ./data), gRPC on :50051,
 ## the gateway (gRPC, gRPC-Web, /healthz, /readyz, /metrics) on :8080
@@ -22,7 +22,7 @@ run:
 	$(CARGO) run -p wizdata-mesh --bin wizdata -- serve all --log-format pretty
 
 ## test: every Rust suite, then the polyglot clients (grpcio, buf curl, headless Chromium)
-test: test-rust test-python
+test: test-rust test-python helm-test
 
 test-rust:
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
@@ -34,6 +34,17 @@ test-rust:
 test-python: $(PYTHON) $(BUF) $(CHROMIUM)
 	$(CARGO) build -p wizdata-mesh --bin wizdata
 	$(PYTHON) -m pytest tests/python -q
+
+## helm-test: lint and render helm/wizdata with Helm's own engine (the Helm SDK,
+## no helm binary), default and production-like values; validate every manifest
+## against the Kubernetes schemas; check the gRPC probes
+helm-test: $(PYTHON)
+	$(PYTHON) -m pytest tests/helm -q
+
+## image: the one container image every role runs (multi-stage Dockerfile)
+IMAGE ?= wizdata/mesh:$(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
+image:
+	docker build -t $(IMAGE) .
 
 ## bench: release build, a fresh mesh on SQLite, then the load generators
 ## (numbers go in BENCHMARKS.md; timings are never asserted in tests)

@@ -1,0 +1,28 @@
+# The one image every role runs: `wizdata serve <role>` (see helm/wizdata).
+#
+# Build stage: the release binary. protox compiles the protos, so no protoc
+# is needed.
+FROM rust:1.95-bookworm AS build
+WORKDIR /src
+COPY Cargo.toml Cargo.lock build.rs ./
+COPY proto proto
+COPY src src
+COPY services services
+COPY gateway gateway
+RUN cargo build --release --locked -p wizdata-mesh --bin wizdata \
+    && strip target/release/wizdata
+
+# Run stage: the binary and CA certificates, as an unprivileged user.
+FROM debian:bookworm-slim
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends ca-certificates \
+    && rm -rf /var/lib/apt/lists/* \
+    && useradd --system --uid 10001 --home-dir /var/lib/wizdata --create-home wizdata
+COPY --from=build /src/target/release/wizdata /usr/local/bin/wizdata
+USER 10001
+WORKDIR /var/lib/wizdata
+ENV WIZDATA_DATA_DIR=/var/lib/wizdata
+# gRPC, the gateway.
+EXPOSE 50051 8080
+ENTRYPOINT ["wizdata"]
+CMD ["serve", "all"]

@@ -1,0 +1,92 @@
+"""The Helm chart, rendered by Helm's own engine (the Helm SDK through
+helm-python-sdk, no helm binary) with its default values and with a
+production-like values file: it lints clean, every manifest validates
+against the Kubernetes schemas (kubernetes-validate --strict), and every
+Deployment is probed over gRPC on its health service."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import helm_python as helm
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+CHART = ROOT / "helm" / "wizdata"
+KUBE_VERSION = "1.30.0"
+ROLES = {"registry", "market-data", "indicator", "auth", "streaming", "gateway"}
+VALUES = {
+    "default": {},
+    "production": helm.values_from_yaml((CHART / "ci" / "production-values.yaml").read_text()),
+}
+
+
+def render(values):
+    manifests = helm.Chart.load(CHART).render(values, name="wizdata", namespace="markets", is_install=True)
+    documents = []
+    for path, text in sorted(manifests.items()):
+        if path.endswith(".yaml"):
+            documents.extend(doc for doc in yaml.safe_load_all(text) if doc)
+    return documents
+
+
+@pytest.mark.parametrize("values", VALUES, ids=list(VALUES))
+def test_the_chart_lints_clean(values):
+    report = helm.lint(CHART, VALUES[values], strict=True, kube_version=f"v{KUBE_VERSION}")
+    problems = [message for message in report["messages"] if message["severity"] >= 2]
+    assert not report["errors"] and not problems, report
+
+
+@pytest.mark.parametrize("values", VALUES, ids=list(VALUES))
+def test_every_manifest_validates_against_the_kubernetes_schemas(values, tmp_path):
+    documents = render(VALUES[values])
+    assert documents
+    files = []
+    for at, document in enumerate(documents):
+        path = tmp_path / f"{at:02}-{document['kind']}-{document['metadata']['name']}.yaml"
+        path.write_text(yaml.safe_dump(document))
+        files.append(str(path))
+    validated = subprocess.run(
+        [str(Path(sys.executable).parent / "kubernetes-validate"), "--strict", "--kubernetes-version", KUBE_VERSION,
+         *files],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert validated.returncode == 0, validated.stdout + validated.stderr
+
+
+@pytest.mark.parametrize("values", VALUES, ids=list(VALUES))
+def test_every_role_runs_with_grpc_probes_on_its_health_service(values):
+    documents = render(VALUES[values])
+    deployments = {doc["metadata"]["labels"]["app.kubernetes.io/component"]: doc
+                   for doc in documents if doc["kind"] == "Deployment"}
+    assert set(deployments) == ROLES
+    for role, deployment in deployments.items():
+        (container,) = deployment["spec"]["template"]["spec"]["containers"]
+        assert container["args"] == ["serve", role]
+        port = 8080 if role == "gateway" else 50051
+        assert container["ports"][0]["containerPort"] == port
+        for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+            assert container[probe]["grpc"] == {"port": port, "service": ""}, (role, probe)
+
+
+def test_production_values_use_the_existing_secret_and_autoscale():
+    documents = render(VALUES["production"])
+    kinds = {(doc["kind"], doc["metadata"]["name"]) for doc in documents}
+    assert ("Secret", "wizdata-secrets") not in kinds, "the chart does not create a Secret when one is named"
+    for doc in documents:
+        if doc["kind"] == "Deployment":
+            sources = doc["spec"]["template"]["spec"]["containers"][0]["envFrom"]
+            assert {"secretRef": {"name": "wizdata-production"}} in sources
+    autoscaled = {doc["spec"]["scaleTargetRef"]["name"] for doc in documents if doc["kind"] == "HorizontalPodAutoscaler"}
+    assert autoscaled == {"wizdata-market-data", "wizdata-indicator", "wizdata-streaming", "wizdata-gateway"}
+    budgets = [doc for doc in documents if doc["kind"] == "PodDisruptionBudget"]
+    assert len(budgets) == len(ROLES) and all(doc["spec"]["minAvailable"] == 2 for doc in budgets)
+    (gateway_service,) = [doc for doc in documents if doc["kind"] == "Service" and doc["metadata"]["name"] == "wizdata-gateway"]
+    assert gateway_service["spec"]["type"] == "LoadBalancer"
+
+
+def test_default_values_create_the_secret_with_a_page_token_key():
+    (secret,) = [doc for doc in render({}) if doc["kind"] == "Secret"]
+    assert len(secret["stringData"]["WIZDATA_PAGE_TOKEN_KEY"]) == 48
+    assert "DATABASE_URL" not in secret["stringData"], "no database URL given: pods fall back to SQLite"
