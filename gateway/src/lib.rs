@@ -40,7 +40,6 @@ use wizdata_common::redis::Redis;
 
 use crate::backend::Backend;
 pub use crate::config::GatewayConfig;
-use crate::metrics::Metrics;
 use crate::proxy::{CallLimits, Proxy};
 use crate::ratelimit::{Mode, RateLimiter};
 use crate::routes::Methods;
@@ -108,8 +107,8 @@ impl Gateway {
             backends.insert(*service, backend);
         }
 
-        let metrics = Metrics::default();
-        let limiter = RateLimiter::new(config, deps.redis.clone(), metrics.clone());
+        crate::metrics::describe();
+        let limiter = RateLimiter::new(config, deps.redis.clone());
         background.push(watch_rate_limit_mode(limiter.clone(), deps.redis.is_some(), health.clone()));
         let limits = CallLimits {
             max_message_bytes: deps.max_message_bytes,
@@ -118,14 +117,7 @@ impl Gateway {
             client_timeout: config.client_timeout,
             max_streams_per_subject: config.gateway_max_streams_per_subject,
         };
-        let proxy = Proxy::new(
-            backends.clone(),
-            deps.verifier,
-            limiter.clone(),
-            limits,
-            config.retry_budget_percent,
-            metrics.clone(),
-        );
+        let proxy = Proxy::new(backends.clone(), deps.verifier, limiter.clone(), limits, config.retry_budget_percent);
         // The gateway's own health, and reflection over every service it routes.
         let own = tonic::service::Routes::new(health_service)
             .add_service(reflection().build_v1()?)
@@ -144,12 +136,7 @@ impl Gateway {
                 Ok::<_, Infallible>(response)
             }
         }));
-        let ops = Arc::new(Ops {
-            backends: backends.into_values().collect(),
-            limiter,
-            metrics,
-            stopping: Default::default(),
-        });
+        let ops = Arc::new(Ops { backends: backends.into_values().collect(), limiter, stopping: Default::default() });
         health.set_serving("", true).await;
         Ok(Self {
             listener,
@@ -209,8 +196,10 @@ fn watch_rate_limit_mode(limiter: RateLimiter, has_redis: bool, health: Health) 
         let mut ticker = tokio::time::interval(Duration::from_millis(500));
         for tick in 0u64.. {
             ticker.tick().await;
+            let mode = limiter.mode();
+            crate::metrics::rate_limit_mode(mode);
             if has_redis {
-                health.set_dependency("redis", limiter.mode() == Mode::Shared).await;
+                health.set_dependency("redis", mode == Mode::Shared).await;
             }
             if tick % 120 == 119 {
                 limiter.forget_idle_subjects();

@@ -1,99 +1,51 @@
-//! The gateway's counters, served as Prometheus text on `/metrics`.
-
-use std::fmt::Write;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+//! The gateway's own metrics, recorded through the process's Prometheus
+//! recorder (`wizdata_common::metrics`) beside the standard gRPC ones.
 
 use crate::ratelimit::Mode;
 
-/// Cheap to clone; every clone counts into the same totals.
-#[derive(Clone, Default)]
-pub struct Metrics {
-    inner: Arc<Counters>,
+/// One rate-limit decision, by outcome and by who decided.
+pub fn rate_limit_decision(allowed: bool, mode: Mode) {
+    let outcome = if allowed { "allowed" } else { "limited" };
+    metrics::counter!("gateway_rate_limit_decisions_total", "outcome" => outcome, "mode" => mode.as_str()).increment(1);
 }
 
-#[derive(Default)]
-struct Counters {
-    // [allowed, limited] x [redis, local]
-    rate_limit: [[AtomicU64; 2]; 2],
-    retries: AtomicU64,
-    retries_refused_by_budget: AtomicU64,
-    breaker_rejections: AtomicU64,
-    no_healthy_endpoint: AtomicU64,
+/// Who decides rate limits now: 1 for the current mode, 0 for the other.
+pub fn rate_limit_mode(current: Mode) {
+    for mode in [Mode::Shared, Mode::Local] {
+        metrics::gauge!("gateway_rate_limit_mode", "mode" => mode.as_str()).set(f64::from(u8::from(mode == current)));
+    }
 }
 
-impl Metrics {
-    pub fn rate_limit_decision(&self, allowed: bool, mode: Mode) {
-        let outcome = usize::from(!allowed);
-        let mode = usize::from(mode == Mode::Local);
-        self.inner.rate_limit[outcome][mode].fetch_add(1, Ordering::Relaxed);
+/// A read sent again after UNAVAILABLE, or refused by the retry budget.
+pub fn retry(sent: bool) {
+    match sent {
+        true => metrics::counter!("gateway_retries_total").increment(1),
+        false => metrics::counter!("gateway_retries_refused_total").increment(1),
     }
+}
 
-    pub fn retry(&self, sent: bool) {
-        match sent {
-            true => &self.inner.retries,
-            false => &self.inner.retries_refused_by_budget,
-        }
-        .fetch_add(1, Ordering::Relaxed);
-    }
+/// A call failed at once because its backend's circuit is open.
+pub fn breaker_rejection(service: &'static str) {
+    metrics::counter!("gateway_breaker_rejections_total", "grpc_service" => service).increment(1);
+}
 
-    pub fn breaker_rejection(&self) {
-        self.inner.breaker_rejections.fetch_add(1, Ordering::Relaxed);
-    }
+/// A call failed at once because no endpoint of its backend is healthy.
+pub fn no_healthy_endpoint(service: &'static str) {
+    metrics::counter!("gateway_no_healthy_endpoint_total", "grpc_service" => service).increment(1);
+}
 
-    pub fn no_healthy_endpoint(&self) {
-        self.inner.no_healthy_endpoint.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// Prometheus text exposition; `mode` is the rate limiter's mode now.
-    pub fn render(&self, mode: Mode) -> String {
-        let counters = &self.inner;
-        let mut text = String::new();
-        text.push_str(
-            "# HELP gateway_rate_limit_decisions_total Rate-limit decisions by outcome and by who decided.\n",
-        );
-        text.push_str("# TYPE gateway_rate_limit_decisions_total counter\n");
-        for (outcome_at, outcome) in ["allowed", "limited"].iter().enumerate() {
-            for (mode_at, mode) in [Mode::Shared, Mode::Local].iter().enumerate() {
-                let count = counters.rate_limit[outcome_at][mode_at].load(Ordering::Relaxed);
-                let _ = writeln!(
-                    text,
-                    "gateway_rate_limit_decisions_total{{outcome=\"{outcome}\",mode=\"{}\"}} {count}",
-                    mode.as_str()
-                );
-            }
-        }
-        text.push_str("# HELP gateway_rate_limit_mode Who decides rate limits now: 1 for the current mode.\n");
-        text.push_str("# TYPE gateway_rate_limit_mode gauge\n");
-        for candidate in [Mode::Shared, Mode::Local] {
-            let _ = writeln!(
-                text,
-                "gateway_rate_limit_mode{{mode=\"{}\"}} {}",
-                candidate.as_str(),
-                u8::from(candidate == mode)
-            );
-        }
-        let singles = [
-            ("gateway_retries_total", "Reads sent again after UNAVAILABLE.", &counters.retries),
-            ("gateway_retries_refused_total", "Retries the retry budget refused.", &counters.retries_refused_by_budget),
-            (
-                "gateway_breaker_rejections_total",
-                "Calls failed at once by an open backend circuit.",
-                &counters.breaker_rejections,
-            ),
-            (
-                "gateway_no_healthy_endpoint_total",
-                "Calls failed at once because no endpoint of the backend was healthy.",
-                &counters.no_healthy_endpoint,
-            ),
-        ];
-        for (name, help, counter) in singles {
-            let _ = writeln!(
-                text,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
-                counter.load(Ordering::Relaxed)
-            );
-        }
-        text
-    }
+/// Describes the gateway's metrics once, for the exposition's HELP lines.
+pub fn describe() {
+    metrics::describe_counter!(
+        "gateway_rate_limit_decisions_total",
+        "Rate-limit decisions by outcome and by who decided."
+    );
+    metrics::describe_gauge!("gateway_rate_limit_mode", "Who decides rate limits now: 1 for the current mode.");
+    metrics::describe_counter!("gateway_retries_total", "Reads sent again after UNAVAILABLE.");
+    metrics::describe_counter!("gateway_retries_refused_total", "Retries the retry budget refused.");
+    metrics::describe_counter!("gateway_breaker_rejections_total", "Calls failed at once by an open backend circuit.");
+    metrics::describe_counter!(
+        "gateway_no_healthy_endpoint_total",
+        "Calls failed at once: no endpoint of the backend was healthy."
+    );
 }

@@ -26,7 +26,6 @@ use wizdata_common::error::{ApiError, ErrorCode};
 
 use crate::backend::{Backend, Lease};
 use crate::frames::{self, CheckedFrames};
-use crate::metrics::Metrics;
 use crate::ratelimit::{Decision, RateLimiter};
 use crate::routes::{Method, Methods};
 
@@ -65,7 +64,6 @@ struct Inner {
     streams: StreamSlots,
     retry_budget: TpsBudget,
     limits: CallLimits,
-    metrics: Metrics,
 }
 
 impl Proxy {
@@ -75,7 +73,6 @@ impl Proxy {
         limiter: RateLimiter,
         limits: CallLimits,
         retry_budget_percent: f32,
-        metrics: Metrics,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -88,7 +85,6 @@ impl Proxy {
                 // ten seconds, with a floor so a quiet gateway can still retry.
                 retry_budget: TpsBudget::new(Duration::from_secs(10), 10, retry_budget_percent / 100.0),
                 limits,
-                metrics,
             }),
         }
     }
@@ -141,7 +137,7 @@ impl Proxy {
     ) -> Response<Body> {
         let inner = &self.inner;
         if !backend.breaker.allows() {
-            inner.metrics.breaker_rejection();
+            crate::metrics::breaker_rejection(backend.service);
             return status_response(
                 ApiError::unavailable(format!(
                     "{} is failing; the gateway is not sending it calls for a moment",
@@ -192,7 +188,7 @@ impl Proxy {
             if unavailable && retries_left > 0 && !deadline.has_passed() {
                 backend.breaker.record_failure();
                 let sent = inner.retry_budget.withdraw();
-                inner.metrics.retry(sent);
+                crate::metrics::retry(sent);
                 if sent {
                     retries_left -= 1;
                     tracing::debug!(service = backend.service, "retrying a read that failed UNAVAILABLE");
@@ -207,7 +203,7 @@ impl Proxy {
     fn pick(&self, backend: &Backend) -> Option<Lease> {
         let lease = backend.pick();
         if lease.is_none() {
-            self.inner.metrics.no_healthy_endpoint();
+            crate::metrics::no_healthy_endpoint(backend.service);
         }
         lease
     }

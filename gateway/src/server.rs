@@ -20,11 +20,11 @@ use tower::util::BoxCloneSyncService;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
+use wizdata_common::metrics::GrpcMetricsLayer;
 use wizdata_common::server::{call_span, callers_mistakes_are_not_failures};
 
 use crate::backend::Backend;
 use crate::config::GatewayConfig;
-use crate::metrics::Metrics;
 use crate::proxy::{ClientAddr, Held, Hold, status_response};
 use crate::ratelimit::RateLimiter;
 
@@ -93,7 +93,6 @@ impl AllowedOrigins {
 pub struct Ops {
     pub backends: Vec<Arc<Backend>>,
     pub limiter: RateLimiter,
-    pub metrics: Metrics,
     pub stopping: AtomicBool,
 }
 
@@ -123,6 +122,10 @@ impl Front {
             )
             // Translate gRPC-Web (binary and base64 text) to gRPC and the answers back, trailers into the body.
             .layer(tonic_web::GrpcWebLayer::new())
+            // One body type for every answer, whatever the layers below wrap it in.
+            .map_response(|response: Response<_>| response.map(Body::new))
+            // Count every gRPC call at the edge by method and status, refused ones included.
+            .layer(GrpcMetricsLayer::gateway())
             .service(grpc);
         Self { grpc: BoxCloneSyncService::new(grpc), ops, origins }
     }
@@ -132,7 +135,7 @@ impl Front {
             (&Method::GET, "/healthz") => return text(StatusCode::OK, "ok\n", "text/plain"),
             (&Method::GET, "/readyz") => return self.readiness(),
             (&Method::GET, "/metrics") => {
-                let body = self.ops.metrics.render(self.ops.limiter.mode());
+                let body = wizdata_common::metrics::handle().render();
                 return text(StatusCode::OK, body, "text/plain; version=0.0.4");
             }
             _ => {}

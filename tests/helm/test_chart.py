@@ -65,7 +65,8 @@ def test_every_role_runs_with_grpc_probes_on_its_health_service(values):
         (container,) = deployment["spec"]["template"]["spec"]["containers"]
         assert container["args"] == ["serve", role]
         port = 8080 if role == "gateway" else 50051
-        assert container["ports"][0]["containerPort"] == port
+        ports = {entry["name"]: entry["containerPort"] for entry in container["ports"]}
+        assert ports == {"grpc": port, "metrics": 9464}, "gRPC, and Prometheus text on the metrics port"
         for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
             assert container[probe]["grpc"] == {"port": port, "service": ""}, (role, probe)
 

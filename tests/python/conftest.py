@@ -42,6 +42,7 @@ class MeshProcess:
     def __init__(self, extra_args=()):
         self.port = free_port()
         self.gateway_port = free_port()
+        self.metrics_port = free_port()
         self.data_dir = tempfile.TemporaryDirectory()
         env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
         env["RUST_LOG"] = "warn"
@@ -56,6 +57,7 @@ class MeshProcess:
         self.process = subprocess.Popen(
             [str(BINARY), "serve", "all", "--grpc-addr", f"127.0.0.1:{self.port}",
              "--gateway-addr", f"127.0.0.1:{self.gateway_port}",
+             "--metrics-addr", f"127.0.0.1:{self.metrics_port}",
              "--data-dir", self.data_dir.name, *extra_args],
             env=env,
         )

@@ -34,6 +34,8 @@ pub struct TestMesh {
     pub port: u16,
     /// The in-process gateway's port (`serve all`, or the gateway role).
     pub gateway_port: Option<u16>,
+    /// The Prometheus endpoint's port.
+    pub metrics_port: u16,
     pub health: wizdata_common::health::Health,
     pub bus: Option<Bus>,
     /// This mesh's own key prefix, when the suite runs on Redis.
@@ -54,6 +56,8 @@ pub fn serve_args(role: &str, database: &DatabaseConfig, extra: &[&str]) -> Serv
         "--grpc-addr",
         "127.0.0.1:0",
         "--gateway-addr",
+        "127.0.0.1:0",
+        "--metrics-addr",
         "127.0.0.1:0",
         "--db-health-interval",
         "500ms",
@@ -84,6 +88,7 @@ impl TestMesh {
         };
         let port = mesh.port();
         let gateway_port = mesh.gateway_port();
+        let metrics_port = mesh.metrics_port();
         let health = mesh.health();
         let bus = mesh.bus();
         let (stop, stopped) = oneshot::channel::<()>();
@@ -93,6 +98,7 @@ impl TestMesh {
         Self {
             port,
             gateway_port,
+            metrics_port,
             health,
             bus,
             redis: None,

@@ -24,7 +24,6 @@ use wizdata_common::redis::Redis;
 
 use crate::breaker::Breaker;
 use crate::config::{GatewayConfig, Quota};
-use crate::metrics::Metrics;
 
 const GCRA: &str = include_str!("gcra.lua");
 
@@ -127,11 +126,10 @@ struct Inner {
     breaker: Breaker,
     tiers: HashMap<Tier, Limit>,
     per_service: Limit,
-    metrics: Metrics,
 }
 
 impl RateLimiter {
-    pub fn new(config: &GatewayConfig, redis: Option<Redis>, metrics: Metrics) -> Self {
+    pub fn new(config: &GatewayConfig, redis: Option<Redis>) -> Self {
         let tiers = [
             (Tier::Anonymous, config.rate_limit_anonymous),
             (Tier::Standard, config.rate_limit_standard),
@@ -149,7 +147,6 @@ impl RateLimiter {
                 breaker: Breaker::new(1, config.rate_limit_local_for),
                 tiers,
                 per_service: Limit::new(config.rate_limit_per_service),
-                metrics,
             }),
         }
     }
@@ -204,7 +201,7 @@ impl RateLimiter {
             }
             _ => decide(&limits, local, Mode::Local),
         };
-        inner.metrics.rate_limit_decision(decision.allowed, decision.mode);
+        crate::metrics::rate_limit_decision(decision.allowed, decision.mode);
         decision
     }
 

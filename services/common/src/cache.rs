@@ -60,10 +60,12 @@ impl Cache {
             Self::Memory(entries) => {
                 let now = Instant::now();
                 let entries = entries.lock().expect("cache lock is never poisoned");
-                Ok(keys
+                let values: Vec<_> = keys
                     .iter()
                     .map(|key| entries.get(key).filter(|entry| entry.expires > now).map(|entry| entry.value.clone()))
-                    .collect())
+                    .collect();
+                count_lookups(&values, "memory");
+                Ok(values)
             }
             Self::Redis(redis) => {
                 if !redis.is_up() {
@@ -76,10 +78,12 @@ impl Cache {
                 } else {
                     redis.client().mget::<Vec<Option<Vec<u8>>>, _>(prefixed).await
                 };
-                result.map_err(|error| {
+                let values = result.map_err(|error| {
                     redis.command_failed(&error);
                     CacheUnavailable
-                })
+                })?;
+                count_lookups(&values, "redis");
+                Ok(values)
             }
         }
     }
@@ -149,6 +153,14 @@ impl Cache {
             }
         }
     }
+}
+
+/// `cache_lookups_total{store, outcome="hit"|"miss"}`.
+fn count_lookups(values: &[Option<Vec<u8>>], store: &'static str) {
+    let hits = values.iter().filter(|value| value.is_some()).count() as u64;
+    metrics::counter!("cache_lookups_total", "store" => store, "outcome" => "hit").increment(hits);
+    metrics::counter!("cache_lookups_total", "store" => store, "outcome" => "miss")
+        .increment(values.len() as u64 - hits);
 }
 
 #[cfg(test)]

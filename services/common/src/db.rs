@@ -58,8 +58,29 @@ pub fn watch(
 ) -> tokio::task::JoinHandle<()> {
     crate::health::watch(health, "database", Reports::Service(service), interval, move || {
         let db = db.clone();
-        async move { db.ping().await.is_ok() }
+        async move {
+            record_pool_state(&db, service);
+            db.ping().await.is_ok()
+        }
     })
+}
+
+/// `db_pool_connections{service, state="idle"|"in_use"}`, from the pool.
+fn record_pool_state(db: &DatabaseConnection, service: &'static str) {
+    let (size, idle) = match db.get_database_backend() {
+        sea_orm::DbBackend::Postgres => {
+            let pool = db.get_postgres_connection_pool();
+            (pool.size() as usize, pool.num_idle())
+        }
+        sea_orm::DbBackend::Sqlite => {
+            let pool = db.get_sqlite_connection_pool();
+            (pool.size() as usize, pool.num_idle())
+        }
+        _ => return,
+    };
+    metrics::gauge!("db_pool_connections", "service" => service, "state" => "idle").set(idle as f64);
+    metrics::gauge!("db_pool_connections", "service" => service, "state" => "in_use")
+        .set(size.saturating_sub(idle) as f64);
 }
 
 impl From<DbErr> for ApiError {

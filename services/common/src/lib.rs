@@ -12,6 +12,7 @@ pub mod health;
 pub mod ids;
 pub mod interval;
 pub mod market_events;
+pub mod metrics;
 pub mod pagination;
 pub mod redis;
 pub mod server;

@@ -22,6 +22,7 @@ use tower_http::trace::TraceLayer;
 use crate::auth::layer::AuthLayer;
 use crate::config::ServerConfig;
 use crate::health::Health;
+use crate::metrics::GrpcMetricsLayer;
 
 const HEALTH_SERVICE: &str = "grpc.health.v1.Health";
 const REFLECTION_SERVICES: [&str; 2] =
@@ -142,6 +143,8 @@ impl GrpcServer {
             .layer(TraceLayer::new(callers_mistakes_are_not_failures()).make_span_with(call_span))
             // Echo the id to the caller, so a client can quote it when reporting a problem.
             .layer(PropagateRequestIdLayer::x_request_id())
+            // Count every call by method and status, refused ones included.
+            .layer(GrpcMetricsLayer::service())
             // Check credentials and the RPC's scope in every service, not only at the gateway.
             .layer(auth)
             .into_inner();

@@ -34,6 +34,11 @@ impl Summary {
     }
 
     pub fn into_response(self) -> IngestTicksResponse {
+        metrics::counter!("marketdata_ticks_total", "outcome" => "accepted").increment(self.accepted);
+        for (reason, count) in &self.by_reason {
+            let reason = TickRejection::try_from(*reason).map_or("UNKNOWN", |reason| reason.as_str_name());
+            metrics::counter!("marketdata_ticks_total", "outcome" => "rejected", "reason" => reason).increment(*count);
+        }
         IngestTicksResponse {
             accepted: self.accepted,
             rejected: self.rejected,

@@ -143,6 +143,8 @@ impl Worker {
                     return;
                 }
             };
+            metrics::counter!("marketdata_commits_total").increment(1);
+            metrics::counter!("marketdata_candles_written_total").increment(written.candles.len() as u64);
             changed.extend(written.quotes.iter().map(|row| Arc::<str>::from(row.symbol.as_str())));
             refresh.extend(changed.iter().cloned());
             messages.extend(trade_messages(&batch));

@@ -15,6 +15,7 @@ use wizdata_common::cache::Cache;
 use wizdata_common::config::{AuthConfig, DatabaseConfig, RedisConfig, ServerConfig, TelemetryConfig};
 use wizdata_common::db;
 use wizdata_common::health::Health;
+use wizdata_common::metrics::{MetricsConfig, MetricsServer};
 use wizdata_common::pagination::PageTokens;
 use wizdata_common::redis::Redis;
 use wizdata_common::server::{GrpcServer, Services};
@@ -71,6 +72,8 @@ pub struct ServeArgs {
     pub feed: SimulatorConfig,
     #[command(flatten)]
     pub telemetry: TelemetryConfig,
+    #[command(flatten)]
+    pub metrics: MetricsConfig,
 }
 
 /// The internal key the in-process simulated feed runs as.
@@ -81,6 +84,7 @@ const SIMULATED_FEED_SCOPES: &[&str] = &["marketdata:read", "marketdata:write", 
 pub struct Mesh {
     server: Option<GrpcServer>,
     gateway: Option<Gateway>,
+    metrics: MetricsServer,
     bus: Option<Bus>,
     background: Vec<JoinHandle<()>>,
     // Tells long-lived streams to end when the process stops, so their
@@ -117,8 +121,9 @@ impl Mesh {
     /// Binds the listener, connects and migrates storage, and mounts the
     /// role's services.
     pub async fn build(args: &ServeArgs) -> anyhow::Result<Self> {
+        let metrics = MetricsServer::bind(&args.metrics).await?;
         if args.role == Role::Gateway {
-            return Self::gateway_alone(args).await;
+            return Self::gateway_alone(args, metrics).await;
         }
         let runs = |role: Role| args.role == Role::All || args.role == role;
         let max_message = args.server.max_message_bytes;
@@ -243,11 +248,11 @@ impl Mesh {
             true => Some(Gateway::build(&args.gateway, gateway_deps(args, verifier, redis, Some(this_process))).await?),
             false => None,
         };
-        Ok(Self { server: Some(server), gateway, bus, background, stopping })
+        Ok(Self { server: Some(server), gateway, metrics, bus, background, stopping })
     }
 
     /// The gateway role: no service of its own, only the ingress.
-    async fn gateway_alone(args: &ServeArgs) -> anyhow::Result<Self> {
+    async fn gateway_alone(args: &ServeArgs, metrics: MetricsServer) -> anyhow::Result<Self> {
         let auth_url =
             args.auth.auth_url.clone().ok_or_else(|| {
                 anyhow::anyhow!("--auth-url (WIZDATA_AUTH_URL) is required to serve the gateway alone")
@@ -259,7 +264,7 @@ impl Mesh {
         };
         let gateway = Gateway::build(&args.gateway, gateway_deps(args, verifier, redis, None)).await?;
         let (stopping, _) = tokio::sync::watch::channel(false);
-        Ok(Self { server: None, gateway: Some(gateway), bus: None, background: Vec::new(), stopping })
+        Ok(Self { server: None, gateway: Some(gateway), metrics, bus: None, background: Vec::new(), stopping })
     }
 
     /// The gRPC port of the services, or the gateway's when it runs alone.
@@ -269,6 +274,11 @@ impl Mesh {
             (None, Some(gateway)) => gateway.port(),
             (None, None) => unreachable!("a mesh serves something"),
         }
+    }
+
+    /// The port of the Prometheus endpoint.
+    pub fn metrics_port(&self) -> u16 {
+        self.metrics.port()
     }
 
     /// The gateway's port, when this process runs it.
@@ -299,6 +309,7 @@ impl Mesh {
     /// Serves until `stop` resolves, then shuts down gracefully.
     pub async fn run_until(self, stop: impl Future<Output = ()>) -> anyhow::Result<()> {
         let stopping = self.stopping;
+        let metrics = self.metrics.spawn();
         let mut stopped = stopping.subscribe();
         let mut stopped_too = stopping.subscribe();
         let server = async move {
@@ -333,6 +344,7 @@ impl Mesh {
         for task in self.background {
             task.abort();
         }
+        metrics.abort();
         server.and(gateway)
     }
 }

@@ -19,26 +19,32 @@ pub struct Stats {
 impl Stats {
     pub fn event_in(&self) {
         self.events_in.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("streaming_events_total", "direction" => "in").increment(1);
     }
 
     pub fn event_out(&self) {
         self.events_out.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("streaming_events_total", "direction" => "out").increment(1);
     }
 
     pub fn event_dropped(&self) {
         self.events_dropped.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("streaming_events_dropped_total").increment(1);
     }
 
     pub fn quote_conflated(&self) {
         self.quotes_conflated.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("streaming_quotes_conflated_total").increment(1);
     }
 
     pub fn connected(&self) {
         self.connections.fetch_add(1, Ordering::Relaxed);
+        metrics::gauge!("streaming_connections").increment(1.0);
     }
 
     pub fn disconnected(&self) {
         self.connections.fetch_sub(1, Ordering::Relaxed);
+        metrics::gauge!("streaming_connections").decrement(1.0);
     }
 
     pub fn subscribed(&self, symbol: &str) {

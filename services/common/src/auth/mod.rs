@@ -127,7 +127,7 @@ pub fn client_address<T>(
         .metadata()
         .get_all("x-forwarded-for")
         .iter()
-        .last()
+        .next_back()
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.rsplit(',').next())
         .and_then(|value| value.trim().parse().ok());

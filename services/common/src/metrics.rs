@@ -1,0 +1,275 @@
+//! Prometheus metrics for every process: the standard gRPC server metrics,
+//! recorded by [`GrpcMetricsLayer`] in each server's stack, and each
+//! service's own counters through the `metrics` facade, served as
+//! Prometheus text on the metrics port (`/metrics`).
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::OnceLock;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::{HeaderMap, Request, Response};
+use http_body::{Body as HttpBody, Frame};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use tower::{Layer, Service};
+
+/// Where a process serves its metrics.
+#[derive(clap::Args, Debug, Clone)]
+pub struct MetricsConfig {
+    /// Address of the Prometheus endpoint (`GET /metrics`); port 0 picks a
+    /// free port.
+    #[arg(long, env = "WIZDATA_METRICS_ADDR", default_value = "0.0.0.0:9464")]
+    pub metrics_addr: SocketAddr,
+}
+
+/// Seconds buckets of `grpc_server_handling_seconds`: 100 µs to 30 s.
+const HANDLING_BUCKETS: [f64; 15] =
+    [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0];
+
+/// The process's recorder, installed on first use: every metric recorded
+/// anywhere in the process from then on is in it.
+pub fn handle() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let recorder = PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Full("grpc_server_handling_seconds".into()), &HANDLING_BUCKETS)
+            .expect("the buckets are not empty")
+            .build_recorder();
+        let handle = recorder.handle();
+        // Another recorder (a test's) may already be installed; ours then
+        // still renders what this code records through it.
+        let _ = metrics::set_global_recorder(recorder);
+        describe();
+        handle
+    })
+}
+
+fn describe() {
+    metrics::describe_counter!("grpc_server_started_total", "RPCs started on the server.");
+    metrics::describe_counter!("grpc_server_handled_total", "RPCs completed on the server, by status code.");
+    metrics::describe_histogram!(
+        "grpc_server_handling_seconds",
+        metrics::Unit::Seconds,
+        "Time from an RPC's start to its status, as the server saw it."
+    );
+    metrics::describe_gauge!("grpc_server_in_flight", "RPCs started and not yet completed.");
+}
+
+/// A bound metrics endpoint.
+pub struct MetricsServer {
+    listener: tokio::net::TcpListener,
+    local_addr: SocketAddr,
+}
+
+impl MetricsServer {
+    pub async fn bind(config: &MetricsConfig) -> anyhow::Result<Self> {
+        let listener = tokio::net::TcpListener::bind(config.metrics_addr)
+            .await
+            .map_err(|error| anyhow::anyhow!("cannot listen on {}: {error}", config.metrics_addr))?;
+        let local_addr = listener.local_addr()?;
+        handle();
+        Ok(Self { listener, local_addr })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.local_addr.port()
+    }
+
+    /// Serves `GET /metrics` until the task is dropped.
+    pub fn spawn(self) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = self.listener.accept().await else { continue };
+                let service = hyper::service::service_fn(|request: Request<hyper::body::Incoming>| async move {
+                    let (status, body) = match request.uri().path() {
+                        "/metrics" => (http::StatusCode::OK, handle().render()),
+                        _ => (http::StatusCode::NOT_FOUND, "metrics are at /metrics\n".to_owned()),
+                    };
+                    let mut response = Response::new(http_body_util::Full::new(Bytes::from(body)));
+                    *response.status_mut() = status;
+                    response.headers_mut().insert(
+                        http::header::CONTENT_TYPE,
+                        http::HeaderValue::from_static("text/plain; version=0.0.4"),
+                    );
+                    Ok::<_, Infallible>(response)
+                });
+                tokio::spawn(async move {
+                    let io = hyper_util::rt::TokioIo::new(stream);
+                    let _ = hyper::server::conn::http1::Builder::new().serve_connection(io, service).await;
+                });
+            }
+        })
+    }
+}
+
+/// Records the standard gRPC server metrics for every call through it:
+/// `grpc_server_started_total`, `grpc_server_handled_total` (with the status
+/// code, read when the answer ends), `grpc_server_handling_seconds` and
+/// `grpc_server_in_flight`, labelled by `grpc_service` and `grpc_method`,
+/// and by `component`: `service` where the call is served, `gateway` where
+/// it enters (one process may be both).
+#[derive(Clone, Copy)]
+pub struct GrpcMetricsLayer {
+    component: &'static str,
+}
+
+impl GrpcMetricsLayer {
+    /// For a server of the services.
+    pub fn service() -> Self {
+        Self { component: "service" }
+    }
+
+    /// For the gateway.
+    pub fn gateway() -> Self {
+        Self { component: "gateway" }
+    }
+}
+
+impl<S> Layer<S> for GrpcMetricsLayer {
+    type Service = GrpcMetrics<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        GrpcMetrics { inner, component: self.component }
+    }
+}
+
+#[derive(Clone)]
+pub struct GrpcMetrics<S> {
+    inner: S,
+    component: &'static str,
+}
+
+impl<S, RequestBody, ResponseBody> Service<Request<RequestBody>> for GrpcMetrics<S>
+where
+    S: Service<Request<RequestBody>, Response = Response<ResponseBody>>,
+    S::Future: Send + 'static,
+    ResponseBody: HttpBody<Data = Bytes>,
+{
+    type Response = Response<Measured<ResponseBody>>;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<RequestBody>) -> Self::Future {
+        let call = CallMetrics::start(self.component, request.uri().path());
+        let answered = self.inner.call(request);
+        Box::pin(async move {
+            let response = answered.await?;
+            let code = grpc_code(response.headers());
+            Ok(response.map(|body| Measured { body, call: Some(call), code }))
+        })
+    }
+}
+
+/// One call being measured: recorded as handled when its answer ends.
+struct CallMetrics {
+    labels: [(&'static str, String); 3],
+    started: Instant,
+}
+
+impl CallMetrics {
+    fn start(component: &'static str, path: &str) -> Self {
+        let (service, method) = path.trim_start_matches('/').split_once('/').unwrap_or(("unknown", "unknown"));
+        let labels = [
+            ("grpc_service", service.to_owned()),
+            ("grpc_method", method.to_owned()),
+            ("component", component.to_owned()),
+        ];
+        metrics::counter!("grpc_server_started_total", &labels).increment(1);
+        metrics::gauge!("grpc_server_in_flight", &labels).increment(1.0);
+        Self { labels, started: Instant::now() }
+    }
+
+    fn finish(self, code: &'static str) {
+        let Self { labels, started } = self;
+        metrics::gauge!("grpc_server_in_flight", &labels).decrement(1.0);
+        metrics::histogram!("grpc_server_handling_seconds", &labels).record(started.elapsed().as_secs_f64());
+        let [service, method, component] = labels;
+        let labels = [service, method, ("grpc_code", code.to_owned()), component];
+        metrics::counter!("grpc_server_handled_total", &labels).increment(1);
+    }
+}
+
+/// An answer's body, watched for the status in its trailers.
+pub struct Measured<B> {
+    body: B,
+    call: Option<CallMetrics>,
+    // From a trailers-only answer's headers, until trailers say otherwise.
+    code: Option<&'static str>,
+}
+
+impl<B> Drop for Measured<B> {
+    fn drop(&mut self) {
+        if let Some(call) = self.call.take() {
+            // Dropped before its status was sent: the client went away.
+            call.finish(self.code.unwrap_or("Cancelled"));
+        }
+    }
+}
+
+impl<B: HttpBody<Data = Bytes> + Unpin> HttpBody for Measured<B> {
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        let polled = Pin::new(&mut self.body).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(code) = frame.trailers_ref().and_then(grpc_code) {
+                    self.code = Some(code);
+                }
+            }
+            Poll::Ready(None) => {
+                if let Some(call) = self.call.take() {
+                    call.finish(self.code.unwrap_or("OK"));
+                }
+            }
+            _ => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// The status code an answer's headers or trailers carry, by name.
+fn grpc_code(headers: &HeaderMap) -> Option<&'static str> {
+    let code = headers.get("grpc-status")?.to_str().ok()?.parse::<i32>().ok()?;
+    Some(code_name(tonic::Code::from_i32(code)))
+}
+
+fn code_name(code: tonic::Code) -> &'static str {
+    use tonic::Code;
+    match code {
+        Code::Ok => "OK",
+        Code::Cancelled => "Cancelled",
+        Code::Unknown => "Unknown",
+        Code::InvalidArgument => "InvalidArgument",
+        Code::DeadlineExceeded => "DeadlineExceeded",
+        Code::NotFound => "NotFound",
+        Code::AlreadyExists => "AlreadyExists",
+        Code::PermissionDenied => "PermissionDenied",
+        Code::ResourceExhausted => "ResourceExhausted",
+        Code::FailedPrecondition => "FailedPrecondition",
+        Code::Aborted => "Aborted",
+        Code::OutOfRange => "OutOfRange",
+        Code::Unimplemented => "Unimplemented",
+        Code::Internal => "Internal",
+        Code::Unavailable => "Unavailable",
+        Code::DataLoss => "DataLoss",
+        Code::Unauthenticated => "Unauthenticated",
+    }
+}

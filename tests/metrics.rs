@@ -1,0 +1,110 @@
+//! Every process serves Prometheus text on its metrics port: after some
+//! calls, `curl` of it shows the standard gRPC server metrics with the right
+//! labels and counts, and the services' own counters.
+//!
+//! Its own test binary (and one test): the counters are the process's.
+
+mod support;
+
+use support::TestMesh;
+use wizdata::marketdata::v1::market_data_service_client::MarketDataServiceClient;
+use wizdata::marketdata::v1::{GetQuoteRequest, IngestTicksRequest, Tick, Trade, tick};
+use wizdata::registry::v1::GetSymbolRequest;
+use wizdata::registry::v1::registry_service_client::RegistryServiceClient;
+use wizdata_common::auth::credentials::Credentials;
+use wizdata_common::testing::TestDatabase;
+
+/// The metrics page, fetched with curl as an operator (or Prometheus) would.
+async fn scrape(port: u16) -> String {
+    // Off the runtime's thread: the metrics endpoint is served by this runtime.
+    let url = format!("http://127.0.0.1:{port}/metrics");
+    let curl =
+        move || std::process::Command::new("curl").args(["--silent", "--fail", "--max-time", "10", &url]).output();
+    let answer = tokio::task::spawn_blocking(curl).await.unwrap().expect("curl runs");
+    assert!(answer.status.success(), "curl: {}", String::from_utf8_lossy(&answer.stderr));
+    String::from_utf8(answer.stdout).expect("Prometheus text is UTF-8")
+}
+
+/// The value of the sample `name` whose labels include every one of `labels`.
+fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    text.lines().filter(|line| !line.starts_with('#')).find_map(|line| {
+        let (series, value) = line.rsplit_once(' ')?;
+        let (series_name, series_labels) = series.split_once('{').unwrap_or((series, ""));
+        let matches = series_name == name
+            && labels.iter().all(|(key, value)| series_labels.contains(&format!("{key}=\"{value}\"")));
+        matches.then(|| value.parse().ok()).flatten()
+    })
+}
+
+#[tokio::test]
+async fn the_metrics_port_shows_grpc_server_metrics_and_service_counters() {
+    let database = TestDatabase::new().await;
+    let mesh = TestMesh::all(&database).await;
+    let mut registry = RegistryServiceClient::new(mesh.channel().await);
+    for _ in 0..3 {
+        registry.get_symbol(GetSymbolRequest { ticker: "AAPL".into() }).await.unwrap();
+    }
+    registry.get_symbol(GetSymbolRequest { ticker: "NOPE".into() }).await.unwrap_err();
+    let mut through_gateway = RegistryServiceClient::new(mesh.gateway_channel_as(Credentials::none()).await);
+    for _ in 0..2 {
+        through_gateway.get_symbol(GetSymbolRequest { ticker: "MSFT".into() }).await.unwrap();
+    }
+    let text = scrape(mesh.metrics_port).await;
+    let registry_service = ("grpc_service", "wizdata.registry.v1.RegistryService");
+    let get_symbol = ("grpc_method", "GetSymbol");
+    let served = ("component", "service");
+    let handled = |code: &str, component: &str| {
+        sample(
+            &text,
+            "grpc_server_handled_total",
+            &[registry_service, get_symbol, ("grpc_code", code), ("component", component)],
+        )
+    };
+    // Direct calls and the ones the gateway forwarded, all served here.
+    assert_eq!(handled("OK", "service"), Some(5.0), "{text}");
+    assert_eq!(handled("NotFound", "service"), Some(1.0));
+    assert_eq!(handled("OK", "gateway"), Some(2.0), "the gateway counts what entered through it");
+    assert_eq!(sample(&text, "grpc_server_started_total", &[registry_service, get_symbol, served]), Some(6.0));
+    assert_eq!(sample(&text, "grpc_server_handling_seconds_count", &[registry_service, get_symbol, served]), Some(6.0));
+    let within_30s =
+        sample(&text, "grpc_server_handling_seconds_bucket", &[registry_service, get_symbol, served, ("le", "30")]);
+    assert_eq!(within_30s, Some(6.0), "every call fell in a bucket");
+    assert_eq!(sample(&text, "grpc_server_in_flight", &[registry_service, get_symbol, served]), Some(0.0));
+
+    // The services' own counters (ingest also looks its symbols up in the registry).
+    let mut market = MarketDataServiceClient::new(mesh.channel().await);
+    let time = Some(prost_types::Timestamp { seconds: chrono::Utc::now().timestamp(), nanos: 0 });
+    let trade = |symbol: &str| Tick {
+        symbol: symbol.into(),
+        time,
+        kind: Some(tick::Kind::Trade(Trade { price: 101.5, size: 2.0 })),
+    };
+    let ingested = market
+        .ingest_ticks(tokio_stream::iter(vec![IngestTicksRequest { ticks: vec![trade("AAPL"), trade("NOPE")] }]))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((ingested.accepted, ingested.rejected), (1, 1));
+    market.get_quote(GetQuoteRequest { symbol: "AAPL".into() }).await.unwrap();
+
+    let text = scrape(mesh.metrics_port).await;
+    let ingest = [("grpc_service", "wizdata.marketdata.v1.MarketDataService"), ("grpc_method", "IngestTicks")];
+    assert_eq!(sample(&text, "grpc_server_handled_total", &[ingest[0], ingest[1], ("grpc_code", "OK")]), Some(1.0));
+    assert_eq!(sample(&text, "marketdata_ticks_total", &[("outcome", "accepted")]), Some(1.0));
+    assert_eq!(
+        sample(
+            &text,
+            "marketdata_ticks_total",
+            &[("outcome", "rejected"), ("reason", "TICK_REJECTION_UNKNOWN_SYMBOL")]
+        ),
+        Some(1.0)
+    );
+    assert!(sample(&text, "marketdata_candles_written_total", &[]).unwrap_or_default() >= 5.0, "one bar per interval");
+    let lookups = sample(&text, "cache_lookups_total", &[("outcome", "hit")]).unwrap_or_default()
+        + sample(&text, "cache_lookups_total", &[("outcome", "miss")]).unwrap_or_default();
+    assert!(lookups >= 1.0, "the quote read looked in the cache: {text}");
+    assert!(sample(&text, "gateway_rate_limit_decisions_total", &[("outcome", "allowed")]).is_some());
+    let pool = [("service", "wizdata.registry.v1.RegistryService"), ("state", "idle")];
+    assert!(sample(&text, "db_pool_connections", &pool).is_some(), "database pool state: {text}");
+    assert!(text.contains("# TYPE grpc_server_handling_seconds histogram"));
+}
