@@ -18,7 +18,9 @@ use tonic_types::StatusExt;
 use wizdata::auth::v1::auth_service_client::AuthServiceClient;
 use wizdata::auth::v1::{Tier, WhoAmIRequest, WhoAmIResponse};
 use wizdata::indicator::v1::indicator_service_client::IndicatorServiceClient;
-use wizdata::indicator::v1::{ComputeIndicatorsRequest, ComputeIndicatorsResponse, IndicatorSpec};
+use wizdata::indicator::v1::{
+    ComputeIndicatorsRequest, ComputeIndicatorsResponse, IndicatorSpec, ListIndicatorsRequest,
+};
 use wizdata::marketdata::v1::market_data_service_client::MarketDataServiceClient;
 use wizdata::marketdata::v1::{
     GetCandlesRequest, GetCandlesResponse, GetQuoteRequest, GetQuoteResponse, IngestTicksRequest, Tick, Trade, tick,
@@ -678,4 +680,64 @@ async fn anonymous_streams_behind_the_gateway_are_counted_per_client_not_per_gat
     assert_eq!(refused.code(), Code::ResourceExhausted, "the streaming service still counts each client");
     let quota = refused.get_details_quota_failure().expect("QuotaFailure");
     assert_eq!(quota.violations[0].subject, "anonymous@127.0.0.1");
+}
+
+#[tokio::test]
+async fn each_service_has_its_own_limit_per_subject() {
+    let database = TestDatabase::new().await;
+    let mesh = TestMesh::all_with(&database, &["--rate-limit-per-service", "3/1m"]).await;
+    let channel = mesh.gateway_channel_as(Credentials::none()).await;
+    let mut registry = RegistryServiceClient::new(channel.clone());
+    for call in 0..3 {
+        registry
+            .get_symbol(GetSymbolRequest { ticker: "AAPL".into() })
+            .await
+            .unwrap_or_else(|status| panic!("call {call}: {status:?}"));
+    }
+    let refused = registry.get_symbol(GetSymbolRequest { ticker: "AAPL".into() }).await.unwrap_err();
+    assert_eq!(refused.code(), Code::ResourceExhausted);
+    assert_eq!(refused.get_details_error_info().unwrap().metadata["scope"], "service");
+    assert_eq!(refused.metadata().get("ratelimit-limit").unwrap(), "3", "the binding limit is reported");
+    let mut indicators = IndicatorServiceClient::new(channel);
+    let listed = indicators.list_indicators(ListIndicatorsRequest {}).await.expect("another service: its own limit");
+    assert_eq!(listed.metadata().get("ratelimit-remaining").unwrap(), "2");
+}
+
+#[tokio::test]
+async fn an_endpoint_that_recovers_is_put_back_in_rotation() {
+    use wizdata_common::testing::TcpProxy;
+    let database = TestDatabase::new().await;
+    let mesh = TestMesh::all_with(&database, &["--with-gateway", "false"]).await;
+    let proxy = TcpProxy::start(format!("127.0.0.1:{}", mesh.port).parse().unwrap()).await;
+    let registry_url = format!("registry=http://{}", proxy.local_addr());
+    let services = mesh.url();
+    let gateway = TestMesh::start(serve_args(
+        "gateway",
+        &database.config,
+        &[
+            "--auth-url",
+            &services,
+            "--default-backend",
+            &services,
+            "--backend",
+            &registry_url,
+            "--health-interval",
+            "200ms",
+        ],
+    ))
+    .await;
+    let registry_service = "wizdata.registry.v1.RegistryService";
+    let mut registry = RegistryServiceClient::new(
+        tonic::transport::Channel::from_shared(gateway.url()).unwrap().connect().await.unwrap(),
+    );
+    registry.get_symbol(GetSymbolRequest { ticker: "AAPL".into() }).await.expect("reachable at first");
+
+    proxy.cut();
+    assert!(wait_for_health_at(&gateway.url(), registry_service, ServingStatus::NotServing, WAIT).await, "taken out");
+    let status = registry.get_symbol(GetSymbolRequest { ticker: "AAPL".into() }).await.unwrap_err();
+    assert_eq!(status.code(), Code::Unavailable, "answered at once, not after a hang: {status:?}");
+
+    proxy.restore();
+    assert!(wait_for_health_at(&gateway.url(), registry_service, ServingStatus::Serving, WAIT).await, "put back");
+    registry.get_symbol(GetSymbolRequest { ticker: "AAPL".into() }).await.expect("served again");
 }
