@@ -419,6 +419,8 @@ fn forwarded_headers(
     if let Some(remaining) = deadline.remaining() {
         headers.insert("grpc-timeout", encode_grpc_timeout(remaining));
     }
+    // The backend's span is a child of this call's span at the gateway.
+    wizdata_common::telemetry::inject_trace_context(&mut headers);
     headers
 }
 

@@ -326,7 +326,7 @@ impl Listener {
                 // Give every call an id (or keep the caller's), so its log lines here and in the backend match.
                 .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
                 // One span per call with its method and request id; logs server-side failures with latency.
-                .layer(TraceLayer::new(callers_mistakes_are_not_failures()).make_span_with(call_span))
+                .layer(TraceLayer::new(callers_mistakes_are_not_failures()).make_span_with(gateway_span))
                 // Echo the id to the caller, so a client can quote it when reporting a problem.
                 .layer(PropagateRequestIdLayer::x_request_id())
                 .map_request(|request: Request<hyper::body::Incoming>| request.map(Body::new))
@@ -376,4 +376,12 @@ impl Listener {
             tracing::warn!(timeout = ?drain_timeout, "gateway calls still in flight after the drain timeout; abandoning them");
         }
     }
+}
+
+/// A call's span at the gateway: the services' call span, marked as the
+/// gateway's, so a trace shows where each call entered.
+fn gateway_span<B>(request: &Request<B>) -> tracing::Span {
+    let span = call_span(request);
+    span.record("component", "gateway");
+    span
 }

@@ -87,6 +87,14 @@ def test_production_values_use_the_existing_secret_and_autoscale():
     assert gateway_service["spec"]["type"] == "LoadBalancer"
 
 
+def test_traces_are_exported_only_where_an_endpoint_is_given():
+    def config(values):
+        (config_map,) = [doc for doc in render(values) if doc["kind"] == "ConfigMap"]
+        return config_map["data"]
+    assert "OTEL_EXPORTER_OTLP_ENDPOINT" not in config({})
+    assert config(VALUES["production"])["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://jaeger-collector.observability:4317"
+
+
 def test_default_values_create_the_secret_with_a_page_token_key():
     (secret,) = [doc for doc in render({}) if doc["kind"] == "Secret"]
     assert len(secret["stringData"]["WIZDATA_PAGE_TOKEN_KEY"]) == 48

@@ -135,6 +135,11 @@ pub struct TelemetryConfig {
     /// Log format: json (one object per line, for collectors) or pretty.
     #[arg(long, env = "WIZDATA_LOG_FORMAT", default_value = "json")]
     pub log_format: LogFormat,
+
+    /// OTLP (gRPC) endpoint that receives the spans of every call, e.g.
+    /// http://jaeger:4317; unset means no export.
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
 }
 
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]

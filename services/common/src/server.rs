@@ -237,8 +237,24 @@ pub fn callers_mistakes_are_not_failures() -> SharedClassifier<GrpcErrorsAsFailu
     SharedClassifier::new(classifier)
 }
 
-/// The span of one call: its method and request id.
+/// The span of one call: its method and request id, in the trace its
+/// `traceparent` names (or a new one), with the trace id for the logs.
 pub fn call_span<B>(request: &Request<B>) -> tracing::Span {
     let request_id = request.headers().get("x-request-id").and_then(|value| value.to_str().ok()).unwrap_or_default();
-    tracing::info_span!("grpc", method = %request.uri().path(), request_id)
+    let path = request.uri().path();
+    let (service, method) = path.trim_start_matches('/').split_once('/').unwrap_or_default();
+    let span = tracing::info_span!(
+        "grpc",
+        otel.name = %path.trim_start_matches('/'),
+        otel.kind = "server",
+        rpc.system = "grpc",
+        rpc.service = service,
+        rpc.method = method,
+        method = %path,
+        request_id,
+        trace_id = tracing::field::Empty,
+        component = tracing::field::Empty,
+    );
+    crate::telemetry::accept_trace_context(&span, request.headers());
+    span
 }

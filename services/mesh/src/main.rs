@@ -155,7 +155,8 @@ fn parse_interval(text: &str) -> Result<Interval, String> {
 async fn main() -> anyhow::Result<ExitCode> {
     match Cli::parse().command {
         Command::Serve(args) => {
-            wizdata_common::telemetry::init(&args.telemetry);
+            let service_name = format!("wizdata-{}", format!("{:?}", args.role).to_lowercase());
+            let _telemetry = wizdata_common::telemetry::init(&args.telemetry, &service_name);
             // Before anything else, so a SIGTERM during start-up still stops us cleanly.
             let stop = wizdata_common::server::shutdown_signal();
             let mesh = Mesh::build(&args).await.inspect_err(|error| tracing::error!(%error, "cannot start"))?;
@@ -163,7 +164,7 @@ async fn main() -> anyhow::Result<ExitCode> {
             mesh.run_until(stop).await?;
         }
         Command::Feed(FeedCommand::Simulate(args)) => {
-            wizdata_common::telemetry::init(&args.telemetry);
+            let _telemetry = wizdata_common::telemetry::init(&args.telemetry, "wizdata-feed");
             let channel = channel_to(&args.target, std::time::Duration::from_secs(5))?;
             let channel = Credentials::from_optional(args.api_key.as_ref())?.on(channel);
             wizdata_market_data::simulator::run(channel, args.feed, wizdata_common::server::shutdown_signal()).await?;

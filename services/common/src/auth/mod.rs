@@ -79,8 +79,18 @@ impl Caller {
 
     /// Makes `request` (a call this service makes while serving the caller)
     /// carry the caller's credentials, so the next service sees the same
-    /// subject and scopes.
+    /// subject and scopes, and the trace context, so it joins the trace.
     pub fn forward<T>(&self, request: &mut tonic::Request<T>) {
+        let mut trace = http::HeaderMap::new();
+        crate::telemetry::inject_trace_context(&mut trace);
+        for (name, value) in &trace {
+            if let (Ok(key), Ok(value)) = (
+                tonic::metadata::AsciiMetadataKey::from_bytes(name.as_ref()),
+                tonic::metadata::AsciiMetadataValue::try_from(value.as_bytes()),
+            ) {
+                request.metadata_mut().insert(key, value);
+            }
+        }
         if let Some(header) = self.authorization()
             && let Ok(mut value) = tonic::metadata::AsciiMetadataValue::try_from(header.as_bytes())
         {

@@ -1,0 +1,159 @@
+//! One call through the gateway is one trace: the gateway's span, the
+//! indicator engine's, market data's and the registry's, connected parent
+//! to child, as received by an OTLP collector (running in the test).
+//!
+//! Its own test binary: it installs the process's tracing.
+
+mod support;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{TraceService, TraceServiceServer};
+use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
+use opentelemetry_proto::tonic::common::v1::any_value::Value;
+use support::TestMesh;
+use wizdata::indicator::v1::indicator_service_client::IndicatorServiceClient;
+use wizdata::indicator::v1::{ComputeIndicatorsRequest, IndicatorSpec};
+use wizdata::r#type::v1::Interval;
+use wizdata_common::auth::credentials::Credentials;
+use wizdata_common::testing::TestDatabase;
+
+/// A span as the collector received it.
+#[derive(Clone, Debug)]
+struct ReceivedSpan {
+    trace_id: Vec<u8>,
+    span_id: Vec<u8>,
+    parent_span_id: Vec<u8>,
+    name: String,
+    attributes: HashMap<String, String>,
+}
+
+/// An OTLP trace collector that keeps what it is sent.
+#[derive(Clone, Default)]
+struct Collector {
+    spans: Arc<Mutex<Vec<ReceivedSpan>>>,
+}
+
+#[tonic::async_trait]
+impl TraceService for Collector {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        let mut spans = self.spans.lock().unwrap();
+        for resource in request.into_inner().resource_spans {
+            for scope in resource.scope_spans {
+                for span in scope.spans {
+                    let attributes = span
+                        .attributes
+                        .iter()
+                        .filter_map(|attribute| match attribute.value.as_ref()?.value.as_ref()? {
+                            Value::StringValue(text) => Some((attribute.key.clone(), text.clone())),
+                            _ => None,
+                        })
+                        .collect();
+                    spans.push(ReceivedSpan {
+                        trace_id: span.trace_id,
+                        span_id: span.span_id,
+                        parent_span_id: span.parent_span_id,
+                        name: span.name,
+                        attributes,
+                    });
+                }
+            }
+        }
+        Ok(tonic::Response::new(ExportTraceServiceResponse { partial_success: None }))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_gateway_call_is_one_connected_trace_across_the_services() {
+    let collector = Collector::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    let serving = collector.clone();
+    tokio::spawn(async move {
+        tonic::transport::Server::builder()
+            .add_service(TraceServiceServer::new(serving))
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
+            .await
+    });
+    let config = wizdata_common::config::TelemetryConfig {
+        log_filter: "info".into(),
+        log_format: wizdata_common::config::LogFormat::Json,
+        otlp_endpoint: Some(endpoint),
+    };
+    let telemetry = wizdata_common::telemetry::init(&config, "wizdata-test");
+
+    let database = TestDatabase::new().await;
+    let mesh = TestMesh::all(&database).await;
+    let mut indicators = IndicatorServiceClient::new(mesh.gateway_channel_as(Credentials::none()).await);
+    indicators
+        .compute_indicators(ComputeIndicatorsRequest {
+            symbol: "AAPL".into(),
+            interval: Interval::OneMinute as i32,
+            indicators: vec![IndicatorSpec {
+                name: "SMA".into(),
+                parameters: [("time_period".to_owned(), 2.0)].into(),
+            }],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+
+    // The spans arrive in batches: wait for the whole chain.
+    let chain = [
+        "wizdata.indicator.v1.IndicatorService/ComputeIndicators",
+        "wizdata.marketdata.v1.MarketDataService/GetCandles",
+        "wizdata.registry.v1.RegistryService/GetSymbol",
+    ];
+    let mut spans = Vec::new();
+    for _ in 0..100 {
+        telemetry.flush();
+        spans = collector.spans.lock().unwrap().clone();
+        if chain.iter().all(|name| spans.iter().any(|span| span.name == *name)) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let entered = spans
+        .iter()
+        .find(|span| span.name == chain[0] && span.attributes.get("component").map(String::as_str) == Some("gateway"))
+        .unwrap_or_else(|| panic!("the gateway's span of the call: {spans:#?}"));
+    assert!(entered.parent_span_id.is_empty(), "the call started its trace at the gateway");
+    let trace: Vec<&ReceivedSpan> = spans.iter().filter(|span| span.trace_id == entered.trace_id).collect();
+    let by_id: HashMap<&[u8], &ReceivedSpan> = trace.iter().map(|span| (span.span_id.as_slice(), *span)).collect();
+    // Every span of the trace hangs from the gateway's, parent by parent.
+    for span in &trace {
+        let mut at = *span;
+        while !at.parent_span_id.is_empty() {
+            at = by_id
+                .get(at.parent_span_id.as_slice())
+                .unwrap_or_else(|| panic!("{}'s parent is in the trace", span.name));
+        }
+        assert_eq!(at.span_id, entered.span_id, "{} belongs to the gateway call's tree", span.name);
+    }
+    let services: std::collections::BTreeSet<&str> =
+        trace.iter().filter_map(|span| span.attributes.get("rpc.service").map(String::as_str)).collect();
+    assert!(
+        [
+            "wizdata.indicator.v1.IndicatorService",
+            "wizdata.marketdata.v1.MarketDataService",
+            "wizdata.registry.v1.RegistryService"
+        ]
+        .iter()
+        .all(|service| services.contains(service)),
+        "one trace across the services: {services:?}"
+    );
+    let served_under =
+        |name: &str| trace.iter().find(|span| span.name == name && !span.attributes.contains_key("component"));
+    let indicator = served_under(chain[0]).expect("the indicator engine's span");
+    assert_eq!(indicator.parent_span_id, entered.span_id, "the indicator engine's span is the gateway's child");
+    let candles = served_under(chain[1]).expect("market data's span");
+    assert!(
+        trace.iter().any(|span| span.span_id == candles.parent_span_id),
+        "market data's span has its parent in the trace"
+    );
+}
