@@ -20,6 +20,29 @@ use wizdata::r#type::v1::Interval;
 use wizdata_common::auth::credentials::Credentials;
 use wizdata_common::testing::TestDatabase;
 
+/// Every log line the process writes.
+#[derive(Clone, Default)]
+struct CapturedLogs(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for CapturedLogs {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'writer> tracing_subscriber::fmt::MakeWriter<'writer> for CapturedLogs {
+    type Writer = CapturedLogs;
+
+    fn make_writer(&'writer self) -> Self::Writer {
+        self.clone()
+    }
+}
+
 /// A span as the collector received it.
 #[derive(Clone, Debug)]
 struct ReceivedSpan {
@@ -81,11 +104,12 @@ async fn one_gateway_call_is_one_connected_trace_across_the_services() {
             .await
     });
     let config = wizdata_common::config::TelemetryConfig {
-        log_filter: "info".into(),
+        log_filter: "info,tower_http=debug".into(),
         log_format: wizdata_common::config::LogFormat::Json,
         otlp_endpoint: Some(endpoint),
     };
-    let telemetry = wizdata_common::telemetry::init(&config, "wizdata-test");
+    let logs = CapturedLogs::default();
+    let telemetry = wizdata_common::telemetry::init_writing_to(&config, "wizdata-test", logs.clone());
 
     let database = TestDatabase::new().await;
     let mesh = TestMesh::all(&database).await;
@@ -155,5 +179,13 @@ async fn one_gateway_call_is_one_connected_trace_across_the_services() {
     assert!(
         trace.iter().any(|span| span.span_id == candles.parent_span_id),
         "market data's span has its parent in the trace"
+    );
+
+    // Logs written while serving the call name its trace.
+    let trace_id: String = entered.trace_id.iter().map(|byte| format!("{byte:02x}")).collect();
+    let log_text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        log_text.lines().any(|line| line.contains(&format!("\"trace_id\":\"{trace_id}\""))),
+        "a log line carries trace id {trace_id}"
     );
 }

@@ -48,6 +48,14 @@ impl Drop for Telemetry {
 /// many servers in one process) leaves the first in place. Call it from
 /// within the Tokio runtime: the exporter runs on it.
 pub fn init(config: &TelemetryConfig, service_name: &str) -> Telemetry {
+    init_writing_to(config, service_name, std::io::stderr)
+}
+
+/// [`init`], with the log lines written to `writer` (tests read them).
+pub fn init_writing_to<W>(config: &TelemetryConfig, service_name: &str, writer: W) -> Telemetry
+where
+    W: for<'writer> tracing_subscriber::fmt::MakeWriter<'writer> + Send + Sync + 'static,
+{
     let filter = EnvFilter::try_new(&config.log_filter).unwrap_or_else(|_| EnvFilter::new("info"));
     // Spans get trace ids (for the logs, and to pass on) even when nothing
     // is exported.
@@ -60,7 +68,7 @@ pub fn init(config: &TelemetryConfig, service_name: &str) -> Telemetry {
     };
     let otel = tracing_opentelemetry::layer().with_tracer(provider.tracer("wizdata"));
     let registry = tracing_subscriber::registry().with(filter).with(otel);
-    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let fmt = tracing_subscriber::fmt::layer().with_writer(writer);
     let installed = match config.log_format {
         LogFormat::Json => registry.with(fmt.json().flatten_event(true).with_current_span(true)).try_init(),
         LogFormat::Pretty => registry.with(fmt).try_init(),
