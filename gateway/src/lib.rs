@@ -69,7 +69,8 @@ pub struct Gateway {
     ops: Arc<Ops>,
     health: Health,
     config: GatewayConfig,
-    deps_timing: (Duration, Duration),
+    shutdown_delay: Duration,
+    drain_timeout: Duration,
     background: Vec<JoinHandle<()>>,
 }
 
@@ -144,7 +145,8 @@ impl Gateway {
             ops,
             health,
             config: config.clone(),
-            deps_timing: (deps.shutdown_delay, deps.drain_timeout),
+            shutdown_delay: deps.shutdown_delay,
+            drain_timeout: deps.drain_timeout,
             background,
         })
     }
@@ -161,8 +163,7 @@ impl Gateway {
     /// /readyz turn NOT_SERVING, after the shutdown delay the listener
     /// closes, and calls in flight get the drain timeout to finish.
     pub async fn run_until(self, stop: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
-        let Self { listener, front, ops, health, config, deps_timing: (shutdown_delay, drain_timeout), background } =
-            self;
+        let Self { listener, front, ops, health, config, shutdown_delay, drain_timeout, background } = self;
         let stop = async move {
             stop.await;
             tracing::info!("gateway shutting down: health is NOT_SERVING");

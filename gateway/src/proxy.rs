@@ -214,7 +214,7 @@ impl Proxy {
         match attempt {
             Attempt::Answered(response) => {
                 backend.breaker.record_success();
-                response.map(|body| Body::new(Held { body, _holds: holds }))
+                response.map(|body| Held::wrap(body, holds))
             }
             Attempt::Unavailable(response) => {
                 if backend.breaker.record_failure() {
@@ -513,8 +513,15 @@ fn with_rate_limit_headers(mut response: Response<Body>, decision: &Decision) ->
 
 /// A response body that keeps what its call holds until it is dropped.
 pub struct Held {
-    pub body: Body,
-    pub _holds: Vec<Hold>,
+    body: Body,
+    _holds: Vec<Hold>,
+}
+
+impl Held {
+    /// `body` as one body type, holding `holds` until it is dropped.
+    pub fn wrap(body: Body, holds: Vec<Hold>) -> Body {
+        Body::new(Self { body, _holds: holds })
+    }
 }
 
 impl HttpBody for Held {

@@ -253,7 +253,7 @@ impl tower::Service<Request<Body>> for ConnectionService {
         let front = self.front.clone();
         Box::pin(async move {
             let response = front.handle(request).await;
-            Ok(response.map(|body| Body::new(Held { body, _holds: vec![mark] })))
+            Ok(response.map(|body| Held::wrap(body, vec![mark])))
         })
     }
 }
