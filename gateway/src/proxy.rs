@@ -23,6 +23,7 @@ use wizdata_common::auth::Caller;
 use wizdata_common::auth::verifier::Verifier;
 use wizdata_common::deadline::parse_grpc_timeout;
 use wizdata_common::error::{ApiError, ErrorCode};
+use wizdata_common::server::{grpc_status_in, rpc_of};
 
 use crate::backend::{Backend, Lease};
 use crate::frames::{self, CheckedFrames};
@@ -293,7 +294,7 @@ async fn call(
         None => answer.await,
     };
     match answered {
-        Ok(response) if grpc_status_of(response.headers()) == Some(Code::Unavailable) => Attempt::Unavailable(response),
+        Ok(response) if grpc_status_in(response.headers()) == Some(Code::Unavailable) => Attempt::Unavailable(response),
         Ok(response) => Attempt::Answered(response),
         Err(error) => {
             tracing::warn!(%error, "backend unreachable");
@@ -434,13 +435,8 @@ fn subject_of(caller: &Caller, client_ip: Option<IpAddr>) -> String {
     }
 }
 
-fn grpc_status_of(headers: &HeaderMap) -> Option<Code> {
-    let value = headers.get("grpc-status")?.to_str().ok()?.parse::<i32>().ok()?;
-    Some(Code::from_i32(value))
-}
-
 fn unknown_path(path: &str) -> Status {
-    let service = path.trim_start_matches('/').split('/').next().unwrap_or_default();
+    let service = rpc_of(path).map_or(path.trim_start_matches('/'), |(service, _)| service);
     let known_service = Methods::contract().services().contains(&service);
     match known_service {
         true => Status::unimplemented(format!("{service} has no method {path:?}")),

@@ -23,10 +23,11 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def buf_curl(*args, key=None, grpc_web=False):
+def buf_curl(*args, key=None, grpc_web=False, check=True):
     """Calls the mesh with `buf curl`, with an API key when given: native gRPC
     by reflection, or gRPC-Web over HTTP/1.1 with the schema from proto/ (a
-    browser's protocol cannot carry reflection's bidirectional stream)."""
+    browser's protocol cannot carry reflection's bidirectional stream).
+    Returns what it printed; with check=False, the whole finished process."""
     credentials = ["-H", f"authorization: Bearer {key}"] if key else []
     protocol = (["--protocol", "grpcweb", "--schema", str(ROOT / "proto")] if grpc_web
                 else ["--protocol", "grpc", "--http2-prior-knowledge"])
@@ -34,6 +35,8 @@ def buf_curl(*args, key=None, grpc_web=False):
         [str(BUF), "curl", *protocol, *credentials, *args],
         capture_output=True, text=True, timeout=60,
     )
+    if not check:
+        return result
     assert result.returncode == 0, result.stderr
     return result.stdout
 

@@ -24,12 +24,8 @@ def test_buf_curl_over_grpc_web_gets_what_native_grpc_gets(mesh):
 
 
 def test_buf_curl_over_grpc_web_sees_errors_with_their_code(mesh):
-    import subprocess
-    from conftest import BUF, ROOT
-    result = subprocess.run(
-        [str(BUF), "curl", "--protocol", "grpcweb", "--schema", str(ROOT / "proto"), "-d", '{"ticker": "NOPE"}',
-         f"{mesh.gateway_url}/wizdata.registry.v1.RegistryService/GetSymbol"],
-        capture_output=True, text=True, timeout=60)
+    result = buf_curl("-d", '{"ticker": "NOPE"}', f"{mesh.gateway_url}/wizdata.registry.v1.RegistryService/GetSymbol",
+                      grpc_web=True, check=False)
     assert result.returncode != 0
     assert '"code": "not_found"' in result.stderr, result.stderr
 

@@ -20,6 +20,7 @@ use governor::clock::{Clock, DefaultClock};
 use governor::middleware::StateInformationMiddleware;
 use governor::state::keyed::DefaultKeyedStateStore;
 use wizdata::auth::v1::Tier;
+use wizdata_common::auth::tier_claim;
 use wizdata_common::redis::Redis;
 
 use crate::breaker::Breaker;
@@ -172,7 +173,7 @@ impl RateLimiter {
     pub async fn check(&self, subject: &str, tier: Tier, service: &str) -> Decision {
         let inner = &self.inner;
         let tier_limit = inner.tiers.get(&tier).unwrap_or(&inner.tiers[&Tier::Anonymous]);
-        let tier_key = format!("{}:{subject}", tier_name(tier));
+        let tier_key = format!("{}:{subject}", tier_claim(tier));
         let service_key = format!("{service}:{subject}");
         let local = [tier_limit.check_locally(&tier_key), inner.per_service.check_locally(&service_key)];
         let limits = [tier_limit, &inner.per_service];
@@ -255,10 +256,6 @@ fn decide(limits: &[&Limit; 2], verdicts: [Verdict; 2], mode: Mode) -> Decision 
         mode,
         scope: SCOPES[binding],
     }
-}
-
-fn tier_name(tier: Tier) -> &'static str {
-    wizdata_common::auth::tier_claim(tier)
 }
 
 #[cfg(test)]

@@ -17,6 +17,8 @@ use http_body::{Body as HttpBody, Frame};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tower::{Layer, Service};
 
+use crate::server::{grpc_status_in, rpc_of};
+
 /// Where a process serves its metrics.
 #[derive(clap::Args, Debug, Clone)]
 pub struct MetricsConfig {
@@ -176,7 +178,7 @@ struct CallMetrics {
 
 impl CallMetrics {
     fn start(component: &'static str, path: &str) -> Self {
-        let (service, method) = path.trim_start_matches('/').split_once('/').unwrap_or(("unknown", "unknown"));
+        let (service, method) = rpc_of(path).unwrap_or(("unknown", "unknown"));
         let labels = [
             ("grpc_service", service.to_owned()),
             ("grpc_method", method.to_owned()),
@@ -247,8 +249,7 @@ impl<B: HttpBody<Data = Bytes> + Unpin> HttpBody for Measured<B> {
 
 /// The status code an answer's headers or trailers carry, by name.
 fn grpc_code(headers: &HeaderMap) -> Option<&'static str> {
-    let code = headers.get("grpc-status")?.to_str().ok()?.parse::<i32>().ok()?;
-    Some(code_name(tonic::Code::from_i32(code)))
+    grpc_status_in(headers).map(code_name)
 }
 
 fn code_name(code: tonic::Code) -> &'static str {

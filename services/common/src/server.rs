@@ -237,12 +237,24 @@ pub fn callers_mistakes_are_not_failures() -> SharedClassifier<GrpcErrorsAsFailu
     SharedClassifier::new(classifier)
 }
 
+/// The service and method a gRPC request path names (`/pkg.Service/Method`).
+pub fn rpc_of(path: &str) -> Option<(&str, &str)> {
+    path.trim_start_matches('/').split_once('/')
+}
+
+/// The status code an answer carries in `headers`: its headers when it is
+/// trailers-only, else its trailers.
+pub fn grpc_status_in(headers: &http::HeaderMap) -> Option<tonic::Code> {
+    let code = headers.get("grpc-status")?.to_str().ok()?.parse::<i32>().ok()?;
+    Some(tonic::Code::from_i32(code))
+}
+
 /// The span of one call: its method and request id, in the trace its
 /// `traceparent` names (or a new one), with the trace id for the logs.
 pub fn call_span<B>(request: &Request<B>) -> tracing::Span {
     let request_id = request.headers().get("x-request-id").and_then(|value| value.to_str().ok()).unwrap_or_default();
     let path = request.uri().path();
-    let (service, method) = path.trim_start_matches('/').split_once('/').unwrap_or_default();
+    let (service, method) = rpc_of(path).unwrap_or_default();
     let span = tracing::info_span!(
         "grpc",
         otel.name = %path.trim_start_matches('/'),
