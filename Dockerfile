@@ -9,6 +9,8 @@ COPY proto proto
 COPY src src
 COPY services services
 COPY gateway gateway
+# A workspace member (the tests' harness): cargo needs its manifest.
+COPY tests/support tests/support
 RUN cargo build --release --locked -p wizdata-mesh --bin wizdata \
     && strip target/release/wizdata
 
@@ -22,7 +24,11 @@ COPY --from=build /src/target/release/wizdata /usr/local/bin/wizdata
 USER 10001
 WORKDIR /var/lib/wizdata
 ENV WIZDATA_DATA_DIR=/var/lib/wizdata
-# gRPC, the gateway.
-EXPOSE 50051 8080
+# The binary binds loopback by default; in a container every port is for others.
+ENV WIZDATA_GRPC_ADDR=0.0.0.0:50051 \
+    WIZDATA_GATEWAY_ADDR=0.0.0.0:8080 \
+    WIZDATA_METRICS_ADDR=0.0.0.0:9464
+# gRPC, the gateway, metrics.
+EXPOSE 50051 8080 9464
 ENTRYPOINT ["wizdata"]
 CMD ["serve", "all"]

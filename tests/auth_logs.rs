@@ -1,20 +1,19 @@
+//! Its own test binary, outside tests/mesh: it installs the process-wide log
+//! subscriber.
+//!
 //! No password, API key secret or token reaches the logs, even at debug
-//! level, whatever callers send. Its own test binary: it installs the
-//! process-wide log subscriber.
-
-mod support;
+//! level, whatever callers send.
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
 use secrecy::{ExposeSecret, SecretString};
-use support::TestMesh;
 use wizdata::auth::v1::auth_service_client::AuthServiceClient;
 use wizdata::auth::v1::*;
 use wizdata::registry::v1::ListSymbolsRequest;
 use wizdata::registry::v1::registry_service_client::RegistryServiceClient;
 use wizdata_common::auth::credentials::Credentials;
-use wizdata_common::testing::TestDatabase;
+use wizdata_test_support::TestMesh;
 
 #[derive(Clone, Default)]
 struct CapturedLogs(Arc<Mutex<Vec<u8>>>);
@@ -40,8 +39,7 @@ async fn secrets_never_reach_the_logs() {
     let writer = logs.clone();
     tracing_subscriber::fmt().json().with_env_filter("debug").with_writer(move || writer.clone()).init();
 
-    let db = TestDatabase::new().await;
-    let mesh = TestMesh::all(&db).await;
+    let mesh = TestMesh::all().await;
     let mut admin = AuthServiceClient::new(mesh.channel().await);
     let mut anyone = AuthServiceClient::new(mesh.anonymous_channel().await);
     let password = "Tr0ub4dor&3-horse-battery";

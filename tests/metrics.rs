@@ -1,18 +1,16 @@
+//! Its own test binary (and one test), outside tests/mesh: the counters it
+//! checks by exact count are the process's.
+//!
 //! Every process serves Prometheus text on its metrics port: after some
 //! calls, `curl` of it shows the standard gRPC server metrics with the right
 //! labels and counts, and the services' own counters.
-//!
-//! Its own test binary (and one test): the counters are the process's.
 
-mod support;
-
-use support::TestMesh;
 use wizdata::marketdata::v1::market_data_service_client::MarketDataServiceClient;
-use wizdata::marketdata::v1::{GetQuoteRequest, IngestTicksRequest, Tick, Trade, tick};
+use wizdata::marketdata::v1::{GetQuoteRequest, IngestTicksRequest};
 use wizdata::registry::v1::GetSymbolRequest;
 use wizdata::registry::v1::registry_service_client::RegistryServiceClient;
 use wizdata_common::auth::credentials::Credentials;
-use wizdata_common::testing::TestDatabase;
+use wizdata_test_support::TestMesh;
 
 /// The metrics page, fetched with curl as an operator (or Prometheus) would.
 async fn scrape(port: u16) -> String {
@@ -38,8 +36,7 @@ fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
 
 #[tokio::test]
 async fn the_metrics_port_shows_grpc_server_metrics_and_service_counters() {
-    let database = TestDatabase::new().await;
-    let mesh = TestMesh::all(&database).await;
+    let mesh = TestMesh::all().await;
     let mut registry = RegistryServiceClient::new(mesh.channel().await);
     for _ in 0..3 {
         registry.get_symbol(GetSymbolRequest { ticker: "AAPL".into() }).await.unwrap();
@@ -73,12 +70,8 @@ async fn the_metrics_port_shows_grpc_server_metrics_and_service_counters() {
 
     // The services' own counters (ingest also looks its symbols up in the registry).
     let mut market = MarketDataServiceClient::new(mesh.channel().await);
-    let time = Some(prost_types::Timestamp { seconds: chrono::Utc::now().timestamp(), nanos: 0 });
-    let trade = |symbol: &str| Tick {
-        symbol: symbol.into(),
-        time,
-        kind: Some(tick::Kind::Trade(Trade { price: 101.5, size: 2.0 })),
-    };
+    let now = wizdata_test_support::now_seconds();
+    let trade = |symbol: &str| wizdata_test_support::trade(symbol, now, 101.5, 2.0);
     let ingested = market
         .ingest_ticks(tokio_stream::iter(vec![IngestTicksRequest { ticks: vec![trade("AAPL"), trade("NOPE")] }]))
         .await

@@ -1,10 +1,8 @@
+//! Its own test binary, outside tests/mesh: it installs the process's tracing.
+//!
 //! One call through the gateway is one trace: the gateway's span, the
 //! indicator engine's, market data's and the registry's, connected parent
 //! to child, as received by an OTLP collector (running in the test).
-//!
-//! Its own test binary: it installs the process's tracing.
-
-mod support;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -13,12 +11,11 @@ use std::time::Duration;
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{TraceService, TraceServiceServer};
 use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
-use support::TestMesh;
 use wizdata::indicator::v1::indicator_service_client::IndicatorServiceClient;
 use wizdata::indicator::v1::{ComputeIndicatorsRequest, IndicatorSpec};
 use wizdata::r#type::v1::Interval;
 use wizdata_common::auth::credentials::Credentials;
-use wizdata_common::testing::TestDatabase;
+use wizdata_test_support::TestMesh;
 
 /// Every log line the process writes.
 #[derive(Clone, Default)]
@@ -111,8 +108,7 @@ async fn one_gateway_call_is_one_connected_trace_across_the_services() {
     let logs = CapturedLogs::default();
     let telemetry = wizdata_common::telemetry::init_writing_to(&config, "wizdata-test", logs.clone());
 
-    let database = TestDatabase::new().await;
-    let mesh = TestMesh::all(&database).await;
+    let mesh = TestMesh::all().await;
     let mut indicators = IndicatorServiceClient::new(mesh.gateway_channel_as(Credentials::none()).await);
     indicators
         .compute_indicators(ComputeIndicatorsRequest {

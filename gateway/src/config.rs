@@ -11,7 +11,7 @@ use wizdata_common::config::parse_duration;
 pub struct GatewayConfig {
     /// Address the gateway listens on: gRPC, gRPC-Web and the HTTP probes
     /// (/healthz, /readyz, /metrics) share it.
-    #[arg(long, env = "WIZDATA_GATEWAY_ADDR", default_value = "0.0.0.0:8080")]
+    #[arg(long, env = "WIZDATA_GATEWAY_ADDR", default_value = "127.0.0.1:8080")]
     pub gateway_addr: SocketAddr,
 
     /// Backends by service, `;`-separated: `registry=http://a:50051,http://b:50051`.

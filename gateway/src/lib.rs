@@ -18,6 +18,7 @@ pub mod config;
 pub mod frames;
 pub mod metrics;
 pub mod proxy;
+pub mod rate_limit_mode;
 pub mod ratelimit;
 pub mod routes;
 pub mod server;
@@ -108,7 +109,7 @@ impl Gateway {
             backends.insert(*service, backend);
         }
 
-        crate::metrics::describe();
+        crate::metrics::describe(methods.services());
         let limiter = RateLimiter::new(config, deps.redis.clone());
         background.push(watch_rate_limit_mode(limiter.clone(), deps.redis.is_some(), health.clone()));
         let limits = CallLimits {

@@ -1,7 +1,7 @@
 //! The gateway's own metrics, recorded through the process's Prometheus
 //! recorder (`wizdata_common::metrics`) beside the standard gRPC ones.
 
-use crate::ratelimit::Mode;
+use crate::rate_limit_mode::Mode;
 
 /// One rate-limit decision, by outcome and by who decided.
 pub fn rate_limit_decision(allowed: bool, mode: Mode) {
@@ -34,8 +34,22 @@ pub fn no_healthy_endpoint(service: &'static str) {
     metrics::counter!("gateway_no_healthy_endpoint_total", "grpc_service" => service).increment(1);
 }
 
-/// Describes the gateway's metrics once, for the exposition's HELP lines.
-pub fn describe() {
+/// Describes the gateway's metrics once, for the exposition's HELP lines,
+/// and exports each counter at zero, so `rate()` and alerts see a series
+/// from the start rather than from its first event.
+pub fn describe(services: &[&'static str]) {
+    for mode in [Mode::Shared, Mode::Local] {
+        for outcome in ["allowed", "limited"] {
+            metrics::counter!("gateway_rate_limit_decisions_total", "outcome" => outcome, "mode" => mode.as_str())
+                .increment(0);
+        }
+    }
+    metrics::counter!("gateway_retries_total").increment(0);
+    metrics::counter!("gateway_retries_refused_total").increment(0);
+    for service in services {
+        metrics::counter!("gateway_breaker_rejections_total", "grpc_service" => *service).increment(0);
+        metrics::counter!("gateway_no_healthy_endpoint_total", "grpc_service" => *service).increment(0);
+    }
     metrics::describe_counter!(
         "gateway_rate_limit_decisions_total",
         "Rate-limit decisions by outcome and by who decided."

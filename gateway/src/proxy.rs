@@ -8,7 +8,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -23,7 +23,8 @@ use wizdata_common::auth::Caller;
 use wizdata_common::auth::verifier::Verifier;
 use wizdata_common::deadline::parse_grpc_timeout;
 use wizdata_common::error::{ApiError, ErrorCode};
-use wizdata_common::server::{grpc_status_in, rpc_of};
+use wizdata_common::grpc::{grpc_status_in, rpc_of};
+use wizdata_common::subjects::{StreamSlots, subject_key};
 
 use crate::backend::{Backend, Lease};
 use crate::frames::{self, CheckedFrames};
@@ -104,7 +105,7 @@ impl Proxy {
             Err(error) => return status_response(error.into()),
         };
         let client_ip = request.extensions().get::<ClientAddr>().map(|addr| addr.0.ip());
-        let subject = subject_of(&caller, client_ip);
+        let subject = subject_key(&caller, client_ip);
 
         let decision = inner.limiter.check(&subject, caller.tier, method.service).await;
         if !decision.allowed {
@@ -215,7 +216,7 @@ impl Proxy {
         match attempt {
             Attempt::Answered(response) => {
                 backend.breaker.record_success();
-                response.map(|body| Held::wrap(body, holds))
+                response.map(|body| HoldingBody::wrap(body, holds))
             }
             Attempt::Unavailable(response) => {
                 if backend.breaker.record_failure() {
@@ -425,16 +426,6 @@ fn forwarded_headers(
     headers
 }
 
-/// Whom a call's limits belong to: the verified subject, or for anonymous
-/// callers their address.
-fn subject_of(caller: &Caller, client_ip: Option<IpAddr>) -> String {
-    match (caller.anonymous, client_ip) {
-        (true, Some(ip)) => format!("anonymous@{ip}"),
-        (true, None) => "anonymous@unknown".to_owned(),
-        (false, _) => caller.subject.clone(),
-    }
-}
-
 fn unknown_path(path: &str) -> Status {
     let service = rpc_of(path).map_or(path.trim_start_matches('/'), |(service, _)| service);
     let known_service = Methods::contract().services().contains(&service);
@@ -508,19 +499,19 @@ fn with_rate_limit_headers(mut response: Response<Body>, decision: &Decision) ->
 }
 
 /// A response body that keeps what its call holds until it is dropped.
-pub struct Held {
+pub struct HoldingBody {
     body: Body,
     _holds: Vec<Hold>,
 }
 
-impl Held {
+impl HoldingBody {
     /// `body` as one body type, holding `holds` until it is dropped.
     pub fn wrap(body: Body, holds: Vec<Hold>) -> Body {
         Body::new(Self { body, _holds: holds })
     }
 }
 
-impl HttpBody for Held {
+impl HttpBody for HoldingBody {
     type Data = Bytes;
     type Error = Status;
 
@@ -537,47 +528,6 @@ impl HttpBody for Held {
 
     fn size_hint(&self) -> http_body::SizeHint {
         self.body.size_hint()
-    }
-}
-
-/// Open streaming calls per subject, capped.
-#[derive(Clone)]
-struct StreamSlots {
-    open: Arc<Mutex<HashMap<String, usize>>>,
-    max: usize,
-}
-
-/// One open stream, counted until dropped.
-struct StreamSlot {
-    open: Arc<Mutex<HashMap<String, usize>>>,
-    subject: String,
-}
-
-impl StreamSlots {
-    fn new(max: usize) -> Self {
-        Self { open: Arc::default(), max }
-    }
-
-    fn acquire(&self, subject: &str) -> Option<StreamSlot> {
-        let mut open = self.open.lock().expect("stream slots lock is not poisoned");
-        let count = open.entry(subject.to_owned()).or_default();
-        if *count >= self.max {
-            return None;
-        }
-        *count += 1;
-        Some(StreamSlot { open: self.open.clone(), subject: subject.to_owned() })
-    }
-}
-
-impl Drop for StreamSlot {
-    fn drop(&mut self) {
-        let mut open = self.open.lock().expect("stream slots lock is not poisoned");
-        if let Some(count) = open.get_mut(&self.subject) {
-            *count -= 1;
-            if *count == 0 {
-                open.remove(&self.subject);
-            }
-        }
     }
 }
 
@@ -678,16 +628,5 @@ mod tests {
         assert_eq!(left(Deadline::of(&asking("garbage"), unary, cap)), Some(30));
         assert_eq!(left(Deadline::of(&HeaderMap::new(), stream, cap)), None, "streams may live long");
         assert_eq!(left(Deadline::of(&asking("1H"), stream, cap)), Some(3600), "and keep the one they send");
-    }
-
-    #[test]
-    fn stream_slots_cap_each_subject_and_free_on_drop() {
-        let slots = StreamSlots::new(2);
-        let first = slots.acquire("alice").unwrap();
-        let _second = slots.acquire("alice").unwrap();
-        assert!(slots.acquire("alice").is_none());
-        assert!(slots.acquire("bob").is_some(), "each subject has its own cap");
-        drop(first);
-        assert!(slots.acquire("alice").is_some());
     }
 }

@@ -25,7 +25,7 @@ use wizdata_common::server::{call_span, callers_mistakes_are_not_failures};
 
 use crate::backend::Backend;
 use crate::config::GatewayConfig;
-use crate::proxy::{ClientAddr, Held, Hold, status_response};
+use crate::proxy::{ClientAddr, Hold, HoldingBody, status_response};
 use crate::ratelimit::RateLimiter;
 
 pub type GrpcService = BoxCloneSyncService<Request<Body>, Response<Body>, Infallible>;
@@ -253,7 +253,7 @@ impl tower::Service<Request<Body>> for ConnectionService {
         let front = self.front.clone();
         Box::pin(async move {
             let response = front.handle(request).await;
-            Ok(response.map(|body| Held::wrap(body, vec![mark])))
+            Ok(response.map(|body| HoldingBody::wrap(body, vec![mark])))
         })
     }
 }

@@ -25,26 +25,9 @@ use wizdata_common::redis::Redis;
 
 use crate::breaker::Breaker;
 use crate::config::{GatewayConfig, Quota};
+pub use crate::rate_limit_mode::Mode;
 
 const GCRA: &str = include_str!("gcra.lua");
-
-/// Who decided.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Mode {
-    /// Redis: one limit across every gateway.
-    Shared,
-    /// This gateway alone: Redis is unset, slow or down.
-    Local,
-}
-
-impl Mode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Shared => "redis",
-            Self::Local => "local",
-        }
-    }
-}
 
 /// The answer for one call, with what the `ratelimit-*` headers report: the
 /// limit closest to refusing.

@@ -48,7 +48,18 @@ impl Cache {
 
     /// Redis when given, memory otherwise.
     pub fn new(redis: Option<&Redis>) -> Self {
-        redis.map_or_else(Self::memory, |redis| Self::Redis(redis.clone()))
+        let cache = redis.map_or_else(Self::memory, |redis| Self::Redis(redis.clone()));
+        // Exported at zero, so `rate()` and alerts see the series from the start.
+        count_lookups(&[], cache.store());
+        cache
+    }
+
+    /// The store's name in `cache_lookups_total`.
+    fn store(&self) -> &'static str {
+        match self {
+            Self::Memory(_) => "memory",
+            Self::Redis(_) => "redis",
+        }
     }
 
     /// The values of `keys`, in order; `None` for a miss.
@@ -64,7 +75,7 @@ impl Cache {
                     .iter()
                     .map(|key| entries.get(key).filter(|entry| entry.expires > now).map(|entry| entry.value.clone()))
                     .collect();
-                count_lookups(&values, "memory");
+                count_lookups(&values, self.store());
                 Ok(values)
             }
             Self::Redis(redis) => {
@@ -82,7 +93,7 @@ impl Cache {
                     redis.command_failed(&error);
                     CacheUnavailable
                 })?;
-                count_lookups(&values, "redis");
+                count_lookups(&values, self.store());
                 Ok(values)
             }
         }

@@ -11,12 +11,20 @@ use secrecy::SecretString;
 #[derive(clap::Args, Debug, Clone)]
 pub struct ServerConfig {
     /// Address the gRPC server listens on (port 0 picks a free port).
-    #[arg(long, env = "WIZDATA_GRPC_ADDR", default_value = "0.0.0.0:50051")]
+    /// Loopback by default, so a development machine exposes nothing; the
+    /// image and the chart listen on all interfaces.
+    #[arg(long, env = "WIZDATA_GRPC_ADDR", default_value = "127.0.0.1:50051")]
     pub grpc_addr: SocketAddr,
 
     /// Largest request message accepted, in bytes; larger ones are refused.
     #[arg(long, env = "WIZDATA_MAX_MESSAGE_BYTES", default_value_t = 4 * 1024 * 1024)]
     pub max_message_bytes: usize,
+
+    /// Largest response message sent, in bytes; a larger answer fails
+    /// RESOURCE_EXHAUSTED instead of being built. The largest answers the
+    /// contract allows (a full BatchCompute) are about 100 MB.
+    #[arg(long, env = "WIZDATA_MAX_RESPONSE_BYTES", default_value_t = 128 * 1024 * 1024)]
+    pub max_response_bytes: usize,
 
     /// On SIGTERM, how long health reports NOT_SERVING before the listener
     /// closes, so load balancers stop routing here first.
@@ -82,6 +90,36 @@ pub struct RedisConfig {
     /// How often Redis is probed; health reports it as "dependency/redis".
     #[arg(long, env = "WIZDATA_REDIS_HEALTH_INTERVAL", default_value = "1s", value_parser = parse_duration)]
     pub redis_health_interval: Duration,
+}
+
+/// Where services find the services they call, and how long they wait on
+/// them: one group for every role, so each setting has one flag.
+#[derive(clap::Args, Debug, Clone)]
+pub struct NeighbourConfig {
+    /// The registry that symbols are checked against (by market data and
+    /// streaming). Unset in `serve all` means this process; required when
+    /// serving market-data or streaming alone.
+    #[arg(long, env = "WIZDATA_REGISTRY_URL")]
+    pub registry_url: Option<String>,
+
+    /// How long a symbol lookup in the registry may take.
+    #[arg(long, env = "WIZDATA_REGISTRY_TIMEOUT", default_value = "2s", value_parser = parse_duration)]
+    pub registry_timeout: Duration,
+
+    /// How long the registry's answer about a symbol is trusted.
+    #[arg(long, env = "WIZDATA_SYMBOL_CACHE_TTL", default_value = "30s", value_parser = parse_duration)]
+    pub symbol_cache_ttl: Duration,
+
+    /// The market data service candles (and streaming's snapshots) are
+    /// fetched from. Unset in `serve all` means this process; required when
+    /// serving indicator or streaming alone.
+    #[arg(long, env = "WIZDATA_MARKET_DATA_URL")]
+    pub market_data_url: Option<String>,
+
+    /// How long fetching from market data may take when the caller set no
+    /// deadline (a caller's deadline is always passed on).
+    #[arg(long, env = "WIZDATA_MARKET_DATA_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub market_data_timeout: Duration,
 }
 
 /// How every service checks who is calling (see `auth`).

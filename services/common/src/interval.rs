@@ -1,13 +1,14 @@
 //! Candle intervals: their widths, their short codes ("1m" ... "1d", as
-//! stored and as used in bus topics) and UTC bar boundaries.
+//! stored and as used in bus topics), UTC bar boundaries and when a bar is
+//! closed.
 
 use wizdata::r#type::v1::Interval;
+
+pub use crate::time::NANOS_PER_SECOND;
 
 /// Every interval trades are aggregated into.
 pub const INTERVALS: [Interval; 5] =
     [Interval::OneMinute, Interval::FiveMinutes, Interval::FifteenMinutes, Interval::OneHour, Interval::OneDay];
-
-pub const NANOS_PER_SECOND: i64 = 1_000_000_000;
 
 /// The bar width in seconds; `None` for UNSPECIFIED.
 pub fn width_seconds(interval: Interval) -> Option<i64> {
@@ -58,6 +59,14 @@ pub fn bar_open_seconds(width_seconds: i64, time_ns: i64) -> i64 {
     time_ns.div_euclid(NANOS_PER_SECOND).div_euclid(width_seconds) * width_seconds
 }
 
+/// Whether the `interval` bar opening at `open_seconds` is closed at
+/// `now_ns`: once the clock has reached its end, no trade can still fall in
+/// it except a late one.
+pub fn bar_is_closed(interval: Interval, open_seconds: i64, now_ns: i64) -> bool {
+    let width = width_seconds(interval).unwrap_or(0);
+    open_seconds.saturating_add(width).saturating_mul(NANOS_PER_SECOND) <= now_ns
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -73,6 +82,15 @@ mod tests {
         assert_eq!(bar_open_seconds(86_400, time_ns), 1_709_596_800);
         // Exactly on a boundary belongs to the bar it opens.
         assert_eq!(bar_open_seconds(60, 1_709_646_420 * NANOS_PER_SECOND), 1_709_646_420);
+    }
+
+    #[test]
+    fn a_bar_closes_when_the_clock_reaches_its_end() {
+        let open = 1_709_646_420;
+        let end_ns = (open + 60) * NANOS_PER_SECOND;
+        assert!(!bar_is_closed(Interval::OneMinute, open, end_ns - 1));
+        assert!(bar_is_closed(Interval::OneMinute, open, end_ns));
+        assert!(!bar_is_closed(Interval::OneDay, open, end_ns), "a day is longer than a minute");
     }
 
     #[test]

@@ -8,6 +8,7 @@ pub mod config;
 pub mod db;
 pub mod deadline;
 pub mod error;
+pub mod grpc;
 pub mod health;
 pub mod ids;
 pub mod interval;
@@ -16,6 +17,7 @@ pub mod metrics;
 pub mod pagination;
 pub mod redis;
 pub mod server;
+pub mod subjects;
 pub mod symbols;
 pub mod telemetry;
 #[cfg(feature = "testing")]

@@ -17,14 +17,14 @@ use http_body::{Body as HttpBody, Frame};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tower::{Layer, Service};
 
-use crate::server::{grpc_status_in, rpc_of};
+use crate::grpc::{grpc_status_in, rpc_of};
 
 /// Where a process serves its metrics.
 #[derive(clap::Args, Debug, Clone)]
 pub struct MetricsConfig {
     /// Address of the Prometheus endpoint (`GET /metrics`); port 0 picks a
     /// free port.
-    #[arg(long, env = "WIZDATA_METRICS_ADDR", default_value = "0.0.0.0:9464")]
+    #[arg(long, env = "WIZDATA_METRICS_ADDR", default_value = "127.0.0.1:9464")]
     pub metrics_addr: SocketAddr,
 }
 

@@ -21,6 +21,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::auth::layer::AuthLayer;
 use crate::config::ServerConfig;
+use crate::grpc::rpc_of;
 use crate::health::Health;
 use crate::metrics::GrpcMetricsLayer;
 
@@ -235,18 +236,6 @@ pub fn callers_mistakes_are_not_failures() -> SharedClassifier<GrpcErrorsAsFailu
     .into_iter()
     .fold(GrpcErrorsAsFailures::new(), GrpcErrorsAsFailures::with_success);
     SharedClassifier::new(classifier)
-}
-
-/// The service and method a gRPC request path names (`/pkg.Service/Method`).
-pub fn rpc_of(path: &str) -> Option<(&str, &str)> {
-    path.trim_start_matches('/').split_once('/')
-}
-
-/// The status code an answer carries in `headers`: its headers when it is
-/// trailers-only, else its trailers.
-pub fn grpc_status_in(headers: &http::HeaderMap) -> Option<tonic::Code> {
-    let code = headers.get("grpc-status")?.to_str().ok()?.parse::<i32>().ok()?;
-    Some(tonic::Code::from_i32(code))
 }
 
 /// The span of one call: its method and request id, in the trace its

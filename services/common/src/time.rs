@@ -1,7 +1,23 @@
-//! Conversions between protobuf Timestamps and chrono.
+//! Time as the services use it: the wall clock, protobuf Timestamps, chrono
+//! and nanoseconds since the epoch (as ticks and bars are stored).
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use chrono::{DateTime, Utc};
 use prost_types::Timestamp;
+
+pub const NANOS_PER_SECOND: i64 = 1_000_000_000;
+
+/// The wall clock in nanoseconds since the epoch.
+pub fn now_ns() -> i64 {
+    let since_epoch = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
+    i64::try_from(since_epoch.as_nanos()).unwrap_or(i64::MAX)
+}
+
+/// The wall clock as a Timestamp.
+pub fn now_timestamp() -> Timestamp {
+    timestamp_from_ns(now_ns())
+}
 
 pub fn to_timestamp(time: DateTime<Utc>) -> Timestamp {
     Timestamp { seconds: time.timestamp(), nanos: time.timestamp_subsec_nanos() as i32 }
@@ -14,6 +30,19 @@ pub fn from_timestamp(timestamp: &Timestamp) -> Option<DateTime<Utc>> {
     DateTime::from_timestamp(timestamp.seconds, nanos)
 }
 
+pub fn timestamp_from_ns(ns: i64) -> Timestamp {
+    Timestamp { seconds: ns.div_euclid(NANOS_PER_SECOND), nanos: ns.rem_euclid(NANOS_PER_SECOND) as i32 }
+}
+
+/// Nanoseconds since the epoch; `None` when the timestamp is malformed or
+/// outside 1970..2262 (what an i64 of nanoseconds holds).
+pub fn ns_from_timestamp(timestamp: &Timestamp) -> Option<i64> {
+    if !(0..NANOS_PER_SECOND as i32).contains(&timestamp.nanos) || timestamp.seconds < 0 {
+        return None;
+    }
+    timestamp.seconds.checked_mul(NANOS_PER_SECOND)?.checked_add(i64::from(timestamp.nanos))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -24,5 +53,14 @@ mod tests {
         assert_eq!(from_timestamp(&to_timestamp(now)), Some(now));
         assert_eq!(from_timestamp(&Timestamp { seconds: 0, nanos: -1 }), None);
         assert_eq!(from_timestamp(&Timestamp { seconds: i64::MAX, nanos: 0 }), None);
+    }
+
+    #[test]
+    fn timestamps_round_trip_through_nanoseconds() {
+        let timestamp = Timestamp { seconds: 1_700_000_000, nanos: 123 };
+        assert_eq!(timestamp_from_ns(ns_from_timestamp(&timestamp).unwrap()), timestamp);
+        assert_eq!(ns_from_timestamp(&Timestamp { seconds: -1, nanos: 0 }), None);
+        assert_eq!(ns_from_timestamp(&Timestamp { seconds: 0, nanos: -1 }), None);
+        assert_eq!(ns_from_timestamp(&Timestamp { seconds: i64::MAX, nanos: 0 }), None);
     }
 }

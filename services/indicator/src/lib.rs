@@ -54,17 +54,6 @@ pub const MAX_BATCH_COMPUTATIONS: usize = 400;
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct IndicatorConfig {
-    /// The market data service candles (and streaming's snapshots) are
-    /// fetched from. Unset in `serve all` means this process; required when
-    /// serving indicator or streaming alone.
-    #[arg(long, env = "WIZDATA_MARKET_DATA_URL")]
-    pub market_data_url: Option<String>,
-
-    /// How long fetching a symbol's candles may take when the caller set no
-    /// deadline (a caller's deadline is always passed on).
-    #[arg(long, env = "WIZDATA_MARKET_DATA_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
-    pub market_data_timeout: Duration,
-
     /// How long computed results stay cached. Keys change with the candles,
     /// so this bounds memory, not staleness.
     #[arg(long, env = "WIZDATA_INDICATOR_CACHE_TTL", default_value = "10m", value_parser = parse_duration)]
@@ -211,13 +200,15 @@ pub struct Indicators {
 }
 
 impl Indicators {
-    pub fn new(market_data: Channel, cache: Cache, config: &IndicatorConfig) -> Self {
+    /// Candles come from market data behind `market_data`, within
+    /// `market_data_timeout` when the caller set no deadline.
+    pub fn new(market_data: Channel, market_data_timeout: Duration, cache: Cache, config: &IndicatorConfig) -> Self {
         let cores = std::thread::available_parallelism().map_or(1, usize::from);
         Self {
             candles: CandleSource::new(market_data),
             results: ResultCache::new(cache, config.indicator_cache_ttl),
             compute_slots: Arc::new(Semaphore::new(cores)),
-            market_data_timeout: config.market_data_timeout,
+            market_data_timeout,
             batch_parallelism: usize::from(config.batch_parallelism),
         }
     }
@@ -435,6 +426,11 @@ impl IndicatorService for Indicators {
 
 /// The service, fetching candles from the market data service behind
 /// `market_data` and caching results in `cache`.
-pub fn service(market_data: Channel, cache: Cache, config: &IndicatorConfig) -> IndicatorServiceServer<Indicators> {
-    IndicatorServiceServer::new(Indicators::new(market_data, cache, config))
+pub fn service(
+    market_data: Channel,
+    market_data_timeout: Duration,
+    cache: Cache,
+    config: &IndicatorConfig,
+) -> IndicatorServiceServer<Indicators> {
+    IndicatorServiceServer::new(Indicators::new(market_data, market_data_timeout, cache, config))
 }

@@ -1,35 +1,17 @@
 //! Stored rows to contract messages.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use prost_types::Timestamp;
+use wizdata::marketdata::v1::{CandleEvent, MarketDataEvent, market_data_event};
 use wizdata::r#type::v1::{Candle, Interval, Quote};
+use wizdata_common::time::{ns_from_timestamp, timestamp_from_ns};
 
-use crate::entity::{NEVER, candle, quote};
-use crate::interval::{NANOS_PER_SECOND, width_seconds};
-use crate::store::BarRow;
-
-pub fn now_ns() -> i64 {
-    let since_epoch = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
-    i64::try_from(since_epoch.as_nanos()).unwrap_or(i64::MAX)
-}
-
-pub fn timestamp_from_ns(ns: i64) -> Timestamp {
-    Timestamp { seconds: ns.div_euclid(NANOS_PER_SECOND), nanos: ns.rem_euclid(NANOS_PER_SECOND) as i32 }
-}
-
-/// Nanoseconds since the epoch; `None` when the timestamp is malformed or
-/// outside 1970..2262 (what an i64 of nanoseconds holds).
-pub fn ns_from_timestamp(timestamp: &Timestamp) -> Option<i64> {
-    if !(0..NANOS_PER_SECOND as i32).contains(&timestamp.nanos) || timestamp.seconds < 0 {
-        return None;
-    }
-    timestamp.seconds.checked_mul(NANOS_PER_SECOND)?.checked_add(i64::from(timestamp.nanos))
-}
+use crate::entity::{BarRow, NEVER, candle, quote};
+use crate::interval::bar_is_closed;
 
 /// A stored bar; `closed` once the wall clock has passed its end.
 pub fn candle(row: &BarRow, interval: Interval, now_ns: i64) -> Candle {
-    let width = width_seconds(interval).unwrap_or(0);
     Candle {
         open_time: Some(Timestamp { seconds: row.open_time, nanos: 0 }),
         open: row.open,
@@ -38,7 +20,19 @@ pub fn candle(row: &BarRow, interval: Interval, now_ns: i64) -> Candle {
         close: row.close,
         volume: row.volume,
         trade_count: u64::try_from(row.trade_count).unwrap_or(0),
-        closed: (row.open_time + width).saturating_mul(NANOS_PER_SECOND) <= now_ns,
+        closed: bar_is_closed(interval, row.open_time, now_ns),
+    }
+}
+
+/// The bus event announcing a stored bar as it is at `now_ns`.
+pub fn candle_event(row: &candle::Model, interval: Interval, now_ns: i64) -> MarketDataEvent {
+    MarketDataEvent {
+        symbol: row.symbol.clone(),
+        event_time: Some(timestamp_from_ns(row.last_trade_ns)),
+        kind: Some(market_data_event::Kind::Candle(CandleEvent {
+            interval: interval as i32,
+            candle: Some(candle(&row.into(), interval, now_ns)),
+        })),
     }
 }
 
@@ -81,18 +75,4 @@ pub fn mark_stale(quote: &mut Quote, staleness: Duration, now_ns: i64) {
     let updated = quote.update_time.as_ref().and_then(ns_from_timestamp).unwrap_or(i64::MIN);
     let bound = i64::try_from(staleness.as_nanos()).unwrap_or(i64::MAX);
     quote.stale = now_ns.saturating_sub(updated) > bound;
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn timestamps_round_trip_through_nanoseconds() {
-        let timestamp = Timestamp { seconds: 1_700_000_000, nanos: 123 };
-        assert_eq!(timestamp_from_ns(ns_from_timestamp(&timestamp).unwrap()), timestamp);
-        assert_eq!(ns_from_timestamp(&Timestamp { seconds: -1, nanos: 0 }), None);
-        assert_eq!(ns_from_timestamp(&Timestamp { seconds: 0, nanos: -1 }), None);
-        assert_eq!(ns_from_timestamp(&Timestamp { seconds: i64::MAX, nanos: 0 }), None);
-    }
 }

@@ -4,8 +4,37 @@
 //! nanoseconds since the Unix epoch, so merges compare them exactly on every
 //! backend.
 
+use sea_orm::FromQueryResult;
+
 /// `i64::MIN` in a time column: no such event yet.
 pub const NEVER: i64 = i64::MIN;
+
+/// What a reader sees of a stored bar.
+#[derive(Clone, Debug, PartialEq, FromQueryResult)]
+pub struct BarRow {
+    /// Seconds since the epoch.
+    pub open_time: i64,
+    pub open: f64,
+    pub high: f64,
+    pub low: f64,
+    pub close: f64,
+    pub volume: f64,
+    pub trade_count: i64,
+}
+
+impl From<&candle::Model> for BarRow {
+    fn from(row: &candle::Model) -> Self {
+        Self {
+            open_time: row.open_time,
+            open: row.open,
+            high: row.high,
+            low: row.low,
+            close: row.close,
+            volume: row.volume,
+            trade_count: row.trade_count,
+        }
+    }
+}
 
 pub mod candle {
     use sea_orm::entity::prelude::*;

@@ -26,12 +26,12 @@ use std::time::Duration;
 
 use sea_orm::DatabaseConnection;
 use tokio::task::JoinHandle;
-use tonic::transport::Channel;
 use wizdata::marketdata::v1::market_data_service_server::MarketDataServiceServer;
 use wizdata_common::bus::Bus;
 use wizdata_common::cache::Cache;
 use wizdata_common::config::parse_duration;
 use wizdata_common::pagination::PageTokens;
+use wizdata_common::symbols::SymbolDirectory;
 
 pub use migration::Migrator;
 pub use service::{
@@ -43,20 +43,6 @@ pub const SERVICE_NAME: &str = wizdata::marketdata::v1::market_data_service_serv
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct MarketDataConfig {
-    /// The registry that symbols are checked against (by market data and
-    /// streaming). Unset in `serve all` means this process; required when
-    /// serving market-data or streaming alone.
-    #[arg(long, env = "WIZDATA_REGISTRY_URL")]
-    pub registry_url: Option<String>,
-
-    /// How long a symbol lookup in the registry may take.
-    #[arg(long, env = "WIZDATA_REGISTRY_TIMEOUT", default_value = "2s", value_parser = parse_duration)]
-    pub registry_timeout: Duration,
-
-    /// How long the registry's answer about a symbol is trusted.
-    #[arg(long, env = "WIZDATA_SYMBOL_CACHE_TTL", default_value = "30s", value_parser = parse_duration)]
-    pub symbol_cache_ttl: Duration,
-
     /// Ticks stamped further than this into the future are rejected.
     #[arg(long, env = "WIZDATA_MAX_FUTURE_SKEW", default_value = "5s", value_parser = parse_duration)]
     pub max_future_skew: Duration,
@@ -67,15 +53,19 @@ pub struct MarketDataConfig {
 }
 
 /// The service and the background tasks it needs (the writer and the bus
-/// publisher), over an already migrated database.
+/// publisher), over an already migrated database; ticks' symbols are checked
+/// in `symbols`.
 pub fn service(
     db: DatabaseConnection,
     cache: Cache,
     bus: Bus,
-    registry: Channel,
+    symbols: SymbolDirectory,
     page_tokens: PageTokens,
     config: &MarketDataConfig,
 ) -> (MarketDataServiceServer<MarketData>, Vec<JoinHandle<()>>) {
+    ticks::export_counters();
+    metrics::counter!("marketdata_commits_total").increment(0);
+    metrics::counter!("marketdata_candles_written_total").increment(0);
     let store = store::Store::new(db);
     let quotes = quotes::QuoteCache::new(cache);
     let (writer, tasks) = writer::Writer::start(store.clone(), quotes.clone(), bus);
@@ -84,11 +74,7 @@ pub fn service(
         store,
         writer,
         quotes,
-        symbols: wizdata_common::symbols::SymbolDirectory::new(
-            registry,
-            config.symbol_cache_ttl,
-            config.registry_timeout,
-        ),
+        symbols,
         admission: Arc::new(ticks::Admission { max_future_ns }),
         page_tokens,
         staleness: config.quote_staleness,

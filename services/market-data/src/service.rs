@@ -16,7 +16,9 @@ use wizdata::r#type::v1::{Candle, Interval, Quote};
 use wizdata_common::pagination::{PageTokens, page_size};
 use wizdata_common::{ApiError, FieldViolations};
 
-use crate::convert::{self, mark_stale, now_ns, ns_from_timestamp};
+use wizdata_common::time::{now_ns, ns_from_timestamp};
+
+use crate::convert::{self, mark_stale};
 use crate::history::check_price_order;
 use crate::interval::{self, NANOS_PER_SECOND, width_seconds};
 use crate::quotes::QuoteCache;

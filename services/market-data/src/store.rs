@@ -8,15 +8,15 @@ use std::sync::Arc;
 
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, FromQueryResult, PaginatorTrait,
-    QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
+    ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect, TransactionTrait,
 };
 use wizdata::r#type::v1::{Interval, Quote};
 
 use crate::bars::{BarState, QuoteState};
 use crate::batch::BarKey;
 use crate::convert;
-use crate::entity::{NEVER, candle, quote};
+use crate::entity::{BarRow, NEVER, candle, quote};
 use crate::interval::{NANOS_PER_SECOND, code};
 
 /// Rows per INSERT: 12 parameters each stays far below SQLite's 32,766 and
@@ -62,33 +62,6 @@ fn quote_merge() -> OnConflict {
         merge.value(sea_orm::sea_query::Alias::new(column), pick(&later_book, column, t));
     }
     merge
-}
-
-/// What a reader sees of a stored bar.
-#[derive(Clone, Debug, PartialEq, FromQueryResult)]
-pub struct BarRow {
-    /// Seconds since the epoch.
-    pub open_time: i64,
-    pub open: f64,
-    pub high: f64,
-    pub low: f64,
-    pub close: f64,
-    pub volume: f64,
-    pub trade_count: i64,
-}
-
-impl From<&candle::Model> for BarRow {
-    fn from(row: &candle::Model) -> Self {
-        Self {
-            open_time: row.open_time,
-            open: row.open,
-            high: row.high,
-            low: row.low,
-            close: row.close,
-            volume: row.volume,
-            trade_count: row.trade_count,
-        }
-    }
 }
 
 /// What a write changed, as now stored.

@@ -8,7 +8,7 @@ use wizdata::marketdata::v1::{IngestTicksResponse, RejectedTick, RejectionCount,
 
 use crate::bars::TopOfBook;
 use crate::batch::Batch;
-use crate::convert::ns_from_timestamp;
+use wizdata_common::time::ns_from_timestamp;
 
 /// Rejected ticks described in the response, to help a feed find its bug.
 pub const MAX_SAMPLES: usize = 10;
@@ -22,6 +22,17 @@ pub struct Summary {
     samples: Vec<RejectedTick>,
     /// Position of the next tick in the call's stream.
     next_index: u64,
+}
+
+/// Exports the ingest counters at zero (accepted, and rejected for every
+/// reason), so `rate()` and alerts see every series from the start.
+pub fn export_counters() {
+    metrics::counter!("marketdata_ticks_total", "outcome" => "accepted").increment(0);
+    let reasons = (1..).map_while(|value| TickRejection::try_from(value).ok());
+    for reason in reasons {
+        metrics::counter!("marketdata_ticks_total", "outcome" => "rejected", "reason" => reason.as_str_name())
+            .increment(0);
+    }
 }
 
 impl Summary {

@@ -12,16 +12,18 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
-use wizdata::marketdata::v1::{CandleEvent, MarketDataEvent, Trade, market_data_event};
+use wizdata::marketdata::v1::{MarketDataEvent, Trade, market_data_event};
 use wizdata::r#type::v1::{Interval, Quote};
 use wizdata_common::ApiError;
 use wizdata_common::bus::Bus;
 
 use crate::batch::Batch;
-use crate::convert::{self, now_ns, timestamp_from_ns};
+use wizdata_common::time::{now_ns, timestamp_from_ns};
+
+use crate::convert;
 use crate::entity::candle;
 use crate::events;
-use crate::interval::{self, NANOS_PER_SECOND, width_seconds};
+use crate::interval::{self, bar_is_closed};
 use crate::quotes::QuoteCache;
 use crate::store::Store;
 
@@ -191,17 +193,11 @@ impl Worker {
         for row in rows {
             let Some(interval) = interval::parse(&row.interval) else { continue };
             let symbol: Arc<str> = row.symbol.as_str().into();
-            let candle = convert::candle(&(&row).into(), interval, now);
-            let event = MarketDataEvent {
-                symbol: row.symbol.clone(),
-                event_time: Some(timestamp_from_ns(row.last_trade_ns)),
-                kind: Some(market_data_event::Kind::Candle(CandleEvent {
-                    interval: interval as i32,
-                    candle: Some(candle),
-                })),
-            };
+            let event = convert::candle_event(&row, interval, now);
             let key = (symbol, interval);
-            if !candle.closed && self.open_bars.get(&key).is_none_or(|open| open.open_time <= row.open_time) {
+            if !bar_is_closed(interval, row.open_time, now)
+                && self.open_bars.get(&key).is_none_or(|open| open.open_time <= row.open_time)
+            {
                 self.open_bars.insert(key.clone(), row);
             }
             match series.last_mut() {
@@ -221,10 +217,7 @@ impl Worker {
         let due: Vec<SeriesKey> = self
             .open_bars
             .iter()
-            .filter(|((_, interval), row)| {
-                let width = width_seconds(*interval).unwrap_or(0);
-                (row.open_time + width).saturating_mul(NANOS_PER_SECOND) <= now
-            })
+            .filter(|((_, interval), row)| bar_is_closed(*interval, row.open_time, now))
             .map(|(key, _)| key.clone())
             .collect();
         if due.is_empty() {
@@ -234,14 +227,7 @@ impl Worker {
         for key in due {
             let Some(row) = self.open_bars.remove(&key) else { continue };
             let (symbol, interval) = key;
-            let event = MarketDataEvent {
-                symbol: symbol.to_string(),
-                event_time: Some(timestamp_from_ns(row.last_trade_ns)),
-                kind: Some(market_data_event::Kind::Candle(CandleEvent {
-                    interval: interval as i32,
-                    candle: Some(convert::candle(&(&row).into(), interval, now)),
-                })),
-            };
+            let event = convert::candle_event(&row, interval, now);
             messages.push((events::candles_topic(&symbol, interval), events::encode(vec![event])));
         }
         let _ = self.publish.send(messages).await;

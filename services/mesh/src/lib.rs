@@ -1,6 +1,12 @@
 //! Assembles WizData services into one process: every service on one gRPC
 //! port (`wizdata serve all`) or a single role per process, as Kubernetes
 //! runs it. The end-to-end tests build the mesh through this same code.
+//!
+//! A process is built in three steps: [`Plan::resolve`] turns the settings
+//! into what will run and refuses contradictions before anything binds;
+//! [`Connections::open`] reaches the databases, Redis and the bus the plan
+//! needs; [`Mesh::build`] binds, mounts every service through [`mount`] and
+//! starts the background work.
 
 use std::future::Future;
 use std::time::Duration;
@@ -12,13 +18,14 @@ use wizdata_common::auth::layer::AuthLayer;
 use wizdata_common::auth::verifier::Verifier;
 use wizdata_common::bus::Bus;
 use wizdata_common::cache::Cache;
-use wizdata_common::config::{AuthConfig, DatabaseConfig, RedisConfig, ServerConfig, TelemetryConfig};
+use wizdata_common::config::{AuthConfig, DatabaseConfig, NeighbourConfig, RedisConfig, ServerConfig, TelemetryConfig};
 use wizdata_common::db;
 use wizdata_common::health::Health;
 use wizdata_common::metrics::{MetricsConfig, MetricsServer};
 use wizdata_common::pagination::PageTokens;
 use wizdata_common::redis::Redis;
 use wizdata_common::server::{GrpcServer, Services};
+use wizdata_common::symbols::SymbolDirectory;
 use wizdata_gateway::{Gateway, GatewayConfig, GatewayDeps};
 use wizdata_indicator::IndicatorConfig;
 use wizdata_market_data::MarketDataConfig;
@@ -52,6 +59,8 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub auth: AuthConfig,
     #[command(flatten)]
+    pub neighbours: NeighbourConfig,
+    #[command(flatten)]
     pub auth_service: wizdata_auth::AuthServiceConfig,
     #[command(flatten)]
     pub market_data: MarketDataConfig,
@@ -80,33 +89,177 @@ pub struct ServeArgs {
 const SIMULATED_FEED: &str = "simulated-feed";
 const SIMULATED_FEED_SCOPES: &[&str] = &["marketdata:read", "marketdata:write", "registry:read"];
 
-/// A bound mesh process, ready to serve.
-pub struct Mesh {
-    server: Option<GrpcServer>,
-    gateway: Option<Gateway>,
-    metrics: MetricsServer,
-    bus: Option<Bus>,
-    background: Vec<JoinHandle<()>>,
-    // Tells long-lived streams to end when the process stops, so their
-    // clients reconnect elsewhere instead of holding up the drain.
-    stopping: tokio::sync::watch::Sender<bool>,
+/// Where a neighbouring service is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Neighbour {
+    /// This process's own gRPC port (`serve all`, or auth verifying itself).
+    ThisProcess,
+    At(String),
 }
 
-/// What the gateway takes from the process's settings.
-fn gateway_deps(
-    args: &ServeArgs,
-    verifier: Verifier,
-    redis: Option<Redis>,
-    this_process: Option<String>,
-) -> GatewayDeps {
-    GatewayDeps {
-        verifier,
-        redis,
-        default_backend: this_process,
-        max_message_bytes: args.server.max_message_bytes,
-        shutdown_delay: args.server.shutdown_delay,
-        drain_timeout: args.server.drain_timeout,
+impl Neighbour {
+    fn url(&self, this_process: &str) -> String {
+        match self {
+            Self::ThisProcess => this_process.to_owned(),
+            Self::At(url) => url.clone(),
+        }
     }
+}
+
+/// What one process runs, resolved from its settings and checked as a whole
+/// before anything binds or connects.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Plan {
+    /// The services mounted on the gRPC port; empty for the gateway alone.
+    pub services: Vec<Role>,
+    /// Whether the gateway runs in this process.
+    pub gateway: bool,
+    /// The auth service every call is verified against.
+    pub auth: Neighbour,
+    /// The registry, for the services that check symbols.
+    pub registry: Option<Neighbour>,
+    /// Market data, for the services that read candles or quotes.
+    pub market_data: Option<Neighbour>,
+    pub simulated_feed: bool,
+}
+
+impl Plan {
+    /// The plan for `args`; a lone role missing a neighbour it needs is
+    /// refused here, with the flag that names it.
+    pub fn resolve(args: &ServeArgs) -> anyhow::Result<Self> {
+        let all = args.role == Role::All;
+        let services = match args.role {
+            Role::All => vec![Role::Registry, Role::MarketData, Role::Indicator, Role::Auth, Role::Streaming],
+            Role::Gateway => Vec::new(),
+            role => vec![role],
+        };
+        let serves = |role: Role| services.contains(&role);
+        let neighbour = |url: &Option<String>, flag: &str| match url {
+            Some(url) => Ok(Neighbour::At(url.clone())),
+            None if all => Ok(Neighbour::ThisProcess),
+            None => Err(anyhow::anyhow!("{flag} is required to serve {} alone", role_name(args.role))),
+        };
+        let auth = match (&args.auth.auth_url, args.role) {
+            (None, Role::Auth) => Neighbour::ThisProcess,
+            (url, _) => neighbour(url, "--auth-url (WIZDATA_AUTH_URL)")?,
+        };
+        let registry = match serves(Role::MarketData) || serves(Role::Streaming) {
+            true => Some(neighbour(&args.neighbours.registry_url, "--registry-url (WIZDATA_REGISTRY_URL)")?),
+            false => None,
+        };
+        let market_data = match serves(Role::Indicator) || serves(Role::Streaming) {
+            true => Some(neighbour(&args.neighbours.market_data_url, "--market-data-url (WIZDATA_MARKET_DATA_URL)")?),
+            false => None,
+        };
+        Ok(Self {
+            gateway: args.role == Role::Gateway || (all && args.with_gateway),
+            simulated_feed: all && args.simulated_feed,
+            services,
+            auth,
+            registry,
+            market_data,
+        })
+    }
+
+    fn serves(&self, role: Role) -> bool {
+        self.services.contains(&role)
+    }
+
+    /// The services that keep tables of their own.
+    fn database_users(&self) -> Vec<&'static str> {
+        self.services
+            .iter()
+            .filter_map(|role| match role {
+                Role::Registry => Some(wizdata_registry::SERVICE_NAME),
+                Role::MarketData => Some(wizdata_market_data::SERVICE_NAME),
+                Role::Auth => Some(wizdata_auth::SERVICE_NAME),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Market data publishes on the bus, streaming reads it.
+    fn needs_bus(&self) -> bool {
+        self.serves(Role::MarketData) || self.serves(Role::Streaming)
+    }
+
+    /// Caches, the bus and the gateway's shared rate limits live in Redis.
+    fn uses_redis(&self) -> bool {
+        self.gateway || self.serves(Role::MarketData) || self.serves(Role::Indicator) || self.serves(Role::Streaming)
+    }
+}
+
+/// The name a role has on the command line.
+fn role_name(role: Role) -> String {
+    clap::ValueEnum::to_possible_value(&role).map_or_else(|| format!("{role:?}"), |value| value.get_name().to_owned())
+}
+
+/// The storage a plan needs, reached and ready.
+pub struct Connections {
+    pub db: Option<sea_orm::DatabaseConnection>,
+    pub redis: Option<Redis>,
+    /// One bus per process: market data publishes on it, streaming reads it.
+    pub bus: Option<Bus>,
+}
+
+impl Connections {
+    pub async fn open(plan: &Plan, args: &ServeArgs) -> anyhow::Result<Self> {
+        let db = match plan.database_users().is_empty() {
+            false => Some(db::connect(&args.database).await?),
+            true => None,
+        };
+        let redis = match (&args.redis.redis_url, plan.uses_redis()) {
+            (Some(url), true) => Some(Redis::connect(&args.redis, url).await?),
+            _ => None,
+        };
+        let bus = match plan.needs_bus() {
+            true => Some(Bus::new(redis.as_ref()).await?),
+            false => None,
+        };
+        Ok(Self { db, redis, bus })
+    }
+}
+
+/// A generated server's message limits, so every service is mounted with
+/// the same ones.
+pub trait MessageLimits {
+    fn with_message_limits(self, max_request_bytes: usize, max_response_bytes: usize) -> Self;
+}
+
+macro_rules! message_limits {
+    ($($server:ty),* $(,)?) => {$(
+        impl MessageLimits for $server {
+            fn with_message_limits(self, max_request_bytes: usize, max_response_bytes: usize) -> Self {
+                self.max_decoding_message_size(max_request_bytes).max_encoding_message_size(max_response_bytes)
+            }
+        }
+    )*};
+}
+
+message_limits!(
+    wizdata::registry::v1::registry_service_server::RegistryServiceServer<wizdata_registry::Registry>,
+    wizdata::marketdata::v1::market_data_service_server::MarketDataServiceServer<wizdata_market_data::MarketData>,
+    wizdata::indicator::v1::indicator_service_server::IndicatorServiceServer<wizdata_indicator::Indicators>,
+    wizdata::auth::v1::auth_service_server::AuthServiceServer<wizdata_auth::Auth>,
+    wizdata::streaming::v1::streaming_service_server::StreamingServiceServer<wizdata_streaming::Streamer>,
+);
+
+/// Adds `service` to `services` with the process's message limits.
+pub fn mount<S>(services: Services, service: S, server: &ServerConfig) -> Services
+where
+    S: MessageLimits
+        + tower::Service<
+            http::Request<tonic::body::Body>,
+            Response = http::Response<tonic::body::Body>,
+            Error = std::convert::Infallible,
+        > + tonic::server::NamedService
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+{
+    services.mount(service.with_message_limits(server.max_message_bytes, server.max_response_bytes))
 }
 
 /// A channel to a neighbouring service, connected on first use and again
@@ -117,162 +270,208 @@ pub fn channel_to(url: &str, connect_timeout: Duration) -> anyhow::Result<Channe
     Ok(endpoint.connect_timeout(connect_timeout).tcp_nodelay(true).connect_lazy())
 }
 
-impl Mesh {
-    /// Binds the listener, connects and migrates storage, and mounts the
-    /// role's services.
-    pub async fn build(args: &ServeArgs) -> anyhow::Result<Self> {
-        let metrics = MetricsServer::bind(&args.metrics).await?;
-        if args.role == Role::Gateway {
-            return Self::gateway_alone(args, metrics).await;
-        }
-        let runs = |role: Role| args.role == Role::All || args.role == role;
-        let max_message = args.server.max_message_bytes;
-        let page_tokens = PageTokens::new(args.server.page_token_key.as_ref());
+/// The services of a process, serving on their gRPC port.
+struct ServicesProcess {
+    server: GrpcServer,
+    bus: Option<Bus>,
+    background: Vec<JoinHandle<()>>,
+}
 
-        let server = GrpcServer::bind(&args.server).await?;
+/// What a process serves: its type says which of the three shapes it has.
+// One per process, so the variants' sizes do not matter.
+#[allow(clippy::large_enum_variant)]
+enum Serving {
+    /// `serve all`: every service, and the gateway in front of them.
+    ServicesAndGateway(ServicesProcess, Gateway),
+    /// One role, or `serve all --with-gateway false`.
+    ServicesOnly(ServicesProcess),
+    /// `serve gateway`: the ingress alone.
+    GatewayOnly(Gateway),
+}
+
+/// A bound mesh process, ready to serve.
+pub struct Mesh {
+    serving: Serving,
+    metrics: MetricsServer,
+    // Tells long-lived streams to end when the process stops, so their
+    // clients reconnect elsewhere instead of holding up the drain.
+    stopping: tokio::sync::watch::Sender<bool>,
+}
+
+impl Mesh {
+    /// Resolves the plan, connects storage, binds the listeners and mounts
+    /// the role's services.
+    pub async fn build(args: &ServeArgs) -> anyhow::Result<Self> {
+        let plan = Plan::resolve(args)?;
+        let metrics = MetricsServer::bind(&args.metrics).await?;
+        let connections = Connections::open(&plan, args).await?;
+        let (stopping, stopping_seen) = tokio::sync::watch::channel(false);
+        let server = match plan.services.is_empty() {
+            true => None,
+            false => Some(GrpcServer::bind(&args.server).await?),
+        };
         // In `serve all` the services call each other through this port.
-        let this_process = format!("http://127.0.0.1:{}", server.port());
-        let db = match runs(Role::Registry) || runs(Role::MarketData) || runs(Role::Auth) {
-            true => Some(db::connect(&args.database).await?),
+        let this_process = server.as_ref().map(|server| format!("http://127.0.0.1:{}", server.port()));
+        let auth_url = plan.auth.url(this_process.as_deref().unwrap_or_default());
+        // One verifier for the services and the gateway: one cache of keys and tokens.
+        let verifier = Verifier::new(channel_to(&auth_url, args.auth.auth_timeout)?, &args.auth);
+        let services = match (server, &this_process) {
+            (Some(server), Some(this_process)) => Some(
+                Self::serve_services(server, this_process, &plan, args, &connections, &verifier, stopping_seen).await?,
+            ),
+            _ => None,
+        };
+        let gateway = match plan.gateway {
+            true => {
+                let deps = GatewayDeps {
+                    verifier,
+                    redis: connections.redis.clone(),
+                    default_backend: this_process,
+                    max_message_bytes: args.server.max_message_bytes,
+                    shutdown_delay: args.server.shutdown_delay,
+                    drain_timeout: args.server.drain_timeout,
+                };
+                Some(Gateway::build(&args.gateway, deps).await?)
+            }
             false => None,
         };
-        let redis =
-            match (&args.redis.redis_url, runs(Role::MarketData) || runs(Role::Indicator) || runs(Role::Streaming)) {
-                (Some(url), true) => Some(Redis::connect(&args.redis, url).await?),
-                _ => None,
-            };
+        let serving = match (services, gateway) {
+            (Some(services), Some(gateway)) => Serving::ServicesAndGateway(services, gateway),
+            (Some(services), None) => Serving::ServicesOnly(services),
+            (None, Some(gateway)) => Serving::GatewayOnly(gateway),
+            (None, None) => anyhow::bail!("{} serves nothing", role_name(args.role)),
+        };
+        Ok(Self { serving, metrics, stopping })
+    }
 
-        // In `serve all` a neighbour left unset is this process.
-        let neighbour = |url: &Option<String>, flag: &str| match (url, args.role) {
-            (Some(url), _) => Ok(url.clone()),
-            (None, Role::All) => Ok(this_process.clone()),
-            (None, role) => Err(anyhow::anyhow!("{flag} is required to serve {role:?} alone")),
+    /// Mounts the plan's services on `server` and starts their background
+    /// work; `this_process` is the server's own URL.
+    async fn serve_services(
+        server: GrpcServer,
+        this_process: &str,
+        plan: &Plan,
+        args: &ServeArgs,
+        connections: &Connections,
+        verifier: &Verifier,
+        stopping: tokio::sync::watch::Receiver<bool>,
+    ) -> anyhow::Result<ServicesProcess> {
+        let neighbours = &args.neighbours;
+        let url_of = |neighbour: &Option<Neighbour>| {
+            neighbour.as_ref().expect("resolved for the services that call it").url(this_process)
         };
-        let auth_url = match (&args.auth.auth_url, args.role) {
-            (None, Role::Auth) => this_process.clone(),
-            (url, _) => neighbour(url, "--auth-url (WIZDATA_AUTH_URL)")?,
+        let symbols = || -> anyhow::Result<SymbolDirectory> {
+            let registry = channel_to(&url_of(&plan.registry), neighbours.registry_timeout)?;
+            Ok(SymbolDirectory::new(registry, neighbours.symbol_cache_ttl, neighbours.registry_timeout))
         };
-        let verifier = Verifier::new(channel_to(&auth_url, args.auth.auth_timeout)?, &args.auth);
-        let auth_layer = AuthLayer::new(verifier.clone())?;
+        let market_data = || channel_to(&url_of(&plan.market_data), neighbours.market_data_timeout);
+        let db = || connections.db.clone().expect("connected for the services that keep tables");
+        let bus = || connections.bus.clone().expect("a bus for the services that publish or read events");
+        let page_tokens = PageTokens::new(args.server.page_token_key.as_ref());
 
         let mut services = Services::default();
         let mut background = Vec::new();
-        // One bus per process: market data publishes on it, streaming reads it.
-        let bus = match runs(Role::MarketData) || runs(Role::Streaming) {
-            true => Some(Bus::new(redis.as_ref()).await?),
-            false => None,
-        };
-        let (stopping, stopping_seen) = tokio::sync::watch::channel(false);
-        let mut database_users = Vec::new();
-        if runs(Role::Registry) {
-            let db = db.clone().expect("connected for the registry");
-            db::migrate::<wizdata_registry::Migrator>(&db).await?;
-            services = services.mount(
-                wizdata_registry::service(db, page_tokens.clone())
-                    .max_decoding_message_size(max_message)
-                    .max_encoding_message_size(max_message),
-            );
-            database_users.push(wizdata_registry::SERVICE_NAME);
-        }
-        if runs(Role::MarketData) {
-            let db = db.clone().expect("connected for market data");
-            db::migrate::<wizdata_market_data::Migrator>(&db).await?;
-            let registry_url = neighbour(&args.market_data.registry_url, "--registry-url (WIZDATA_REGISTRY_URL)")?;
-            let registry = channel_to(&registry_url, args.market_data.registry_timeout)?;
-            let (service, tasks) = wizdata_market_data::service(
-                db,
-                Cache::new(redis.as_ref()),
-                bus.clone().expect("a bus for market data"),
-                registry,
-                page_tokens.clone(),
-                &args.market_data,
-            );
-            services =
-                services.mount(service.max_decoding_message_size(max_message).max_encoding_message_size(max_message));
-            background.extend(tasks);
-            database_users.push(wizdata_market_data::SERVICE_NAME);
-        }
-        if runs(Role::Indicator) {
-            let market_data_url =
-                neighbour(&args.indicator.market_data_url, "--market-data-url (WIZDATA_MARKET_DATA_URL)")?;
-            let market_data = channel_to(&market_data_url, args.indicator.market_data_timeout)?;
-            services = services.mount(
-                wizdata_indicator::service(market_data, Cache::new(redis.as_ref()), &args.indicator)
-                    .max_decoding_message_size(max_message),
-            );
-        }
-        if runs(Role::Auth) {
-            let db = db.clone().expect("connected for auth");
-            db::migrate::<wizdata_auth::Migrator>(&db).await?;
-            let (service, key_reload) = wizdata_auth::service(db, page_tokens.clone(), &args.auth_service).await?;
-            services = services.mount(service.max_decoding_message_size(max_message));
-            background.push(key_reload);
-            database_users.push(wizdata_auth::SERVICE_NAME);
-        }
-        if runs(Role::Streaming) {
-            let registry_url = neighbour(&args.market_data.registry_url, "--registry-url (WIZDATA_REGISTRY_URL)")?;
-            let market_data_url =
-                neighbour(&args.indicator.market_data_url, "--market-data-url (WIZDATA_MARKET_DATA_URL)")?;
-            let service = wizdata_streaming::service(
-                bus.clone().expect("a bus for streaming"),
-                channel_to(&registry_url, args.market_data.registry_timeout)?,
-                channel_to(&market_data_url, args.indicator.market_data_timeout)?,
-                (args.market_data.symbol_cache_ttl, args.market_data.registry_timeout),
-                stopping_seen,
-                &args.streaming,
-            );
-            services = services.mount(service.max_decoding_message_size(max_message));
+        for role in &plan.services {
+            services = match role {
+                Role::Registry => {
+                    db::migrate::<wizdata_registry::Migrator>(&db()).await?;
+                    mount(services, wizdata_registry::service(db(), page_tokens.clone()), &args.server)
+                }
+                Role::MarketData => {
+                    db::migrate::<wizdata_market_data::Migrator>(&db()).await?;
+                    let cache = Cache::new(connections.redis.as_ref());
+                    let (service, tasks) = wizdata_market_data::service(
+                        db(),
+                        cache,
+                        bus(),
+                        symbols()?,
+                        page_tokens.clone(),
+                        &args.market_data,
+                    );
+                    background.extend(tasks);
+                    mount(services, service, &args.server)
+                }
+                Role::Indicator => {
+                    let cache = Cache::new(connections.redis.as_ref());
+                    let service = wizdata_indicator::service(
+                        market_data()?,
+                        neighbours.market_data_timeout,
+                        cache,
+                        &args.indicator,
+                    );
+                    mount(services, service, &args.server)
+                }
+                Role::Auth => {
+                    db::migrate::<wizdata_auth::Migrator>(&db()).await?;
+                    let (service, key_reload) =
+                        wizdata_auth::service(db(), page_tokens.clone(), &args.auth_service).await?;
+                    background.push(key_reload);
+                    mount(services, service, &args.server)
+                }
+                Role::Streaming => {
+                    let service = wizdata_streaming::service(
+                        bus(),
+                        symbols()?,
+                        market_data()?,
+                        stopping.clone(),
+                        &args.streaming,
+                    );
+                    mount(services, service, &args.server)
+                }
+                Role::All | Role::Gateway => unreachable!("a plan's services are single service roles"),
+            };
         }
 
-        let server = server.serve(services, auth_layer).await;
-        if let Some(db) = &db {
-            for service in database_users {
+        let server = server.serve(services, AuthLayer::new(verifier.clone())?).await;
+        if let Some(db) = &connections.db {
+            for service in plan.database_users() {
                 background.push(db::watch(db.clone(), server.health(), service, args.database.db_health_interval));
             }
         }
-        if let Some(redis) = &redis {
+        if let Some(redis) = &connections.redis {
             background.push(redis.watch(server.health()));
         }
-        if args.role == Role::All && args.simulated_feed {
-            let db = db.as_ref().expect("connected in serve all");
-            let key = wizdata_auth::provision_internal_key(db, SIMULATED_FEED, SIMULATED_FEED_SCOPES).await?;
-            let channel = Credentials::bearer(&key)?.on(channel_to(&this_process, Duration::from_secs(5))?);
-            let feed = args.feed.clone();
-            background.push(tokio::spawn(async move {
-                if let Err(error) = wizdata_market_data::simulator::run(channel, feed, std::future::pending()).await {
-                    tracing::error!(%error, "the simulated feed stopped");
-                }
-            }));
+        if plan.simulated_feed {
+            background.push(Self::simulated_feed(&db(), this_process, &args.feed).await?);
         }
-        let gateway = match args.role == Role::All && args.with_gateway {
-            true => Some(Gateway::build(&args.gateway, gateway_deps(args, verifier, redis, Some(this_process))).await?),
-            false => None,
-        };
-        Ok(Self { server: Some(server), gateway, metrics, bus, background, stopping })
+        Ok(ServicesProcess { server, bus: connections.bus.clone(), background })
     }
 
-    /// The gateway role: no service of its own, only the ingress.
-    async fn gateway_alone(args: &ServeArgs, metrics: MetricsServer) -> anyhow::Result<Self> {
-        let auth_url =
-            args.auth.auth_url.clone().ok_or_else(|| {
-                anyhow::anyhow!("--auth-url (WIZDATA_AUTH_URL) is required to serve the gateway alone")
-            })?;
-        let verifier = Verifier::new(channel_to(&auth_url, args.auth.auth_timeout)?, &args.auth);
-        let redis = match &args.redis.redis_url {
-            Some(url) => Some(Redis::connect(&args.redis, url).await?),
-            None => None,
-        };
-        let gateway = Gateway::build(&args.gateway, gateway_deps(args, verifier, redis, None)).await?;
-        let (stopping, _) = tokio::sync::watch::channel(false);
-        Ok(Self { server: None, gateway: Some(gateway), metrics, bus: None, background: Vec::new(), stopping })
+    /// The simulated feed, ingesting through this process's port with an
+    /// internal key provisioned now (earlier ones revoked).
+    async fn simulated_feed(
+        db: &sea_orm::DatabaseConnection,
+        this_process: &str,
+        feed: &SimulatorConfig,
+    ) -> anyhow::Result<JoinHandle<()>> {
+        let key = wizdata_auth::provision_internal_key(db, SIMULATED_FEED, SIMULATED_FEED_SCOPES).await?;
+        let channel = Credentials::bearer(&key)?.on(channel_to(this_process, Duration::from_secs(5))?);
+        let feed = feed.clone();
+        Ok(tokio::spawn(async move {
+            if let Err(error) = wizdata_market_data::simulator::run(channel, feed, std::future::pending()).await {
+                tracing::error!(%error, "the simulated feed stopped");
+            }
+        }))
+    }
+
+    fn services(&self) -> Option<&ServicesProcess> {
+        match &self.serving {
+            Serving::ServicesAndGateway(services, _) | Serving::ServicesOnly(services) => Some(services),
+            Serving::GatewayOnly(_) => None,
+        }
+    }
+
+    fn gateway(&self) -> Option<&Gateway> {
+        match &self.serving {
+            Serving::ServicesAndGateway(_, gateway) | Serving::GatewayOnly(gateway) => Some(gateway),
+            Serving::ServicesOnly(_) => None,
+        }
     }
 
     /// The gRPC port of the services, or the gateway's when it runs alone.
     pub fn port(&self) -> u16 {
-        match (&self.server, &self.gateway) {
-            (Some(server), _) => server.port(),
-            (None, Some(gateway)) => gateway.port(),
-            (None, None) => unreachable!("a mesh serves something"),
+        match &self.serving {
+            Serving::ServicesAndGateway(services, _) | Serving::ServicesOnly(services) => services.server.port(),
+            Serving::GatewayOnly(gateway) => gateway.port(),
         }
     }
 
@@ -283,68 +482,135 @@ impl Mesh {
 
     /// The gateway's port, when this process runs it.
     pub fn gateway_port(&self) -> Option<u16> {
-        self.gateway.as_ref().map(Gateway::port)
+        self.gateway().map(Gateway::port)
     }
 
     /// The health of the services, or of the gateway when it runs alone.
     pub fn health(&self) -> Health {
-        match (&self.server, &self.gateway) {
-            (Some(server), _) => server.health(),
-            (None, Some(gateway)) => gateway.health(),
-            (None, None) => unreachable!("a mesh serves something"),
+        match &self.serving {
+            Serving::ServicesAndGateway(services, _) | Serving::ServicesOnly(services) => services.server.health(),
+            Serving::GatewayOnly(gateway) => gateway.health(),
         }
     }
 
     /// The gateway's health, when this process runs it.
     pub fn gateway_health(&self) -> Option<Health> {
-        self.gateway.as_ref().map(Gateway::health)
+        self.gateway().map(Gateway::health)
     }
 
     /// The bus market data publishes on and streaming reads, when this
     /// process serves either.
     pub fn bus(&self) -> Option<Bus> {
-        self.bus.clone()
+        self.services().and_then(|services| services.bus.clone())
     }
 
     /// Serves until `stop` resolves, then shuts down gracefully.
     pub async fn run_until(self, stop: impl Future<Output = ()>) -> anyhow::Result<()> {
-        let stopping = self.stopping;
-        let metrics = self.metrics.spawn();
-        let mut stopped = stopping.subscribe();
-        let mut stopped_too = stopping.subscribe();
-        let server = async move {
-            match self.server {
-                Some(server) => {
-                    server
-                        .run_until(async move {
-                            let _ = stopped.wait_for(|stop| *stop).await;
-                        })
-                        .await
-                }
+        let Self { serving, metrics, stopping } = self;
+        let metrics = metrics.spawn();
+        let until_stopping = || {
+            let mut stopped = stopping.subscribe();
+            async move {
+                let _ = stopped.wait_for(|stop| *stop).await;
+            }
+        };
+        let (services, gateway) = match serving {
+            Serving::ServicesAndGateway(services, gateway) => (Some(services), Some(gateway)),
+            Serving::ServicesOnly(services) => (Some(services), None),
+            Serving::GatewayOnly(gateway) => (None, Some(gateway)),
+        };
+        let (server, background) = match services {
+            Some(ServicesProcess { server, background, .. }) => (Some(server), background),
+            None => (None, Vec::new()),
+        };
+        let server = async {
+            match server {
+                Some(server) => server.run_until(until_stopping()).await,
                 None => Ok(()),
             }
         };
-        let gateway = async move {
-            match self.gateway {
-                Some(gateway) => {
-                    gateway
-                        .run_until(async move {
-                            let _ = stopped_too.wait_for(|stop| *stop).await;
-                        })
-                        .await
-                }
+        let gateway = async {
+            match gateway {
+                Some(gateway) => gateway.run_until(until_stopping()).await,
                 None => Ok(()),
             }
         };
-        let stop = async move {
+        let stop = async {
             stop.await;
             let _ = stopping.send(true);
         };
         let (_, server, gateway) = tokio::join!(stop, server, gateway);
-        for task in self.background {
+        for task in background {
             task.abort();
         }
         metrics.abort();
         server.and(gateway)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        serve: ServeArgs,
+    }
+
+    fn plan(argv: &[&str]) -> anyhow::Result<Plan> {
+        let args = Cli::try_parse_from(std::iter::once("wizdata").chain(argv.iter().copied()))?.serve;
+        Plan::resolve(&args)
+    }
+
+    fn refusal(argv: &[&str]) -> String {
+        plan(argv).expect_err("the plan is refused").to_string()
+    }
+
+    #[test]
+    fn serve_all_runs_every_service_and_calls_itself() {
+        let all = plan(&["all"]).unwrap();
+        assert_eq!(all.services.len(), 5);
+        assert!(all.gateway && all.simulated_feed);
+        assert_eq!(
+            (all.auth, all.registry, all.market_data),
+            (Neighbour::ThisProcess, Some(Neighbour::ThisProcess), Some(Neighbour::ThisProcess))
+        );
+        let quiet = plan(&["all", "--with-gateway", "false", "--simulated-feed", "false"]).unwrap();
+        assert!(!quiet.gateway && !quiet.simulated_feed);
+        let elsewhere = plan(&["all", "--registry-url", "http://registry:50051"]).unwrap();
+        assert_eq!(elsewhere.registry, Some(Neighbour::At("http://registry:50051".into())));
+    }
+
+    #[test]
+    fn a_lone_role_without_a_neighbour_it_calls_is_refused_naming_the_flag() {
+        let auth = ["--auth-url", "http://auth:50051"];
+        assert_eq!(
+            refusal(&["market-data", auth[0], auth[1]]),
+            "--registry-url (WIZDATA_REGISTRY_URL) is required to serve market-data alone"
+        );
+        assert_eq!(
+            refusal(&["indicator", auth[0], auth[1]]),
+            "--market-data-url (WIZDATA_MARKET_DATA_URL) is required to serve indicator alone"
+        );
+        assert_eq!(
+            refusal(&["streaming", auth[0], auth[1], "--registry-url", "http://registry:50051"]),
+            "--market-data-url (WIZDATA_MARKET_DATA_URL) is required to serve streaming alone"
+        );
+        assert_eq!(refusal(&["registry"]), "--auth-url (WIZDATA_AUTH_URL) is required to serve registry alone");
+        assert_eq!(refusal(&["gateway"]), "--auth-url (WIZDATA_AUTH_URL) is required to serve gateway alone");
+    }
+
+    #[test]
+    fn a_lone_role_needs_only_its_own_neighbours() {
+        let registry = plan(&["registry", "--auth-url", "http://auth:50051"]).unwrap();
+        assert_eq!((registry.services, registry.registry, registry.market_data), (vec![Role::Registry], None, None));
+        assert!(!registry.gateway && !registry.simulated_feed, "only serve all runs the gateway and the feed");
+        let auth = plan(&["auth"]).unwrap();
+        assert_eq!(auth.auth, Neighbour::ThisProcess, "auth verifies tokens itself");
+        let gateway = plan(&["gateway", "--auth-url", "http://auth:50051"]).unwrap();
+        assert!(gateway.services.is_empty() && gateway.gateway);
     }
 }

@@ -53,23 +53,15 @@ pub struct StreamingConfig {
     pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
-/// The service, fanning out `bus` events; symbols are checked with the
-/// registry behind `registry`, snapshots read from market data behind
-/// `market_data`. Streams end when `stopping` turns true.
+/// The service, fanning out `bus` events; symbols are checked in `symbols`,
+/// snapshots read from market data behind `market_data`. Streams end when
+/// `stopping` turns true.
 pub fn service(
     bus: Bus,
-    registry: Channel,
+    symbols: SymbolDirectory,
     market_data: Channel,
-    symbol_lookup: (Duration, Duration),
     stopping: watch::Receiver<bool>,
     config: &StreamingConfig,
 ) -> StreamingServiceServer<Streamer> {
-    let (ttl, timeout) = symbol_lookup;
-    StreamingServiceServer::new(Streamer::new(
-        bus,
-        SymbolDirectory::new(registry, ttl, timeout),
-        market_data,
-        stopping,
-        config.clone(),
-    ))
+    StreamingServiceServer::new(Streamer::new(bus, symbols, market_data, stopping, config.clone()))
 }

@@ -1,7 +1,7 @@
 //! The StreamingService RPCs: Subscribe and Session hand each caller an
 //! outbox fed by the hub and pumped to the client by a task of its own.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -10,7 +10,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use futures_util::future::join_all;
 use prost_types::Timestamp;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel as GrpcChannel;
@@ -26,8 +26,9 @@ use wizdata::streaming::v1::{
 };
 use wizdata::r#type::v1::Interval;
 use wizdata_common::auth::{Caller, client_address};
+use wizdata_common::subjects::{StreamSlot, StreamSlots, subject_key};
 use wizdata_common::symbols::SymbolDirectory;
-use wizdata_common::time::to_timestamp;
+use wizdata_common::time::{now_ns, now_timestamp};
 use wizdata_common::{ApiError, ErrorCode, FieldViolations, interval};
 
 use crate::StreamingConfig;
@@ -53,38 +54,7 @@ struct Inner {
     stopping: watch::Receiver<bool>,
     config: StreamingConfig,
     next_subscriber: AtomicU64,
-    streams_by_subject: Mutex<HashMap<String, u32>>,
-}
-
-/// The topics one call holds.
-type Held = Arc<Mutex<BTreeSet<TopicKey>>>;
-
-/// What one Subscribe or Session call holds while it streams.
-struct Call {
-    id: SubscriberId,
-    outbox: Arc<Outbox>,
-    held: Held,
-    slot: StreamSlot,
-    /// A Session's command reader, stopped with the call.
-    commands: Option<tokio::task::JoinHandle<()>>,
-}
-
-/// One of a subject's concurrent streams, given back when dropped.
-struct StreamSlot {
-    inner: Arc<Inner>,
-    subject: String,
-}
-
-impl Drop for StreamSlot {
-    fn drop(&mut self) {
-        let mut streams = self.inner.streams_by_subject.lock().expect("stream count lock is not poisoned");
-        if let Some(count) = streams.get_mut(&self.subject) {
-            *count -= 1;
-            if *count == 0 {
-                streams.remove(&self.subject);
-            }
-        }
-    }
+    streams: StreamSlots,
 }
 
 impl Streamer {
@@ -95,7 +65,7 @@ impl Streamer {
         stopping: watch::Receiver<bool>,
         config: StreamingConfig,
     ) -> Self {
-        let stats = Arc::new(Stats::default());
+        let stats = Arc::new(Stats::new());
         Self {
             inner: Arc::new(Inner {
                 hub: Hub::new(bus, stats.clone()),
@@ -103,54 +73,34 @@ impl Streamer {
                 symbols,
                 market_data: MarketDataServiceClient::new(market_data),
                 stopping,
+                streams: StreamSlots::new(config.max_streams_per_subject as usize),
                 config,
                 next_subscriber: AtomicU64::new(1),
-                streams_by_subject: Mutex::default(),
             }),
         }
     }
 }
 
-impl Inner {
-    /// A subscriber id and an empty outbox for a new call.
-    fn new_subscriber(&self) -> (SubscriberId, Arc<Outbox>) {
-        let id = self.next_subscriber.fetch_add(1, Ordering::Relaxed);
-        let outbox = Outbox::new(self.config.subscriber_queue as usize, self.config.slow_subscriber_timeout);
-        (id, Arc::new(outbox))
-    }
+/// What a subscription asks for, read from the request alone: the unique
+/// symbols (with their index in the request, for field violations), the
+/// channels and the candle interval.
+struct TopicRequest<'a> {
+    field_prefix: &'static str,
+    symbols: Vec<(usize, &'a str)>,
+    channels: BTreeSet<Channel>,
+    interval: Interval,
+}
 
-    /// Counts a stream against its subject's limit.
-    fn open_stream<T>(self: &Arc<Self>, request: &Request<T>, caller: &Caller) -> Result<StreamSlot, ApiError> {
-        let subject = match (caller.anonymous, client_address(request, &self.config.trusted_proxies)) {
-            (true, Some(address)) => format!("{}@{address}", caller.subject),
-            _ => caller.subject.clone(),
-        };
-        let limit = self.config.max_streams_per_subject;
-        let mut streams = self.streams_by_subject.lock().expect("stream count lock is not poisoned");
-        let count = streams.entry(subject.clone()).or_default();
-        if *count >= limit {
-            return Err(ApiError::new(
-                ErrorCode::ResourceExhausted,
-                format!("at most {limit} concurrent streams per subject; close one first"),
-            )
-            .with_quota_violation(&subject, &format!("{limit} concurrent streams")));
-        }
-        *count += 1;
-        Ok(StreamSlot { inner: self.clone(), subject })
-    }
-
-    /// The topics a subscription asks for, every bad field reported at
-    /// once. Symbols are checked with the registry, as the caller.
-    async fn topics(
-        &self,
-        prefix: &str,
-        symbols: &[String],
+impl<'a> TopicRequest<'a> {
+    /// Every bad field reported at once; `max` bounds symbols x channels.
+    fn parse(
+        field_prefix: &'static str,
+        symbols: &'a [String],
         channels: &[i32],
         candle_interval: i32,
-        caller: &Caller,
-        check_streamable: bool,
-    ) -> Result<Vec<TopicKey>, ApiError> {
-        let field = |name: &str| format!("{prefix}{name}");
+        max: usize,
+    ) -> Result<Self, ApiError> {
+        let field = |name: &str| format!("{field_prefix}{name}");
         let mut violations = FieldViolations::default();
         if symbols.is_empty() {
             violations.add(field("symbols"), "name at least one symbol");
@@ -182,7 +132,6 @@ impl Inner {
                 _ => {}
             }
         }
-        let max = self.config.max_subscriptions_per_call as usize;
         if unique.len() * wanted.len() > max {
             violations.add(
                 field("symbols"),
@@ -193,13 +142,30 @@ impl Inner {
                 ),
             );
         }
-        if !violations.is_empty() {
-            return Err(violations.into_error());
-        }
-        let found = join_all(unique.iter().map(|(_, symbol)| self.symbols.lookup(symbol, caller))).await;
+        violations.into_result()?;
+        Ok(Self {
+            field_prefix,
+            symbols: unique,
+            channels: wanted,
+            interval: interval.expect("a bad interval is a violation above"),
+        })
+    }
+}
+
+impl Inner {
+    /// The topics `request` names, its symbols checked with the registry as
+    /// the caller (and, to subscribe, that they are streamable).
+    async fn topics(
+        &self,
+        request: TopicRequest<'_>,
+        caller: &Caller,
+        check_streamable: bool,
+    ) -> Result<Vec<TopicKey>, ApiError> {
+        let found = join_all(request.symbols.iter().map(|(_, symbol)| self.symbols.lookup(symbol, caller))).await;
+        let mut violations = FieldViolations::default();
         let mut tickers = Vec::new();
-        for ((index, symbol), found) in unique.iter().zip(found) {
-            let at = format!("{}[{index}]", field("symbols"));
+        for ((index, symbol), found) in request.symbols.iter().zip(found) {
+            let at = format!("{}symbols[{index}]", request.field_prefix);
             match found? {
                 None => violations.add(at, format!("{symbol:?} is not a registry symbol")),
                 Some(known) if check_streamable && !known.streamable => {
@@ -209,42 +175,17 @@ impl Inner {
             }
         }
         violations.into_result()?;
-        let interval = interval.expect("checked above");
+        let (channels, interval) = (&request.channels, request.interval);
         Ok(tickers
             .iter()
             .flat_map(|symbol| {
-                wanted.iter().map(move |channel| TopicKey {
+                channels.iter().map(move |channel| TopicKey {
                     symbol: symbol.clone(),
                     channel: *channel,
                     interval: if *channel == Channel::Candles { interval } else { Interval::Unspecified },
                 })
             })
             .collect())
-    }
-
-    /// Joins `keys` and queues their snapshots: each topic's latest quote or
-    /// open candle, numbered with the topic's last event.
-    async fn join(
-        &self,
-        keys: Vec<TopicKey>,
-        id: SubscriberId,
-        outbox: &Arc<Outbox>,
-        held: &Held,
-        caller: &Caller,
-    ) -> Result<(), ApiError> {
-        let mut joined = Vec::new();
-        for key in keys {
-            if held.lock().expect("held topics lock is not poisoned").contains(&key) {
-                continue;
-            }
-            let sequence = self.hub.join(&key, id, outbox.clone()).await?;
-            held.lock().expect("held topics lock is not poisoned").insert(key.clone());
-            joined.push((key, sequence));
-        }
-        for event in self.snapshot(&joined, caller).await? {
-            outbox.push_snapshot(event);
-        }
-        Ok(())
     }
 
     async fn snapshot(&self, joined: &[(TopicKey, u64)], caller: &Caller) -> Result<Vec<MarketEvent>, ApiError> {
@@ -275,8 +216,7 @@ impl Inner {
         }
         for (key, sequence) in joined.iter().filter(|(key, _)| key.channel == Channel::Candles) {
             let width = interval::width_seconds(key.interval).expect("candle topics have an interval");
-            let now = chrono::Utc::now();
-            let open = interval::bar_open_seconds(width, now.timestamp_nanos_opt().unwrap_or_default());
+            let open = interval::bar_open_seconds(width, now_ns());
             let mut request = Request::new(GetCandlesRequest {
                 symbol: key.symbol.clone(),
                 interval: key.interval as i32,
@@ -295,47 +235,164 @@ impl Inner {
         }
         Ok(events)
     }
+}
+
+/// What one Subscribe or Session call owns while it streams: its place in
+/// the hub, its outbox, the topics it holds and one of its subject's stream
+/// slots. Dropping it lets go of all of them, however the call ends.
+struct Session {
+    inner: Arc<Inner>,
+    caller: Caller,
+    id: SubscriberId,
+    outbox: Arc<Outbox>,
+    // Behind a lock: a Session's commands change the topics from the command
+    // reader while the pump may end the call and let go of them.
+    topics: Mutex<BTreeSet<TopicKey>>,
+    _slot: StreamSlot,
+}
+
+impl Session {
+    /// Counts a new call against its subject's stream limit and gives it a
+    /// subscriber id and an empty outbox.
+    fn open<T>(inner: &Arc<Inner>, request: &Request<T>) -> Result<Self, ApiError> {
+        let caller = Caller::serving(request);
+        let subject = subject_key(&caller, client_address(request, &inner.config.trusted_proxies));
+        let limit = inner.streams.max();
+        let slot = inner.streams.acquire(&subject).ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::ResourceExhausted,
+                format!("at most {limit} concurrent streams per subject; close one first"),
+            )
+            .with_quota_violation(&subject, &format!("{limit} concurrent streams"))
+        })?;
+        let id = inner.next_subscriber.fetch_add(1, Ordering::Relaxed);
+        let outbox = Outbox::new(inner.config.subscriber_queue as usize, inner.config.slow_subscriber_timeout);
+        Ok(Self { inner: inner.clone(), caller, id, outbox: Arc::new(outbox), topics: Mutex::default(), _slot: slot })
+    }
+
+    fn topics(&self) -> std::sync::MutexGuard<'_, BTreeSet<TopicKey>> {
+        self.topics.lock().expect("session topics lock is not poisoned")
+    }
+
+    /// The topics `request` names, parsed and checked with the registry.
+    async fn resolve(&self, request: TopicRequest<'_>, check_streamable: bool) -> Result<Vec<TopicKey>, ApiError> {
+        self.inner.topics(request, &self.caller, check_streamable).await
+    }
+
+    /// Joins `keys` and queues their snapshots: each topic's latest quote or
+    /// open candle, numbered with the topic's last event.
+    async fn join(&self, keys: Vec<TopicKey>) -> Result<(), ApiError> {
+        let mut joined = Vec::new();
+        for key in keys {
+            if self.topics().contains(&key) {
+                continue;
+            }
+            let sequence = self.inner.hub.join(&key, self.id, self.outbox.clone()).await?;
+            self.topics().insert(key.clone());
+            joined.push((key, sequence));
+        }
+        for event in self.inner.snapshot(&joined, &self.caller).await? {
+            self.outbox.push_snapshot(event);
+        }
+        Ok(())
+    }
+
+    /// Runs one Session command and says how it went.
+    async fn run(&self, command: SessionRequest) -> CommandAck {
+        let result = match command.command {
+            Some(session_request::Command::Subscribe(subscribe)) => self.subscribe(subscribe).await,
+            Some(session_request::Command::Unsubscribe(unsubscribe)) => self.unsubscribe(unsubscribe).await,
+            None => Err(ApiError::invalid_field("command", "set subscribe or unsubscribe")),
+        };
+        let (code, message) = match result {
+            Ok(()) => (0, String::new()),
+            Err(error) => (error.code().grpc_code() as i32, error.message().to_owned()),
+        };
+        let active_subscriptions = self.topics().len() as u32;
+        CommandAck { command_id: command.command_id, code, message, active_subscriptions }
+    }
+
+    /// Adds topics to a session, within the per-call limit.
+    async fn subscribe(&self, command: SubscribeCommand) -> Result<(), ApiError> {
+        let max = self.inner.config.max_subscriptions_per_call as usize;
+        let request =
+            TopicRequest::parse("subscribe.", &command.symbols, &command.channels, command.candle_interval, max)?;
+        let keys = self.resolve(request, true).await?;
+        let after = self.topics().union(&keys.iter().cloned().collect()).count();
+        if after > max {
+            return Err(ApiError::new(
+                ErrorCode::ResourceExhausted,
+                format!("at most {max} subscriptions per session (this would make {after})"),
+            ));
+        }
+        self.join(keys).await
+    }
+
+    /// Removes topics from a session; all or none, NOT_FOUND naming any it
+    /// does not hold.
+    async fn unsubscribe(&self, command: UnsubscribeCommand) -> Result<(), ApiError> {
+        let max = self.inner.config.max_subscriptions_per_call as usize;
+        let request =
+            TopicRequest::parse("unsubscribe.", &command.symbols, &command.channels, command.candle_interval, max)?;
+        let keys = self.resolve(request, false).await?;
+        let mut topics = self.topics();
+        let missing: Vec<String> = keys
+            .iter()
+            .filter(|key| !topics.contains(*key))
+            .map(|key| format!("{} {}", key.symbol, key.channel.as_str_name()))
+            .collect();
+        if !missing.is_empty() {
+            return Err(ApiError::new(ErrorCode::NotFound, format!("not subscribed: {}", missing.join(", "))));
+        }
+        for key in &keys {
+            topics.remove(key);
+            self.inner.hub.leave(key, self.id);
+        }
+        Ok(())
+    }
 
     /// Sends what the outbox holds to the client until the client goes, the
     /// outbox closes (a stuck subscriber) or the server stops; then lets go
-    /// of everything the call held.
+    /// of everything the call held. `commands` is a Session's command
+    /// reader, stopped with the call.
     fn pump<R: Send + 'static>(
-        self: &Arc<Self>,
-        call: Call,
+        self: Arc<Self>,
+        commands: Option<tokio::task::JoinHandle<()>>,
         convert: fn(Outgoing) -> R,
         heartbeat: fn(Heartbeat) -> R,
     ) -> EventStream<R> {
-        let Call { id, outbox, held, slot, commands } = call;
         let (sender, receiver) = mpsc::channel::<Result<R, Status>>(PUMP_BUFFER);
-        let ending: Arc<Mutex<Option<Status>>> = Arc::default();
-        let inner = self.clone();
-        let end_with = ending.clone();
-        inner.stats.connected();
+        // The pump decides why the call ended; the response stream reports
+        // it after the last event the pump queued.
+        let (ended, ending) = oneshot::channel::<Option<Status>>();
+        let stats = self.inner.stats.clone();
+        stats.connected();
         tokio::spawn(async move {
-            let _slot = slot;
-            let every = inner.config.heartbeat_interval;
+            let config = &self.inner.config;
+            let every = config.heartbeat_interval;
             let mut heartbeats = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-            let mut stopping = inner.stopping.clone();
+            let mut stopping = self.inner.stopping.clone();
+            let outbox = &self.outbox;
             let status = loop {
                 let item = match outbox.take() {
-                    Err(_closed) => break Some(stuck(inner.config.slow_subscriber_timeout)),
+                    Err(_closed) => break Some(stuck(config.slow_subscriber_timeout)),
                     Ok(item) => item,
                 };
                 if let Some(item) = item {
                     let is_event = matches!(item, Outgoing::Event(_));
                     tokio::select! {
                         sent = sender.send(Ok(convert(item))) => if sent.is_err() { break None },
-                        () = outbox.closed() => break Some(stuck(inner.config.slow_subscriber_timeout)),
+                        () = outbox.closed() => break Some(stuck(config.slow_subscriber_timeout)),
                     }
                     if is_event {
-                        inner.stats.event_out();
+                        stats.event_out();
                     }
                     continue;
                 }
                 tokio::select! {
                     () = outbox.ready() => {}
                     _ = heartbeats.tick() => {
-                        let beat = heartbeat(Heartbeat { time: Some(to_timestamp(chrono::Utc::now())) });
+                        let beat = heartbeat(Heartbeat { time: Some(now_timestamp()) });
                         if sender.send(Ok(beat)).await.is_err() {
                             break None;
                         }
@@ -349,19 +406,28 @@ impl Inner {
             if let Some(commands) = commands {
                 commands.abort();
             }
-            outbox.close();
-            let keys = std::mem::take(&mut *held.lock().expect("held topics lock is not poisoned"));
-            for key in keys {
-                inner.hub.leave(&key, id);
-            }
-            inner.stats.disconnected();
-            *end_with.lock().expect("ending lock is not poisoned") = status;
+            self.end();
+            stats.disconnected();
+            let _ = ended.send(status);
         });
-        // The stream's last word: a status when the call ended for a reason.
-        let last =
-            futures_util::stream::once(async move { ending.lock().expect("ending lock is not poisoned").take() })
-                .filter_map(|status| async move { status.map(Err) });
+        let last = futures_util::stream::once(async move { ending.await.ok().flatten() })
+            .filter_map(|status| async move { status.map(Err) });
         Box::pin(ReceiverStream::new(receiver).chain(last))
+    }
+
+    /// Closes the outbox and leaves every topic: when the pump ends the
+    /// call, or when the call is dropped before it streamed.
+    fn end(&self) {
+        self.outbox.close();
+        for key in std::mem::take(&mut *self.topics()) {
+            self.inner.hub.leave(&key, self.id);
+        }
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.end();
     }
 }
 
@@ -418,128 +484,40 @@ fn session_heartbeat(heartbeat: Heartbeat) -> SessionResponse {
     SessionResponse { payload: Some(session_response::Payload::Heartbeat(heartbeat)) }
 }
 
-/// Runs one Session command and says how it went.
-async fn run_command(
-    inner: &Arc<Inner>,
-    command: SessionRequest,
-    id: SubscriberId,
-    outbox: &Arc<Outbox>,
-    held: &Held,
-    caller: &Caller,
-) -> CommandAck {
-    let result = match command.command {
-        Some(session_request::Command::Subscribe(subscribe)) => {
-            subscribe_command(inner, subscribe, id, outbox, held, caller).await
-        }
-        Some(session_request::Command::Unsubscribe(unsubscribe)) => {
-            unsubscribe_command(inner, unsubscribe, id, held, caller).await
-        }
-        None => Err(ApiError::invalid_field("command", "set subscribe or unsubscribe")),
-    };
-    let (code, message) = match result {
-        Ok(()) => (0, String::new()),
-        Err(error) => (error.code().grpc_code() as i32, error.message().to_owned()),
-    };
-    let active_subscriptions = held.lock().expect("held topics lock is not poisoned").len() as u32;
-    CommandAck { command_id: command.command_id, code, message, active_subscriptions }
-}
-
-/// Adds topics to a session, within the per-call limit.
-async fn subscribe_command(
-    inner: &Arc<Inner>,
-    command: SubscribeCommand,
-    id: SubscriberId,
-    outbox: &Arc<Outbox>,
-    held: &Held,
-    caller: &Caller,
-) -> Result<(), ApiError> {
-    let keys =
-        inner.topics("subscribe.", &command.symbols, &command.channels, command.candle_interval, caller, true).await?;
-    let max = inner.config.max_subscriptions_per_call as usize;
-    let held_now = held.lock().expect("held topics lock is not poisoned").clone();
-    let after = held_now.union(&keys.iter().cloned().collect()).count();
-    if after > max {
-        return Err(ApiError::new(
-            ErrorCode::ResourceExhausted,
-            format!("at most {max} subscriptions per session (this would make {after})"),
-        ));
-    }
-    inner.join(keys, id, outbox, held, caller).await
-}
-
-/// Removes topics from a session; all or none, NOT_FOUND naming any it
-/// does not hold.
-async fn unsubscribe_command(
-    inner: &Arc<Inner>,
-    command: UnsubscribeCommand,
-    id: SubscriberId,
-    held: &Held,
-    caller: &Caller,
-) -> Result<(), ApiError> {
-    let keys = inner
-        .topics("unsubscribe.", &command.symbols, &command.channels, command.candle_interval, caller, false)
-        .await?;
-    let mut held_now = held.lock().expect("held topics lock is not poisoned");
-    let missing: Vec<String> = keys
-        .iter()
-        .filter(|key| !held_now.contains(*key))
-        .map(|key| format!("{} {}", key.symbol, key.channel.as_str_name()))
-        .collect();
-    if !missing.is_empty() {
-        return Err(ApiError::new(ErrorCode::NotFound, format!("not subscribed: {}", missing.join(", "))));
-    }
-    for key in &keys {
-        held_now.remove(key);
-        inner.hub.leave(key, id);
-    }
-    Ok(())
-}
-
 #[tonic::async_trait]
 impl StreamingService for Streamer {
     type SubscribeStream = EventStream<SubscribeResponse>;
     type SessionStream = EventStream<SessionResponse>;
 
     async fn subscribe(&self, request: Request<SubscribeRequest>) -> Result<Response<Self::SubscribeStream>, Status> {
-        let inner = &self.inner;
-        let caller = Caller::serving(&request);
-        let slot = inner.open_stream(&request, &caller)?;
+        let session = Session::open(&self.inner, &request)?;
         let SubscribeRequest { symbols, channels, candle_interval } = request.into_inner();
-        let keys = inner.topics("", &symbols, &channels, candle_interval, &caller, true).await?;
-        let (id, outbox) = inner.new_subscriber();
-        let held = Held::default();
-        if let Err(error) = inner.join(keys, id, &outbox, &held, &caller).await {
-            for key in held.lock().expect("held topics lock is not poisoned").iter() {
-                inner.hub.leave(key, id);
-            }
-            return Err(error.into());
-        }
-        let call = Call { id, outbox, held, slot, commands: None };
-        Ok(Response::new(inner.pump(call, subscribe_response, subscribe_heartbeat)))
+        let max = self.inner.config.max_subscriptions_per_call as usize;
+        let topics = TopicRequest::parse("", &symbols, &channels, candle_interval, max)?;
+        let keys = session.resolve(topics, true).await?;
+        session.join(keys).await?;
+        Ok(Response::new(Arc::new(session).pump(None, subscribe_response, subscribe_heartbeat)))
     }
 
     async fn session(
         &self,
         request: Request<Streaming<SessionRequest>>,
     ) -> Result<Response<Self::SessionStream>, Status> {
-        let inner = self.inner.clone();
-        let caller = Caller::serving(&request);
-        let slot = inner.open_stream(&request, &caller)?;
+        let session = Arc::new(Session::open(&self.inner, &request)?);
         let mut commands = request.into_inner();
-        let (id, outbox) = inner.new_subscriber();
-        let held = Held::default();
         let reader = tokio::spawn({
-            let (inner, outbox, held) = (inner.clone(), outbox.clone(), held.clone());
+            // Shared with the pump: commands change the session's topics
+            // while the pump streams their events.
+            let session = session.clone();
             async move {
                 // Commands end when the client half-closes; events keep flowing.
                 while let Ok(Some(command)) = commands.message().await {
-                    let ack = run_command(&inner, command, id, &outbox, &held, &caller).await;
-                    outbox.push_ack(ack);
+                    let ack = session.run(command).await;
+                    session.outbox.push_ack(ack);
                 }
             }
         });
-        let call = Call { id, outbox, held, slot, commands: Some(reader) };
-        Ok(Response::new(inner.pump(call, session_response, session_heartbeat)))
+        Ok(Response::new(session.pump(Some(reader), session_response, session_heartbeat)))
     }
 
     async fn get_stream_stats(

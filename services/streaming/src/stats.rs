@@ -17,6 +17,18 @@ pub struct Stats {
 }
 
 impl Stats {
+    /// Counters that start at zero, exported at once so `rate()` and alerts
+    /// see every series from the start.
+    pub fn new() -> Self {
+        for direction in ["in", "out"] {
+            metrics::counter!("streaming_events_total", "direction" => direction).increment(0);
+        }
+        metrics::counter!("streaming_events_dropped_total").increment(0);
+        metrics::counter!("streaming_quotes_conflated_total").increment(0);
+        metrics::gauge!("streaming_connections").increment(0.0);
+        Self::default()
+    }
+
     pub fn event_in(&self) {
         self.events_in.fetch_add(1, Ordering::Relaxed);
         metrics::counter!("streaming_events_total", "direction" => "in").increment(1);

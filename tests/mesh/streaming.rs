@@ -2,52 +2,20 @@
 //! reach subscribers in order with consecutive sequence numbers, across
 //! replicas sharing Redis, and a slow subscriber never slows a fast one.
 
-mod support;
-
 use std::time::Duration;
 
-use support::{TestMesh, invalid_fields, serve_args};
 use tonic::Code;
 use tonic_types::StatusExt;
-use wizdata::marketdata::v1::market_data_service_client::MarketDataServiceClient;
-use wizdata::marketdata::v1::{BidAsk, IngestTicksRequest, Tick, Trade, tick};
 use wizdata::streaming::v1::market_event::Payload;
 use wizdata::streaming::v1::streaming_service_client::StreamingServiceClient;
 use wizdata::streaming::v1::*;
 use wizdata::r#type::v1::Interval;
 use wizdata_common::auth::credentials::{AuthenticatedChannel, Credentials};
-use wizdata_common::testing::TestDatabase;
+use wizdata_test_support::{TestMesh, book_now, ingest_accepted, invalid_fields, trade_now};
 
 type Streams = StreamingServiceClient<AuthenticatedChannel>;
 
 const WAIT: Duration = Duration::from_secs(20);
-
-fn now() -> i64 {
-    chrono::Utc::now().timestamp()
-}
-
-fn trade(symbol: &str, price: f64) -> Tick {
-    Tick {
-        symbol: symbol.into(),
-        time: Some(prost_types::Timestamp { seconds: now(), nanos: 0 }),
-        kind: Some(tick::Kind::Trade(Trade { price, size: 1.0 })),
-    }
-}
-
-fn book(symbol: &str, bid: f64, ask: f64) -> Tick {
-    Tick {
-        symbol: symbol.into(),
-        time: Some(prost_types::Timestamp { seconds: now(), nanos: 0 }),
-        kind: Some(tick::Kind::BidAsk(BidAsk { bid, bid_size: 1.0, ask, ask_size: 1.0 })),
-    }
-}
-
-/// One IngestTicks call (awaited, so its events are published when it returns).
-async fn ingest(mesh: &TestMesh, ticks: Vec<Tick>) {
-    let mut market = MarketDataServiceClient::new(mesh.channel().await);
-    let answer = market.ingest_ticks(tokio_stream::iter(vec![IngestTicksRequest { ticks }])).await.unwrap();
-    assert_eq!(answer.into_inner().rejected, 0);
-}
 
 fn request(symbols: &[&str], channels: &[Channel], interval: Interval) -> SubscribeRequest {
     SubscribeRequest {
@@ -134,12 +102,12 @@ async fn stats(mesh: &TestMesh) -> GetStreamStatsResponse {
 
 #[tokio::test]
 async fn ingested_trades_reach_a_subscriber_in_order_with_consecutive_sequences() {
-    let db = TestDatabase::new().await;
-    let mesh = TestMesh::all(&db).await;
+    let mesh = TestMesh::all().await;
     let mut client = StreamingServiceClient::new(mesh.anonymous_channel().await);
     let mut stream = subscribe(&mut client, request(&["AAPL"], &[Channel::Trades], Interval::Unspecified)).await;
     for batch in 0..5 {
-        ingest(&mesh, prices(batch * 40, 40).into_iter().map(|price| trade("AAPL", price)).collect()).await;
+        ingest_accepted(&mesh, prices(batch * 40, 40).into_iter().map(|price| trade_now("AAPL", price)).collect())
+            .await;
     }
     let (delivered, lost) = read_trades(&mut stream, 200).await;
     assert_eq!((delivered, lost), (prices(0, 200), 0));
@@ -149,9 +117,8 @@ async fn ingested_trades_reach_a_subscriber_in_order_with_consecutive_sequences(
 
 #[tokio::test]
 async fn a_subscription_starts_from_a_snapshot_of_the_quote_and_the_open_candle() {
-    let db = TestDatabase::new().await;
-    let mesh = TestMesh::all(&db).await;
-    ingest(&mesh, vec![trade("MSFT", 410.5), book("MSFT", 410.0, 411.0)]).await;
+    let mesh = TestMesh::all().await;
+    ingest_accepted(&mesh, vec![trade_now("MSFT", 410.5), book_now("MSFT", 410.0, 411.0)]).await;
     let mut client = StreamingServiceClient::new(mesh.anonymous_channel().await);
     let channels = [Channel::Quotes, Channel::Candles];
     let mut stream = subscribe(&mut client, request(&["MSFT"], &channels, Interval::OneMinute)).await;
@@ -170,7 +137,7 @@ async fn a_subscription_starts_from_a_snapshot_of_the_quote_and_the_open_candle(
         other => panic!("expected a candle, got {other:?}"),
     }
     // Live events follow the snapshot's number.
-    ingest(&mesh, vec![trade("MSFT", 412.0)]).await;
+    ingest_accepted(&mesh, vec![trade_now("MSFT", 412.0)]).await;
     let live = next_event(&mut stream).await;
     assert!(!live.snapshot);
     let snapshot_sequence = snapshots.iter().find(|event| event.channel == live.channel).unwrap().sequence;
@@ -179,8 +146,7 @@ async fn a_subscription_starts_from_a_snapshot_of_the_quote_and_the_open_candle(
 
 #[tokio::test]
 async fn two_streaming_replicas_sharing_redis_both_deliver_everything() {
-    let db = TestDatabase::new().await;
-    let mesh = TestMesh::all(&db).await;
+    let mesh = TestMesh::all().await;
     let Some(redis) = &mesh.redis else {
         eprintln!("WIZDATA_TEST_REDIS_URL is unset: replicas can only share a bus through Redis");
         return;
@@ -189,12 +155,13 @@ async fn two_streaming_replicas_sharing_redis_both_deliver_everything() {
     let mut flags: Vec<String> = redis.args();
     flags.extend(["--registry-url", &url, "--market-data-url", &url, "--auth-url", &url].map(String::from));
     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
-    let replica = TestMesh::start(serve_args("streaming", &db.config, &flags)).await;
+    let replica = TestMesh::serve("streaming").database(mesh.database()).flags(&flags).start().await;
     let wanted = || request(&["BTC/USDT"], &[Channel::Trades], Interval::Unspecified);
     let mut first = subscribe(&mut StreamingServiceClient::new(mesh.anonymous_channel().await), wanted()).await;
     let mut second = subscribe(&mut StreamingServiceClient::new(replica.anonymous_channel().await), wanted()).await;
     for batch in 0..3 {
-        ingest(&mesh, prices(batch * 50, 50).into_iter().map(|price| trade("BTC/USDT", price)).collect()).await;
+        ingest_accepted(&mesh, prices(batch * 50, 50).into_iter().map(|price| trade_now("BTC/USDT", price)).collect())
+            .await;
     }
     assert_eq!(read_trades(&mut first, 150).await, (prices(0, 150), 0));
     assert_eq!(read_trades(&mut second, 150).await, (prices(0, 150), 0));
@@ -202,8 +169,7 @@ async fn two_streaming_replicas_sharing_redis_both_deliver_everything() {
 
 #[tokio::test]
 async fn a_stalled_subscriber_gets_conflated_quotes_and_gaps_while_a_fast_one_gets_everything() {
-    let db = TestDatabase::new().await;
-    let mesh = TestMesh::all_with(&db, &["--subscriber-queue", "1024", "--slow-subscriber-timeout", "5m"]).await;
+    let mesh = TestMesh::all_with(&["--subscriber-queue", "1024", "--slow-subscriber-timeout", "5m"]).await;
     let wanted = || request(&["TSLA"], &[Channel::Trades, Channel::Quotes], Interval::Unspecified);
     // Separate connections: the stalled one's HTTP/2 window fills, the fast one's does not.
     let mut stalled = subscribe(&mut StreamingServiceClient::new(thin_channel(&mesh).await), wanted()).await;
@@ -213,8 +179,8 @@ async fn a_stalled_subscriber_gets_conflated_quotes_and_gaps_while_a_fast_one_ge
     for batch in 0..(total as usize / 100) {
         let ticks = prices(batch * 100, 100)
             .into_iter()
-            .flat_map(|price| [trade("TSLA", price), book("TSLA", price - 0.01, price + 0.01)]);
-        ingest(&mesh, ticks.collect()).await;
+            .flat_map(|price| [trade_now("TSLA", price), book_now("TSLA", price - 0.01, price + 0.01)]);
+        ingest_accepted(&mesh, ticks.collect()).await;
     }
     assert_eq!(reader.await.unwrap(), (prices(0, total as usize), 0), "the fast subscriber got every trade");
 
@@ -228,8 +194,7 @@ async fn a_stalled_subscriber_gets_conflated_quotes_and_gaps_while_a_fast_one_ge
 
 #[tokio::test]
 async fn a_subscriber_stuck_too_long_is_ended_with_resource_exhausted() {
-    let db = TestDatabase::new().await;
-    let mesh = TestMesh::all_with(&db, &["--subscriber-queue", "16", "--slow-subscriber-timeout", "1s"]).await;
+    let mesh = TestMesh::all_with(&["--subscriber-queue", "16", "--slow-subscriber-timeout", "1s"]).await;
     let mut stalled = subscribe(
         &mut StreamingServiceClient::new(thin_channel(&mesh).await),
         request(&["GOOGL"], &[Channel::Trades], Interval::Unspecified),
@@ -239,7 +204,8 @@ async fn a_subscriber_stuck_too_long_is_ended_with_resource_exhausted() {
     // server gives up on it (its call is no longer counted).
     let deadline = tokio::time::Instant::now() + WAIT;
     for batch in 0.. {
-        ingest(&mesh, prices(batch * 100, 100).into_iter().map(|price| trade("GOOGL", price)).collect()).await;
+        ingest_accepted(&mesh, prices(batch * 100, 100).into_iter().map(|price| trade_now("GOOGL", price)).collect())
+            .await;
         if stats(&mesh).await.connections == 0 {
             break;
         }
@@ -255,8 +221,7 @@ async fn a_subscriber_stuck_too_long_is_ended_with_resource_exhausted() {
 
 #[tokio::test]
 async fn bad_subscriptions_are_refused_with_every_bad_field() {
-    let db = TestDatabase::new().await;
-    let mesh = TestMesh::all_with(&db, &["--max-subscriptions-per-call", "4"]).await;
+    let mesh = TestMesh::all_with(&["--max-subscriptions-per-call", "4"]).await;
     let mut client = StreamingServiceClient::new(mesh.anonymous_channel().await);
     let refused = |request| {
         let mut client = client.clone();
@@ -306,8 +271,7 @@ async fn bad_subscriptions_are_refused_with_every_bad_field() {
 
 #[tokio::test]
 async fn session_commands_are_acknowledged_and_unsubscribing_the_unsubscribed_is_not_found() {
-    let db = TestDatabase::new().await;
-    let mesh = TestMesh::all(&db).await;
+    let mesh = TestMesh::all().await;
     let mut client = StreamingServiceClient::new(mesh.anonymous_channel().await);
     let subscribe = |id: &str, symbols: &[&str], channel: Channel| SessionRequest {
         command_id: id.into(),
@@ -356,7 +320,7 @@ async fn session_commands_are_acknowledged_and_unsubscribing_the_unsubscribed_is
     let empty = ack(Some(SessionRequest { command_id: "x".into(), command: None })).await;
     assert_eq!(empty.code, Code::InvalidArgument as i32);
 
-    ingest(&mesh, vec![trade("AAPL", 190.0)]).await;
+    ingest_accepted(&mesh, vec![trade_now("AAPL", 190.0)]).await;
     assert_eq!(ack(None).await.command_id, "event");
     let acked = ack(Some(unsubscribe("u2", &["AAPL"], Channel::Trades))).await;
     assert_eq!((acked.code, acked.active_subscriptions), (0, 2));
@@ -367,8 +331,7 @@ async fn session_commands_are_acknowledged_and_unsubscribing_the_unsubscribed_is
 
 #[tokio::test]
 async fn cancelled_calls_free_everything_they_held() {
-    let db = TestDatabase::new().await;
-    let mesh = TestMesh::all(&db).await;
+    let mesh = TestMesh::all().await;
     let mut client = StreamingServiceClient::new(mesh.anonymous_channel().await);
     let first =
         subscribe(&mut client, request(&["AAPL", "MSFT"], &[Channel::Trades, Channel::Quotes], Interval::Unspecified))
@@ -393,8 +356,7 @@ async fn cancelled_calls_free_everything_they_held() {
 
 #[tokio::test]
 async fn idle_streams_get_heartbeats_and_streams_per_subject_are_limited() {
-    let db = TestDatabase::new().await;
-    let mesh = TestMesh::all_with(&db, &["--heartbeat-interval", "200ms", "--max-streams-per-subject", "2"]).await;
+    let mesh = TestMesh::all_with(&["--heartbeat-interval", "200ms", "--max-streams-per-subject", "2"]).await;
     let mut client = StreamingServiceClient::new(mesh.anonymous_channel().await);
     let wanted = || request(&["NPN"], &[Channel::Trades], Interval::Unspecified);
     let mut first = subscribe(&mut client, wanted()).await;
@@ -415,8 +377,7 @@ async fn idle_streams_get_heartbeats_and_streams_per_subject_are_limited() {
 
 #[tokio::test]
 async fn streams_end_unavailable_when_the_server_stops() {
-    let db = TestDatabase::new().await;
-    let mesh = TestMesh::all(&db).await;
+    let mesh = TestMesh::all().await;
     let mut client = StreamingServiceClient::new(mesh.anonymous_channel().await);
     let mut stream = subscribe(&mut client, request(&["SOL"], &[Channel::Quotes], Interval::Unspecified)).await;
     let stopped = tokio::spawn(mesh.stop());

@@ -1,19 +1,16 @@
 //! The symbol registry end to end: seeded coverage, filters, stable
 //! pagination, CRUD, and every bad input answered with its code and details.
 
-mod support;
-
 use std::collections::BTreeSet;
 
 use prost_types::FieldMask;
-use support::{TestMesh, serve_args, violated_fields};
 use tonic::Code;
 use tonic_types::StatusExt;
 use wizdata::registry::v1::registry_service_client::RegistryServiceClient;
 use wizdata::registry::v1::*;
 use wizdata::r#type::v1::AssetClass;
 use wizdata_common::auth::credentials::AuthenticatedChannel as Channel;
-use wizdata_common::testing::TestDatabase;
+use wizdata_test_support::{TestMesh, violated_fields};
 
 const SEEDED: [&str; 17] = [
     "AAPL", "AGL", "BHG", "BTC/USDT", "ETH/USDT", "EUR/USD", "FSR", "GBP/USD", "GOOGL", "MSFT", "MTN", "NPN", "PRX",
@@ -21,10 +18,6 @@ const SEEDED: [&str; 17] = [
 ];
 
 type Client = RegistryServiceClient<Channel>;
-
-async fn client(mesh: &TestMesh) -> Client {
-    RegistryServiceClient::new(mesh.channel().await)
-}
 
 async fn list(client: &mut Client, request: ListSymbolsRequest) -> Result<ListSymbolsResponse, tonic::Status> {
     client.list_symbols(request).await.map(|response| response.into_inner())
@@ -63,9 +56,8 @@ async fn create(client: &mut Client, symbol: Symbol) -> Result<Symbol, tonic::St
 
 #[tokio::test]
 async fn seeded_coverage_is_listed_with_its_attributes() {
-    let db = TestDatabase::new().await;
-    let mesh = TestMesh::all(&db).await;
-    let mut client = client(&mesh).await;
+    let mesh = TestMesh::all().await;
+    let mut client = mesh.registry().await;
 
     let all = list(&mut client, ListSymbolsRequest { page_size: 100, ..Default::default() }).await.unwrap();
     let tickers: Vec<_> = all.symbols.iter().map(|s| s.ticker.as_str()).collect();
@@ -91,9 +83,8 @@ async fn seeded_coverage_is_listed_with_its_attributes() {
 
 #[tokio::test]
 async fn filters_narrow_the_listing() {
-    let db = TestDatabase::new().await;
-    let mesh = TestMesh::all(&db).await;
-    let client = client(&mesh).await;
+    let mesh = TestMesh::all().await;
+    let client = mesh.registry().await;
     let tickers = |request| {
         let mut client = client.clone();
         async move { walk(&mut client, request, 100).await }
@@ -132,9 +123,8 @@ async fn filters_narrow_the_listing() {
 
 #[tokio::test]
 async fn every_page_walk_returns_each_symbol_exactly_once() {
-    let db = TestDatabase::new().await;
-    let mesh = TestMesh::all(&db).await;
-    let mut client = client(&mesh).await;
+    let mesh = TestMesh::all().await;
+    let mut client = mesh.registry().await;
     for page_size in [1, 2, 3, 5, 16, 17, 18] {
         let walked = walk(&mut client, ListSymbolsRequest::default(), page_size).await;
         assert_eq!(walked, SEEDED, "page size {page_size}");
@@ -146,9 +136,8 @@ async fn every_page_walk_returns_each_symbol_exactly_once() {
 
 #[tokio::test]
 async fn page_walk_is_stable_while_symbols_are_added() {
-    let db = TestDatabase::new().await;
-    let mesh = TestMesh::all(&db).await;
-    let mut client = client(&mesh).await;
+    let mesh = TestMesh::all().await;
+    let mut client = mesh.registry().await;
     // Added between pages, on both sides of the cursor.
     let mut additions = ["AAA", "ZZZ", "MMM", "AB", "TT", "ZZ1"].into_iter();
     let mut seen = Vec::new();
@@ -177,9 +166,8 @@ async fn page_walk_is_stable_while_symbols_are_added() {
 
 #[tokio::test]
 async fn symbols_are_created_updated_and_deleted() {
-    let db = TestDatabase::new().await;
-    let mesh = TestMesh::all(&db).await;
-    let mut client = client(&mesh).await;
+    let mesh = TestMesh::all().await;
+    let mut client = mesh.registry().await;
 
     let created = create(&mut client, Symbol { ticker: "brk.b".into(), ..new_symbol("x") }).await.unwrap();
     assert_eq!(created.ticker, "BRK.B", "tickers are stored upper-case");
@@ -213,14 +201,14 @@ async fn symbols_are_created_updated_and_deleted() {
 
 #[tokio::test]
 async fn seeding_happens_once_and_deleted_symbols_stay_deleted() {
-    let db = TestDatabase::new().await;
-    let mesh = TestMesh::all(&db).await;
-    let mut registry = client(&mesh).await;
+    let mesh = TestMesh::all().await;
+    let mut registry = mesh.registry().await;
     registry.delete_symbol(DeleteSymbolRequest { ticker: "TSLA".into() }).await.unwrap();
+    let database = mesh.database().clone();
     mesh.stop().await.unwrap();
 
-    let restarted = TestMesh::all(&db).await;
-    let mut registry = client(&restarted).await;
+    let restarted = TestMesh::serve("all").database(&database).redis_from_env().start().await;
+    let mut registry = restarted.registry().await;
     let tickers = walk(&mut registry, ListSymbolsRequest::default(), 100).await;
     let expected: Vec<_> = SEEDED.into_iter().filter(|t| *t != "TSLA").collect();
     assert_eq!(tickers, expected);
@@ -228,9 +216,8 @@ async fn seeding_happens_once_and_deleted_symbols_stay_deleted() {
 
 #[tokio::test]
 async fn bad_tickers_and_unknown_symbols() {
-    let db = TestDatabase::new().await;
-    let mesh = TestMesh::all(&db).await;
-    let mut client = client(&mesh).await;
+    let mesh = TestMesh::all().await;
+    let mut client = mesh.registry().await;
 
     for bad in ["", "NP N", "NPN!", "A//B", &"X".repeat(40)] {
         let status = client.get_symbol(GetSymbolRequest { ticker: bad.into() }).await.unwrap_err();
@@ -254,9 +241,8 @@ async fn bad_tickers_and_unknown_symbols() {
 
 #[tokio::test]
 async fn bad_creates_are_refused_whole() {
-    let db = TestDatabase::new().await;
-    let mesh = TestMesh::all(&db).await;
-    let mut client = client(&mesh).await;
+    let mesh = TestMesh::all().await;
+    let mut client = mesh.registry().await;
 
     let taken = create(&mut client, Symbol { ticker: "NPN".into(), exchange: "JSE".into(), ..new_symbol("NPN") })
         .await
@@ -268,7 +254,6 @@ async fn bad_creates_are_refused_whole() {
         create(&mut client, Symbol { exchange: "NOPE".into(), ..new_symbol("NEW1") }).await.unwrap_err();
     assert_eq!(unknown_exchange.code(), Code::InvalidArgument);
     assert_eq!(violated_fields(&unknown_exchange), ["symbol.exchange"]);
-
     for asset_class in [AssetClass::Unspecified as i32, 42] {
         let status = create(&mut client, Symbol { asset_class, ..new_symbol("NEW2") }).await.unwrap_err();
         assert_eq!(status.code(), Code::InvalidArgument);
@@ -304,9 +289,8 @@ async fn bad_creates_are_refused_whole() {
 
 #[tokio::test]
 async fn bad_updates_are_refused_whole() {
-    let db = TestDatabase::new().await;
-    let mesh = TestMesh::all(&db).await;
-    let mut client = client(&mesh).await;
+    let mesh = TestMesh::all().await;
+    let mut client = mesh.registry().await;
     let npn = |name: &str| Some(Symbol { ticker: "NPN".into(), name: name.into(), ..Default::default() });
     let mask = |paths: &[&str]| Some(FieldMask { paths: paths.iter().map(|p| p.to_string()).collect() });
 
@@ -343,9 +327,8 @@ async fn bad_updates_are_refused_whole() {
 
 #[tokio::test]
 async fn bad_listing_requests() {
-    let db = TestDatabase::new().await;
-    let mesh = TestMesh::all(&db).await;
-    let mut client = client(&mesh).await;
+    let mesh = TestMesh::all().await;
+    let mut client = mesh.registry().await;
 
     for page_size in [-1, 1001] {
         let status = list(&mut client, ListSymbolsRequest { page_size, ..Default::default() }).await.unwrap_err();
@@ -410,9 +393,8 @@ async fn bad_listing_requests() {
 
 #[tokio::test]
 async fn requests_above_the_message_limit_are_refused() {
-    let db = TestDatabase::new().await;
-    let mesh = TestMesh::start(serve_args("all", &db.config, &["--max-message-bytes", "4096"])).await;
-    let mut client = client(&mesh).await;
+    let mesh = TestMesh::serve("all").flags(&["--max-message-bytes", "4096"]).start().await;
+    let mut client = mesh.registry().await;
 
     let huge = Symbol { name: "n".repeat(8192), ..new_symbol("HUGE") };
     let status = create(&mut client, huge).await.unwrap_err();

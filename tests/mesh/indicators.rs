@@ -2,17 +2,14 @@
 //! every bad input answered with its field. (Values against TA-Lib: the
 //! Python oracle test, tests/python/test_indicator_oracle.py.)
 
-mod support;
-
 use std::collections::HashMap;
 
 use prost_types::Timestamp;
-use support::{TestMesh, all_candles, invalid_fields, violated_fields};
 use tonic::Code;
 use wizdata::indicator::v1::indicator_service_client::IndicatorServiceClient;
 use wizdata::indicator::v1::*;
 use wizdata::r#type::v1::Candle;
-use wizdata_common::testing::TestDatabase;
+use wizdata_test_support::{TestMesh, all_candles, invalid_fields, violated_fields};
 
 fn candles(closes: &[f64]) -> Vec<Candle> {
     closes
@@ -37,15 +34,10 @@ fn spec(name: &str, parameters: &[(&str, f64)]) -> IndicatorSpec {
     }
 }
 
-async fn client(mesh: &TestMesh) -> IndicatorServiceClient<wizdata_common::auth::credentials::AuthenticatedChannel> {
-    IndicatorServiceClient::new(mesh.channel().await)
-}
-
 #[tokio::test]
 async fn series_start_after_the_lookback_and_are_never_padded() {
-    let db = TestDatabase::new().await;
-    let mesh = TestMesh::all(&db).await;
-    let mut client = client(&mesh).await;
+    let mesh = TestMesh::all().await;
+    let mut client = mesh.indicators().await;
     let closes = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0];
     let request = ComputeSeriesRequest {
         candles: candles(&closes),
@@ -62,10 +54,9 @@ async fn series_start_after_the_lookback_and_are_never_padded() {
 
 #[tokio::test]
 async fn fewer_candles_than_the_lookback_give_an_empty_valid_series() {
-    let db = TestDatabase::new().await;
-    let mesh = TestMesh::all(&db).await;
+    let mesh = TestMesh::all().await;
     let request = ComputeSeriesRequest { candles: candles(&[1.0, 2.0, 3.0]), indicators: vec![spec("MACD", &[])] };
-    let result = client(&mesh).await.compute_series(request).await.unwrap().into_inner().results.remove(0);
+    let result = mesh.indicators().await.compute_series(request).await.unwrap().into_inner().results.remove(0);
     assert_eq!(result.lookback, 33);
     assert_eq!(result.begin_index, 3, "begin_index = number of candles says no value is valid yet");
     assert_eq!(result.outputs.iter().map(|o| o.name.as_str()).collect::<Vec<_>>(), ["macd", "macdsignal", "macdhist"]);
@@ -74,9 +65,8 @@ async fn fewer_candles_than_the_lookback_give_an_empty_valid_series() {
 
 #[tokio::test]
 async fn bad_series_requests_name_every_bad_field() {
-    let db = TestDatabase::new().await;
-    let mesh = TestMesh::all(&db).await;
-    let mut client = client(&mesh).await;
+    let mesh = TestMesh::all().await;
+    let mut client = mesh.indicators().await;
 
     let mut bad_candles = candles(&[1.0, 2.0, 3.0, 4.0, 5.0]);
     bad_candles[1].open_time = bad_candles[0].open_time; // duplicated
@@ -129,9 +119,8 @@ async fn bad_series_requests_name_every_bad_field() {
 
 #[tokio::test]
 async fn list_indicators_gives_talib_defaults_and_ranges() {
-    let db = TestDatabase::new().await;
-    let mesh = TestMesh::all(&db).await;
-    let listed = client(&mesh).await.list_indicators(ListIndicatorsRequest {}).await.unwrap().into_inner();
+    let mesh = TestMesh::all().await;
+    let listed = mesh.indicators().await.list_indicators(ListIndicatorsRequest {}).await.unwrap().into_inner();
     assert_eq!(listed.indicators.len(), 14);
     let bbands = listed.indicators.iter().find(|indicator| indicator.name == "BBANDS").unwrap();
     let parameters: Vec<(&str, i32, f64)> =
@@ -219,7 +208,7 @@ fn every_indicator() -> Vec<IndicatorSpec> {
 }
 
 async fn large_client(mesh: &TestMesh) -> IndicatorServiceClient<Channel> {
-    client(mesh).await.max_decoding_message_size(256 << 20)
+    mesh.indicators().await.max_decoding_message_size(256 << 20)
 }
 
 fn over(symbol: &str, indicators: Vec<IndicatorSpec>) -> ComputeIndicatorsRequest {
@@ -258,8 +247,7 @@ async fn assert_same_as_series(mesh: &TestMesh, symbol: &str, expected_candles: 
 
 #[tokio::test]
 async fn compute_indicators_on_an_imported_symbol_equals_compute_series_on_the_same_candles() {
-    let db = TestDatabase::new().await;
-    let mesh = TestMesh::all(&db).await;
+    let mesh = TestMesh::all().await;
     import(&mesh, "AAPL", history(3_000, 100.0)).await;
     assert_same_as_series(&mesh, "AAPL", 3_000).await;
 }
@@ -274,9 +262,8 @@ async fn compute_indicators_on_imported_orcl_equals_compute_series() {
     let text = std::fs::read_to_string(std::path::Path::new(&data).join("orcl-1995-2014.csv")).unwrap();
     let candles = wizdata_market_data::history::parse_candles(text.as_bytes(), Interval::OneDay).unwrap();
     let count = candles.len();
-    let db = TestDatabase::new().await;
-    let mesh = TestMesh::all(&db).await;
-    support::register_orcl(&mesh).await;
+    let mesh = TestMesh::all().await;
+    wizdata_test_support::register_orcl(&mesh).await;
     // ORCL's history starts in 1995, before FIRST_DAY: import only what the
     // comparison reads.
     let from_first_day: Vec<Candle> =
@@ -325,8 +312,7 @@ async fn assert_new_candles_are_reflected(mesh: &TestMesh) -> Vec<ComputeIndicat
 
 #[tokio::test]
 async fn a_new_or_changed_candle_is_reflected_at_once() {
-    let db = TestDatabase::new().await;
-    let mesh = TestMesh::all(&db).await;
+    let mesh = TestMesh::all().await;
     assert_new_candles_are_reflected(&mesh).await;
 }
 
@@ -344,8 +330,7 @@ async fn with_redis_results_are_cached_there_by_series() {
     let direct =
         fred::types::Builder::from_config(fred::types::config::Config::from_url(&redis.url).unwrap()).build().unwrap();
     direct.init().await.unwrap();
-    let db = TestDatabase::new().await;
-    let mesh = TestMesh::all_on(&db, Some(redis), &[]).await;
+    let mesh = TestMesh::serve("all").redis(Some(redis)).start().await;
 
     assert_new_candles_are_reflected(&mesh).await;
     let (_, keys): (String, Vec<String>) =
@@ -357,9 +342,8 @@ async fn with_redis_results_are_cached_there_by_series() {
 
 #[tokio::test]
 async fn bad_compute_indicators_requests() {
-    let db = TestDatabase::new().await;
-    let mesh = TestMesh::all(&db).await;
-    let mut client = client(&mesh).await;
+    let mesh = TestMesh::all().await;
+    let mut client = mesh.indicators().await;
     let request = ComputeIndicatorsRequest {
         symbol: " ".into(),
         interval: 0,
@@ -392,8 +376,7 @@ async fn bad_compute_indicators_requests() {
 
 #[tokio::test]
 async fn batch_compute_answers_every_symbol_and_reports_failures_per_symbol() {
-    let db = TestDatabase::new().await;
-    let mesh = TestMesh::all_with(&db, &["--batch-parallelism", "2"]).await;
+    let mesh = TestMesh::all_with(&["--batch-parallelism", "2"]).await;
     import(&mesh, "AAPL", history(300, 100.0)).await;
     import(&mesh, "MSFT", history(200, 50.0)).await;
     let mut client = large_client(&mesh).await;
@@ -420,9 +403,8 @@ async fn batch_compute_answers_every_symbol_and_reports_failures_per_symbol() {
 
 #[tokio::test]
 async fn bad_batches_name_every_bad_field() {
-    let db = TestDatabase::new().await;
-    let mesh = TestMesh::all(&db).await;
-    let mut client = client(&mesh).await;
+    let mesh = TestMesh::all().await;
+    let mut client = mesh.indicators().await;
     let batch = |symbols: Vec<String>, indicators: Vec<IndicatorSpec>| BatchComputeRequest {
         symbols,
         interval: Interval::OneDay as i32,
@@ -468,15 +450,19 @@ async fn market_data_trouble_ends_calls_with_a_clear_status() {
             held.push(connection);
         }
     });
-    let db = TestDatabase::new().await;
-    let args = support::serve_args(
-        "indicator",
-        &db.config,
+    let mesh = TestMesh::serve("indicator")
         // Anonymous reads need no auth service; a dead address will do.
-        &["--market-data-url", &silent_url, "--market-data-timeout", "300ms", "--auth-url", "http://127.0.0.1:9"],
-    );
-    let mesh = TestMesh::start(args).await;
-    let status = client(&mesh).await.compute_indicators(over("AAPL", vec![spec("SMA", &[])])).await.unwrap_err();
+        .flags(&[
+            "--market-data-url",
+            &silent_url,
+            "--market-data-timeout",
+            "300ms",
+            "--auth-url",
+            "http://127.0.0.1:9",
+        ])
+        .start()
+        .await;
+    let status = mesh.indicators().await.compute_indicators(over("AAPL", vec![spec("SMA", &[])])).await.unwrap_err();
     assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
     hold.abort();
 
@@ -484,13 +470,12 @@ async fn market_data_trouble_ends_calls_with_a_clear_status() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         format!("http://{}", listener.local_addr().unwrap())
     };
-    let args = support::serve_args(
-        "indicator",
-        &db.config,
-        &["--market-data-url", &closed, "--auth-url", "http://127.0.0.1:9"],
-    );
-    let mesh = TestMesh::start(args).await;
-    let status = client(&mesh).await.compute_indicators(over("AAPL", vec![spec("SMA", &[])])).await.unwrap_err();
+    let mesh = TestMesh::serve("indicator")
+        .database(mesh.database())
+        .flags(&["--market-data-url", &closed, "--auth-url", "http://127.0.0.1:9"])
+        .start()
+        .await;
+    let status = mesh.indicators().await.compute_indicators(over("AAPL", vec![spec("SMA", &[])])).await.unwrap_err();
     assert_eq!(status.code(), Code::Unavailable, "{status:?}");
     assert!(!status.message().contains("127.0.0.1"), "no hosts in messages: {}", status.message());
 }

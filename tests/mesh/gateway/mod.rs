@@ -4,14 +4,12 @@
 //! failed endpoints; and every kind of bad input answered with a clear
 //! status.
 
-mod support;
+mod shared_limits;
 
 use std::time::Duration;
 
 use bytes::Bytes;
 use prost::Message;
-use support::grpc_web::{Encoding, GrpcWebClient, frame};
-use support::{TestMesh, health_at, serve_args, wait_for_health_at};
 use tonic::Code;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_types::StatusExt;
@@ -22,9 +20,7 @@ use wizdata::indicator::v1::{
     ComputeIndicatorsRequest, ComputeIndicatorsResponse, IndicatorSpec, ListIndicatorsRequest,
 };
 use wizdata::marketdata::v1::market_data_service_client::MarketDataServiceClient;
-use wizdata::marketdata::v1::{
-    GetCandlesRequest, GetCandlesResponse, GetQuoteRequest, GetQuoteResponse, IngestTicksRequest, Tick, Trade, tick,
-};
+use wizdata::marketdata::v1::{GetCandlesRequest, GetCandlesResponse, GetQuoteRequest, GetQuoteResponse};
 use wizdata::registry::v1::registry_service_client::RegistryServiceClient;
 use wizdata::registry::v1::{GetSymbolRequest, GetSymbolResponse, ListSymbolsRequest, ListSymbolsResponse};
 use wizdata::streaming::v1::streaming_service_client::StreamingServiceClient;
@@ -34,23 +30,10 @@ use wizdata::streaming::v1::{
 };
 use wizdata::r#type::v1::Interval;
 use wizdata_common::auth::credentials::Credentials;
-use wizdata_common::testing::TestDatabase;
+use wizdata_test_support::grpc_web::{Encoding, GrpcWebClient, frame};
+use wizdata_test_support::{TestMesh, health_at, ingest_accepted, trade_now, wait_for_health_at};
 
 const WAIT: Duration = Duration::from_secs(20);
-
-fn trade(symbol: &str, price: f64) -> Tick {
-    Tick {
-        symbol: symbol.into(),
-        time: Some(prost_types::Timestamp { seconds: chrono::Utc::now().timestamp(), nanos: 0 }),
-        kind: Some(tick::Kind::Trade(Trade { price, size: 1.0 })),
-    }
-}
-
-async fn ingest(mesh: &TestMesh, ticks: Vec<Tick>) {
-    let mut market = MarketDataServiceClient::new(mesh.channel().await);
-    let answer = market.ingest_ticks(tokio_stream::iter(vec![IngestTicksRequest { ticks }])).await.unwrap();
-    assert_eq!(answer.into_inner().rejected, 0);
-}
 
 fn web(mesh: &TestMesh, encoding: Encoding) -> GrpcWebClient {
     GrpcWebClient::new(mesh.gateway_port.expect("serve all runs the gateway"), encoding)
@@ -82,9 +65,8 @@ async fn same_over_grpc_web<M>(
 
 #[tokio::test]
 async fn grpc_web_and_native_through_the_gateway_answer_as_the_services_do() {
-    let database = TestDatabase::new().await;
-    let mesh = TestMesh::all(&database).await;
-    ingest(&mesh, (0..30).map(|n| trade("AAPL", 150.0 + f64::from(n) / 10.0)).collect()).await;
+    let mesh = TestMesh::all().await;
+    ingest_accepted(&mesh, (0..30).map(|n| trade_now("AAPL", 150.0 + f64::from(n) / 10.0)).collect()).await;
     let direct = mesh.channel().await;
     let through = mesh.gateway_channel_as(mesh.admin_credentials()).await;
     let admin = bearer(mesh.admin_key.as_ref().unwrap());
@@ -202,8 +184,7 @@ async fn grpc_web_and_native_through_the_gateway_answer_as_the_services_do() {
 
 #[tokio::test]
 async fn a_server_stream_over_grpc_web_carries_what_a_native_stream_does() {
-    let database = TestDatabase::new().await;
-    let mesh = TestMesh::all(&database).await;
+    let mesh = TestMesh::all().await;
     let request = SubscribeRequest {
         symbols: vec!["MSFT".into()],
         channels: vec![Channel::Trades as i32],
@@ -227,7 +208,7 @@ async fn a_server_stream_over_grpc_web_carries_what_a_native_stream_does() {
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     let prices: Vec<f64> = (0..20).map(|n| 400.0 + f64::from(n)).collect();
-    ingest(&mesh, prices.iter().map(|price| trade("MSFT", *price)).collect()).await;
+    ingest_accepted(&mesh, prices.iter().map(|price| trade_now("MSFT", *price)).collect()).await;
 
     let trades_of = |events: Vec<SubscribeResponse>| -> Vec<(u64, f64)> {
         events
@@ -259,8 +240,7 @@ async fn a_server_stream_over_grpc_web_carries_what_a_native_stream_does() {
 
 #[tokio::test]
 async fn errors_keep_their_code_and_details_over_grpc_web() {
-    let database = TestDatabase::new().await;
-    let mesh = TestMesh::all(&database).await;
+    let mesh = TestMesh::all().await;
     for encoding in [Encoding::Binary, Encoding::Text] {
         let answer = web(&mesh, encoding)
             .call("/wizdata.registry.v1.RegistryService/GetSymbol", &GetSymbolRequest { ticker: "NOPE".into() }, &[])
@@ -279,13 +259,12 @@ async fn errors_keep_their_code_and_details_over_grpc_web() {
 
 #[tokio::test]
 async fn malformed_requests_get_a_clear_status_and_the_gateway_keeps_serving() {
-    let database = TestDatabase::new().await;
-    let mesh = TestMesh::all_with(&database, &["--allowed-origins", "https://dash.example"]).await;
+    let mesh = TestMesh::all_with(&["--allowed-origins", "https://dash.example"]).await;
     let binary = web(&mesh, Encoding::Binary);
     let text = web(&mesh, Encoding::Text);
     let get_symbol = "/wizdata.registry.v1.RegistryService/GetSymbol";
     let message = GetSymbolRequest { ticker: "AAPL".into() }.encode_to_vec();
-    let invalid = |answer: &support::grpc_web::WebAnswer, what: &str| {
+    let invalid = |answer: &wizdata_test_support::grpc_web::WebAnswer, what: &str| {
         let status = answer.status();
         assert_eq!(status.code(), Code::InvalidArgument, "{what}: {status:?}");
         status.message().to_owned()
@@ -411,11 +390,14 @@ async fn malformed_requests_get_a_clear_status_and_the_gateway_keeps_serving() {
 
 #[tokio::test]
 async fn callers_are_held_to_their_rate_limit_and_told_when_to_retry() {
-    let database = TestDatabase::new().await;
-    let mesh = TestMesh::all_with(
-        &database,
-        &["--rate-limit-anonymous", "5/1m", "--rate-limit-standard", "8/1m", "--gateway-max-streams-per-subject", "2"],
-    )
+    let mesh = TestMesh::all_with(&[
+        "--rate-limit-anonymous",
+        "5/1m",
+        "--rate-limit-standard",
+        "8/1m",
+        "--gateway-max-streams-per-subject",
+        "2",
+    ])
     .await;
     let get_symbol = "/wizdata.registry.v1.RegistryService/GetSymbol";
     let request = GetSymbolRequest { ticker: "AAPL".into() };
@@ -482,8 +464,7 @@ async fn callers_are_held_to_their_rate_limit_and_told_when_to_retry() {
 
 #[tokio::test]
 async fn the_gateway_reports_its_own_health_and_routes_reflection() {
-    let database = TestDatabase::new().await;
-    let mesh = TestMesh::all(&database).await;
+    let mesh = TestMesh::all().await;
     let channel = tonic::transport::Channel::from_shared(mesh.gateway_url()).unwrap().connect().await.unwrap();
     for service in ["", "wizdata.registry.v1.RegistryService", "wizdata.streaming.v1.StreamingService"] {
         let status =
@@ -541,8 +522,7 @@ async fn the_gateway_reports_its_own_health_and_routes_reflection() {
 
 #[tokio::test]
 async fn failed_endpoints_are_routed_around_and_a_dead_backend_fails_fast() {
-    let database = TestDatabase::new().await;
-    let mesh = TestMesh::all_with(&database, &["--with-gateway", "false"]).await;
+    let mesh = TestMesh::all_with(&["--with-gateway", "false"]).await;
     // A port nothing listens on.
     let dead = {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -551,10 +531,9 @@ async fn failed_endpoints_are_routed_around_and_a_dead_backend_fails_fast() {
     let registry = format!("registry={},{}", dead, mesh.url());
     let market_data = format!("market-data={dead}");
     let auth_url = mesh.url();
-    let gateway = TestMesh::start(serve_args(
-        "gateway",
-        &database.config,
-        &[
+    let gateway = TestMesh::serve("gateway")
+        .database(mesh.database())
+        .flags(&[
             "--auth-url",
             &auth_url,
             "--default-backend",
@@ -569,9 +548,9 @@ async fn failed_endpoints_are_routed_around_and_a_dead_backend_fails_fast() {
             "3",
             "--breaker-cooldown",
             "30s",
-        ],
-    ))
-    .await;
+        ])
+        .start()
+        .await;
     let channel = tonic::transport::Channel::from_shared(gateway.url()).unwrap().connect().await.unwrap();
 
     // Half the registry's endpoints are dead: every read still succeeds.
@@ -607,8 +586,7 @@ async fn failed_endpoints_are_routed_around_and_a_dead_backend_fails_fast() {
 #[tokio::test]
 async fn slow_and_idle_clients_are_let_go_and_deadlines_are_kept() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let database = TestDatabase::new().await;
-    let mesh = TestMesh::all_with(&database, &["--client-timeout", "300ms", "--idle-timeout", "500ms"]).await;
+    let mesh = TestMesh::all_with(&["--client-timeout", "300ms", "--idle-timeout", "500ms"]).await;
     let address = ("127.0.0.1", mesh.gateway_port.unwrap());
     let read_all = |mut stream: tokio::net::TcpStream| async move {
         let mut answer = Vec::new();
@@ -659,8 +637,7 @@ async fn slow_and_idle_clients_are_let_go_and_deadlines_are_kept() {
 
 #[tokio::test]
 async fn anonymous_streams_behind_the_gateway_are_counted_per_client_not_per_gateway() {
-    let database = TestDatabase::new().await;
-    let mesh = TestMesh::all_with(&database, &["--max-streams-per-subject", "1"]).await;
+    let mesh = TestMesh::all_with(&["--max-streams-per-subject", "1"]).await;
     let from = |local: [u8; 4]| {
         let endpoint = tonic::transport::Endpoint::from_shared(mesh.gateway_url())
             .unwrap()
@@ -684,8 +661,7 @@ async fn anonymous_streams_behind_the_gateway_are_counted_per_client_not_per_gat
 
 #[tokio::test]
 async fn each_service_has_its_own_limit_per_subject() {
-    let database = TestDatabase::new().await;
-    let mesh = TestMesh::all_with(&database, &["--rate-limit-per-service", "3/1m"]).await;
+    let mesh = TestMesh::all_with(&["--rate-limit-per-service", "3/1m"]).await;
     let channel = mesh.gateway_channel_as(Credentials::none()).await;
     let mut registry = RegistryServiceClient::new(channel.clone());
     for call in 0..3 {
@@ -706,15 +682,13 @@ async fn each_service_has_its_own_limit_per_subject() {
 #[tokio::test]
 async fn an_endpoint_that_recovers_is_put_back_in_rotation() {
     use wizdata_common::testing::TcpProxy;
-    let database = TestDatabase::new().await;
-    let mesh = TestMesh::all_with(&database, &["--with-gateway", "false"]).await;
+    let mesh = TestMesh::all_with(&["--with-gateway", "false"]).await;
     let proxy = TcpProxy::start(format!("127.0.0.1:{}", mesh.port).parse().unwrap()).await;
     let registry_url = format!("registry=http://{}", proxy.local_addr());
     let services = mesh.url();
-    let gateway = TestMesh::start(serve_args(
-        "gateway",
-        &database.config,
-        &[
+    let gateway = TestMesh::serve("gateway")
+        .database(mesh.database())
+        .flags(&[
             "--auth-url",
             &services,
             "--default-backend",
@@ -723,9 +697,9 @@ async fn an_endpoint_that_recovers_is_put_back_in_rotation() {
             &registry_url,
             "--health-interval",
             "200ms",
-        ],
-    ))
-    .await;
+        ])
+        .start()
+        .await;
     let registry_service = "wizdata.registry.v1.RegistryService";
     let mut registry = RegistryServiceClient::new(
         tonic::transport::Channel::from_shared(gateway.url()).unwrap().connect().await.unwrap(),

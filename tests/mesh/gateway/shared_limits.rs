@@ -2,19 +2,17 @@
 //! Redis cut mid-test they keep serving and limiting on their own, and they
 //! return to the shared limit when Redis is back.
 
-mod support;
-
 use std::time::Duration;
 
 use secrecy::SecretString;
-use support::{TestMesh, health_at, serve_args, wait_for_health_at};
 use tonic::Code;
 use tonic_health::pb::health_check_response::ServingStatus;
 use wizdata::auth::v1::Tier;
 use wizdata::registry::v1::GetSymbolRequest;
 use wizdata::registry::v1::registry_service_client::RegistryServiceClient;
 use wizdata_common::auth::credentials::{AuthenticatedChannel, Credentials};
-use wizdata_common::testing::{TestDatabase, TestRedis};
+use wizdata_common::testing::TestRedis;
+use wizdata_test_support::{TestMesh, health_at, wait_for_health_at};
 
 /// The standard tier's limit in this test: small, with no refill to speak
 /// of while it runs (one call per 6 s after the burst).
@@ -46,8 +44,10 @@ async fn spread_calls(
 }
 
 async fn rate_limit_mode(gateway: &TestMesh) -> String {
-    let client =
-        support::grpc_web::GrpcWebClient::new(gateway.gateway_port.unwrap(), support::grpc_web::Encoding::Binary);
+    let client = wizdata_test_support::grpc_web::GrpcWebClient::new(
+        gateway.gateway_port.unwrap(),
+        wizdata_test_support::grpc_web::Encoding::Binary,
+    );
     let answer = client.send("GET", "/readyz", "", bytes::Bytes::new(), &[]).await;
     use http_body_util::BodyExt;
     let body = answer.into_body().collect().await.unwrap().to_bytes();
@@ -72,7 +72,6 @@ async fn two_gateways_share_one_limit_and_degrade_to_local_limits_without_redis(
         return;
     };
     let (proxy, via_proxy) = redis.behind_proxy().await;
-    let database = TestDatabase::new().await;
     let limit = format!("{LIMIT}/1m");
     let gateway_flags = |extra: &[&str]| {
         let mut flags = vec![
@@ -90,14 +89,14 @@ async fn two_gateways_share_one_limit_and_degrade_to_local_limits_without_redis(
     };
     // Gateway one runs in `serve all` with the services; gateway two alone in front of them.
     let flags = gateway_flags(&[]);
-    let first =
-        TestMesh::start(serve_args("all", &database.config, &flags.iter().map(String::as_str).collect::<Vec<_>>()))
-            .await;
+    let first = TestMesh::serve("all").flags(&flags.iter().map(String::as_str).collect::<Vec<_>>()).start().await;
     let services = first.url();
     let flags = gateway_flags(&["--auth-url", &services, "--default-backend", &services]);
-    let second =
-        TestMesh::start(serve_args("gateway", &database.config, &flags.iter().map(String::as_str).collect::<Vec<_>>()))
-            .await;
+    let second = TestMesh::serve("gateway")
+        .database(first.database())
+        .flags(&flags.iter().map(String::as_str).collect::<Vec<_>>())
+        .start()
+        .await;
     assert_eq!(rate_limit_mode(&first).await, "redis");
     assert_eq!(rate_limit_mode(&second).await, "redis");
 

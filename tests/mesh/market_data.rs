@@ -2,12 +2,9 @@
 //! bus events, history import, durability across restarts, and every bad
 //! input answered with its code and details.
 
-mod support;
-
 use std::time::Duration;
 
 use prost_types::Timestamp;
-use support::{TestMesh, all_candles, invalid_fields, serve_args, violated_fields};
 use tonic::Code;
 use tonic_types::StatusExt;
 use wizdata::marketdata::v1::market_data_service_client::MarketDataServiceClient;
@@ -15,49 +12,17 @@ use wizdata::marketdata::v1::*;
 use wizdata::r#type::v1::{Candle, Interval, Quote};
 use wizdata_common::auth::credentials::AuthenticatedChannel as Channel;
 use wizdata_common::bus::Delivery;
-use wizdata_common::testing::TestDatabase;
 use wizdata_market_data::events;
+use wizdata_test_support::{
+    NANOS_PER_SECOND as NANOS, TestMesh, all_candles, at, at_ns, book, ingest, invalid_fields, now_ns, trade,
+    violated_fields,
+};
 
 type Client = MarketDataServiceClient<Channel>;
 
 /// 2024-03-05T13:00:00Z: on a boundary of every interval but the day.
 const BASE: i64 = 1_709_643_600;
 const DAY: i64 = 86_400;
-const NANOS: i64 = 1_000_000_000;
-
-async fn client(mesh: &TestMesh) -> Client {
-    MarketDataServiceClient::new(mesh.channel().await)
-}
-
-fn at_ns(ns: i64) -> Timestamp {
-    Timestamp { seconds: ns.div_euclid(NANOS), nanos: ns.rem_euclid(NANOS) as i32 }
-}
-
-fn at(seconds: i64) -> Timestamp {
-    Timestamp { seconds, nanos: 0 }
-}
-
-fn now_ns() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as i64
-}
-
-fn trade(symbol: &str, seconds: i64, price: f64, size: f64) -> Tick {
-    Tick { symbol: symbol.into(), time: Some(at(seconds)), kind: Some(tick::Kind::Trade(Trade { price, size })) }
-}
-
-fn book(symbol: &str, seconds: i64, bid: f64, ask: f64) -> Tick {
-    Tick {
-        symbol: symbol.into(),
-        time: Some(at(seconds)),
-        kind: Some(tick::Kind::BidAsk(BidAsk { bid, bid_size: 3.0, ask, ask_size: 4.0 })),
-    }
-}
-
-/// One IngestTicks call sending each inner vector as one message.
-async fn ingest(client: &mut Client, messages: Vec<Vec<Tick>>) -> Result<IngestTicksResponse, tonic::Status> {
-    let requests: Vec<IngestTicksRequest> = messages.into_iter().map(|ticks| IngestTicksRequest { ticks }).collect();
-    client.ingest_ticks(tokio_stream::iter(requests)).await.map(|response| response.into_inner())
-}
 
 fn candles_request(symbol: &str, interval: Interval, start: i64, end: i64) -> GetCandlesRequest {
     GetCandlesRequest {
@@ -93,9 +58,8 @@ fn scenario() -> Vec<Vec<Tick>> {
 
 #[tokio::test]
 async fn trades_become_candles_at_every_interval_and_a_quote() {
-    let db = TestDatabase::new().await;
-    let mesh = TestMesh::all(&db).await;
-    let mut client = client(&mesh).await;
+    let mesh = TestMesh::all().await;
+    let mut client = mesh.market_data().await;
     let summary = ingest(&mut client, scenario()).await.unwrap();
     assert_eq!((summary.accepted, summary.rejected), (6, 0));
 
@@ -137,9 +101,8 @@ async fn trades_become_candles_at_every_interval_and_a_quote() {
 
 #[tokio::test]
 async fn a_fresh_quote_is_not_stale() {
-    let db = TestDatabase::new().await;
-    let mesh = TestMesh::all(&db).await;
-    let mut client = client(&mesh).await;
+    let mesh = TestMesh::all().await;
+    let mut client = mesh.market_data().await;
     let now = now_ns() / NANOS;
     ingest(&mut client, vec![vec![trade("MSFT", now, 420.0, 1.0)]]).await.unwrap();
     let quote = quote(&mut client, "MSFT").await.unwrap();
@@ -152,9 +115,8 @@ async fn a_fresh_quote_is_not_stale() {
 
 #[tokio::test]
 async fn bad_ticks_are_rejected_and_counted_while_the_rest_carry_on() {
-    let db = TestDatabase::new().await;
-    let mesh = TestMesh::all(&db).await;
-    let mut client = client(&mesh).await;
+    let mesh = TestMesh::all().await;
+    let mut client = mesh.market_data().await;
     let future = now_ns() / NANOS + 3600;
     let without_time = Tick { time: None, ..trade("AAPL", 0, 100.0, 1.0) };
     let without_kind = Tick { kind: None, ..trade("AAPL", BASE, 100.0, 1.0) };
@@ -197,21 +159,20 @@ async fn bad_ticks_are_rejected_and_counted_while_the_rest_carry_on() {
 
 #[tokio::test]
 async fn an_empty_ingest_is_a_zero_summary() {
-    let db = TestDatabase::new().await;
-    let mesh = TestMesh::all(&db).await;
-    let summary = ingest(&mut client(&mesh).await, vec![]).await.unwrap();
+    let mesh = TestMesh::all().await;
+    let summary = ingest(&mut mesh.market_data().await, vec![]).await.unwrap();
     assert_eq!((summary.accepted, summary.rejected), (0, 0));
 }
 
 #[tokio::test]
 async fn ingested_data_survives_a_restart() {
-    let db = TestDatabase::new().await;
-    let mesh = TestMesh::all(&db).await;
-    ingest(&mut client(&mesh).await, scenario()).await.unwrap();
+    let mesh = TestMesh::all().await;
+    ingest(&mut mesh.market_data().await, scenario()).await.unwrap();
+    let database = mesh.database().clone();
     mesh.stop().await.unwrap();
 
-    let mesh = TestMesh::all(&db).await;
-    let mut client = client(&mesh).await;
+    let mesh = TestMesh::serve("all").database(&database).redis_from_env().start().await;
+    let mut client = mesh.market_data().await;
     let quote = quote(&mut client, "AAPL").await.unwrap();
     assert_eq!((quote.last_price, quote.previous_close, quote.bid), (101.5, 98.0, 101.4));
     let hours = all_candles(&mut client, candles_request("AAPL", Interval::OneHour, BASE, BASE + 3600), 10).await;
@@ -220,13 +181,12 @@ async fn ingested_data_survives_a_restart() {
 
 #[tokio::test]
 async fn every_write_is_published_on_the_bus() {
-    let db = TestDatabase::new().await;
-    let mesh = TestMesh::all(&db).await;
+    let mesh = TestMesh::all().await;
     let bus = mesh.bus.clone().expect("serve all runs market data");
     let mut trades = bus.subscribe(&events::trades_topic("AAPL")).await.unwrap();
     let mut quotes = bus.subscribe(&events::quotes_topic("AAPL")).await.unwrap();
     let mut minutes = bus.subscribe(&events::candles_topic("AAPL", Interval::OneMinute)).await.unwrap();
-    let mut client = client(&mesh).await;
+    let mut client = mesh.market_data().await;
     ingest(&mut client, scenario()).await.unwrap();
 
     async fn next_events(subscription: &mut wizdata_common::bus::Subscription) -> Vec<MarketDataEvent> {
@@ -271,14 +231,13 @@ async fn every_write_is_published_on_the_bus() {
 
 #[tokio::test]
 async fn a_bar_is_announced_closed_once_its_time_is_up() {
-    let db = TestDatabase::new().await;
-    let mesh = TestMesh::all(&db).await;
+    let mesh = TestMesh::all().await;
     let bus = mesh.bus.clone().unwrap();
     let mut minutes = bus.subscribe(&events::candles_topic("TSLA", Interval::OneMinute)).await.unwrap();
     // A trade 59.5 s ago sits in a minute that has ended or ends within 0.5 s.
     let time = now_ns() - 59_500_000_000;
     let tick = Tick { time: Some(at_ns(time)), ..trade("TSLA", 0, 250.0, 1.0) };
-    ingest(&mut client(&mesh).await, vec![vec![tick]]).await.unwrap();
+    ingest(&mut mesh.market_data().await, vec![vec![tick]]).await.unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     loop {
         let delivery = tokio::time::timeout_at(deadline, minutes.recv()).await.expect("a closed bar within 5 s");
@@ -294,9 +253,8 @@ async fn a_bar_is_announced_closed_once_its_time_is_up() {
 
 #[tokio::test]
 async fn bad_candle_requests() {
-    let db = TestDatabase::new().await;
-    let mesh = TestMesh::all(&db).await;
-    let mut client = client(&mesh).await;
+    let mesh = TestMesh::all().await;
+    let mut client = mesh.market_data().await;
     let good = candles_request("AAPL", Interval::OneMinute, BASE, BASE + 3600);
 
     let unspecified = GetCandlesRequest { interval: 0, ..good.clone() };
@@ -329,9 +287,8 @@ async fn bad_candle_requests() {
 
 #[tokio::test]
 async fn candle_pages_walk_the_range_once() {
-    let db = TestDatabase::new().await;
-    let mesh = TestMesh::all(&db).await;
-    let mut client = client(&mesh).await;
+    let mesh = TestMesh::all().await;
+    let mut client = mesh.market_data().await;
     let ticks: Vec<Tick> =
         (0..250).map(|minute| trade("GOOGL", BASE + minute * 60, 170.0 + minute as f64, 1.0)).collect();
     ingest(&mut client, vec![ticks]).await.unwrap();
@@ -351,9 +308,8 @@ async fn candle_pages_walk_the_range_once() {
 
 #[tokio::test]
 async fn bad_quote_requests() {
-    let db = TestDatabase::new().await;
-    let mesh = TestMesh::all(&db).await;
-    let mut client = client(&mesh).await;
+    let mesh = TestMesh::all().await;
+    let mut client = mesh.market_data().await;
     let status = quote(&mut client, "").await.unwrap_err();
     assert_eq!((status.code(), violated_fields(&status)), (Code::InvalidArgument, vec!["symbol".to_owned()]));
     let status = quote(&mut client, "NOPE").await.unwrap_err();
@@ -403,9 +359,8 @@ async fn import(
 
 #[tokio::test]
 async fn imports_replace_bars_and_feed_the_quote() {
-    let db = TestDatabase::new().await;
-    let mesh = TestMesh::all(&db).await;
-    let mut client = client(&mesh).await;
+    let mesh = TestMesh::all().await;
+    let mut client = mesh.market_data().await;
     let today = BASE - BASE % DAY;
     let first =
         history(&[(today - 2 * DAY, [10.0, 11.0, 9.0, 10.5, 100.0]), (today - DAY, [10.5, 12.0, 10.0, 11.0, 200.0])]);
@@ -433,9 +388,8 @@ async fn imports_replace_bars_and_feed_the_quote() {
 
 #[tokio::test]
 async fn bad_imports_are_refused_whole() {
-    let db = TestDatabase::new().await;
-    let mesh = TestMesh::all(&db).await;
-    let mut client = client(&mesh).await;
+    let mesh = TestMesh::all().await;
+    let mut client = mesh.market_data().await;
     let today = BASE - BASE % DAY;
     let bad = history(&[
         (today, [10.0, 11.0, 9.0, 10.5, 100.0]),
@@ -482,12 +436,11 @@ async fn orcl_history_round_trips_value_for_value() {
     };
     let path = std::path::Path::new(&data).join("orcl-1995-2014.csv");
     let text = std::fs::read_to_string(&path).unwrap_or_else(|error| panic!("{}: {error}", path.display()));
-    let db = TestDatabase::new().await;
-    let mesh = TestMesh::all(&db).await;
-    support::register_orcl(&mesh).await;
+    let mesh = TestMesh::all().await;
+    wizdata_test_support::register_orcl(&mesh).await;
 
     let candles = wizdata_market_data::history::parse_candles(text.as_bytes(), Interval::OneDay).unwrap();
-    let mut client = client(&mesh).await.max_decoding_message_size(64 * 1024 * 1024);
+    let mut client = mesh.market_data().await.max_decoding_message_size(64 * 1024 * 1024);
     let summary = import(&mut client, "ORCL", Interval::OneDay, candles).await.unwrap();
 
     // The file's rows, read here without the importer's parser.
@@ -516,15 +469,13 @@ async fn orcl_history_round_trips_value_for_value() {
 
 #[tokio::test]
 async fn without_the_registry_ingest_fails_unavailable_instead_of_rejecting() {
-    let db = TestDatabase::new().await;
-    let auth = TestMesh::start(serve_args("auth", &db.config, &[])).await;
+    let auth = TestMesh::serve("auth").start().await;
     let auth_url = auth.url();
-    let args = serve_args(
-        "market-data",
-        &db.config,
-        &["--registry-url", "http://127.0.0.1:9", "--registry-timeout", "300ms", "--auth-url", &auth_url],
-    );
-    let mesh = TestMesh::start(args).await;
+    let mesh = TestMesh::serve("market-data")
+        .database(auth.database())
+        .flags(&["--registry-url", "http://127.0.0.1:9", "--registry-timeout", "300ms", "--auth-url", &auth_url])
+        .start()
+        .await;
     let mut client = MarketDataServiceClient::new(mesh.channel_as(auth.admin_credentials()).await);
     let status = ingest(&mut client, vec![vec![trade("AAPL", BASE, 100.0, 1.0)]]).await.unwrap_err();
     assert_eq!(status.code(), Code::Unavailable, "{status:?}");
@@ -584,8 +535,7 @@ fn candles_do_not_depend_on_arrival_order_or_how_ticks_were_split() {
     use rand::{Rng, SeedableRng};
 
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let db = runtime.block_on(TestDatabase::new());
-    let mesh = runtime.block_on(TestMesh::all(&db));
+    let mesh = runtime.block_on(TestMesh::all());
     let channel = runtime.block_on(mesh.channel());
     let case = std::sync::atomic::AtomicI64::new(0);
 
@@ -657,9 +607,8 @@ async fn sample_ticks_make_the_reference_candles() {
         })
         .collect();
     assert!(trades.len() > 100, "the sample has its ticks");
-    let db = TestDatabase::new().await;
-    let mesh = TestMesh::all(&db).await;
-    let mut client = client(&mesh).await;
+    let mesh = TestMesh::all().await;
+    let mut client = mesh.market_data().await;
     let ticks: Vec<Tick> = trades.iter().map(|trade| tick_of("ETH/USDT", *trade)).collect();
     let summary = ingest(&mut client, ticks.chunks(10).map(<[Tick]>::to_vec).collect()).await.unwrap();
     assert_eq!(summary.accepted, trades.len() as u64);
@@ -674,16 +623,15 @@ async fn sample_ticks_make_the_reference_candles() {
 async fn quotes_fall_back_to_the_database_while_redis_is_down_and_recover() {
     use fred::interfaces::{ClientLike, KeysInterface};
     use prost::Message;
-    use support::{health_of, wait_for_health};
     use tonic_health::pb::health_check_response::ServingStatus;
     use wizdata_common::testing::TestRedis;
+    use wizdata_test_support::{health_of, wait_for_health};
 
     let Some(redis) = TestRedis::from_env().await else {
         eprintln!("{} is unset; Redis fallback needs a Redis to lose", wizdata_common::testing::TEST_REDIS_URL);
         return;
     };
     let (proxy, via_proxy) = redis.behind_proxy().await;
-    let db = TestDatabase::new().await;
     // `redis` (not the mesh) owns the prefix and cleans it up.
     let flags = [
         "--redis-url",
@@ -695,8 +643,8 @@ async fn quotes_fall_back_to_the_database_while_redis_is_down_and_recover() {
         "--redis-timeout",
         "200ms",
     ];
-    let mesh = TestMesh::all_on(&db, None, &flags).await;
-    let mut client = client(&mesh).await;
+    let mesh = TestMesh::serve("all").flags(&flags).start().await;
+    let mut client = mesh.market_data().await;
     let redis_health = "dependency/redis";
 
     let direct =

@@ -2,12 +2,10 @@
 //! reflection v1 and v1alpha, unbuilt RPCs, single roles, request ids,
 //! graceful shutdown, and registry health following its database.
 
-mod support;
-
 use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::Duration;
 
-use support::{TestMesh, health_of, serve_args, wait_for_health};
 use tokio_stream::StreamExt;
 use tonic::Code;
 use tonic_health::pb::HealthCheckRequest;
@@ -15,7 +13,8 @@ use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 use wizdata::registry::v1::ListSymbolsRequest;
 use wizdata::registry::v1::registry_service_client::RegistryServiceClient;
-use wizdata_common::testing::{TcpProxy, TestDatabase, via_proxy};
+use wizdata_common::testing::{TcpProxy, via_proxy};
+use wizdata_test_support::{TestDatabase, TestMesh, health_of, wait_for_health};
 
 const WIZDATA_SERVICES: [&str; 5] = [
     "wizdata.auth.v1.AuthService",
@@ -50,8 +49,7 @@ macro_rules! list_services {
 
 #[tokio::test]
 async fn health_is_serving_for_the_process_and_every_service() {
-    let db = TestDatabase::new().await;
-    let mesh = TestMesh::all(&db).await;
+    let mesh = TestMesh::all().await;
     assert_eq!(health_of(&mesh, "").await.unwrap(), ServingStatus::Serving);
     for service in WIZDATA_SERVICES {
         assert_eq!(health_of(&mesh, service).await.unwrap(), ServingStatus::Serving, "{service}");
@@ -62,8 +60,7 @@ async fn health_is_serving_for_the_process_and_every_service() {
 
 #[tokio::test]
 async fn reflection_v1_and_v1alpha_list_every_service() {
-    let db = TestDatabase::new().await;
-    let mesh = TestMesh::all(&db).await;
+    let mesh = TestMesh::all().await;
     let mut expected: BTreeSet<String> = WIZDATA_SERVICES.iter().map(|s| s.to_string()).collect();
     expected.extend(
         ["grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection"]
@@ -79,8 +76,7 @@ async fn reflection_serves_the_contract_with_its_access_options() {
     use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
     use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
     use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
-    let db = TestDatabase::new().await;
-    let mesh = TestMesh::all(&db).await;
+    let mesh = TestMesh::all().await;
     let mut client = ServerReflectionClient::new(mesh.channel().await);
     let request = ServerReflectionRequest {
         host: String::new(),
@@ -108,9 +104,8 @@ async fn reflection_serves_the_contract_with_its_access_options() {
 
 #[tokio::test]
 async fn a_single_role_serves_and_advertises_only_its_service() {
-    let db = TestDatabase::new().await;
     // Its calls are checked against an auth service it does not serve.
-    let mesh = TestMesh::start(serve_args("registry", &db.config, &["--auth-url", "http://127.0.0.1:9"])).await;
+    let mesh = TestMesh::serve("registry").flags(&["--auth-url", "http://127.0.0.1:9"]).start().await;
     let expected: BTreeSet<String> = [
         "wizdata.registry.v1.RegistryService",
         "grpc.health.v1.Health",
@@ -132,8 +127,7 @@ async fn a_single_role_serves_and_advertises_only_its_service() {
 
 #[tokio::test]
 async fn every_call_gets_a_request_id_and_a_callers_id_is_kept() {
-    let db = TestDatabase::new().await;
-    let mesh = TestMesh::all(&db).await;
+    let mesh = TestMesh::all().await;
     let mut registry = RegistryServiceClient::new(mesh.channel().await);
     let response = registry.list_symbols(ListSymbolsRequest::default()).await.unwrap();
     let generated = response.metadata().get("x-request-id").expect("a request id").to_str().unwrap().to_owned();
@@ -147,8 +141,7 @@ async fn every_call_gets_a_request_id_and_a_callers_id_is_kept() {
 
 #[tokio::test]
 async fn shutdown_turns_health_not_serving_then_stops_cleanly() {
-    let db = TestDatabase::new().await;
-    let mesh = TestMesh::start(serve_args("all", &db.config, &["--shutdown-delay", "2s"])).await;
+    let mesh = TestMesh::serve("all").flags(&["--shutdown-delay", "2s"]).start().await;
     let mut health = HealthClient::new(mesh.channel().await);
     let mut watch = health.watch(HealthCheckRequest { service: String::new() }).await.unwrap().into_inner();
     assert_eq!(watch.next().await.unwrap().unwrap().status(), ServingStatus::Serving);
@@ -167,8 +160,8 @@ async fn shutdown_turns_health_not_serving_then_stops_cleanly() {
 /// serving every other test.
 #[tokio::test]
 async fn registry_health_follows_its_database() {
-    let db = TestDatabase::new().await;
-    let Some(url) = db.postgres_url() else {
+    let database = Arc::new(TestDatabase::new().await);
+    let Some(url) = database.postgres_url() else {
         eprintln!(
             "registry_health_follows_its_database needs {}; SQLite cannot become unreachable",
             wizdata_common::testing::TEST_DATABASE_URL
@@ -178,10 +171,13 @@ async fn registry_health_follows_its_database() {
     let host_port = url.split('@').nth(1).and_then(|rest| rest.split('/').next()).unwrap();
     let target = tokio::net::lookup_host(host_port).await.unwrap().next().unwrap();
     let proxy = TcpProxy::start(target).await;
-    let mut config = db.config.clone();
-    config.database_url = Some(via_proxy(&url, proxy.local_addr()).into());
     // Anonymous reads need no auth service; a dead address will do.
-    let mesh = TestMesh::start(serve_args("registry", &config, &["--auth-url", "http://127.0.0.1:9"])).await;
+    let mesh = TestMesh::serve("registry")
+        .database(&database)
+        .database_url(via_proxy(&url, proxy.local_addr()))
+        .flags(&["--auth-url", "http://127.0.0.1:9"])
+        .start()
+        .await;
     let registry = "wizdata.registry.v1.RegistryService";
     assert_eq!(health_of(&mesh, registry).await.unwrap(), ServingStatus::Serving);
 
@@ -206,8 +202,7 @@ async fn registry_health_follows_its_database() {
 
 #[tokio::test]
 async fn health_watchers_hear_of_changes_not_of_every_check() {
-    let db = TestDatabase::new().await;
-    let mesh = TestMesh::all(&db).await;
+    let mesh = TestMesh::all().await;
     let mut health = HealthClient::new(mesh.channel().await);
     let mut watch = health.watch(HealthCheckRequest { service: String::new() }).await.unwrap().into_inner();
     assert_eq!(watch.next().await.unwrap().unwrap().status(), ServingStatus::Serving);

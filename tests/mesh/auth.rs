@@ -2,8 +2,6 @@
 //! the auth service, enforced by every service, and the attacks each must
 //! refuse.
 
-mod support;
-
 use std::time::Duration;
 
 use base64::Engine;
@@ -13,7 +11,6 @@ use hmac::{Hmac, Mac};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 use sha2::Sha256;
-use support::{TestMesh, invalid_fields};
 use tonic::Code;
 use tonic_types::StatusExt;
 use wizdata::auth::v1::auth_service_client::AuthServiceClient;
@@ -23,7 +20,7 @@ use wizdata::marketdata::v1::{ImportCandlesRequest, IngestTicksRequest};
 use wizdata::registry::v1::registry_service_client::RegistryServiceClient;
 use wizdata::registry::v1::{CreateSymbolRequest, ListSymbolsRequest, Symbol};
 use wizdata_common::auth::credentials::{AuthenticatedChannel, Credentials};
-use wizdata_common::testing::TestDatabase;
+use wizdata_test_support::{TestMesh, invalid_fields};
 
 type Auth = AuthServiceClient<AuthenticatedChannel>;
 
@@ -101,8 +98,7 @@ fn forge(header: Value, payload: &Value, sign: impl Fn(&[u8]) -> Vec<u8>) -> Str
 
 #[tokio::test]
 async fn without_credentials_reads_run_anonymous_and_writes_are_unauthenticated() {
-    let db = TestDatabase::new().await;
-    let mesh = TestMesh::all(&db).await;
+    let mesh = TestMesh::all().await;
 
     let mut registry = RegistryServiceClient::new(mesh.anonymous_channel().await);
     assert!(!registry.list_symbols(ListSymbolsRequest::default()).await.unwrap().into_inner().symbols.is_empty());
@@ -130,8 +126,7 @@ async fn without_credentials_reads_run_anonymous_and_writes_are_unauthenticated(
 
 #[tokio::test]
 async fn the_anonymous_scope_set_is_configurable() {
-    let db = TestDatabase::new().await;
-    let mesh = TestMesh::all_with(&db, &["--anonymous-scopes", ""]).await;
+    let mesh = TestMesh::all_with(&["--anonymous-scopes", ""]).await;
     let mut registry = RegistryServiceClient::new(mesh.anonymous_channel().await);
     let refused = registry.list_symbols(ListSymbolsRequest::default()).await.unwrap_err();
     assert_eq!(reason(&refused, Code::Unauthenticated), "CREDENTIALS_MISSING");
@@ -142,8 +137,7 @@ async fn the_anonymous_scope_set_is_configurable() {
 
 #[tokio::test]
 async fn read_only_keys_are_denied_writes_and_write_keys_succeed() {
-    let db = TestDatabase::new().await;
-    let mesh = TestMesh::all(&db).await;
+    let mesh = TestMesh::all().await;
     let reader = mesh.key_with(&["registry:read", "marketdata:read"], Tier::Standard).await;
     for refused in [
         create_symbol(&mesh, key_credentials(&reader), "READ").await.unwrap_err(),
@@ -173,8 +167,7 @@ async fn read_only_keys_are_denied_writes_and_write_keys_succeed() {
 
 #[tokio::test]
 async fn api_keys_are_shown_once_and_revocation_stops_them_within_the_token_lifetime() {
-    let db = TestDatabase::new().await;
-    let mesh = TestMesh::all_with(&db, &["--token-ttl", "2s", "--token-leeway", "0s"]).await;
+    let mesh = TestMesh::all_with(&["--token-ttl", "2s", "--token-leeway", "0s"]).await;
     let mut admin = auth_as(&mesh, mesh.admin_credentials()).await;
     let created = admin
         .create_api_key(CreateApiKeyRequest {
@@ -237,8 +230,7 @@ async fn api_keys_are_shown_once_and_revocation_stops_them_within_the_token_life
 
 #[tokio::test]
 async fn key_requests_are_validated_and_grants_never_exceed_the_granter() {
-    let db = TestDatabase::new().await;
-    let mesh = TestMesh::all(&db).await;
+    let mesh = TestMesh::all().await;
     let mut admin = auth_as(&mesh, mesh.admin_credentials()).await;
     let bad = admin
         .create_api_key(CreateApiKeyRequest {
@@ -285,8 +277,7 @@ async fn key_requests_are_validated_and_grants_never_exceed_the_granter() {
 
 #[tokio::test]
 async fn users_log_in_and_repeated_failures_are_throttled_alike_for_unknown_users() {
-    let db = TestDatabase::new().await;
-    let mesh = TestMesh::all_with(&db, &["--login-free-attempts", "3", "--login-backoff", "30s"]).await;
+    let mesh = TestMesh::all_with(&["--login-free-attempts", "3", "--login-backoff", "30s"]).await;
     let mut admin = auth_as(&mesh, mesh.admin_credentials()).await;
     let password = "correct horse battery staple";
     let user = admin
@@ -341,8 +332,7 @@ async fn users_log_in_and_repeated_failures_are_throttled_alike_for_unknown_user
 
 #[tokio::test]
 async fn tokens_issued_before_a_rotation_keep_working() {
-    let db = TestDatabase::new().await;
-    let mesh = TestMesh::all(&db).await;
+    let mesh = TestMesh::all().await;
     let writer = mesh.key_with(&["registry:write"], Tier::Standard).await;
     let before = exchange(&mesh, &writer).await.unwrap();
     let mut admin = auth_as(&mesh, mesh.admin_credentials()).await;
@@ -362,8 +352,7 @@ async fn tokens_issued_before_a_rotation_keep_working() {
 
 #[tokio::test]
 async fn forged_damaged_and_malformed_credentials_are_refused() {
-    let db = TestDatabase::new().await;
-    let mesh = TestMesh::all(&db).await;
+    let mesh = TestMesh::all().await;
     let reader = mesh.key_with(&["registry:read"], Tier::Standard).await;
     let token = exchange(&mesh, &reader).await.unwrap();
     let header = token_part(&token, 0);
@@ -443,8 +432,7 @@ async fn forged_damaged_and_malformed_credentials_are_refused() {
 
 #[tokio::test]
 async fn an_expired_token_is_refused() {
-    let db = TestDatabase::new().await;
-    let mesh = TestMesh::all_with(&db, &["--token-ttl", "1s", "--token-leeway", "0s"]).await;
+    let mesh = TestMesh::all_with(&["--token-ttl", "1s", "--token-leeway", "0s"]).await;
     let reader = mesh.key_with(&["registry:read"], Tier::Standard).await;
     let token = exchange(&mesh, &reader).await.unwrap();
     who_am_i_with(&mesh, &format!("Bearer {token}")).await.unwrap();
@@ -457,10 +445,8 @@ async fn an_expired_token_is_refused() {
 async fn calls_between_services_act_with_the_callers_credentials() {
     use wizdata::indicator::v1::indicator_service_client::IndicatorServiceClient;
     use wizdata::indicator::v1::{ComputeIndicatorsRequest, IndicatorSpec};
-    use wizdata::marketdata::v1::{Tick, Trade, tick};
-    let db = TestDatabase::new().await;
     // Nothing is open to anonymous callers, so each hop needs the caller's own scopes.
-    let mesh = TestMesh::all_with(&db, &["--anonymous-scopes", ""]).await;
+    let mesh = TestMesh::all_with(&["--anonymous-scopes", ""]).await;
     let compute = |symbol: &str| ComputeIndicatorsRequest {
         symbol: symbol.into(),
         interval: wizdata::r#type::v1::Interval::OneDay as i32,
@@ -477,11 +463,7 @@ async fn calls_between_services_act_with_the_callers_credentials() {
     client.compute_indicators(compute("AAPL")).await.unwrap();
 
     // Market data checks symbols with the registry as the ingesting caller.
-    let trade = Tick {
-        symbol: "MSFT".into(),
-        time: Some(prost_types::Timestamp { seconds: chrono::Utc::now().timestamp(), nanos: 0 }),
-        kind: Some(tick::Kind::Trade(Trade { price: 100.0, size: 1.0 })),
-    };
+    let trade = wizdata_test_support::trade_now("MSFT", 100.0);
     let ingest = |key: &SecretString| {
         let credentials = key_credentials(key);
         let ticks = vec![IngestTicksRequest { ticks: vec![trade.clone()] }];

@@ -1,10 +1,12 @@
-//! Starts the mesh in-process on a free port, over real sockets, on a fresh
-//! database (SQLite, or PostgreSQL when WIZDATA_TEST_DATABASE_URL is set).
+//! The end-to-end suites' shared harness: the mesh started in-process on
+//! free ports, over real sockets, on a fresh database (SQLite, or PostgreSQL
+//! when WIZDATA_TEST_DATABASE_URL is set) and, for `serve all`, on Redis when
+//! WIZDATA_TEST_REDIS_URL is set; the fixtures every area's tests build on.
 
-#![allow(dead_code)] // each test binary uses a different part of the harness
-
+pub mod fixtures;
 pub mod grpc_web;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
@@ -16,12 +18,19 @@ use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 use wizdata::auth::v1::Tier;
+use wizdata::auth::v1::auth_service_client::AuthServiceClient;
+use wizdata::indicator::v1::indicator_service_client::IndicatorServiceClient;
+use wizdata::marketdata::v1::market_data_service_client::MarketDataServiceClient;
+use wizdata::registry::v1::registry_service_client::RegistryServiceClient;
+use wizdata::streaming::v1::streaming_service_client::StreamingServiceClient;
 use wizdata_common::auth::access::AccessRules;
 use wizdata_common::auth::credentials::{AuthenticatedChannel, Credentials};
 use wizdata_common::bus::Bus;
 use wizdata_common::config::DatabaseConfig;
-use wizdata_common::testing::{TestDatabase, TestRedis};
+pub use wizdata_common::testing::{TestDatabase, TestRedis};
 use wizdata_mesh::{Mesh, Role, ServeArgs};
+
+pub use fixtures::*;
 
 #[derive(Parser)]
 struct Cli {
@@ -38,18 +47,83 @@ pub struct TestMesh {
     pub metrics_port: u16,
     pub health: wizdata_common::health::Health,
     pub bus: Option<Bus>,
-    /// This mesh's own key prefix, when the suite runs on Redis.
+    /// This mesh's own key prefix, when it runs on Redis.
     pub redis: Option<TestRedis>,
     /// A key with every scope, tier internal, when this mesh serves auth.
     pub admin_key: Option<SecretString>,
-    database: DatabaseConfig,
+    database: Arc<TestDatabase>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<anyhow::Result<()>>>,
 }
 
+/// How a test mesh is started: its role, database, Redis and extra flags.
+pub struct MeshBuilder {
+    role: String,
+    database: Option<Arc<TestDatabase>>,
+    redis: Option<TestRedis>,
+    redis_from_env: bool,
+    database_url: Option<String>,
+    flags: Vec<String>,
+}
+
+impl MeshBuilder {
+    /// Adds or overrides flags of `wizdata serve`.
+    pub fn flags(mut self, flags: &[&str]) -> Self {
+        self.flags.extend(flags.iter().map(|flag| (*flag).to_owned()));
+        self
+    }
+
+    /// Shares a database with another mesh (a replica, a restart).
+    pub fn database(mut self, database: &Arc<TestDatabase>) -> Self {
+        self.database = Some(database.clone());
+        self
+    }
+
+    /// Reaches the database at `url` (e.g. through a proxy a test cuts).
+    pub fn database_url(mut self, url: String) -> Self {
+        self.database_url = Some(url);
+        self
+    }
+
+    /// Runs on Redis when WIZDATA_TEST_REDIS_URL is set, under a key prefix
+    /// of this mesh's own.
+    pub fn redis_from_env(mut self) -> Self {
+        self.redis_from_env = true;
+        self
+    }
+
+    /// Runs on this Redis (under its prefix), or none.
+    pub fn redis(mut self, redis: Option<TestRedis>) -> Self {
+        self.redis = redis;
+        self.redis_from_env = false;
+        self
+    }
+
+    pub async fn start(self) -> TestMesh {
+        let database = match self.database {
+            Some(database) => database,
+            None => Arc::new(TestDatabase::new().await),
+        };
+        let redis = match self.redis_from_env {
+            true => TestRedis::from_env().await,
+            false => self.redis,
+        };
+        let mut flags: Vec<String> = redis.as_ref().map(TestRedis::args).unwrap_or_default();
+        flags.extend(self.flags);
+        let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+        let mut config = database.config.clone();
+        if let Some(url) = self.database_url {
+            config.database_url = Some(url.into());
+        }
+        let mut mesh = TestMesh::start(serve_args(&self.role, &config, &flags), database).await;
+        mesh.redis = redis;
+        mesh
+    }
+}
+
 /// Serve arguments for a test: loopback port 0, quick health checks, and the
 /// given database; `extra` adds or overrides flags.
-pub fn serve_args(role: &str, database: &DatabaseConfig, extra: &[&str]) -> ServeArgs {
+fn serve_args(role: &str, database: &DatabaseConfig, extra: &[&str]) -> ServeArgs {
     let mut argv = vec![
         "test",
         role,
@@ -73,7 +147,30 @@ pub fn serve_args(role: &str, database: &DatabaseConfig, extra: &[&str]) -> Serv
 }
 
 impl TestMesh {
-    pub async fn start(args: ServeArgs) -> Self {
+    /// `serve all` on a fresh database, and on Redis (under a prefix of its
+    /// own) when WIZDATA_TEST_REDIS_URL is set.
+    pub async fn all() -> Self {
+        Self::all_with(&[]).await
+    }
+
+    /// `serve all` as [`TestMesh::all`], with extra flags.
+    pub async fn all_with(flags: &[&str]) -> Self {
+        Self::serve("all").redis_from_env().flags(flags).start().await
+    }
+
+    /// One role (or `all`) on a fresh database and no Redis, unless told otherwise.
+    pub fn serve(role: &str) -> MeshBuilder {
+        MeshBuilder {
+            role: role.to_owned(),
+            database: None,
+            redis: None,
+            redis_from_env: false,
+            database_url: None,
+            flags: Vec::new(),
+        }
+    }
+
+    async fn start(args: ServeArgs, database: Arc<TestDatabase>) -> Self {
         let mesh = Mesh::build(&args).await.expect("mesh builds");
         let admin_key = match args.role {
             Role::All | Role::Auth => Some(
@@ -103,32 +200,15 @@ impl TestMesh {
             bus,
             redis: None,
             admin_key,
-            database: args.database.clone(),
+            database,
             stop: Some(stop),
             task: Some(task),
         }
     }
 
-    /// `serve all` on `database`, and on Redis (under a prefix of its own)
-    /// when WIZDATA_TEST_REDIS_URL is set.
-    pub async fn all(database: &TestDatabase) -> Self {
-        Self::all_with(database, &[]).await
-    }
-
-    /// `serve all` with extra flags.
-    pub async fn all_with(database: &TestDatabase, extra: &[&str]) -> Self {
-        let redis = TestRedis::from_env().await;
-        Self::all_on(database, redis, extra).await
-    }
-
-    /// `serve all` on the given Redis (or none).
-    pub async fn all_on(database: &TestDatabase, redis: Option<TestRedis>, extra: &[&str]) -> Self {
-        let redis_args = redis.as_ref().map(TestRedis::args).unwrap_or_default();
-        let mut flags: Vec<&str> = redis_args.iter().map(String::as_str).collect();
-        flags.extend_from_slice(extra);
-        let mut mesh = Self::start(serve_args("all", &database.config, &flags)).await;
-        mesh.redis = redis;
-        mesh
+    /// The database this mesh runs on, to share with another mesh.
+    pub fn database(&self) -> &Arc<TestDatabase> {
+        &self.database
     }
 
     pub fn url(&self) -> String {
@@ -165,14 +245,35 @@ impl TestMesh {
         Credentials::from_optional(self.admin_key.as_ref()).unwrap()
     }
 
+    /// Clients of each service, calling directly as the admin.
+    pub async fn registry(&self) -> RegistryServiceClient<AuthenticatedChannel> {
+        RegistryServiceClient::new(self.channel().await)
+    }
+
+    pub async fn market_data(&self) -> MarketDataServiceClient<AuthenticatedChannel> {
+        MarketDataServiceClient::new(self.channel().await)
+    }
+
+    pub async fn indicators(&self) -> IndicatorServiceClient<AuthenticatedChannel> {
+        IndicatorServiceClient::new(self.channel().await)
+    }
+
+    pub async fn auth(&self) -> AuthServiceClient<AuthenticatedChannel> {
+        AuthServiceClient::new(self.channel().await)
+    }
+
+    pub async fn streaming(&self) -> StreamingServiceClient<AuthenticatedChannel> {
+        StreamingServiceClient::new(self.channel().await)
+    }
+
     /// A new API key with `scopes` and `tier`, made directly in this mesh's database.
     pub async fn key_with(&self, scopes: &[&str], tier: Tier) -> SecretString {
-        create_key(&self.database, scopes, tier).await
+        create_key(&self.database.config, scopes, tier).await
     }
 
     /// A new API key acting as `owner` (a subject of its own).
     pub async fn key_for(&self, owner: &str, scopes: &[&str], tier: Tier) -> SecretString {
-        create_key_for(&self.database, owner, scopes, tier).await
+        create_key_for(&self.database.config, owner, scopes, tier).await
     }
 
     /// Stops the mesh gracefully and returns how `run_until` ended.
@@ -190,45 +291,6 @@ impl Drop for TestMesh {
         if let Some(task) = self.task.take() {
             task.abort();
         }
-    }
-}
-
-/// The fields named by a status's BadRequest details.
-pub fn violated_fields(status: &tonic::Status) -> Vec<String> {
-    use tonic_types::StatusExt;
-    status
-        .get_details_bad_request()
-        .map(|bad| bad.field_violations.into_iter().map(|v| v.field).collect())
-        .unwrap_or_default()
-}
-
-/// The fields an INVALID_ARGUMENT status names; fails on any other code.
-pub fn invalid_fields(status: tonic::Status) -> Vec<String> {
-    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
-    violated_fields(&status)
-}
-
-/// Every candle of the range, walking pages of `page_size`.
-pub async fn all_candles(
-    client: &mut wizdata::marketdata::v1::market_data_service_client::MarketDataServiceClient<AuthenticatedChannel>,
-    request: wizdata::marketdata::v1::GetCandlesRequest,
-    page_size: i32,
-) -> Vec<wizdata::r#type::v1::Candle> {
-    use wizdata::marketdata::v1::GetCandlesRequest;
-    let mut candles = Vec::new();
-    let mut page_token = String::new();
-    loop {
-        let page = client
-            .get_candles(GetCandlesRequest { page_size, page_token, ..request.clone() })
-            .await
-            .unwrap()
-            .into_inner();
-        assert!(page.candles.len() <= page_size as usize);
-        candles.extend(page.candles);
-        if page.next_page_token.is_empty() {
-            return candles;
-        }
-        page_token = page.next_page_token;
     }
 }
 
