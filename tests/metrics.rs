@@ -37,6 +37,28 @@ fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
 #[tokio::test]
 async fn the_metrics_port_shows_grpc_server_metrics_and_service_counters() {
     let mesh = TestMesh::all().await;
+    // Before any call, every counter the README lists is there at zero, so
+    // `rate()` and alerts see the series from the start.
+    let fresh = scrape(mesh.metrics_port).await;
+    for (name, labels) in [
+        ("gateway_rate_limit_decisions_total", &[("outcome", "limited"), ("mode", "local")][..]),
+        ("gateway_retries_total", &[]),
+        ("gateway_breaker_rejections_total", &[("grpc_service", "wizdata.registry.v1.RegistryService")]),
+        ("gateway_no_healthy_endpoint_total", &[("grpc_service", "wizdata.auth.v1.AuthService")]),
+        ("marketdata_ticks_total", &[("outcome", "accepted")]),
+        ("marketdata_ticks_total", &[("outcome", "rejected"), ("reason", "TICK_REJECTION_FUTURE_TIME")]),
+        ("marketdata_commits_total", &[]),
+        ("marketdata_candles_written_total", &[]),
+        ("streaming_events_total", &[("direction", "out")]),
+        ("streaming_events_dropped_total", &[]),
+        ("streaming_quotes_conflated_total", &[]),
+        ("streaming_connections", &[]),
+    ] {
+        assert_eq!(sample(&fresh, name, labels), Some(0.0), "{name} {labels:?} at zero: {fresh}");
+    }
+    let store = if mesh.redis.is_some() { "redis" } else { "memory" };
+    assert!(sample(&fresh, "cache_lookups_total", &[("store", store), ("outcome", "miss")]).is_some(), "{fresh}");
+
     let mut registry = RegistryServiceClient::new(mesh.channel().await);
     for _ in 0..3 {
         registry.get_symbol(GetSymbolRequest { ticker: "AAPL".into() }).await.unwrap();

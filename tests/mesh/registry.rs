@@ -254,6 +254,15 @@ async fn bad_creates_are_refused_whole() {
         create(&mut client, Symbol { exchange: "NOPE".into(), ..new_symbol("NEW1") }).await.unwrap_err();
     assert_eq!(unknown_exchange.code(), Code::InvalidArgument);
     assert_eq!(violated_fields(&unknown_exchange), ["symbol.exchange"]);
+    // An unknown exchange is named beside the other bad fields, in one answer.
+    let several = create(&mut client, Symbol { exchange: "NOPE".into(), name: String::new(), ..new_symbol("NEW1") })
+        .await
+        .unwrap_err();
+    assert_eq!(several.code(), Code::InvalidArgument);
+    let mut fields = violated_fields(&several);
+    fields.sort();
+    assert_eq!(fields, ["symbol.exchange", "symbol.name"]);
+
     for asset_class in [AssetClass::Unspecified as i32, 42] {
         let status = create(&mut client, Symbol { asset_class, ..new_symbol("NEW2") }).await.unwrap_err();
         assert_eq!(status.code(), Code::InvalidArgument);

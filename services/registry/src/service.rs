@@ -48,14 +48,15 @@ impl Registry {
         };
         let asset_class = violations.check("asset_class", validate::asset_class_filter(request.asset_class));
         let query = violations.check("query", validate::query(&request.query));
+        if let Some(Some(code)) = &exchange {
+            self.check_exchange_known(&mut violations, "exchange", code).await?;
+        }
         let (Some(page_size), Some(exchange), Some(asset_class), Some(query)) =
             (page_size, exchange, asset_class, query)
         else {
             return Err(violations.into_error());
         };
-        if let Some(code) = &exchange {
-            self.require_exchange("exchange", code).await?;
-        }
+        violations.into_result()?;
 
         let filters = format!("{exchange:?}|{asset_class:?}|{:?}|{query}", request.streamable);
         let cursor = self.page_tokens.decode(&request.page_token, filters.as_bytes())?;
@@ -112,12 +113,15 @@ impl Registry {
         let exchange = violations.check("symbol.exchange", validate::exchange_code(&new.exchange));
         let asset_class = violations.check("symbol.asset_class", validate::asset_class(new.asset_class));
         let currency = violations.check("symbol.currency", validate::currency(&new.currency));
+        if let Some(code) = &exchange {
+            self.check_exchange_known(&mut violations, "symbol.exchange", code).await?;
+        }
         let (Some(ticker), Some(name), Some(exchange), Some(asset_class), Some(currency)) =
             (ticker, name, exchange, asset_class, currency)
         else {
             return Err(violations.into_error());
         };
-        self.require_exchange("symbol.exchange", &exchange).await?;
+        violations.into_result()?;
 
         let now = Utc::now();
         let row = symbol::ActiveModel {
@@ -171,10 +175,10 @@ impl Registry {
         let currency = wants("currency")
             .then(|| violations.check("symbol.currency", validate::currency(&changes.currency)))
             .flatten();
-        violations.into_result()?;
         if let Some(code) = &exchange {
-            self.require_exchange("symbol.exchange", code).await?;
+            self.check_exchange_known(&mut violations, "symbol.exchange", code).await?;
         }
+        violations.into_result()?;
 
         let current = symbol::Entity::find_by_id(ticker.clone()).one(&self.db).await?;
         let mut row = current.ok_or_else(|| ApiError::not_found("symbol", &ticker))?.into_active_model();
@@ -227,14 +231,18 @@ impl Registry {
         Ok(ListExchangesResponse { exchanges })
     }
 
-    /// INVALID_ARGUMENT on `field` unless the exchange exists.
-    async fn require_exchange(&self, field: &str, code: &str) -> Result<(), ApiError> {
-        match exchange::Entity::find_by_id(code.to_owned()).one(&self.db).await? {
-            Some(_) => Ok(()),
-            None => {
-                Err(ApiError::invalid_field(field, format!("no exchange {code:?}; ListExchanges shows the known ones")))
-            }
+    /// Records `field` as bad unless the exchange exists, so an unknown
+    /// exchange is reported beside every other bad field of the request.
+    async fn check_exchange_known(
+        &self,
+        violations: &mut FieldViolations,
+        field: &str,
+        code: &str,
+    ) -> Result<(), ApiError> {
+        if exchange::Entity::find_by_id(code.to_owned()).one(&self.db).await?.is_none() {
+            violations.add(field, format!("no exchange {code:?}; ListExchanges shows the known ones"));
         }
+        Ok(())
     }
 }
 
