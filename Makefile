@@ -11,11 +11,12 @@ CHROMIUM := /usr/bin/chromium
 
 .PHONY: run test test-rust test-python helm-test image lint fmt tools bench bench-indicators bench-auth bench-streaming bench-gateway
 
-## run: the whole mesh on embedded defaults (SQLite under ./data), gRPC on :50051,
-## the gateway (gRPC, gRPC-Web, /healthz, /readyz, /metrics) on :8080
+## run: the whole mesh on embedded defaults (SQLite under ./data), on loopback:
+## gRPC on :50051, the gateway (gRPC, gRPC-Web, /healthz, /readyz, /metrics) on :8080,
+## metrics on :9464
 run:
-	@echo "Starting the WizData mesh: services on 127.0.0.1:50051, gateway (gRPC and gRPC-Web) on 127.0.0.1:8080."
-	@echo "Reads need no credentials."
+	@echo "Starting the WizData mesh: services on 127.0.0.1:50051, gateway (gRPC and gRPC-Web) on 127.0.0.1:8080,"
+	@echo "metrics on 127.0.0.1:9464. Reads need no credentials; 'make tools' installs the clients the README uses."
 	@echo "For an admin API key (its secret is printed once), run in another terminal:"
 	@echo "  $(CARGO) run -q -p wizdata-mesh --bin wizdata -- keys create --name admin --scopes all --tier internal"
 	@echo "and send it as 'authorization: Bearer <key>' (e.g. buf curl -H)."
@@ -111,6 +112,8 @@ lint: $(BUF)
 fmt:
 	$(CARGO) fmt --all
 
+## tools: the clients the README explores with and the tests use: buf (npm),
+## grpcurl, grpcio and pytest (PyPI, into .venv), Chromium (Debian)
 tools: $(PYTHON) $(BUF) $(CHROMIUM)
 
 $(CHROMIUM):
