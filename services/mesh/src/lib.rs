@@ -89,6 +89,31 @@ pub struct ServeArgs {
 const SIMULATED_FEED: &str = "simulated-feed";
 const SIMULATED_FEED_SCOPES: &[&str] = &["marketdata:read", "marketdata:write", "registry:read"];
 
+/// One of the services a process can mount on its gRPC port.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MeshService {
+    Registry,
+    MarketData,
+    Indicator,
+    Auth,
+    Streaming,
+}
+
+impl MeshService {
+    pub const ALL: [Self; 5] = [Self::Registry, Self::MarketData, Self::Indicator, Self::Auth, Self::Streaming];
+
+    /// The role that runs this service alone.
+    fn role(self) -> Role {
+        match self {
+            Self::Registry => Role::Registry,
+            Self::MarketData => Role::MarketData,
+            Self::Indicator => Role::Indicator,
+            Self::Auth => Role::Auth,
+            Self::Streaming => Role::Streaming,
+        }
+    }
+}
+
 /// Where a neighbouring service is.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Neighbour {
@@ -111,7 +136,7 @@ impl Neighbour {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Plan {
     /// The services mounted on the gRPC port; empty for the gateway alone.
-    pub services: Vec<Role>,
+    pub services: Vec<MeshService>,
     /// Whether the gateway runs in this process.
     pub gateway: bool,
     /// The auth service every call is verified against.
@@ -128,12 +153,9 @@ impl Plan {
     /// refused here, with the flag that names it.
     pub fn resolve(args: &ServeArgs) -> anyhow::Result<Self> {
         let all = args.role == Role::All;
-        let services = match args.role {
-            Role::All => vec![Role::Registry, Role::MarketData, Role::Indicator, Role::Auth, Role::Streaming],
-            Role::Gateway => Vec::new(),
-            role => vec![role],
-        };
-        let serves = |role: Role| services.contains(&role);
+        let services: Vec<MeshService> =
+            MeshService::ALL.into_iter().filter(|service| all || service.role() == args.role).collect();
+        let serves = |service: MeshService| services.contains(&service);
         let neighbour = |url: &Option<String>, flag: &str| match url {
             Some(url) => Ok(Neighbour::At(url.clone())),
             None if all => Ok(Neighbour::ThisProcess),
@@ -143,11 +165,11 @@ impl Plan {
             (None, Role::Auth) => Neighbour::ThisProcess,
             (url, _) => neighbour(url, "--auth-url (WIZDATA_AUTH_URL)")?,
         };
-        let registry = match serves(Role::MarketData) || serves(Role::Streaming) {
+        let registry = match serves(MeshService::MarketData) || serves(MeshService::Streaming) {
             true => Some(neighbour(&args.neighbours.registry_url, "--registry-url (WIZDATA_REGISTRY_URL)")?),
             false => None,
         };
-        let market_data = match serves(Role::Indicator) || serves(Role::Streaming) {
+        let market_data = match serves(MeshService::Indicator) || serves(MeshService::Streaming) {
             true => Some(neighbour(&args.neighbours.market_data_url, "--market-data-url (WIZDATA_MARKET_DATA_URL)")?),
             false => None,
         };
@@ -161,31 +183,34 @@ impl Plan {
         })
     }
 
-    fn serves(&self, role: Role) -> bool {
-        self.services.contains(&role)
+    fn serves(&self, service: MeshService) -> bool {
+        self.services.contains(&service)
     }
 
     /// The services that keep tables of their own.
     fn database_users(&self) -> Vec<&'static str> {
         self.services
             .iter()
-            .filter_map(|role| match role {
-                Role::Registry => Some(wizdata_registry::SERVICE_NAME),
-                Role::MarketData => Some(wizdata_market_data::SERVICE_NAME),
-                Role::Auth => Some(wizdata_auth::SERVICE_NAME),
-                _ => None,
+            .filter_map(|service| match service {
+                MeshService::Registry => Some(wizdata_registry::SERVICE_NAME),
+                MeshService::MarketData => Some(wizdata_market_data::SERVICE_NAME),
+                MeshService::Auth => Some(wizdata_auth::SERVICE_NAME),
+                MeshService::Indicator | MeshService::Streaming => None,
             })
             .collect()
     }
 
     /// Market data publishes on the bus, streaming reads it.
     fn needs_bus(&self) -> bool {
-        self.serves(Role::MarketData) || self.serves(Role::Streaming)
+        self.serves(MeshService::MarketData) || self.serves(MeshService::Streaming)
     }
 
     /// Caches, the bus and the gateway's shared rate limits live in Redis.
     fn uses_redis(&self) -> bool {
-        self.gateway || self.serves(Role::MarketData) || self.serves(Role::Indicator) || self.serves(Role::Streaming)
+        self.gateway
+            || self.serves(MeshService::MarketData)
+            || self.serves(MeshService::Indicator)
+            || self.serves(MeshService::Streaming)
     }
 }
 
@@ -370,13 +395,13 @@ impl Mesh {
 
         let mut services = Services::default();
         let mut background = Vec::new();
-        for role in &plan.services {
-            services = match role {
-                Role::Registry => {
+        for service in &plan.services {
+            services = match service {
+                MeshService::Registry => {
                     db::migrate::<wizdata_registry::Migrator>(&db()).await?;
                     mount(services, wizdata_registry::service(db(), page_tokens.clone()), &args.server)
                 }
-                Role::MarketData => {
+                MeshService::MarketData => {
                     db::migrate::<wizdata_market_data::Migrator>(&db()).await?;
                     let cache = Cache::new(connections.redis.as_ref());
                     let (service, tasks) = wizdata_market_data::service(
@@ -390,7 +415,7 @@ impl Mesh {
                     background.extend(tasks);
                     mount(services, service, &args.server)
                 }
-                Role::Indicator => {
+                MeshService::Indicator => {
                     let cache = Cache::new(connections.redis.as_ref());
                     let service = wizdata_indicator::service(
                         market_data()?,
@@ -400,14 +425,14 @@ impl Mesh {
                     );
                     mount(services, service, &args.server)
                 }
-                Role::Auth => {
+                MeshService::Auth => {
                     db::migrate::<wizdata_auth::Migrator>(&db()).await?;
                     let (service, key_reload) =
                         wizdata_auth::service(db(), page_tokens.clone(), &args.auth_service).await?;
                     background.push(key_reload);
                     mount(services, service, &args.server)
                 }
-                Role::Streaming => {
+                MeshService::Streaming => {
                     let service = wizdata_streaming::service(
                         bus(),
                         symbols()?,
@@ -417,7 +442,6 @@ impl Mesh {
                     );
                     mount(services, service, &args.server)
                 }
-                Role::All | Role::Gateway => unreachable!("a plan's services are single service roles"),
             };
         }
 
@@ -606,7 +630,10 @@ mod tests {
     #[test]
     fn a_lone_role_needs_only_its_own_neighbours() {
         let registry = plan(&["registry", "--auth-url", "http://auth:50051"]).unwrap();
-        assert_eq!((registry.services, registry.registry, registry.market_data), (vec![Role::Registry], None, None));
+        assert_eq!(
+            (registry.services, registry.registry, registry.market_data),
+            (vec![MeshService::Registry], None, None)
+        );
         assert!(!registry.gateway && !registry.simulated_feed, "only serve all runs the gateway and the feed");
         let auth = plan(&["auth"]).unwrap();
         assert_eq!(auth.auth, Neighbour::ThisProcess, "auth verifies tokens itself");
