@@ -181,14 +181,9 @@ impl Gateway {
     }
 }
 
+/// Reflection of every service the gateway routes, beside its own.
 fn reflection() -> tonic_reflection::server::Builder<'static> {
-    let mut builder = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(wizdata::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET);
-    for service in Methods::contract().services().iter().copied().chain(["grpc.health.v1.Health"]) {
-        builder = builder.with_service_name(service);
-    }
-    builder
+    wizdata_common::server::reflection(Methods::contract().services())
 }
 
 /// Reports the rate limiter's mode as `dependency/redis` in health while a

@@ -260,7 +260,9 @@ enum Attempt {
 
 /// One attempt. A single-message answer (`whole`) is read completely before
 /// it is passed on, so the client gets headers, message and trailers in one
-/// write instead of one per part as they are polled.
+/// write instead of one per part as they are polled; an answer that was
+/// trailers-only (its status in the headers, nothing after) stays so, as
+/// strict clients (grpc-go, grpc-java) require.
 async fn call(
     lease: &Lease,
     uri: &http::Uri,
@@ -282,8 +284,15 @@ async fn call(
         let (parts, body) = response.into_parts();
         let collected = body.collect().await.map_err(|status| format!("the answer broke off: {status}"))?;
         let trailers = collected.trailers().cloned();
-        let mut frames = vec![Ok::<_, Status>(http_body::Frame::data(collected.to_bytes()))];
-        frames.extend(trailers.map(|trailers| Ok(http_body::Frame::trailers(trailers))));
+        let data = collected.to_bytes();
+        if data.is_empty() && trailers.is_none() {
+            return Ok(Response::from_parts(parts, Body::empty()));
+        }
+        let frames = (!data.is_empty())
+            .then(|| http_body::Frame::data(data))
+            .into_iter()
+            .chain(trailers.map(http_body::Frame::trailers))
+            .map(Ok::<_, Status>);
         let body = Body::new(http_body_util::StreamBody::new(futures_util::stream::iter(frames)));
         Ok(Response::from_parts(parts, body))
     };

@@ -142,7 +142,6 @@ use wizdata::marketdata::v1::GetCandlesRequest;
 use wizdata::marketdata::v1::market_data_service_client::MarketDataServiceClient;
 use wizdata::r#type::v1::Interval;
 use wizdata_common::auth::credentials::AuthenticatedChannel as Channel;
-use wizdata_common::testing::TestRedis;
 
 /// 2000-01-03T00:00:00Z, a UTC day boundary.
 const FIRST_DAY: i64 = 946_857_600;
@@ -255,11 +254,7 @@ async fn compute_indicators_on_an_imported_symbol_equals_compute_series_on_the_s
 /// The same over the real sample history, when the sample data is present.
 #[tokio::test]
 async fn compute_indicators_on_imported_orcl_equals_compute_series() {
-    let Ok(data) = std::env::var("WIZDATA_SAMPLE_DATA") else {
-        eprintln!("WIZDATA_SAMPLE_DATA is unset; skipping the ORCL comparison");
-        return;
-    };
-    let text = std::fs::read_to_string(std::path::Path::new(&data).join("orcl-1995-2014.csv")).unwrap();
+    let Some(text) = wizdata_test_support::sample_data("orcl-1995-2014.csv", "the ORCL comparison") else { return };
     let candles = wizdata_market_data::history::parse_candles(text.as_bytes(), Interval::OneDay).unwrap();
     let count = candles.len();
     let mesh = TestMesh::all().await;
@@ -322,10 +317,7 @@ async fn a_new_or_changed_candle_is_reflected_at_once() {
 async fn with_redis_results_are_cached_there_by_series() {
     use fred::interfaces::{ClientLike, KeysInterface};
 
-    let Some(redis) = TestRedis::from_env().await else {
-        eprintln!("{} is unset; the Redis cache needs a Redis", wizdata_common::testing::TEST_REDIS_URL);
-        return;
-    };
+    let Some(redis) = wizdata_test_support::redis_or_skip("the Redis cache").await else { return };
     let prefix = redis.prefix.clone();
     let direct =
         fred::types::Builder::from_config(fred::types::config::Config::from_url(&redis.url).unwrap()).build().unwrap();

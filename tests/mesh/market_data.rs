@@ -430,12 +430,7 @@ async fn bad_imports_are_refused_whole() {
 /// value for value.
 #[tokio::test]
 async fn orcl_history_round_trips_value_for_value() {
-    let Ok(data) = std::env::var("WIZDATA_SAMPLE_DATA") else {
-        eprintln!("WIZDATA_SAMPLE_DATA is unset; skipping the ORCL import");
-        return;
-    };
-    let path = std::path::Path::new(&data).join("orcl-1995-2014.csv");
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|error| panic!("{}: {error}", path.display()));
+    let Some(text) = wizdata_test_support::sample_data("orcl-1995-2014.csv", "the ORCL import") else { return };
     let mesh = TestMesh::all().await;
     wizdata_test_support::register_orcl(&mesh).await;
 
@@ -590,11 +585,7 @@ fn candles_do_not_depend_on_arrival_order_or_how_ticks_were_split() {
 /// Real ticks from the sample file make the reference candles.
 #[tokio::test]
 async fn sample_ticks_make_the_reference_candles() {
-    let Ok(data) = std::env::var("WIZDATA_SAMPLE_DATA") else {
-        eprintln!("WIZDATA_SAMPLE_DATA is unset; skipping the tick sample");
-        return;
-    };
-    let text = std::fs::read_to_string(std::path::Path::new(&data).join("ticksample.csv")).unwrap();
+    let Some(text) = wizdata_test_support::sample_data("ticksample.csv", "the tick sample") else { return };
     let trades: Vec<RawTrade> = text
         .lines()
         .skip(1)
@@ -624,13 +615,9 @@ async fn quotes_fall_back_to_the_database_while_redis_is_down_and_recover() {
     use fred::interfaces::{ClientLike, KeysInterface};
     use prost::Message;
     use tonic_health::pb::health_check_response::ServingStatus;
-    use wizdata_common::testing::TestRedis;
     use wizdata_test_support::{health_of, wait_for_health};
 
-    let Some(redis) = TestRedis::from_env().await else {
-        eprintln!("{} is unset; Redis fallback needs a Redis to lose", wizdata_common::testing::TEST_REDIS_URL);
-        return;
-    };
+    let Some(redis) = wizdata_test_support::redis_or_skip("Redis fallback").await else { return };
     let (proxy, via_proxy) = redis.behind_proxy().await;
     // `redis` (not the mesh) owns the prefix and cleans it up.
     let flags = [

@@ -5,6 +5,7 @@
 //! status.
 
 mod shared_limits;
+mod trailers;
 
 use std::time::Duration;
 

@@ -11,7 +11,6 @@ use wizdata::auth::v1::Tier;
 use wizdata::registry::v1::GetSymbolRequest;
 use wizdata::registry::v1::registry_service_client::RegistryServiceClient;
 use wizdata_common::auth::credentials::{AuthenticatedChannel, Credentials};
-use wizdata_common::testing::TestRedis;
 use wizdata_test_support::{TestMesh, health_at, wait_for_health_at};
 
 /// The standard tier's limit in this test: small, with no refill to speak
@@ -67,10 +66,7 @@ async fn wait_for_mode(gateway: &TestMesh, mode: &str) {
 
 #[tokio::test]
 async fn two_gateways_share_one_limit_and_degrade_to_local_limits_without_redis() {
-    let Some(redis) = TestRedis::from_env().await else {
-        eprintln!("{} is unset; a shared limit needs a Redis to share", wizdata_common::testing::TEST_REDIS_URL);
-        return;
-    };
+    let Some(redis) = wizdata_test_support::redis_or_skip("a shared limit").await else { return };
     let (proxy, via_proxy) = redis.behind_proxy().await;
     let limit = format!("{LIMIT}/1m");
     let gateway_flags = |extra: &[&str]| {

@@ -6,7 +6,7 @@ use wizdata::marketdata::v1::market_data_service_client::MarketDataServiceClient
 use wizdata::marketdata::v1::{BidAsk, IngestTicksRequest, IngestTicksResponse, Tick, Trade, tick};
 use wizdata_common::auth::credentials::AuthenticatedChannel;
 
-use crate::TestMesh;
+use crate::{TestMesh, TestRedis};
 
 pub const NANOS_PER_SECOND: i64 = 1_000_000_000;
 
@@ -68,6 +68,28 @@ pub async fn ingest(
 pub async fn ingest_accepted(mesh: &TestMesh, ticks: Vec<Tick>) {
     let answer = ingest(&mut mesh.market_data().await, vec![ticks]).await.expect("ingest succeeds");
     assert_eq!(answer.rejected, 0, "{answer:?}");
+}
+
+/// The text of a file of the sample market data, when WIZDATA_SAMPLE_DATA
+/// names its folder; `None` (and a note saying what is skipped) otherwise.
+pub fn sample_data(file: &str, skipping: &str) -> Option<String> {
+    let Ok(folder) = std::env::var("WIZDATA_SAMPLE_DATA") else {
+        eprintln!("WIZDATA_SAMPLE_DATA is unset; skipping {skipping}");
+        return None;
+    };
+    let path = std::path::Path::new(&folder).join(file);
+    Some(std::fs::read_to_string(&path).unwrap_or_else(|error| panic!("{}: {error}", path.display())))
+}
+
+/// A Redis prefix of the test's own when WIZDATA_TEST_REDIS_URL is set
+/// (failing when it is set but unreachable); `None`, and a note saying why
+/// the test needs one, when it is unset.
+pub async fn redis_or_skip(needed_for: &str) -> Option<TestRedis> {
+    let redis = TestRedis::from_env().await;
+    if redis.is_none() {
+        eprintln!("{} is unset; {needed_for} needs a Redis", wizdata_common::testing::TEST_REDIS_URL);
+    }
+    redis
 }
 
 /// The fields named by a status's BadRequest details.
