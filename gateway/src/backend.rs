@@ -36,10 +36,45 @@ pub struct Backend {
     seed: AtomicU64,
 }
 
+/// Why a call got no usable answer from an endpoint. Only the first two say
+/// something of the endpoint: one bad answer must not take it out of
+/// rotation for everyone (a caller could otherwise eject it at will).
+#[derive(Debug)]
+pub enum BackendError {
+    /// No connection could be made: refused, timed out, handshake failed.
+    Connect(String),
+    /// The connection closed under the call.
+    ConnectionLost(hyper::Error),
+    /// This call's answer was unusable (a reset stream, a header block over
+    /// the limit); the connection serves other calls on.
+    Answer(hyper::Error),
+    /// The answer broke off after its headers.
+    BrokeOff(tonic::Status),
+}
+
+impl BackendError {
+    /// Whether the endpoint itself is at fault, so it leaves rotation.
+    pub fn counts_against_endpoint(&self) -> bool {
+        matches!(self, Self::Connect(_) | Self::ConnectionLost(_))
+    }
+}
+
+impl std::fmt::Display for BackendError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Connect(why) => write!(f, "cannot connect: {why}"),
+            Self::ConnectionLost(error) => write!(f, "the connection closed: {error}"),
+            Self::Answer(error) => write!(f, "the answer was refused: {error}"),
+            Self::BrokeOff(status) => write!(f, "the answer broke off: {}", status.message()),
+        }
+    }
+}
+
 pub struct Endpoint {
     url: String,
     origin: Uri,
     connect_timeout: Duration,
+    max_answer_header_bytes: u32,
     // The shared connection, while it is open; replaced after it closes.
     connection: std::sync::Mutex<Option<SendRequest<Body>>>,
     // Held while connecting, so concurrent calls wait for one connection.
@@ -68,19 +103,18 @@ impl Drop for Lease {
 impl Endpoint {
     /// Sends `request` (its URI the path alone) over the endpoint's
     /// connection, connecting first when there is none.
-    pub async fn send(&self, mut request: Request<Body>) -> Result<Response<Body>, String> {
-        let mut sender = self.connection().await?;
+    pub async fn send(&self, mut request: Request<Body>) -> Result<Response<Body>, BackendError> {
+        let mut sender = self.connection().await.map_err(BackendError::Connect)?;
         let mut uri = self.origin.clone().into_parts();
         uri.path_and_query = request.uri().path_and_query().cloned();
-        *request.uri_mut() = Uri::from_parts(uri).map_err(|error| error.to_string())?;
+        *request.uri_mut() = Uri::from_parts(uri).expect("the origin's scheme and authority with a request's path");
         match sender.send_request(request).await {
             Ok(response) => Ok(response.map(Body::new)),
-            Err(error) => {
-                if sender.is_closed() {
-                    self.connection.lock().expect("connection lock is not poisoned").take();
-                }
-                Err(error.to_string())
+            Err(error) if sender.is_closed() => {
+                self.connection.lock().expect("connection lock is not poisoned").take();
+                Err(BackendError::ConnectionLost(error))
             }
+            Err(error) => Err(BackendError::Answer(error)),
         }
     }
 
@@ -103,6 +137,7 @@ impl Endpoint {
             .timer(TokioTimer::new())
             .keep_alive_interval(Duration::from_secs(30))
             .keep_alive_timeout(Duration::from_secs(10))
+            .max_header_list_size(self.max_answer_header_bytes)
             .handshake(TokioIo::new(stream))
             .await
             .map_err(|error| format!("HTTP/2 handshake with {address} failed: {error}"))?;
@@ -154,6 +189,7 @@ impl Backend {
                     url: url.clone(),
                     origin,
                     connect_timeout: config.connect_timeout,
+                    max_answer_header_bytes: config.max_answer_header_bytes,
                     connection: std::sync::Mutex::new(None),
                     connecting: tokio::sync::Mutex::new(()),
                     health_channel,

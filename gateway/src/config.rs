@@ -104,6 +104,12 @@ pub struct GatewayConfig {
     #[arg(long, env = "WIZDATA_GATEWAY_MAX_HEADER_BYTES", default_value_t = 16 * 1024)]
     pub max_header_bytes: usize,
 
+    /// Largest header (or trailer) block accepted from a backend, in bytes.
+    /// A larger one fails that call INTERNAL; it says nothing of the
+    /// endpoint's health.
+    #[arg(long, env = "WIZDATA_GATEWAY_MAX_ANSWER_HEADER_BYTES", default_value_t = 64 * 1024)]
+    pub max_answer_header_bytes: u32,
+
     /// How long a client may take to send its request headers, and a unary
     /// request's body (slow clients hold no connection forever).
     #[arg(long, env = "WIZDATA_GATEWAY_CLIENT_TIMEOUT", default_value = "10s", value_parser = parse_duration)]

@@ -50,7 +50,9 @@ impl FrameError {
             Self::TrailingBytes(extra) => Status::invalid_argument(format!(
                 "{extra} bytes follow the request message; this RPC takes exactly one message"
             )),
-            Self::TooLarge { size, limit } => Status::resource_exhausted(format!(
+            // OUT_OF_RANGE, as the services answer it themselves (tonic's
+            // "message length too large"), so the code is one on every path.
+            Self::TooLarge { size, limit } => Status::out_of_range(format!(
                 "the request message is {size} bytes; the gateway accepts at most {limit}"
             )),
         }
@@ -210,7 +212,7 @@ pub(crate) mod tests {
             check_single_message(&[0, 0xff, 0xff, 0xff, 0xff], LIMIT, false),
             Err(FrameError::TooLarge { size: u32::MAX as usize, limit: LIMIT })
         );
-        assert_eq!(FrameError::TooLarge { size: 2, limit: 1 }.to_status().code(), tonic::Code::ResourceExhausted);
+        assert_eq!(FrameError::TooLarge { size: 2, limit: 1 }.to_status().code(), tonic::Code::OutOfRange);
         assert_eq!(FrameError::Empty.to_status().code(), tonic::Code::InvalidArgument);
     }
 
@@ -278,7 +280,7 @@ pub(crate) mod tests {
             oversized.extend_from_slice(&((LIMIT + 1) as u32).to_be_bytes());
             oversized.extend_from_slice(&message);
             let error = stream_through(split_at_points(&oversized, cuts)).expect_err("oversized");
-            prop_assert_eq!(error.code(), tonic::Code::ResourceExhausted);
+            prop_assert_eq!(error.code(), tonic::Code::OutOfRange);
         }
     }
 }

@@ -26,7 +26,7 @@ use wizdata_common::error::{ApiError, ErrorCode};
 use wizdata_common::grpc::{grpc_status_in, rpc_of};
 use wizdata_common::subjects::{StreamSlots, subject_key};
 
-use crate::backend::{Backend, Lease};
+use crate::backend::{Backend, BackendError, Lease};
 use crate::frames::{self, CheckedFrames};
 use crate::ratelimit::{Decision, RateLimiter};
 use crate::routes::{Method, Methods};
@@ -224,6 +224,7 @@ impl Proxy {
                 }
                 response
             }
+            Attempt::Unusable(response) => response,
             // Not a failure of the backend: the caller's deadline may have
             // been too short for anyone (and must not open the circuit for all).
             Attempt::TimedOut => status_response(Status::deadline_exceeded(format!(
@@ -255,6 +256,9 @@ enum Attempt {
     Answered(Response<Body>),
     /// UNAVAILABLE, from the backend or because it could not be reached.
     Unavailable(Response<Body>),
+    /// This one answer could not be passed on; nothing is said of the
+    /// backend's health.
+    Unusable(Response<Body>),
     TimedOut,
 }
 
@@ -279,10 +283,10 @@ async fn call(
     let answer = async {
         let response = lease.endpoint().send(request).await?;
         if !whole {
-            return Ok::<_, String>(response);
+            return Ok::<_, BackendError>(response);
         }
         let (parts, body) = response.into_parts();
-        let collected = body.collect().await.map_err(|status| format!("the answer broke off: {status}"))?;
+        let collected = body.collect().await.map_err(BackendError::BrokeOff)?;
         let trailers = collected.trailers().cloned();
         let data = collected.to_bytes();
         if data.is_empty() && trailers.is_none() {
@@ -306,10 +310,20 @@ async fn call(
     match answered {
         Ok(response) if grpc_status_in(response.headers()) == Some(Code::Unavailable) => Attempt::Unavailable(response),
         Ok(response) => Attempt::Answered(response),
-        Err(error) => {
+        Err(error) if error.counts_against_endpoint() => {
             tracing::warn!(%error, "backend unreachable");
             lease.endpoint().unreachable();
             Attempt::Unavailable(status_response(Status::unavailable("the backend could not be reached")))
+        }
+        Err(error) => {
+            tracing::warn!(%error, "a backend answer could not be passed on");
+            Attempt::Unusable(status_response(Status::internal(format!(
+                "the backend's answer could not be passed on ({})",
+                match error {
+                    BackendError::BrokeOff(_) => "it broke off",
+                    _ => "its stream was reset, or its headers were over the gateway's limit",
+                }
+            ))))
         }
     }
 }
@@ -601,7 +615,7 @@ mod tests {
             match through_grpc_web(content_type, split_at_points(&body, cuts)) {
                 Ok(message) => prop_assert!(frames::check_single_message(&message, LIMIT, false).is_ok()),
                 Err(status) => prop_assert!(
-                    matches!(status.code(), Code::InvalidArgument | Code::ResourceExhausted),
+                    matches!(status.code(), Code::InvalidArgument | Code::OutOfRange),
                     "{:?}", status
                 ),
             }

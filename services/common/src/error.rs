@@ -7,6 +7,25 @@ use std::time::Duration;
 
 use tonic_types::{ErrorDetails, FieldViolation, StatusExt};
 
+/// Bounds on what an error echoes of its request, so a status always fits in
+/// the headers common clients accept (8 KiB in grpc-go and grpcio), however
+/// large the bad input: a longer text keeps its start and says it was cut.
+const MAX_MESSAGE_CHARS: usize = 512;
+const MAX_FIELD_CHARS: usize = 80;
+const MAX_DESCRIPTION_CHARS: usize = 160;
+const MAX_RESOURCE_NAME_CHARS: usize = 128;
+/// Field violations sent in one answer; the message counts the rest.
+const MAX_FIELD_VIOLATIONS: usize = 20;
+
+/// `text`, cut to at most `max` characters (an ellipsis marking the cut).
+pub fn bounded(text: impl Into<String>, max: usize) -> String {
+    let text = text.into();
+    match text.char_indices().nth(max.saturating_sub(1)) {
+        Some((cut, _)) if text.chars().count() > max => format!("{}…", &text[..cut]),
+        _ => text,
+    }
+}
+
 /// What went wrong, in the terms both gRPC and HTTP callers understand.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ErrorCode {
@@ -87,7 +106,7 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self { code, message: message.into(), details: Box::default() }
+        Self { code, message: bounded(message, MAX_MESSAGE_CHARS), details: Box::default() }
     }
 
     pub fn code(&self) -> ErrorCode {
@@ -107,6 +126,7 @@ impl ApiError {
 
     /// NOT_FOUND naming the missing resource in a ResourceInfo detail.
     pub fn not_found(resource_type: &str, resource_name: &str) -> Self {
+        let resource_name = &bounded(resource_name, MAX_RESOURCE_NAME_CHARS);
         let mut error = Self::new(ErrorCode::NotFound, format!("{resource_type} {resource_name:?} does not exist"));
         error.details.set_resource_info(resource_type, resource_name, "", "not found");
         error
@@ -114,6 +134,7 @@ impl ApiError {
 
     /// ALREADY_EXISTS naming the clashing resource in a ResourceInfo detail.
     pub fn already_exists(resource_type: &str, resource_name: &str) -> Self {
+        let resource_name = &bounded(resource_name, MAX_RESOURCE_NAME_CHARS);
         let mut error =
             Self::new(ErrorCode::AlreadyExists, format!("{resource_type} {resource_name:?} already exists"));
         error.details.set_resource_info(resource_type, resource_name, "", "already exists");
@@ -192,7 +213,8 @@ pub struct FieldViolations {
 
 impl FieldViolations {
     pub fn add(&mut self, field: impl Into<String>, description: impl Into<String>) {
-        self.violations.push(FieldViolation::new(field, description));
+        self.violations
+            .push(FieldViolation::new(bounded(field, MAX_FIELD_CHARS), bounded(description, MAX_DESCRIPTION_CHARS)));
     }
 
     /// Records `field` as bad when `result` is an error.
@@ -215,11 +237,16 @@ impl FieldViolations {
         if self.violations.is_empty() { Ok(()) } else { Err(self.into_error()) }
     }
 
-    /// INVALID_ARGUMENT carrying every recorded violation.
-    pub fn into_error(self) -> ApiError {
-        let message = match self.violations.as_slice() {
-            [only] => format!("invalid {}: {}", only.field, only.description),
-            many => format!("invalid fields: {}", many.iter().map(|v| v.field.as_str()).collect::<Vec<_>>().join(", ")),
+    /// INVALID_ARGUMENT carrying the recorded violations: every one, up to
+    /// [`MAX_FIELD_VIOLATIONS`]; the message says how many more there were.
+    pub fn into_error(mut self) -> ApiError {
+        let more = self.violations.len().saturating_sub(MAX_FIELD_VIOLATIONS);
+        self.violations.truncate(MAX_FIELD_VIOLATIONS);
+        let fields = self.violations.iter().map(|v| v.field.as_str()).collect::<Vec<_>>().join(", ");
+        let message = match (self.violations.as_slice(), more) {
+            ([only], 0) => format!("invalid {}: {}", only.field, only.description),
+            (_, 0) => format!("invalid fields: {fields}"),
+            (_, more) => format!("invalid fields: {fields} and {more} more"),
         };
         let mut error = ApiError::new(ErrorCode::InvalidArgument, message);
         error.details.set_bad_request(self.violations);
@@ -242,6 +269,40 @@ mod tests {
         let bad_request = status.get_details_bad_request().expect("bad request detail");
         let fields: Vec<_> = bad_request.field_violations.iter().map(|v| v.field.as_str()).collect();
         assert_eq!(fields, ["symbol.ticker", "page_size"]);
+    }
+
+    /// The size of a status as it travels: its headers' names and values.
+    fn header_bytes(status: tonic::Status) -> usize {
+        let response = status.into_http::<tonic::body::Body>();
+        response.headers().iter().map(|(name, value)| name.as_str().len() + value.len()).sum()
+    }
+
+    #[test]
+    fn errors_echo_a_bounded_part_of_any_input() {
+        let huge = "X".repeat(1 << 20);
+        let mut violations = FieldViolations::default();
+        for index in 0..500 {
+            violations.add(format!("symbols[{index}]"), format!("{huge:?} is not a registry symbol"));
+        }
+        let status = tonic::Status::from(violations.into_error());
+        assert!(status.message().ends_with("symbols[19] and 480 more"), "{}", status.message());
+        let bad_request = status.get_details_bad_request().unwrap();
+        assert_eq!(bad_request.field_violations.len(), 20);
+        assert!(bad_request.field_violations[0].description.ends_with('…'));
+        assert!(header_bytes(status) < 8 * 1024, "fits grpc-go's and grpcio's header limit");
+
+        let status = tonic::Status::from(ApiError::not_found("symbol", &huge));
+        assert!(status.message().chars().count() <= MAX_MESSAGE_CHARS);
+        assert!(header_bytes(status) < 8 * 1024);
+        let small = tonic::Status::from(ApiError::not_found("symbol", "XYZ"));
+        assert_eq!(small.message(), "symbol \"XYZ\" does not exist", "short inputs are kept whole");
+    }
+
+    #[test]
+    fn bounded_text_keeps_its_start_and_marks_the_cut() {
+        assert_eq!(bounded("abcdef", 4), "abc…");
+        assert_eq!(bounded("abcd", 4), "abcd");
+        assert_eq!(bounded("ééééé", 3), "éé…", "cut on a character boundary");
     }
 
     #[test]

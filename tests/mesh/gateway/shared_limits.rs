@@ -43,15 +43,7 @@ async fn spread_calls(
 }
 
 async fn rate_limit_mode(gateway: &TestMesh) -> String {
-    let client = wizdata_test_support::grpc_web::GrpcWebClient::new(
-        gateway.gateway_port.unwrap(),
-        wizdata_test_support::grpc_web::Encoding::Binary,
-    );
-    let answer = client.send("GET", "/readyz", "", bytes::Bytes::new(), &[]).await;
-    use http_body_util::BodyExt;
-    let body = answer.into_body().collect().await.unwrap().to_bytes();
-    let ready: serde_json::Value = serde_json::from_slice(&body).unwrap();
-    ready["rate_limit_mode"].as_str().unwrap().to_owned()
+    gateway.gateway_readiness().await["rate_limit_mode"].as_str().unwrap().to_owned()
 }
 
 async fn wait_for_mode(gateway: &TestMesh, mode: &str) {

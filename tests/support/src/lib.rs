@@ -219,6 +219,19 @@ impl TestMesh {
         format!("http://127.0.0.1:{}", self.gateway_port.expect("this mesh runs the gateway"))
     }
 
+    /// The gateway's `/readyz` answer: readiness, rate-limit mode, and per
+    /// backend its endpoints, healthy ones and whether its circuit is open.
+    pub async fn gateway_readiness(&self) -> serde_json::Value {
+        use http_body_util::BodyExt;
+        let client = grpc_web::GrpcWebClient::new(
+            self.gateway_port.expect("this mesh runs the gateway"),
+            grpc_web::Encoding::Binary,
+        );
+        let answer = client.send("GET", "/readyz", "", bytes::Bytes::new(), &[]).await;
+        let body = answer.into_body().collect().await.expect("a /readyz body").to_bytes();
+        serde_json::from_slice(&body).expect("/readyz is JSON")
+    }
+
     /// A native gRPC channel through the gateway, with `credentials`.
     pub async fn gateway_channel_as(&self, credentials: Credentials) -> AuthenticatedChannel {
         let channel =

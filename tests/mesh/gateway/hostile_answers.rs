@@ -1,0 +1,92 @@
+//! Answers a caller can make large: errors echoing huge or many bad inputs
+//! stay small enough for every client (8 KiB of headers in grpc-go and
+//! grpcio), and no answer, however large, takes a backend out of rotation
+//! or opens its circuit: a caller must not be able to eject an endpoint.
+
+use tonic::Code;
+use tonic_types::StatusExt;
+use wizdata::marketdata::v1::{GetQuoteRequest, GetQuotesRequest};
+use wizdata::registry::v1::GetSymbolRequest;
+use wizdata::streaming::v1::{Channel, SubscribeRequest};
+use wizdata_common::auth::credentials::{AuthenticatedChannel, Credentials};
+use wizdata_test_support::TestMesh;
+
+/// The size of a status's headers as a client receives them.
+fn header_bytes(status: &tonic::Status) -> usize {
+    status
+        .metadata()
+        .clone()
+        .into_headers()
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len())
+        .sum::<usize>()
+        + status.message().len()
+        + status.details().len() * 4 / 3
+}
+
+/// The hostile calls: many unknown symbols (INVALID_ARGUMENT, naming them)
+/// and one huge one (NOT_FOUND, naming it), each with its details.
+async fn hostile_calls(channel: &AuthenticatedChannel) -> Vec<tonic::Status> {
+    use wizdata::marketdata::v1::market_data_service_client::MarketDataServiceClient;
+    use wizdata::streaming::v1::streaming_service_client::StreamingServiceClient;
+    let mut market = MarketDataServiceClient::new(channel.clone());
+    let mut streams = StreamingServiceClient::new(channel.clone());
+    let unknown = |count: usize| (0..count).map(|index| format!("Q{index:05}")).collect::<Vec<_>>();
+    vec![
+        market.get_quotes(GetQuotesRequest { symbols: unknown(500) }).await.unwrap_err(),
+        market.get_quote(GetQuoteRequest { symbol: "Q".repeat(1 << 20) }).await.unwrap_err(),
+        streams
+            .subscribe(SubscribeRequest {
+                symbols: unknown(200),
+                channels: vec![Channel::Trades as i32],
+                ..Default::default()
+            })
+            .await
+            .unwrap_err(),
+    ]
+}
+
+#[tokio::test]
+async fn errors_echoing_hostile_input_stay_small_and_readable() {
+    let mesh = TestMesh::all_with(&["--rate-limit-anonymous", "1000/1m"]).await;
+    for channel in [mesh.anonymous_channel().await, mesh.gateway_channel_as(Credentials::none()).await] {
+        let statuses = hostile_calls(&channel).await;
+        for status in &statuses {
+            assert!(header_bytes(status) < 8 * 1024, "{} bytes of status", header_bytes(status));
+        }
+        for status in [&statuses[0], &statuses[2]] {
+            assert_eq!(status.code(), Code::InvalidArgument, "{}", status.message());
+            let bad_request = status.get_details_bad_request().expect("the field violations decode");
+            assert_eq!(bad_request.field_violations.len(), 20, "the first 20 of many");
+            assert!(status.message().ends_with("more"), "the rest counted: {}", status.message());
+        }
+        assert_eq!(statuses[1].code(), Code::NotFound, "{}", statuses[1].message());
+        let named = statuses[1].get_details_resource_info().expect("the resource info decodes").resource_name;
+        assert!(named.starts_with("QQQ") && named.ends_with('…') && named.len() < 200, "a prefix: {named}");
+    }
+}
+
+#[tokio::test]
+async fn an_answer_over_the_gateways_header_limit_fails_that_call_only() {
+    // A limit small enough that the hostile errors exceed it.
+    let mesh = TestMesh::all_with(&["--rate-limit-anonymous", "1000/1m", "--max-answer-header-bytes", "1024"]).await;
+    let anonymous = mesh.gateway_channel_as(Credentials::none()).await;
+    for _ in 0..4 {
+        for status in hostile_calls(&anonymous).await {
+            assert_eq!(status.code(), Code::Internal, "{status:?}");
+            assert!(status.message().contains("could not be passed on"), "{}", status.message());
+        }
+    }
+    let ready = mesh.gateway_readiness().await;
+    for service in ["wizdata.marketdata.v1.MarketDataService", "wizdata.streaming.v1.StreamingService"] {
+        let backend = &ready["backends"][service];
+        assert_eq!(backend["healthy_endpoints"], 1, "{service} stays in rotation: {ready}");
+        assert_eq!(backend["circuit_open"], false, "{service}'s circuit stays closed: {ready}");
+    }
+    let mut registry = wizdata::registry::v1::registry_service_client::RegistryServiceClient::new(
+        mesh.gateway_channel_as(mesh.admin_credentials()).await,
+    );
+    for _ in 0..10 {
+        registry.get_symbol(GetSymbolRequest { ticker: "AAPL".into() }).await.expect("others are served");
+    }
+}
