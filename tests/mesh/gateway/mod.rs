@@ -5,6 +5,7 @@
 //! status.
 
 mod hostile_answers;
+mod odd_backends;
 mod shared_limits;
 mod trailers;
 

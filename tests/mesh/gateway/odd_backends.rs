@@ -1,0 +1,136 @@
+//! The gateway in front of a backend that misbehaves on the wire in ways a
+//! real service rarely does: answering trailers-only with every error code,
+//! and resetting its stream mid-answer. A bare HTTP/2 server plays it, so the
+//! test controls every frame.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Empty, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use prost::Message;
+use tonic::Code;
+use tonic_health::pb::HealthCheckResponse;
+use tonic_health::pb::health_check_response::ServingStatus;
+use wizdata::registry::v1::GetSymbolRequest;
+use wizdata::registry::v1::registry_service_client::RegistryServiceClient;
+use wizdata_common::auth::credentials::Credentials;
+use wizdata_test_support::TestMesh;
+use wizdata_test_support::grpc_web::{Encoding, GrpcWebClient, frame};
+
+type FakeBody = BoxBody<Bytes, std::io::Error>;
+
+/// Health checks are SERVING; GetSymbol of `CODE-<n>` answers trailers-only
+/// with code n, and of `RESET` sends headers and half a message, then resets
+/// the stream.
+async fn answer(request: http::Request<Incoming>) -> Result<http::Response<FakeBody>, Infallible> {
+    let grpc = |status: http::response::Builder| status.header("content-type", "application/grpc");
+    let path = request.uri().path().to_owned();
+    let body = request.into_body().collect().await.map(|body| body.to_bytes()).unwrap_or_default();
+    if path == "/grpc.health.v1.Health/Check" {
+        let message = frame(0, &HealthCheckResponse { status: ServingStatus::Serving as i32 }.encode_to_vec());
+        let trailers = http::HeaderMap::from_iter([(http::HeaderName::from_static("grpc-status"), 0.into())]);
+        let frames = [Ok(Frame::data(message)), Ok(Frame::trailers(trailers))];
+        let body = StreamBody::new(futures_util::stream::iter(frames)).boxed();
+        return Ok(grpc(http::Response::builder()).body(body).unwrap());
+    }
+    let ticker = GetSymbolRequest::decode(body.get(5..).unwrap_or_default()).map(|request| request.ticker);
+    let response = match ticker.as_deref() {
+        Ok("RESET") => {
+            let frames: [Result<Frame<Bytes>, std::io::Error>; 2] = [
+                Ok(Frame::data(Bytes::from_static(&[0, 0, 0, 0, 100, 1, 2, 3]))),
+                Err(std::io::Error::other("the fake backend breaks off")),
+            ];
+            grpc(http::Response::builder()).body(StreamBody::new(futures_util::stream::iter(frames)).boxed())
+        }
+        Ok(code) => {
+            let code = code.strip_prefix("CODE-").and_then(|n| n.parse::<u16>().ok()).unwrap_or(2);
+            grpc(http::Response::builder())
+                .header("grpc-status", code)
+                .header("grpc-message", format!("fake {code}"))
+                .body(Empty::new().map_err(|never| match never {}).boxed())
+        }
+        Err(_) => grpc(http::Response::builder())
+            .header("grpc-status", 13)
+            .body(Full::default().map_err(|never| match never {}).boxed()),
+    };
+    Ok(response.unwrap())
+}
+
+/// Serves the fake backend on a free port; returns its URL.
+async fn fake_backend() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), hyper::service::service_fn(answer))
+                    .await;
+            });
+        }
+    });
+    url
+}
+
+async fn gateway_in_front_of(backend: &str) -> TestMesh {
+    TestMesh::serve("gateway")
+        .flags(&[
+            // Anonymous callers only: the auth service is never asked.
+            "--auth-url",
+            "http://127.0.0.1:9",
+            "--default-backend",
+            backend,
+            "--health-interval",
+            "200ms",
+            "--rate-limit-anonymous",
+            "10000/1m",
+            "--breaker-failures",
+            "1000",
+        ])
+        .start()
+        .await
+}
+
+#[tokio::test]
+async fn every_error_code_a_backend_answers_trailers_only_reaches_every_protocol() {
+    let gateway = gateway_in_front_of(&fake_backend().await).await;
+    let port = gateway.gateway_port.unwrap();
+    let mut native = RegistryServiceClient::new(gateway.gateway_channel_as(Credentials::none()).await);
+    let path = "/wizdata.registry.v1.RegistryService/GetSymbol";
+    for number in 1..=16 {
+        let code = Code::from_i32(number);
+        let request = GetSymbolRequest { ticker: format!("CODE-{number}") };
+        let status = native.get_symbol(request.clone()).await.unwrap_err();
+        assert_eq!((status.code(), status.message()), (code, format!("fake {number}").as_str()), "native");
+        for encoding in [Encoding::Binary, Encoding::Text] {
+            let answer = GrpcWebClient::new(port, encoding).call(path, &request, &[]).await;
+            assert_eq!(answer.http_status, 200, "{encoding:?}");
+            let status = answer.status();
+            assert_eq!((status.code(), status.message()), (code, format!("fake {number}").as_str()), "{encoding:?}");
+            assert!(answer.messages.is_empty(), "{encoding:?}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_backend_resetting_mid_answer_gets_a_clear_status_and_stays_in_rotation() {
+    let gateway = gateway_in_front_of(&fake_backend().await).await;
+    let mut native = RegistryServiceClient::new(gateway.gateway_channel_as(Credentials::none()).await);
+    for _ in 0..3 {
+        let call = native.get_symbol(GetSymbolRequest { ticker: "RESET".into() });
+        let status = tokio::time::timeout(Duration::from_secs(10), call).await.expect("an answer, not a hang");
+        let status = status.unwrap_err();
+        assert_eq!(status.code(), Code::Internal, "{status:?}");
+        // Reset before or after the headers reached the gateway: either way
+        // the caller is told, at once.
+        assert!(status.message().contains("could not be passed on"), "{}", status.message());
+    }
+    let ready = gateway.gateway_readiness().await;
+    assert_eq!(ready["backends"]["wizdata.registry.v1.RegistryService"]["healthy_endpoints"], 1, "{ready}");
+    let status = native.get_symbol(GetSymbolRequest { ticker: "CODE-5".into() }).await.unwrap_err();
+    assert_eq!(status.code(), Code::NotFound, "the endpoint still serves: {status:?}");
+}
