@@ -162,6 +162,11 @@ impl Store {
     /// one transaction. Returns how many replaced a stored bar.
     pub async fn import(&self, rows: Vec<candle::Model>) -> Result<u64, DbErr> {
         let transaction = self.db.begin().await?;
+        // Take the write lock before reading: on SQLite (WAL) a transaction
+        // that reads first cannot upgrade to a write once the writer has
+        // committed meanwhile, and fails "database is locked" at once, while
+        // waiting for the lock first honours the busy timeout.
+        candle::Entity::delete_many().filter(Expr::value(false)).exec(&transaction).await?;
         let mut replaced = 0;
         for chunk in rows.chunks(ROWS_PER_STATEMENT) {
             let first = &chunk[0];
