@@ -91,43 +91,55 @@ impl Proxy {
         }
     }
 
+    /// One call through the pipeline; a step's refusal becomes the answer,
+    /// with the rate-limit headers once a decision was made.
     async fn handle(self, request: Request<Body>) -> Response<Body> {
-        let inner = &self.inner;
-        let Some(method) = inner.methods.get(request.uri().path()) else {
-            return status_response(unknown_path(request.uri().path()));
-        };
-        let Some(backend) = inner.backends.get(method.service).cloned() else {
-            return status_response(Status::unimplemented(format!("{} is not routed by this gateway", method.service)));
-        };
-
-        let caller = match inner.verifier.authenticate(request.headers()).await {
-            Ok(caller) => caller,
-            Err(error) => return status_response(error.into()),
-        };
-        let client_ip = request.extensions().get::<ClientAddr>().map(|addr| addr.0.ip());
-        let subject = subject_key(&caller, client_ip);
-
-        let decision = inner.limiter.check(&subject, caller.tier, method.service).await;
-        if !decision.allowed {
-            let response = status_response(rate_limited(&subject, &decision));
-            return with_rate_limit_headers(response, &decision);
+        let mut decision = None;
+        let answer = self.admit_and_forward(request, &mut decision).await;
+        let response = answer.unwrap_or_else(|refusal| status_response(refusal.into_status()));
+        match decision {
+            Some(decision) => with_rate_limit_headers(response, &decision),
+            None => response,
         }
-        let mut holds: Vec<Hold> = Vec::with_capacity(3);
-        if method.streams() {
-            match inner.streams.acquire(&subject) {
-                Some(slot) => holds.push(Box::new(slot)),
-                None => {
-                    let response = status_response(too_many_streams(&subject, inner.limits.max_streams_per_subject));
-                    return with_rate_limit_headers(response, &decision);
-                }
-            }
-        }
-        let response = self.forward(request, method, &backend, &caller, client_ip, holds).await;
-        with_rate_limit_headers(response, &decision)
     }
 
-    /// Sends the call to `backend`, again (for reads) when an attempt fails
-    /// UNAVAILABLE and the deadline and retry budget allow.
+    /// The steps every call takes, in order; each may refuse it.
+    async fn admit_and_forward(
+        &self,
+        request: Request<Body>,
+        decision: &mut Option<Decision>,
+    ) -> Result<Response<Body>, Refusal> {
+        let inner = &self.inner;
+        // Route: the contract names the RPC and its service; a backend serves it.
+        let path = request.uri().path();
+        let method = inner.methods.get(path).ok_or_else(|| Refusal::UnknownPath(path.to_owned()))?;
+        let backend = inner.backends.get(method.service).cloned().ok_or(Refusal::NotRouted(method.service))?;
+        // Identify: a token passes, an API key is exchanged once, else anonymous.
+        let caller = inner.verifier.authenticate(request.headers()).await.map_err(Refusal::Credentials)?;
+        let client_ip = request.extensions().get::<ClientAddr>().map(|addr| addr.0.ip());
+        let subject = subject_key(&caller, client_ip);
+        // Rate limit: the tier's and the per-service limit, at once.
+        let checked = *decision.insert(inner.limiter.check(&subject, caller.tier, method.service).await);
+        if !checked.allowed {
+            return Err(Refusal::RateLimited(subject, checked));
+        }
+        // Stream slot: each subject holds a bounded number of streams open.
+        let mut holds: Vec<Hold> = Vec::with_capacity(3);
+        if method.streams() {
+            let too_many = || Refusal::TooManyStreams(subject.clone(), inner.streams.max());
+            holds.push(Box::new(inner.streams.acquire(&subject).ok_or_else(too_many)?));
+        }
+        // Breaker: a backend that keeps failing gets no calls for a moment.
+        if !backend.breaker.allows() {
+            crate::metrics::breaker_rejection(backend.service);
+            return Err(Refusal::CircuitOpen(backend.service, backend.breaker.retry_after()));
+        }
+        self.forward(request, method, &backend, &caller, client_ip, holds).await
+    }
+
+    /// Sends the call to `backend`: a streamed request frame by frame; a
+    /// single message checked whole first, and sent again (for reads) when
+    /// an attempt fails UNAVAILABLE and the deadline and retry budget allow.
     async fn forward(
         &self,
         request: Request<Body>,
@@ -136,101 +148,152 @@ impl Proxy {
         caller: &Caller,
         client_ip: Option<IpAddr>,
         mut holds: Vec<Hold>,
-    ) -> Response<Body> {
+    ) -> Result<Response<Body>, Refusal> {
         let inner = &self.inner;
-        if !backend.breaker.allows() {
-            crate::metrics::breaker_rejection(backend.service);
-            return status_response(
-                ApiError::unavailable(format!(
-                    "{} is failing; the gateway is not sending it calls for a moment",
-                    backend.service
-                ))
-                .with_retry_after(backend.breaker.retry_after())
-                .into(),
-            );
-        }
         let (parts, body) = request.into_parts();
         let has_encoding = parts.headers.contains_key("grpc-encoding");
+        // Deadline: the caller's, capped for unary calls, passed on.
         let deadline = Deadline::of(&parts.headers, method, inner.limits.max_deadline);
         let headers = forwarded_headers(&parts.headers, caller, client_ip, deadline);
+        let whole = !method.server_streaming;
 
         if method.client_streaming {
-            let Some(lease) = self.pick(backend) else {
-                return no_healthy_endpoint(backend);
-            };
+            let lease = self.pick(backend)?;
             let body = Body::new(CheckedFrames::new(body, inner.limits.max_message_bytes, has_encoding));
-            let attempt = call(&lease, &parts.uri, &headers, body, deadline, !method.server_streaming).await;
+            let attempt = call(&lease, &parts.uri, &headers, body, deadline, whole).await;
             holds.push(Box::new(lease));
-            return self.settle(backend, attempt, holds);
+            return settle(backend, attempt, holds);
         }
 
-        let message =
-            match read_single_message(body, inner.limits.max_message_bytes, has_encoding, inner.limits.client_timeout)
-                .await
-            {
-                Ok(message) => message,
-                Err(status) => return status_response(status),
-            };
+        // Body check: exactly one well-framed message within the size limit.
+        let limits = &inner.limits;
+        let message = read_single_message(body, limits.max_message_bytes, has_encoding, limits.client_timeout)
+            .await
+            .map_err(Refusal::BadRequest)?;
         inner.retry_budget.deposit();
-        let mut retries_left = if method.retryable { inner.limits.retries } else { 0 };
-        loop {
-            let Some(lease) = self.pick(backend) else {
-                return no_healthy_endpoint(backend);
-            };
-            let attempt = call(
-                &lease,
-                &parts.uri,
-                &headers,
-                Body::new(http_body_util::Full::new(message.clone())),
-                deadline,
-                !method.server_streaming,
-            )
-            .await;
-            let unavailable = matches!(&attempt, Attempt::Unavailable(_));
-            if unavailable && retries_left > 0 && !deadline.has_passed() {
-                backend.breaker.record_failure();
-                let sent = inner.retry_budget.withdraw();
-                crate::metrics::retry(sent);
-                if sent {
-                    retries_left -= 1;
-                    tracing::debug!(service = backend.service, "retrying a read that failed UNAVAILABLE");
-                    continue;
-                }
-            }
-            holds.push(Box::new(lease));
-            return self.settle(backend, attempt, holds);
-        }
+        let attempt = tower::service_fn(|message: Bytes| async {
+            let lease = self.pick(backend)?;
+            let body = Body::new(http_body_util::Full::new(message));
+            let attempt = call(&lease, &parts.uri, &headers, body, deadline, whole).await;
+            Ok::<_, Refusal>((lease, attempt))
+        });
+        let retries = if method.retryable { limits.retries } else { 0 };
+        let policy = RetryReads { retries_left: retries, budget: &inner.retry_budget, backend, deadline };
+        // Retry: reads that failed UNAVAILABLE, within the budget and the deadline.
+        let (lease, attempt) = tower::ServiceExt::oneshot(tower::retry::Retry::new(policy, attempt), message).await?;
+        holds.push(Box::new(lease));
+        settle(backend, attempt, holds)
     }
 
-    fn pick(&self, backend: &Backend) -> Option<Lease> {
-        let lease = backend.pick();
-        if lease.is_none() {
+    fn pick(&self, backend: &Backend) -> Result<Lease, Refusal> {
+        backend.pick().ok_or_else(|| {
             crate::metrics::no_healthy_endpoint(backend.service);
+            Refusal::NoHealthyEndpoint(backend.service)
+        })
+    }
+}
+
+/// Records the attempt's outcome with the backend's breaker and turns it
+/// into the answer, holding `holds` until its body is done.
+fn settle(backend: &Backend, attempt: Attempt, holds: Vec<Hold>) -> Result<Response<Body>, Refusal> {
+    match attempt {
+        Attempt::Answered(response) => {
+            backend.breaker.record_success();
+            Ok(response.map(|body| HoldingBody::wrap(body, holds)))
         }
-        lease
+        Attempt::Unavailable(response) => {
+            if backend.breaker.record_failure() {
+                tracing::warn!(service = backend.service, "backend keeps failing; its circuit is open");
+            }
+            Ok(response)
+        }
+        Attempt::Unusable(response) => Ok(response),
+        // Not a failure of the backend: the caller's deadline may have
+        // been too short for anyone (and must not open the circuit for all).
+        Attempt::TimedOut => Err(Refusal::TimedOut(backend.service)),
+    }
+}
+
+/// Sends a read again after UNAVAILABLE while retries, the retry budget and
+/// the call's deadline allow; each failed attempt counts with the breaker.
+#[derive(Clone)]
+struct RetryReads<'a> {
+    retries_left: u32,
+    budget: &'a TpsBudget,
+    backend: &'a Backend,
+    deadline: Deadline,
+}
+
+impl tower::retry::Policy<Bytes, (Lease, Attempt), Refusal> for RetryReads<'_> {
+    type Future = std::future::Ready<()>;
+
+    fn retry(&mut self, _: &mut Bytes, result: &mut Result<(Lease, Attempt), Refusal>) -> Option<Self::Future> {
+        let Ok((_, Attempt::Unavailable(_))) = result else { return None };
+        if self.retries_left == 0 || self.deadline.has_passed() {
+            return None;
+        }
+        self.backend.breaker.record_failure();
+        let sent = self.budget.withdraw();
+        crate::metrics::retry(sent);
+        if !sent {
+            return None;
+        }
+        self.retries_left -= 1;
+        tracing::debug!(service = self.backend.service, "retrying a read that failed UNAVAILABLE");
+        Some(std::future::ready(()))
     }
 
-    /// Records the attempt's outcome with the backend's breaker and turns it
-    /// into the answer, holding `holds` until its body is done.
-    fn settle(&self, backend: &Backend, attempt: Attempt, holds: Vec<Hold>) -> Response<Body> {
-        match attempt {
-            Attempt::Answered(response) => {
-                backend.breaker.record_success();
-                response.map(|body| HoldingBody::wrap(body, holds))
+    fn clone_request(&mut self, message: &Bytes) -> Option<Bytes> {
+        Some(message.clone())
+    }
+}
+
+/// Why the gateway answers a call itself. Each step of the pipeline refuses
+/// with one of these; [`Refusal::into_status`] is the one place that turns
+/// them into what the caller reads.
+#[derive(Debug)]
+enum Refusal {
+    /// The path names no RPC of the contract.
+    UnknownPath(String),
+    /// The RPC's service has no backend at this gateway.
+    NotRouted(&'static str),
+    /// The credentials were bad, or could not be checked.
+    Credentials(ApiError),
+    /// The subject's limit is reached.
+    RateLimited(String, Decision),
+    /// The subject holds as many streams open as it may.
+    TooManyStreams(String, usize),
+    /// The backend's circuit is open, for about this long.
+    CircuitOpen(&'static str, Duration),
+    NoHealthyEndpoint(&'static str),
+    /// The request body was malformed, too large or too slow to arrive.
+    BadRequest(Status),
+    /// The backend did not answer within the call's deadline.
+    TimedOut(&'static str),
+}
+
+impl Refusal {
+    fn into_status(self) -> Status {
+        match self {
+            Self::UnknownPath(path) => unknown_path(&path),
+            Self::NotRouted(service) => Status::unimplemented(format!("{service} is not routed by this gateway")),
+            Self::Credentials(error) => error.into(),
+            Self::RateLimited(subject, decision) => rate_limited(&subject, &decision),
+            Self::TooManyStreams(subject, max) => too_many_streams(&subject, max),
+            Self::CircuitOpen(service, retry_after) => {
+                ApiError::unavailable(format!("{service} is failing; the gateway is not sending it calls for a moment"))
+                    .with_retry_after(retry_after)
+                    .into()
             }
-            Attempt::Unavailable(response) => {
-                if backend.breaker.record_failure() {
-                    tracing::warn!(service = backend.service, "backend keeps failing; its circuit is open");
-                }
-                response
+            Self::NoHealthyEndpoint(service) => {
+                ApiError::new(ErrorCode::Unavailable, format!("no endpoint of {service} is healthy"))
+                    .with_retry_after(Duration::from_secs(1))
+                    .into()
             }
-            Attempt::Unusable(response) => response,
-            // Not a failure of the backend: the caller's deadline may have
-            // been too short for anyone (and must not open the circuit for all).
-            Attempt::TimedOut => status_response(Status::deadline_exceeded(format!(
-                "{} did not answer within the call's deadline",
-                backend.service
-            ))),
+            Self::BadRequest(status) => status,
+            Self::TimedOut(service) => {
+                Status::deadline_exceeded(format!("{service} did not answer within the call's deadline"))
+            }
         }
     }
 }
@@ -492,14 +555,6 @@ fn too_many_streams(subject: &str, max: usize) -> Status {
     .with_quota_violation(subject, &format!("at most {max} concurrent streams"))
     .with_error_info("TOO_MANY_STREAMS", ERROR_DOMAIN, [])
     .into()
-}
-
-fn no_healthy_endpoint(backend: &Backend) -> Response<Body> {
-    status_response(
-        ApiError::new(ErrorCode::Unavailable, format!("no endpoint of {} is healthy", backend.service))
-            .with_retry_after(Duration::from_secs(1))
-            .into(),
-    )
 }
 
 /// A gRPC answer with no message: the status in the headers (trailers-only).
