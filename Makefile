@@ -9,7 +9,7 @@ BUF    := node_modules/.bin/buf
 # Headless Chromium, the real browser of the gRPC-Web tests (Debian's package).
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: run test test-rust test-python helm-test image lint fmt tools bench bench-indicators bench-auth bench-streaming bench-gateway
+.PHONY: run test test-rust test-python helm-test image lint fmt tools bench bench-indicators bench-auth bench-streaming bench-gateway bench-proxies
 
 ## run: the whole mesh on embedded defaults (SQLite under ./data), on loopback:
 ## gRPC on :50051, the gateway (gRPC, gRPC-Web, /healthz, /readyz, /metrics) on :8080,
@@ -98,6 +98,18 @@ bench-gateway:
 	key=$$(target/release/wizdata keys create --data-dir $$data --name bench --scopes all --tier internal); \
 	target/release/wizdata bench --target http://$(GATEWAY_BENCH_ADDR) --api-key $$key unary \
 		--gateway http://$(GATEWAY_BENCH_GATEWAY) $(GATEWAY_ARGS)
+
+## bench-proxies: the gateway beside nginx and HAProxy in front of the same
+## services, h2load at 1, 16 and 64 in flight, small and large calls, in one
+## run (BENCHMARKS.md); nginx, HAProxy and h2load from Debian's packages
+PROXY_TOOLS := /usr/sbin/nginx /usr/sbin/haproxy /usr/bin/h2load
+bench-proxies: $(PROXY_TOOLS)
+	$(CARGO) build --release -p wizdata-mesh --bin wizdata
+	python3 bench/proxies.py target/release/wizdata $(PROXY_SECONDS)
+
+$(PROXY_TOOLS):
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends nginx-light haproxy nghttp2-client || \
+		(apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends nginx-light haproxy nghttp2-client)
 
 ## bench-auth: what checking a token costs per call (criterion)
 bench-auth:

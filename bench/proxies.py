@@ -1,0 +1,258 @@
+"""The gateway beside nginx and HAProxy in front of the same backend, in one run.
+
+    bench/proxies.py BINARY [SECONDS]
+
+Starts the services without the gateway (`serve all --with-gateway false`,
+SQLite, no simulated feed), seeds 10,000 1m bars, then in front of them: the
+gateway as its own process (anonymous callers, local limits raised so none is
+refused, metrics on), nginx (`grpc_pass` with upstream keepalive) and HAProxy
+(`proto h2`). h2load sends the same gRPC requests to the services directly and
+to each proxy at 1, 16 and 64 calls in flight: GetSymbol (small) and
+GetCandles of 10,000 bars (large); then the gateway alone with an API key,
+and with REDIS_URL (shared rate limits) when it is set. Prints one Markdown
+table: mean latency, requests per second, and ratios to direct.
+"""
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+IN_FLIGHT = [(1, 1), (4, 4), (8, 8)]  # (connections, streams each): 1, 16, 64 in flight
+UNLIMITED = "50000000/1m"  # as make bench-gateway: no call is refused
+
+
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_for_port(port, process, timeout=30.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{process.args[0]} exited with {process.returncode}")
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"nothing listens on {port}")
+
+
+def varint(value):
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        out.append(byte | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+def field(number, wire_type, payload):
+    key = varint(number << 3 | wire_type)
+    if wire_type == 2:
+        return key + varint(len(payload)) + payload
+    return key + payload
+
+
+def framed(message):
+    return b"\0" + len(message).to_bytes(4, "big") + message
+
+
+def get_symbol(ticker):
+    return framed(field(1, 2, ticker.encode()))
+
+
+def get_candles(symbol, start_seconds, bars):
+    timestamp = field(1, 0, varint(start_seconds))
+    # symbol = 1, interval = 2 (INTERVAL_ONE_MINUTE = 1), start_time = 3, page_size = 5
+    message = field(1, 2, symbol.encode()) + field(2, 0, varint(1)) + field(3, 2, timestamp) + field(5, 0, varint(bars))
+    return framed(message)
+
+
+def check_answers(port, path, body_file, headers):
+    """One call, with grpcurl's strict Go client when make tools installed it:
+    a benchmark of errors would measure nothing."""
+    grpcurl = ROOT / ".venv" / "bin" / "grpcurl"
+    if not grpcurl.exists():
+        return
+    service, method = path.strip("/").split("/")
+    request = GRPCURL_REQUESTS[method]
+    extra = [arg for header in headers for arg in ("-H", header)]
+    result = subprocess.run([str(grpcurl), "-plaintext", "-max-msg-sz", str(64 << 20), *extra, "-d", request,
+                             f"127.0.0.1:{port}", f"{service}/{method}"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, f"{path} on {port}: {result.stderr}"
+
+
+GRPCURL_REQUESTS = {}
+
+
+def h2load(port, path, body_file, connections, streams, seconds, headers=()):
+    extra = [arg for header in headers for arg in ("-H", header)]
+    command = ["h2load", "-D", str(seconds), "-c", str(connections), "-m", str(streams),
+               "-d", str(body_file), "-H", "content-type: application/grpc", "-H", "te: trailers",
+               *extra, f"http://127.0.0.1:{port}{path}"]
+    out = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60).stdout
+    rps = float(re.search(r"finished in [\d.]+\w+, ([\d.]+) req/s", out).group(1))
+    mean = re.search(r"time for request:\s+\S+\s+\S+\s+(\S+)", out).group(1)
+    ok = re.search(r"status codes: (\d+) 2xx", out)
+    assert ok and int(ok.group(1)) > 0, out
+    return to_microseconds(mean), rps
+
+
+def to_microseconds(text):
+    number, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", text).groups()
+    return float(number) * {"us": 1, "ms": 1000, "s": 1_000_000}[unit]
+
+
+def nginx_conf(directory, port, backend):
+    return f"""
+worker_processes 2;
+daemon off;
+pid {directory}/nginx.pid;
+error_log stderr warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    client_body_temp_path {directory}/body;
+    proxy_temp_path {directory}/proxy;
+    fastcgi_temp_path {directory}/fastcgi;
+    uwsgi_temp_path {directory}/uwsgi;
+    scgi_temp_path {directory}/scgi;
+    upstream backend {{
+        server 127.0.0.1:{backend};
+        keepalive 64;
+        keepalive_requests 100000000;
+    }}
+    server {{
+        listen 127.0.0.1:{port} http2;
+        keepalive_requests 100000000;
+        grpc_buffer_size 1m;
+        location / {{ grpc_pass grpc://backend; }}
+    }}
+}}
+"""
+
+
+def haproxy_conf(port, backend):
+    return f"""
+global
+    nbthread 2
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 60s
+    timeout server 60s
+frontend grpc
+    bind 127.0.0.1:{port} proto h2
+    default_backend services
+backend services
+    server services 127.0.0.1:{backend} proto h2
+"""
+
+
+def main():
+    binary = Path(sys.argv[1]).resolve()
+    seconds = int(sys.argv[2]) if len(sys.argv) > 2 else 5
+    work = Path(tempfile.mkdtemp(prefix="wizdata-proxies-"))
+    processes = []
+
+    def start(command, port, **kwargs):
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, **kwargs)
+        processes.append(process)
+        wait_for_port(port, process)
+        return process
+
+    try:
+        env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+        services = free_port()
+        start([str(binary), "serve", "all", "--with-gateway", "false", "--simulated-feed", "false",
+               "--grpc-addr", f"127.0.0.1:{services}", "--metrics-addr", "127.0.0.1:0",
+               "--data-dir", str(work / "data"), "--log-filter", "warn"], services, env=env)
+        key = subprocess.run([str(binary), "keys", "create", "--data-dir", str(work / "data"), "--name", "bench",
+                              "--scopes", "all", "--tier", "internal"],
+                             env=env, capture_output=True, text=True, check=True).stdout.strip()
+        start_seconds = (int(time.time()) // 60 - 10_001) * 60
+        subprocess.run([str(binary), "bench", "--target", f"http://127.0.0.1:{services}", "--api-key", key,
+                        "candles", "--bars", "10000", "--calls", "1"], env=env, check=True,
+                       stdout=subprocess.DEVNULL)
+
+        def gateway(extra_env=None, label=""):
+            port = free_port()
+            start([str(binary), "serve", "gateway", "--gateway-addr", f"127.0.0.1:{port}",
+                   "--metrics-addr", "127.0.0.1:0", "--auth-url", f"http://127.0.0.1:{services}",
+                   "--default-backend", f"http://127.0.0.1:{services}", "--log-filter", "warn",
+                   "--rate-limit-anonymous", UNLIMITED, "--rate-limit-internal", UNLIMITED,
+                   "--rate-limit-per-service", UNLIMITED], port, env={**env, **(extra_env or {})})
+            return port
+
+        targets = [("direct", services, ()), ("wizdata gateway", gateway(), ())]
+        nginx_port = free_port()
+        (work / "nginx.conf").write_text(nginx_conf(work, nginx_port, services))
+        start(["nginx", "-c", str(work / "nginx.conf"), "-p", str(work)], nginx_port)
+        targets.append((f"nginx {nginx_version()}", nginx_port, ()))
+        haproxy_port = free_port()
+        (work / "haproxy.cfg").write_text(haproxy_conf(haproxy_port, services))
+        start(["haproxy", "-f", str(work / "haproxy.cfg"), "-db"], haproxy_port, stderr=subprocess.DEVNULL)
+        targets.append((f"HAProxy {haproxy_version()}", haproxy_port, ()))
+        targets.append(("wizdata gateway, API key", gateway(), (f"authorization: Bearer {key}",)))
+        if os.environ.get("REDIS_URL"):
+            redis_gateway = gateway({"REDIS_URL": os.environ["REDIS_URL"],
+                                     "WIZDATA_REDIS_PREFIX": f"bench-proxies-{os.getpid()}:"})
+            targets.append(("wizdata gateway, Redis limits", redis_gateway, ()))
+
+        start_time = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(start_seconds))
+        GRPCURL_REQUESTS["GetSymbol"] = '{"ticker": "AAPL"}'
+        GRPCURL_REQUESTS["GetCandles"] = ('{"symbol": "NPN", "interval": "INTERVAL_ONE_MINUTE", '
+                                          f'"startTime": "{start_time}", "pageSize": 10000}}')
+        calls = {
+            "GetSymbol": ("/wizdata.registry.v1.RegistryService/GetSymbol", get_symbol("AAPL")),
+            "GetCandles 10,000 bars": ("/wizdata.marketdata.v1.MarketDataService/GetCandles",
+                                       get_candles("NPN", start_seconds, 10_000)),
+        }
+        print("| call | target | " + " | ".join(f"{c * s} in flight: mean, req/s (x direct)" for c, s in IN_FLIGHT) + " |")
+        print("|---|---|" + "---|" * len(IN_FLIGHT))
+        for call, (path, body) in calls.items():
+            body_file = work / f"{path.rsplit('/', 1)[1]}.bin"
+            body_file.write_bytes(body)
+            direct = None
+            for name, port, headers in targets:
+                check_answers(port, path, body_file, headers)
+                results = [h2load(port, path, body_file, c, s, seconds, headers) for c, s in IN_FLIGHT]
+                direct = direct or results
+                cells = [f"{mean:,.0f} µs (+{mean - base_mean:,.0f}), {rps:,.0f} ({rps / base_rps:.2f}x)"
+                         if name != "direct" else f"{mean:,.0f} µs, {rps:,.0f}"
+                         for (mean, rps), (base_mean, base_rps) in zip(results, direct)]
+                print(f"| {call} | {name} | " + " | ".join(cells) + " |", flush=True)
+    finally:
+        for process in reversed(processes):
+            process.send_signal(signal.SIGTERM)
+        for process in processes:
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def nginx_version():
+    out = subprocess.run(["nginx", "-v"], capture_output=True, text=True).stderr
+    return re.search(r"nginx/([\d.]+)", out).group(1)
+
+
+def haproxy_version():
+    out = subprocess.run(["haproxy", "-v"], capture_output=True, text=True).stdout
+    return re.search(r"version ([\d.]+)", out).group(1)
+
+
+if __name__ == "__main__":
+    main()
