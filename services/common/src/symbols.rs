@@ -15,6 +15,18 @@ use tonic::transport::Channel;
 use wizdata::registry::v1::GetSymbolRequest;
 use wizdata::registry::v1::registry_service_client::RegistryServiceClient;
 
+/// The longest ticker the registry accepts; a longer symbol is a bad
+/// request, not an unknown symbol, and is refused before any lookup.
+pub const MAX_SYMBOL_CHARS: usize = 24;
+
+/// `Err` describing a symbol too long to be any registry's ticker.
+pub fn check_symbol_length(symbol: &str) -> Result<(), String> {
+    match symbol.chars().count() > MAX_SYMBOL_CHARS {
+        true => Err(format!("must be at most {MAX_SYMBOL_CHARS} characters")),
+        false => Ok(()),
+    }
+}
+
 /// How long "no such symbol" is remembered: short, so a symbol created in the
 /// registry is accepted soon after.
 const UNKNOWN_TTL: Duration = Duration::from_secs(1);

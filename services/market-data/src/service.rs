@@ -16,6 +16,7 @@ use wizdata::r#type::v1::{Candle, Interval, Quote};
 use wizdata_common::pagination::{PageTokens, page_size};
 use wizdata_common::{ApiError, FieldViolations};
 
+use wizdata_common::symbols::check_symbol_length;
 use wizdata_common::time::{now_ns, ns_from_timestamp};
 
 use crate::convert::{self, mark_stale};
@@ -57,6 +58,7 @@ impl MarketData {
         if raw.is_empty() {
             return Err(ApiError::invalid_field(field, "is required"));
         }
+        check_symbol_length(raw).map_err(|why| ApiError::invalid_field(field, why))?;
         self.symbols.resolve(raw, caller).await?.ok_or_else(|| ApiError::not_found("symbol", raw))
     }
 
@@ -98,6 +100,11 @@ impl MarketData {
                 format!("at most {MAX_QUOTES_PER_CALL} symbols per call (got {})", request.symbols.len()),
             ));
         }
+        let mut violations = FieldViolations::default();
+        for (index, raw) in request.symbols.iter().enumerate() {
+            violations.check(&format!("symbols[{index}]"), check_symbol_length(raw.trim()));
+        }
+        violations.into_result()?;
         let known = self.symbols.resolve_many(request.symbols.iter().map(|symbol| symbol.trim()), caller).await?;
         let mut violations = FieldViolations::default();
         let mut symbols = Vec::with_capacity(request.symbols.len());

@@ -3,7 +3,7 @@
 
 use wizdata::r#type::v1::AssetClass;
 
-pub const MAX_TICKER_LEN: usize = 24;
+pub const MAX_TICKER_LEN: usize = wizdata_common::symbols::MAX_SYMBOL_CHARS;
 pub const MAX_NAME_LEN: usize = 200;
 pub const MAX_QUERY_LEN: usize = 100;
 

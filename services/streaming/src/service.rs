@@ -27,7 +27,7 @@ use wizdata::streaming::v1::{
 use wizdata::r#type::v1::Interval;
 use wizdata_common::auth::{Caller, client_address};
 use wizdata_common::subjects::{StreamSlot, StreamSlots, subject_key};
-use wizdata_common::symbols::SymbolDirectory;
+use wizdata_common::symbols::{SymbolDirectory, check_symbol_length};
 use wizdata_common::time::{now_ns, now_timestamp};
 use wizdata_common::{ApiError, ErrorCode, FieldViolations, interval};
 
@@ -128,6 +128,9 @@ impl<'a> TopicRequest<'a> {
         for (index, symbol) in symbols.iter().enumerate() {
             match symbol.trim() {
                 "" => violations.add(format!("{}[{index}]", field("symbols")), "must not be empty"),
+                long if check_symbol_length(long).is_err() => {
+                    violations.check(&format!("{}[{index}]", field("symbols")), check_symbol_length(long));
+                }
                 trimmed if unique.iter().all(|(_, seen)| *seen != trimmed) => unique.push((index, trimmed)),
                 _ => {}
             }
