@@ -19,11 +19,14 @@ const MAX_FIELD_VIOLATIONS: usize = 20;
 
 /// `text`, cut to at most `max` characters (an ellipsis marking the cut).
 pub fn bounded(text: impl Into<String>, max: usize) -> String {
-    let text = text.into();
-    match text.char_indices().nth(max.saturating_sub(1)) {
-        Some((cut, _)) if text.chars().count() > max => format!("{}…", &text[..cut]),
-        _ => text,
+    let mut text = text.into();
+    // Longer than `max` exactly when a character stands at index `max`.
+    if text.char_indices().nth(max).is_some() {
+        let cut = text.char_indices().nth(max.saturating_sub(1)).map_or(0, |(at, _)| at);
+        text.truncate(cut);
+        text.push('…');
     }
+    text
 }
 
 /// What went wrong, in the terms both gRPC and HTTP callers understand.

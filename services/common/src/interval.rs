@@ -4,7 +4,7 @@
 
 use wizdata::r#type::v1::Interval;
 
-pub use crate::time::NANOS_PER_SECOND;
+use crate::time::NANOS_PER_SECOND;
 
 /// Every interval trades are aggregated into.
 pub const INTERVALS: [Interval; 5] =

@@ -64,8 +64,6 @@ pub fn service(
     config: &MarketDataConfig,
 ) -> (MarketDataServiceServer<MarketData>, Vec<JoinHandle<()>>) {
     ticks::export_counters();
-    metrics::counter!("marketdata_commits_total").increment(0);
-    metrics::counter!("marketdata_candles_written_total").increment(0);
     let store = store::Store::new(db);
     let quotes = quotes::QuoteCache::new(cache);
     let (writer, tasks) = writer::Writer::start(store.clone(), quotes.clone(), bus);

@@ -14,14 +14,13 @@ use wizdata::marketdata::v1::{
 };
 use wizdata::r#type::v1::{Candle, Interval, Quote};
 use wizdata_common::pagination::{PageTokens, page_size};
-use wizdata_common::{ApiError, FieldViolations};
-
 use wizdata_common::symbols::check_symbol_length;
-use wizdata_common::time::{now_ns, ns_from_timestamp};
+use wizdata_common::time::{NANOS_PER_SECOND, now_ns, ns_from_timestamp};
+use wizdata_common::{ApiError, FieldViolations};
 
 use crate::convert::{self, mark_stale};
 use crate::history::check_price_order;
-use crate::interval::{self, NANOS_PER_SECOND, width_seconds};
+use crate::interval::{self, width_seconds};
 use crate::quotes::QuoteCache;
 use crate::store::{Store, imported_row};
 use crate::ticks::{Admission, Summary};

@@ -15,7 +15,6 @@ use wizdata::registry::v1::ListSymbolsRequest;
 use wizdata::registry::v1::registry_service_client::RegistryServiceClient;
 use wizdata_common::auth::credentials::AuthenticatedChannel as Channel;
 use wizdata_common::config::parse_duration;
-
 use wizdata_common::time::{now_ns, timestamp_from_ns};
 
 const SECONDS_PER_YEAR: f64 = 365.25 * 24.0 * 3600.0;

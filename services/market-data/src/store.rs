@@ -12,12 +12,13 @@ use sea_orm::{
     QuerySelect, TransactionTrait,
 };
 use wizdata::r#type::v1::{Interval, Quote};
+use wizdata_common::time::NANOS_PER_SECOND;
 
 use crate::bars::{BarState, QuoteState};
 use crate::batch::BarKey;
 use crate::convert;
 use crate::entity::{BarRow, NEVER, candle, quote};
-use crate::interval::{NANOS_PER_SECOND, code};
+use crate::interval::code;
 
 /// Rows per INSERT: 12 parameters each stays far below SQLite's 32,766 and
 /// PostgreSQL's 65,535 bind parameters.

@@ -6,9 +6,10 @@ use std::sync::Arc;
 
 use wizdata::marketdata::v1::{IngestTicksResponse, RejectedTick, RejectionCount, Tick, TickRejection, tick::Kind};
 
+use wizdata_common::time::ns_from_timestamp;
+
 use crate::bars::TopOfBook;
 use crate::batch::Batch;
-use wizdata_common::time::ns_from_timestamp;
 
 /// Rejected ticks described in the response, to help a feed find its bug.
 pub const MAX_SAMPLES: usize = 10;

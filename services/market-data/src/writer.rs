@@ -17,9 +17,9 @@ use wizdata::r#type::v1::{Interval, Quote};
 use wizdata_common::ApiError;
 use wizdata_common::bus::Bus;
 
-use crate::batch::Batch;
 use wizdata_common::time::{now_ns, timestamp_from_ns};
 
+use crate::batch::Batch;
 use crate::convert;
 use crate::entity::candle;
 use crate::events;
@@ -55,6 +55,9 @@ pub struct Writer {
 
 impl Writer {
     pub fn start(store: Store, quotes: QuoteCache, bus: Bus) -> (Self, Vec<JoinHandle<()>>) {
+        // Exported at zero, so `rate()` and alerts see the series from the start.
+        metrics::counter!("marketdata_commits_total").increment(0);
+        metrics::counter!("marketdata_candles_written_total").increment(0);
         let (commands, queue) = mpsc::channel(QUEUE);
         let (publish, to_publish) = mpsc::channel(PUBLISH_QUEUE);
         let worker = Worker { store, quotes, publish, open_bars: HashMap::new() };

@@ -3,7 +3,6 @@
 
 use wizdata::r#type::v1::AssetClass;
 
-pub const MAX_TICKER_LEN: usize = wizdata_common::symbols::MAX_SYMBOL_CHARS;
 pub const MAX_NAME_LEN: usize = 200;
 pub const MAX_QUERY_LEN: usize = 100;
 
@@ -15,9 +14,7 @@ pub fn ticker(raw: &str) -> Result<String, String> {
     if ticker.is_empty() {
         return Err("must not be empty".into());
     }
-    if ticker.len() > MAX_TICKER_LEN {
-        return Err(format!("must be at most {MAX_TICKER_LEN} characters"));
-    }
+    wizdata_common::symbols::check_symbol_length(&ticker)?;
     let is_separator = |c: char| matches!(c, '.' | '-' | '/');
     if let Some(bad) = ticker.chars().find(|c| !c.is_ascii_alphanumeric() && !is_separator(*c)) {
         return Err(format!("{bad:?} is not allowed; use letters, digits, '.', '-' and '/'"));
@@ -109,7 +106,7 @@ mod tests {
             if let Ok(ticker) = ticker(&raw) {
                 prop_assert_eq!(super::ticker(&ticker), Ok(ticker.clone()));
                 prop_assert!(ticker.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || ".-/".contains(c)));
-                prop_assert!((1..=MAX_TICKER_LEN).contains(&ticker.len()));
+                prop_assert!((1..=wizdata_common::symbols::MAX_SYMBOL_CHARS).contains(&ticker.len()));
             }
         }
 

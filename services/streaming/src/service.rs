@@ -126,13 +126,14 @@ impl<'a> TopicRequest<'a> {
         };
         let mut unique: Vec<(usize, &str)> = Vec::new();
         for (index, symbol) in symbols.iter().enumerate() {
+            let at = || format!("{}[{index}]", field("symbols"));
             match symbol.trim() {
-                "" => violations.add(format!("{}[{index}]", field("symbols")), "must not be empty"),
-                long if check_symbol_length(long).is_err() => {
-                    violations.check(&format!("{}[{index}]", field("symbols")), check_symbol_length(long));
-                }
-                trimmed if unique.iter().all(|(_, seen)| *seen != trimmed) => unique.push((index, trimmed)),
-                _ => {}
+                "" => violations.add(at(), "must not be empty"),
+                trimmed => match check_symbol_length(trimmed) {
+                    Err(why) => violations.add(at(), why),
+                    Ok(()) if unique.iter().all(|(_, seen)| *seen != trimmed) => unique.push((index, trimmed)),
+                    Ok(()) => {}
+                },
             }
         }
         if unique.len() * wanted.len() > max {
