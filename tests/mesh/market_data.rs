@@ -331,6 +331,12 @@ async fn bad_quote_requests() {
     let unknown = vec!["AAPL".into(), "NOPE".into(), "MSFT".into(), "ZZZ".into()];
     let status = client.get_quotes(GetQuotesRequest { symbols: unknown }).await.unwrap_err();
     assert_eq!(violated_fields(&status), ["symbols[1]", "symbols[3]"]);
+    // Longer than any ticker: a bad request, refused before any lookup.
+    let long = "L".repeat(25);
+    let status = quote(&mut client, &long).await.unwrap_err();
+    assert_eq!((status.code(), violated_fields(&status)), (Code::InvalidArgument, vec!["symbol".to_owned()]));
+    let status = client.get_quotes(GetQuotesRequest { symbols: vec!["AAPL".into(), long] }).await.unwrap_err();
+    assert_eq!((status.code(), violated_fields(&status)), (Code::InvalidArgument, vec!["symbols[1]".to_owned()]));
 }
 
 fn history(candles: &[(i64, [f64; 5])]) -> Vec<Candle> {

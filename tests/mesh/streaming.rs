@@ -241,6 +241,9 @@ async fn bad_subscriptions_are_refused_with_every_bad_field() {
     assert_eq!(invalid_fields(refused(unknown).await), ["symbols[2]"]);
     let unknown = request(&["AAPL", "NOPE"], &[Channel::Trades], Interval::Unspecified);
     assert_eq!(invalid_fields(refused(unknown).await), ["symbols[1]"]);
+    let long = "L".repeat(25);
+    let too_long = request(&[long.as_str(), "AAPL"], &[Channel::Trades], Interval::Unspecified);
+    assert_eq!(invalid_fields(refused(too_long).await), ["symbols[0]"]);
     let many = request(&["AAPL", "MSFT", "TSLA", "GOOGL", "NPN"], &[Channel::Trades], Interval::Unspecified);
     assert_eq!(invalid_fields(refused(many).await), ["symbols"]);
     client
