@@ -4,9 +4,12 @@
 //! out when its health check or a call fails, put back when its health
 //! check passes.
 //!
-//! Calls go straight to hyper's HTTP/2 client rather than through a tonic
-//! Channel: the Channel's buffer task is one more hand-off between threads
-//! per call, which measured about a third of the gateway's added latency.
+//! Calls go straight onto the connection's HTTP/2 streams (the `h2` crate)
+//! rather than through a tonic Channel or hyper's client: the Channel's
+//! buffer task is one more hand-off per call (about a third of the
+//! gateway's added latency, measured), and hyper's client spawns a task per
+//! call to wait for the answer and another to send the body, which a
+//! single message does not need (BENCHMARKS.md).
 //! A circuit breaker per backend fails calls at once while the service
 //! keeps failing, instead of making every caller wait to find out.
 
@@ -14,9 +17,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use http::{Request, Response, Uri};
-use hyper::client::conn::http2::SendRequest;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use bytes::Bytes;
+use http::uri::PathAndQuery;
+use http::{HeaderMap, Request, Response, Uri};
+use http_body::{Body as HttpBody, Frame};
+use http_body_util::BodyExt;
 use tokio::net::TcpStream;
 use tonic::body::Body;
 use tonic::transport::{Channel, Endpoint as ChannelEndpoint};
@@ -24,6 +32,7 @@ use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 use wizdata_common::health::Health;
+use wizdata_common::ids::splitmix64;
 
 use crate::breaker::Breaker;
 use crate::config::GatewayConfig;
@@ -44,10 +53,10 @@ pub enum BackendError {
     /// No connection could be made: refused, timed out, handshake failed.
     Connect(String),
     /// The connection closed under the call.
-    ConnectionLost(hyper::Error),
+    ConnectionLost(h2::Error),
     /// This call's answer was unusable (a reset stream, a header block over
     /// the limit); the connection serves other calls on.
-    Answer(hyper::Error),
+    Answer(h2::Error),
     /// The answer broke off after its headers.
     BrokeOff(tonic::Status),
 }
@@ -76,7 +85,7 @@ pub struct Endpoint {
     connect_timeout: Duration,
     max_answer_header_bytes: u32,
     // The shared connection, while it is open; replaced after it closes.
-    connection: std::sync::Mutex<Option<SendRequest<Body>>>,
+    connection: std::sync::Mutex<Option<Connection>>,
     // Held while connecting, so concurrent calls wait for one connection.
     connecting: tokio::sync::Mutex<()>,
     // Health checks go over a connection of their own, through tonic's client.
@@ -100,31 +109,78 @@ impl Drop for Lease {
     }
 }
 
+/// What a call sends: one message (unary and server-streaming calls), or
+/// the caller's stream of them.
+pub enum Payload {
+    Message(Bytes),
+    Stream(Body),
+}
+
+/// An open HTTP/2 connection to an endpoint, shared by every call to it.
+#[derive(Clone)]
+struct Connection {
+    streams: h2::client::SendRequest<Bytes>,
+    // Set by the task driving the connection when it ends.
+    closed: Arc<AtomicBool>,
+}
+
+/// How often an idle connection is pinged, and how long a pong may take
+/// before the connection is given up as dead.
+const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(30);
+const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+
 impl Endpoint {
-    /// Sends `request` (its URI the path alone) over the endpoint's
+    /// Sends a call to `path` with `headers` over the endpoint's
     /// connection, connecting first when there is none.
-    pub async fn send(&self, mut request: Request<Body>) -> Result<Response<Body>, BackendError> {
-        let mut sender = self.connection().await.map_err(BackendError::Connect)?;
-        let mut uri = self.origin.clone().into_parts();
-        uri.path_and_query = request.uri().path_and_query().cloned();
-        *request.uri_mut() = Uri::from_parts(uri).expect("the origin's scheme and authority with a request's path");
-        match sender.send_request(request).await {
-            Ok(response) => Ok(response.map(Body::new)),
-            Err(error) if sender.is_closed() => {
-                self.connection.lock().expect("connection lock is not poisoned").take();
-                Err(BackendError::ConnectionLost(error))
+    pub async fn send(
+        &self,
+        path: &PathAndQuery,
+        headers: HeaderMap,
+        payload: Payload,
+    ) -> Result<Response<Body>, BackendError> {
+        let connection = self.connection().await.map_err(BackendError::Connect)?;
+        let failed = |error: h2::Error| self.failure(error, &connection);
+        let mut request = Request::new(());
+        *request.method_mut() = http::Method::POST;
+        *request.uri_mut() = self.uri_of(path);
+        *request.headers_mut() = headers;
+        // Waits while the backend's limit of concurrent streams is reached.
+        let mut streams = connection.streams.clone().ready().await.map_err(failed)?;
+        let (answer, mut sending) = streams.send_request(request, false).map_err(failed)?;
+        match payload {
+            // Queued whole: the connection sends it as the flow-control window opens.
+            Payload::Message(message) => sending.send_data(message, true).map_err(failed)?,
+            Payload::Stream(body) => {
+                tokio::spawn(send_stream(body, sending));
             }
-            Err(error) => Err(BackendError::Answer(error)),
         }
+        let answer = answer.await.map_err(failed)?;
+        Ok(answer.map(|stream| Body::new(AnswerBody { stream, data_done: false })))
     }
 
-    async fn connection(&self) -> Result<SendRequest<Body>, String> {
-        if let Some(sender) = self.open_connection() {
-            return Ok(sender);
+    /// The call's URI: the endpoint's scheme and authority, the call's path.
+    fn uri_of(&self, path: &PathAndQuery) -> Uri {
+        let mut uri = self.origin.clone().into_parts();
+        uri.path_and_query = Some(path.clone());
+        Uri::from_parts(uri).expect("the origin's scheme and authority with a request's path")
+    }
+
+    /// Sorts an HTTP/2 error into the connection's fault or this call's.
+    fn failure(&self, error: h2::Error, connection: &Connection) -> BackendError {
+        if error.is_io() || error.is_go_away() || connection.closed.load(Ordering::Relaxed) {
+            self.connection.lock().expect("connection lock is not poisoned").take();
+            return BackendError::ConnectionLost(error);
+        }
+        BackendError::Answer(error)
+    }
+
+    async fn connection(&self) -> Result<Connection, String> {
+        if let Some(connection) = self.open_connection() {
+            return Ok(connection);
         }
         let _connecting = self.connecting.lock().await;
-        if let Some(sender) = self.open_connection() {
-            return Ok(sender);
+        if let Some(connection) = self.open_connection() {
+            return Ok(connection);
         }
         let authority = self.origin.authority().map(|authority| authority.to_string()).unwrap_or_default();
         let address = if authority.contains(':') { authority } else { format!("{authority}:80") };
@@ -133,27 +189,47 @@ impl Endpoint {
             .map_err(|_| format!("no connection to {address} within {:?}", self.connect_timeout))?
             .map_err(|error| format!("cannot connect to {address}: {error}"))?;
         let _ = stream.set_nodelay(true);
-        let (sender, connection) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
-            .timer(TokioTimer::new())
-            .keep_alive_interval(Duration::from_secs(30))
-            .keep_alive_timeout(Duration::from_secs(10))
+        let (streams, mut driver) = h2::client::Builder::new()
+            // As hyper's client: windows wide enough for large answers, no server push.
+            .initial_window_size(2 << 20)
+            .initial_connection_window_size(5 << 20)
+            .max_send_buffer_size(1 << 20)
+            .enable_push(false)
             .max_header_list_size(self.max_answer_header_bytes)
-            .handshake(TokioIo::new(stream))
+            .handshake(stream)
             .await
             .map_err(|error| format!("HTTP/2 handshake with {address} failed: {error}"))?;
+        let closed = Arc::new(AtomicBool::new(false));
+        let connection = Connection { streams, closed: closed.clone() };
         let url = self.url.clone();
+        let mut ping_pong = driver.ping_pong();
         tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::debug!(endpoint = %url, %error, "backend connection closed");
+            // A backend that stops answering pings is gone, even if its socket is not closed.
+            let keep_alive = async {
+                let Some(ping_pong) = ping_pong.as_mut() else { return std::future::pending().await };
+                loop {
+                    tokio::time::sleep(KEEP_ALIVE_INTERVAL).await;
+                    match tokio::time::timeout(KEEP_ALIVE_TIMEOUT, ping_pong.ping(h2::Ping::opaque())).await {
+                        Ok(Ok(_)) => continue,
+                        _ => return,
+                    }
+                }
+            };
+            tokio::select! {
+                ended = &mut driver => if let Err(error) = ended {
+                    tracing::debug!(endpoint = %url, %error, "backend connection closed");
+                },
+                () = keep_alive => tracing::debug!(endpoint = %url, "backend connection answered no ping; closing it"),
             }
+            closed.store(true, Ordering::Relaxed);
         });
-        *self.connection.lock().expect("connection lock is not poisoned") = Some(sender.clone());
-        Ok(sender)
+        *self.connection.lock().expect("connection lock is not poisoned") = Some(connection.clone());
+        Ok(connection)
     }
 
-    fn open_connection(&self) -> Option<SendRequest<Body>> {
+    fn open_connection(&self) -> Option<Connection> {
         let connection = self.connection.lock().expect("connection lock is not poisoned");
-        connection.as_ref().filter(|sender| !sender.is_closed()).cloned()
+        connection.as_ref().filter(|connection| !connection.closed.load(Ordering::Relaxed)).cloned()
     }
 
     /// Takes the endpoint out until its health check passes again: a call
@@ -162,6 +238,73 @@ impl Endpoint {
         if self.healthy.swap(false, Ordering::Relaxed) {
             tracing::warn!(endpoint = %self.url, "endpoint unreachable; no calls until its health check passes");
         }
+    }
+}
+
+/// Sends a caller's stream of messages on as the backend's flow-control
+/// window allows, so a fast caller cannot make the gateway buffer without
+/// bound; a request that breaks off resets the backend's stream.
+async fn send_stream(body: Body, mut sending: h2::SendStream<Bytes>) {
+    let mut body = std::pin::pin!(body);
+    while let Some(frame) = body.frame().await {
+        let Ok(frame) = frame else {
+            sending.send_reset(h2::Reason::CANCEL);
+            return;
+        };
+        let mut data = match frame.into_data() {
+            Ok(data) => data,
+            Err(frame) => {
+                if let Ok(trailers) = frame.into_trailers() {
+                    let _ = sending.send_trailers(trailers);
+                }
+                return;
+            }
+        };
+        while !data.is_empty() {
+            sending.reserve_capacity(data.len());
+            let granted = match std::future::poll_fn(|cx| sending.poll_capacity(cx)).await {
+                Some(Ok(granted)) => granted.min(data.len()),
+                _ => return,
+            };
+            if granted > 0 && sending.send_data(data.split_to(granted), false).is_err() {
+                return;
+            }
+        }
+    }
+    let _ = sending.send_data(Bytes::new(), true);
+}
+
+/// A backend's answer as it arrives on its stream, trailers last; what is
+/// read is given back to the flow-control window at once.
+struct AnswerBody {
+    stream: h2::RecvStream,
+    data_done: bool,
+}
+
+impl HttpBody for AnswerBody {
+    type Data = Bytes;
+    type Error = h2::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, h2::Error>>> {
+        if !self.data_done {
+            match ready!(self.stream.poll_data(cx)) {
+                Some(Ok(data)) => {
+                    let _ = self.stream.flow_control().release_capacity(data.len());
+                    return Poll::Ready(Some(Ok(Frame::data(data))));
+                }
+                Some(Err(error)) => return Poll::Ready(Some(Err(error))),
+                None => self.data_done = true,
+            }
+        }
+        Poll::Ready(match ready!(self.stream.poll_trailers(cx)) {
+            Ok(Some(trailers)) => Some(Ok(Frame::trailers(trailers))),
+            Ok(None) => None,
+            Err(error) => Some(Err(error)),
+        })
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.stream.is_end_stream()
     }
 }
 
@@ -240,12 +383,9 @@ impl Backend {
         self.endpoints.len()
     }
 
-    /// splitmix64: choices need spread, not secrecy.
+    /// Choices need spread, not secrecy.
     fn next_random(&self) -> u64 {
-        let mut z = self.seed.fetch_add(0x9e37_79b9_7f4a_7c15, Ordering::Relaxed).wrapping_add(0x9e37_79b9_7f4a_7c15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
+        splitmix64(self.seed.fetch_add(0x9e37_79b9_7f4a_7c15, Ordering::Relaxed))
     }
 
     /// Checks every endpoint's grpc.health.v1 status for this service every

@@ -13,6 +13,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
+use http::uri::PathAndQuery;
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, header};
 use http_body::Body as HttpBody;
 use http_body_util::BodyExt;
@@ -26,7 +27,7 @@ use wizdata_common::error::{ApiError, ErrorCode};
 use wizdata_common::grpc::{grpc_status_in, rpc_of};
 use wizdata_common::subjects::{StreamSlots, subject_key};
 
-use crate::backend::{Backend, BackendError, Lease};
+use crate::backend::{Backend, BackendError, Lease, Payload};
 use crate::frames::{self, CheckedFrames};
 use crate::ratelimit::{Decision, RateLimiter};
 use crate::routes::{Method, Methods};
@@ -157,10 +158,11 @@ impl Proxy {
         let headers = forwarded_headers(&parts.headers, caller, client_ip, deadline);
         let whole = !method.server_streaming;
 
+        let path = parts.uri.path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/"));
         if method.client_streaming {
             let lease = self.pick(backend)?;
             let body = Body::new(CheckedFrames::new(body, inner.limits.max_message_bytes, has_encoding));
-            let attempt = call(&lease, &parts.uri, &headers, body, deadline, whole).await;
+            let attempt = call(&lease, &path, &headers, Payload::Stream(body), deadline, whole).await;
             holds.push(Box::new(lease));
             return settle(backend, attempt, holds);
         }
@@ -173,8 +175,7 @@ impl Proxy {
         inner.retry_budget.deposit();
         let attempt = tower::service_fn(|message: Bytes| async {
             let lease = self.pick(backend)?;
-            let body = Body::new(http_body_util::Full::new(message));
-            let attempt = call(&lease, &parts.uri, &headers, body, deadline, whole).await;
+            let attempt = call(&lease, &path, &headers, Payload::Message(message), deadline, whole).await;
             Ok::<_, Refusal>((lease, attempt))
         });
         let retries = if method.retryable { limits.retries } else { 0 };
@@ -332,19 +333,14 @@ enum Attempt {
 /// strict clients (grpc-go, grpc-java) require.
 async fn call(
     lease: &Lease,
-    uri: &http::Uri,
+    path: &PathAndQuery,
     headers: &HeaderMap,
-    body: Body,
+    payload: Payload,
     deadline: Deadline,
     whole: bool,
 ) -> Attempt {
-    let mut request = Request::new(body);
-    *request.method_mut() = http::Method::POST;
-    *request.uri_mut() = uri.clone();
-    *request.version_mut() = http::Version::HTTP_2;
-    *request.headers_mut() = headers.clone();
     let answer = async {
-        let response = lease.endpoint().send(request).await?;
+        let response = lease.endpoint().send(path, headers.clone(), payload).await?;
         if !whole {
             return Ok::<_, BackendError>(response);
         }
@@ -465,6 +461,10 @@ fn encode_grpc_timeout(timeout: Duration) -> HeaderValue {
     HeaderValue::try_from(text).expect("digits and a unit are a valid header value")
 }
 
+// Parsed once: a name built from text is parsed on every call.
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const GRPC_TIMEOUT: HeaderName = HeaderName::from_static("grpc-timeout");
+
 /// The headers sent to the backend: the caller's, less those that only
 /// mean something on the client's connection, with the credential the
 /// backend checks cheaply (an API key becomes the token it was exchanged
@@ -502,10 +502,10 @@ fn forwarded_headers(
     if let Some(ip) = client_ip
         && let Ok(value) = HeaderValue::try_from(ip.to_string())
     {
-        headers.append("x-forwarded-for", value);
+        headers.append(X_FORWARDED_FOR, value);
     }
     if let Some(remaining) = deadline.remaining() {
-        headers.insert("grpc-timeout", encode_grpc_timeout(remaining));
+        headers.insert(GRPC_TIMEOUT, encode_grpc_timeout(remaining));
     }
     // The backend's span is a child of this call's span at the gateway.
     wizdata_common::telemetry::inject_trace_context(&mut headers);

@@ -18,10 +18,10 @@ use tonic::body::Body;
 use tower::ServiceExt;
 use tower::util::BoxCloneSyncService;
 use tower_http::cors::{AllowOrigin, CorsLayer};
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 use wizdata_common::metrics::GrpcMetricsLayer;
-use wizdata_common::server::{call_span, callers_mistakes_are_not_failures};
+use wizdata_common::server::{RequestIds, call_span, callers_mistakes_are_not_failures};
 
 use crate::backend::Backend;
 use crate::config::GatewayConfig;
@@ -99,16 +99,28 @@ pub struct Ops {
 /// The service every connection serves.
 #[derive(Clone)]
 pub struct Front {
-    grpc: GrpcService,
+    /// Calls from browsers: CORS, gRPC-Web translation, metrics.
+    browser: GrpcService,
+    /// Native gRPC calls, which CORS and gRPC-Web translation would only
+    /// inspect and pass by: metrics alone.
+    native: GrpcService,
     ops: Arc<Ops>,
     origins: AllowedOrigins,
 }
 
 impl Front {
-    /// `grpc` behind CORS and gRPC-Web translation.
+    /// `grpc` behind CORS and gRPC-Web translation for browsers, and as it
+    /// is for native clients; both counted by one metrics layer.
     pub fn new(grpc: GrpcService, ops: Arc<Ops>, origins: AllowedOrigins) -> Self {
         let cors_origins = origins.clone();
-        let grpc = tower::ServiceBuilder::new()
+        // Count every gRPC call at the edge by method and status, refused ones included.
+        let metrics = GrpcMetricsLayer::gateway();
+        let native = tower::ServiceBuilder::new()
+            // One body type for every answer, whatever the layers below wrap it in.
+            .map_response(|response: Response<_>| response.map(Body::new))
+            .layer(metrics.clone())
+            .service(grpc.clone());
+        let browser = tower::ServiceBuilder::new()
             // Answer browsers' preflights and let pages read the gRPC and rate-limit headers.
             .layer(
                 CorsLayer::new()
@@ -124,10 +136,9 @@ impl Front {
             .layer(tonic_web::GrpcWebLayer::new())
             // One body type for every answer, whatever the layers below wrap it in.
             .map_response(|response: Response<_>| response.map(Body::new))
-            // Count every gRPC call at the edge by method and status, refused ones included.
-            .layer(GrpcMetricsLayer::gateway())
+            .layer(metrics)
             .service(grpc);
-        Self { grpc: BoxCloneSyncService::new(grpc), ops, origins }
+        Self { browser: BoxCloneSyncService::new(browser), native: BoxCloneSyncService::new(native), ops, origins }
     }
 
     async fn handle(self, request: Request<Body>) -> Response<Body> {
@@ -155,7 +166,8 @@ impl Front {
             *response.status_mut() = StatusCode::UNSUPPORTED_MEDIA_TYPE;
             return response;
         }
-        match self.grpc.oneshot(request).await {
+        let service = if is_native_grpc(&request) { self.native } else { self.browser };
+        match service.oneshot(request).await {
             Ok(response) => response,
             Err(never) => match never {},
         }
@@ -201,6 +213,16 @@ fn speaks_grpc(request: &Request<Body>) -> bool {
     is("application/grpc-web")
         || is("application/grpc-web-text")
         || (is("application/grpc") && request.version() >= http::Version::HTTP_2)
+}
+
+/// A native gRPC call: HTTP/2, `application/grpc`, from no browser page.
+fn is_native_grpc(request: &Request<Body>) -> bool {
+    request.version() >= http::Version::HTTP_2
+        && !request.headers().contains_key(header::ORIGIN)
+        && request.headers().get(header::CONTENT_TYPE).is_some_and(|content_type| {
+            let content_type = content_type.as_bytes();
+            content_type == b"application/grpc" || content_type.starts_with(b"application/grpc+")
+        })
 }
 
 fn text(status: StatusCode, body: impl Into<Bytes>, content_type: &'static str) -> Response<Body> {
@@ -324,7 +346,7 @@ impl Listener {
             let opened = Instant::now();
             let service = tower::ServiceBuilder::new()
                 // Give every call an id (or keep the caller's), so its log lines here and in the backend match.
-                .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+                .layer(SetRequestIdLayer::x_request_id(RequestIds))
                 // One span per call with its method and request id; logs server-side failures with latency.
                 .layer(TraceLayer::new(callers_mistakes_are_not_failures()).make_span_with(gateway_span))
                 // Echo the id to the caller, so a client can quote it when reporting a problem.

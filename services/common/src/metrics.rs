@@ -3,16 +3,17 @@
 //! service's own counters through the `metrics` facade, served as
 //! Prometheus text on the metrics port (`/metrics`).
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock, RwLock};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
 use bytes::Bytes;
-use http::{HeaderMap, Request, Response};
+use http::{Request, Response};
 use http_body::{Body as HttpBody, Frame};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tower::{Layer, Service};
@@ -114,20 +115,20 @@ impl MetricsServer {
 /// `grpc_server_in_flight`, labelled by `grpc_service` and `grpc_method`,
 /// and by `component`: `service` where the call is served, `gateway` where
 /// it enters (one process may be both).
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 pub struct GrpcMetricsLayer {
-    component: &'static str,
+    methods: Arc<MethodMetricsTable>,
 }
 
 impl GrpcMetricsLayer {
     /// For a server of the services.
     pub fn service() -> Self {
-        Self { component: "service" }
+        Self { methods: Arc::new(MethodMetricsTable::new("service")) }
     }
 
     /// For the gateway.
     pub fn gateway() -> Self {
-        Self { component: "gateway" }
+        Self { methods: Arc::new(MethodMetricsTable::new("gateway")) }
     }
 }
 
@@ -135,14 +136,14 @@ impl<S> Layer<S> for GrpcMetricsLayer {
     type Service = GrpcMetrics<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        GrpcMetrics { inner, component: self.component }
+        GrpcMetrics { inner, methods: self.methods.clone() }
     }
 }
 
 #[derive(Clone)]
 pub struct GrpcMetrics<S> {
     inner: S,
-    component: &'static str,
+    methods: Arc<MethodMetricsTable>,
 }
 
 impl<S, RequestBody, ResponseBody> Service<Request<RequestBody>> for GrpcMetrics<S>
@@ -160,42 +161,110 @@ where
     }
 
     fn call(&mut self, request: Request<RequestBody>) -> Self::Future {
-        let call = CallMetrics::start(self.component, request.uri().path());
+        let call = CallMetrics::start(self.methods.of(request.uri().path()));
         let answered = self.inner.call(request);
         Box::pin(async move {
             let response = answered.await?;
-            let code = grpc_code(response.headers());
+            let code = grpc_status_in(response.headers());
             Ok(response.map(|body| Measured { body, call: Some(call), code }))
+        })
+    }
+}
+
+/// How many distinct paths get labels of their own. Any caller can send any
+/// path, and each label set is a series kept for the life of the process:
+/// past this many, calls are counted under `unknown`.
+const MAX_LABELLED_PATHS: usize = 256;
+
+/// The metric handles of every path seen, so a call looks its handles up
+/// by path instead of registering its label sets with the recorder (which
+/// builds, hashes and compares keys: a tenth of a proxied call's work).
+struct MethodMetricsTable {
+    component: &'static str,
+    by_path: RwLock<HashMap<Box<str>, Arc<MethodMetrics>>>,
+    unknown: Arc<MethodMetrics>,
+}
+
+impl MethodMetricsTable {
+    fn new(component: &'static str) -> Self {
+        Self { component, by_path: RwLock::default(), unknown: Arc::new(MethodMetrics::new(component, None)) }
+    }
+
+    fn of(&self, path: &str) -> Arc<MethodMetrics> {
+        if let Some(known) = self.by_path.read().expect("metrics table lock is not poisoned").get(path) {
+            return known.clone();
+        }
+        let Some(rpc) = rpc_of(path) else { return self.unknown.clone() };
+        let mut by_path = self.by_path.write().expect("metrics table lock is not poisoned");
+        if let Some(known) = by_path.get(path) {
+            return known.clone();
+        }
+        if by_path.len() >= MAX_LABELLED_PATHS {
+            return self.unknown.clone();
+        }
+        let method = Arc::new(MethodMetrics::new(self.component, Some(rpc)));
+        by_path.insert(path.into(), method.clone());
+        method
+    }
+}
+
+/// One method's handles; `handled_total` per status code, registered the
+/// first time a call ends with that code.
+struct MethodMetrics {
+    labels: [(&'static str, String); 3],
+    started_total: metrics::Counter,
+    in_flight: metrics::Gauge,
+    handling_seconds: metrics::Histogram,
+    handled_total: [OnceLock<metrics::Counter>; CODES],
+}
+
+/// gRPC status codes, 0 (OK) to 16 (UNAUTHENTICATED).
+const CODES: usize = 17;
+
+impl MethodMetrics {
+    fn new(component: &'static str, rpc: Option<(&str, &str)>) -> Self {
+        let (service, method) = rpc.unwrap_or(("unknown", "unknown"));
+        let labels = [
+            ("grpc_service", service.to_owned()),
+            ("grpc_method", method.to_owned()),
+            ("component", component.to_owned()),
+        ];
+        Self {
+            started_total: metrics::counter!("grpc_server_started_total", &labels),
+            in_flight: metrics::gauge!("grpc_server_in_flight", &labels),
+            handling_seconds: metrics::histogram!("grpc_server_handling_seconds", &labels),
+            handled_total: Default::default(),
+            labels,
+        }
+    }
+
+    fn handled(&self, code: tonic::Code) -> &metrics::Counter {
+        self.handled_total[(code as usize).min(CODES - 1)].get_or_init(|| {
+            let [service, method, component] = self.labels.clone();
+            let labels = [service, method, ("grpc_code", code_name(code).to_owned()), component];
+            metrics::counter!("grpc_server_handled_total", &labels)
         })
     }
 }
 
 /// One call being measured: recorded as handled when its answer ends.
 struct CallMetrics {
-    labels: [(&'static str, String); 3],
+    method: Arc<MethodMetrics>,
     started: Instant,
 }
 
 impl CallMetrics {
-    fn start(component: &'static str, path: &str) -> Self {
-        let (service, method) = rpc_of(path).unwrap_or(("unknown", "unknown"));
-        let labels = [
-            ("grpc_service", service.to_owned()),
-            ("grpc_method", method.to_owned()),
-            ("component", component.to_owned()),
-        ];
-        metrics::counter!("grpc_server_started_total", &labels).increment(1);
-        metrics::gauge!("grpc_server_in_flight", &labels).increment(1.0);
-        Self { labels, started: Instant::now() }
+    fn start(method: Arc<MethodMetrics>) -> Self {
+        method.started_total.increment(1);
+        method.in_flight.increment(1.0);
+        Self { method, started: Instant::now() }
     }
 
-    fn finish(self, code: &'static str) {
-        let Self { labels, started } = self;
-        metrics::gauge!("grpc_server_in_flight", &labels).decrement(1.0);
-        metrics::histogram!("grpc_server_handling_seconds", &labels).record(started.elapsed().as_secs_f64());
-        let [service, method, component] = labels;
-        let labels = [service, method, ("grpc_code", code.to_owned()), component];
-        metrics::counter!("grpc_server_handled_total", &labels).increment(1);
+    fn finish(self, code: tonic::Code) {
+        let Self { method, started } = self;
+        method.in_flight.decrement(1.0);
+        method.handling_seconds.record(started.elapsed().as_secs_f64());
+        method.handled(code).increment(1);
     }
 }
 
@@ -204,14 +273,14 @@ pub struct Measured<B> {
     body: B,
     call: Option<CallMetrics>,
     // From a trailers-only answer's headers, until trailers say otherwise.
-    code: Option<&'static str>,
+    code: Option<tonic::Code>,
 }
 
 impl<B> Drop for Measured<B> {
     fn drop(&mut self) {
         if let Some(call) = self.call.take() {
             // Dropped before its status was sent: the client went away.
-            call.finish(self.code.unwrap_or("Cancelled"));
+            call.finish(self.code.unwrap_or(tonic::Code::Cancelled));
         }
     }
 }
@@ -224,13 +293,13 @@ impl<B: HttpBody<Data = Bytes> + Unpin> HttpBody for Measured<B> {
         let polled = Pin::new(&mut self.body).poll_frame(cx);
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {
-                if let Some(code) = frame.trailers_ref().and_then(grpc_code) {
+                if let Some(code) = frame.trailers_ref().and_then(grpc_status_in) {
                     self.code = Some(code);
                 }
             }
             Poll::Ready(None) => {
                 if let Some(call) = self.call.take() {
-                    call.finish(self.code.unwrap_or("OK"));
+                    call.finish(self.code.unwrap_or(tonic::Code::Ok));
                 }
             }
             _ => {}
@@ -245,11 +314,6 @@ impl<B: HttpBody<Data = Bytes> + Unpin> HttpBody for Measured<B> {
     fn size_hint(&self) -> http_body::SizeHint {
         self.body.size_hint()
     }
-}
-
-/// The status code an answer's headers or trailers carry, by name.
-fn grpc_code(headers: &HeaderMap) -> Option<&'static str> {
-    grpc_status_in(headers).map(code_name)
 }
 
 fn code_name(code: tonic::Code) -> &'static str {
@@ -272,5 +336,26 @@ fn code_name(code: tonic::Code) -> &'static str {
         Code::Unavailable => "Unavailable",
         Code::DataLoss => "DataLoss",
         Code::Unauthenticated => "Unauthenticated",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_path_keeps_its_handles_and_made_up_paths_cannot_grow_the_series_without_bound() {
+        let table = MethodMetricsTable::new("gateway");
+        let first = table.of("/wizdata.registry.v1.RegistryService/GetSymbol");
+        assert!(Arc::ptr_eq(&first, &table.of("/wizdata.registry.v1.RegistryService/GetSymbol")));
+        assert_eq!(first.labels[1].1, "GetSymbol");
+        assert!(Arc::ptr_eq(&table.of("not a path"), &table.unknown), "no service and method: unknown");
+
+        for n in 0..2 * MAX_LABELLED_PATHS {
+            table.of(&format!("/made.Up/Method{n}"));
+        }
+        assert_eq!(table.by_path.read().unwrap().len(), MAX_LABELLED_PATHS);
+        assert!(Arc::ptr_eq(&table.of("/made.Up/OneMore"), &table.unknown), "past the bound: unknown");
+        assert!(!Arc::ptr_eq(&table.of("/wizdata.registry.v1.RegistryService/GetSymbol"), &table.unknown));
     }
 }

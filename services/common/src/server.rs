@@ -16,13 +16,14 @@ use tonic::service::RoutesBuilder;
 use tonic::transport::server::TcpIncoming;
 use tower::Service;
 use tower_http::classify::{GrpcCode, GrpcErrorsAsFailures, SharedClassifier};
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
 use crate::auth::layer::AuthLayer;
 use crate::config::ServerConfig;
 use crate::grpc::rpc_of;
 use crate::health::Health;
+use crate::ids;
 use crate::metrics::GrpcMetricsLayer;
 
 const HEALTH_SERVICE: &str = "grpc.health.v1.Health";
@@ -139,7 +140,7 @@ impl GrpcServer {
         let (drain, drained) = tokio::sync::oneshot::channel::<()>();
         let layers = tower::ServiceBuilder::new()
             // Give every call an id (or keep the caller's), so its log lines can be found together.
-            .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+            .layer(SetRequestIdLayer::x_request_id(RequestIds))
             // One span per call with its method and request id; logs server-side failures with latency.
             .layer(TraceLayer::new(callers_mistakes_are_not_failures()).make_span_with(call_span))
             // Echo the id to the caller, so a client can quote it when reporting a problem.
@@ -240,6 +241,18 @@ pub fn callers_mistakes_are_not_failures() -> SharedClassifier<GrpcErrorsAsFailu
     .into_iter()
     .fold(GrpcErrorsAsFailures::new(), GrpcErrorsAsFailures::with_success);
     SharedClassifier::new(classifier)
+}
+
+/// Gives calls that bring no `x-request-id` one ([`ids::request_id`]).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RequestIds;
+
+impl MakeRequestId for RequestIds {
+    fn make_request_id<B>(&mut self, _: &Request<B>) -> Option<RequestId> {
+        let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
+        let id = ids::request_id().hyphenated().encode_lower(&mut text);
+        http::HeaderValue::from_str(id).ok().map(RequestId::new)
+    }
 }
 
 /// The span of one call: its method and request id, in the trace its
