@@ -464,6 +464,17 @@ fn encode_grpc_timeout(timeout: Duration) -> HeaderValue {
 // Parsed once: a name built from text is parsed on every call.
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const GRPC_TIMEOUT: HeaderName = HeaderName::from_static("grpc-timeout");
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Marks a value that differs on every call (an id, a deadline, a count),
+/// so HTTP/2 sends it as a literal instead of adding it to the connection's
+/// header table: there it would never be matched again, would push out
+/// entries that are (content-type, the client's address), and every later
+/// value of that name would be compared with it.
+pub fn per_call(mut value: HeaderValue) -> HeaderValue {
+    value.set_sensitive(true);
+    value
+}
 
 /// The headers sent to the backend: the caller's, less those that only
 /// mean something on the client's connection, with the credential the
@@ -488,7 +499,8 @@ fn forwarded_headers(
         if HOP_BY_HOP.contains(name) || name == "keep-alive" || name == "proxy-connection" || name == "x-api-key" {
             continue;
         }
-        headers.append(name.clone(), value.clone());
+        let value = if name == X_REQUEST_ID { per_call(value.clone()) } else { value.clone() };
+        headers.append(name.clone(), value);
     }
     headers.insert(header::TE, HeaderValue::from_static("trailers"));
     match caller.authorization() {
@@ -505,7 +517,7 @@ fn forwarded_headers(
         headers.append(X_FORWARDED_FOR, value);
     }
     if let Some(remaining) = deadline.remaining() {
-        headers.insert(GRPC_TIMEOUT, encode_grpc_timeout(remaining));
+        headers.insert(GRPC_TIMEOUT, per_call(encode_grpc_timeout(remaining)));
     }
     // The backend's span is a child of this call's span at the gateway.
     wizdata_common::telemetry::inject_trace_context(&mut headers);
@@ -565,11 +577,14 @@ pub fn status_response(status: Status) -> Response<Body> {
 /// Adds `ratelimit-limit`, `ratelimit-remaining`, `ratelimit-reset` (and
 /// `retry-after` when refused), in whole seconds rounded up.
 fn with_rate_limit_headers(mut response: Response<Body>, decision: &Decision) -> Response<Body> {
+    const LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit");
+    const REMAINING: HeaderName = HeaderName::from_static("ratelimit-remaining");
+    const RESET: HeaderName = HeaderName::from_static("ratelimit-reset");
     let seconds = |duration: Duration| HeaderValue::from(duration.as_millis().div_ceil(1000) as u64);
     let headers = response.headers_mut();
-    headers.insert("ratelimit-limit", HeaderValue::from(decision.limit));
-    headers.insert("ratelimit-remaining", HeaderValue::from(decision.remaining));
-    headers.insert("ratelimit-reset", seconds(decision.reset_after));
+    headers.insert(LIMIT, HeaderValue::from(decision.limit));
+    headers.insert(REMAINING, per_call(HeaderValue::from(decision.remaining)));
+    headers.insert(RESET, seconds(decision.reset_after));
     if !decision.allowed {
         headers.insert(header::RETRY_AFTER, seconds(decision.retry_after));
     }

@@ -251,7 +251,11 @@ impl MakeRequestId for RequestIds {
     fn make_request_id<B>(&mut self, _: &Request<B>) -> Option<RequestId> {
         let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
         let id = ids::request_id().hyphenated().encode_lower(&mut text);
-        http::HeaderValue::from_str(id).ok().map(RequestId::new)
+        let mut id = http::HeaderValue::from_str(id).ok()?;
+        // Unique to the call: HTTP/2 sends it as a literal rather than
+        // filling the connection's header table with values never seen again.
+        id.set_sensitive(true);
+        Some(RequestId::new(id))
     }
 }
 
