@@ -9,7 +9,7 @@ use wizdata::marketdata::v1::{GetQuoteRequest, GetQuotesRequest};
 use wizdata::registry::v1::GetSymbolRequest;
 use wizdata::streaming::v1::{Channel, SubscribeRequest};
 use wizdata_common::auth::credentials::{AuthenticatedChannel, Credentials};
-use wizdata_test_support::TestMesh;
+use wizdata_test_support::{TestMesh, ingest_accepted, trade_now};
 
 /// The size of a status's headers as a client receives them.
 fn header_bytes(status: &tonic::Status) -> usize {
@@ -94,5 +94,66 @@ async fn an_answer_over_the_gateways_header_limit_fails_that_call_only() {
     );
     for _ in 0..10 {
         registry.get_symbol(GetSymbolRequest { ticker: "AAPL".into() }).await.expect("others are served");
+    }
+}
+
+#[tokio::test]
+async fn hostile_calls_at_the_anonymous_rate_for_20_seconds_eject_nothing() {
+    use wizdata::marketdata::v1::market_data_service_client::MarketDataServiceClient;
+    use wizdata::streaming::v1::streaming_service_client::StreamingServiceClient;
+    // The default anonymous limit (60 a minute), and an answer-header limit
+    // the many-symbol errors exceed: the answers that once ejected backends.
+    let mesh = TestMesh::all_with(&["--max-answer-header-bytes", "1024"]).await;
+    ingest_accepted(&mesh, vec![trade_now("AAPL", 150.0)]).await;
+    let anonymous = mesh.gateway_channel_as(Credentials::none()).await;
+    let mut hostile_market = MarketDataServiceClient::new(anonymous.clone());
+    let mut hostile_streams = StreamingServiceClient::new(anonymous);
+    let mut market = MarketDataServiceClient::new(mesh.gateway_channel_as(mesh.admin_credentials()).await);
+
+    let unknown = |count: usize| (0..count).map(|index| format!("Q{index:05}")).collect::<Vec<_>>();
+    let hostile = async {
+        let mut pace = tokio::time::interval(std::time::Duration::from_secs(1));
+        let mut answers = Vec::new();
+        for round in 0..20 {
+            pace.tick().await;
+            let answer = match round % 3 {
+                0 => hostile_market.get_quotes(GetQuotesRequest { symbols: unknown(500) }).await.map(|_| ()),
+                1 => hostile_market.get_quote(GetQuoteRequest { symbol: "Q".repeat(1 << 20) }).await.map(|_| ()),
+                _ => hostile_streams
+                    .subscribe(SubscribeRequest {
+                        symbols: unknown(200),
+                        channels: vec![Channel::Trades as i32],
+                        ..Default::default()
+                    })
+                    .await
+                    .map(|_| ()),
+            };
+            answers.push(answer.expect_err("every hostile call is refused").code());
+        }
+        answers
+    };
+    let authenticated = async {
+        let started = tokio::time::Instant::now();
+        let mut codes = Vec::new();
+        while started.elapsed() < std::time::Duration::from_secs(20) {
+            let answer = market.get_quote(GetQuoteRequest { symbol: "AAPL".into() }).await;
+            codes.push(answer.map_or_else(|status| status.code(), |_| Code::Ok));
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        codes
+    };
+    let (hostile_codes, authenticated_codes) = tokio::join!(hostile, authenticated);
+
+    // Over the header limit: INTERNAL for that call; the huge symbol's short error passes.
+    for (round, code) in hostile_codes.iter().enumerate() {
+        let expected = if round % 3 == 1 { Code::InvalidArgument } else { Code::Internal };
+        assert_eq!(*code, expected, "hostile call {round}: {hostile_codes:?}");
+    }
+    assert!(authenticated_codes.len() > 100, "the authenticated client kept calling: {}", authenticated_codes.len());
+    assert!(authenticated_codes.iter().all(|code| *code == Code::Ok), "{authenticated_codes:?}");
+    let ready = mesh.gateway_readiness().await;
+    for (service, backend) in ready["backends"].as_object().unwrap() {
+        assert_eq!(backend["healthy_endpoints"], backend["endpoints"], "{service} stays in rotation: {ready}");
+        assert_eq!(backend["circuit_open"], false, "{service}'s circuit stays closed: {ready}");
     }
 }
