@@ -1,12 +1,23 @@
 //! The gateway's own metrics, recorded through the process's Prometheus
 //! recorder (`wizdata_common::metrics`) beside the standard gRPC ones.
 
+use std::sync::LazyLock;
+
 use crate::rate_limit_mode::Mode;
 
 /// One rate-limit decision, by outcome and by who decided.
 pub fn rate_limit_decision(allowed: bool, mode: Mode) {
+    // Every call makes one: its four counters are looked up once, not per call.
+    static DECISIONS: LazyLock<[[metrics::Counter; 2]; 2]> = LazyLock::new(|| {
+        wizdata_common::metrics::handle();
+        [Mode::Shared, Mode::Local].map(|mode| [true, false].map(|allowed| decisions(allowed, mode)))
+    });
+    DECISIONS[usize::from(mode == Mode::Local)][usize::from(!allowed)].increment(1);
+}
+
+fn decisions(allowed: bool, mode: Mode) -> metrics::Counter {
     let outcome = if allowed { "allowed" } else { "limited" };
-    metrics::counter!("gateway_rate_limit_decisions_total", "outcome" => outcome, "mode" => mode.as_str()).increment(1);
+    metrics::counter!("gateway_rate_limit_decisions_total", "outcome" => outcome, "mode" => mode.as_str())
 }
 
 /// Who decides rate limits now: 1 for the current mode, 0 for the other.
@@ -39,9 +50,8 @@ pub fn no_healthy_endpoint(service: &'static str) {
 /// from the start rather than from its first event.
 pub fn describe(services: &[&'static str]) {
     for mode in [Mode::Shared, Mode::Local] {
-        for outcome in ["allowed", "limited"] {
-            metrics::counter!("gateway_rate_limit_decisions_total", "outcome" => outcome, "mode" => mode.as_str())
-                .increment(0);
+        for allowed in [true, false] {
+            decisions(allowed, mode).increment(0);
         }
     }
     metrics::counter!("gateway_retries_total").increment(0);

@@ -187,6 +187,8 @@ struct MethodMetricsTable {
 
 impl MethodMetricsTable {
     fn new(component: &'static str) -> Self {
+        // Handles taken before the recorder is installed would record nowhere.
+        handle();
         Self { component, by_path: RwLock::default(), unknown: Arc::new(MethodMetrics::new(component, None)) }
     }
 

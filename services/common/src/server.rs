@@ -277,6 +277,9 @@ pub fn call_span<B>(request: &Request<B>) -> tracing::Span {
         trace_id = tracing::field::Empty,
         component = tracing::field::Empty,
     );
-    crate::telemetry::accept_trace_context(&span, request.headers());
+    // With the span filtered out there is no trace to join (and no work to do).
+    if !span.is_disabled() {
+        crate::telemetry::accept_trace_context(&span, request.headers());
+    }
     span
 }
