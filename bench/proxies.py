@@ -232,6 +232,12 @@ def main():
                 cells = [f"{mean:,.0f} µs (+{mean - base_mean:,.0f}), {rps:,.0f} ({rps / base_rps:.2f}x)"
                          if name != "direct" else f"{mean:,.0f} µs, {rps:,.0f}"
                          for (mean, rps), (base_mean, base_rps) in zip(results, direct)]
+                # h2load counts HTTP statuses only: a target that started refusing under
+                # load (gRPC errors are HTTP 200) would look fast, so check it again.
+                try:
+                    check_answers(port, path, body_file, headers)
+                except AssertionError as error:
+                    cells[-1] += f" (not OK after this load: {str(error).strip()[:120]})"
                 print(f"| {call} | {name} | " + " | ".join(cells) + " |", flush=True)
     finally:
         for process in reversed(processes):
