@@ -24,7 +24,7 @@ use wizdata_common::auth::Caller;
 use wizdata_common::auth::verifier::Verifier;
 use wizdata_common::deadline::parse_grpc_timeout;
 use wizdata_common::error::{ApiError, ErrorCode};
-use wizdata_common::grpc::{grpc_status_in, rpc_of};
+use wizdata_common::grpc::{grpc_status_in, per_call, rpc_of};
 use wizdata_common::subjects::{StreamSlots, subject_key};
 
 use crate::backend::{Backend, BackendError, Lease, Payload};
@@ -465,16 +465,6 @@ fn encode_grpc_timeout(timeout: Duration) -> HeaderValue {
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const GRPC_TIMEOUT: HeaderName = HeaderName::from_static("grpc-timeout");
 const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-
-/// Marks a value that differs on every call (an id, a deadline, a count),
-/// so HTTP/2 sends it as a literal instead of adding it to the connection's
-/// header table: there it would never be matched again, would push out
-/// entries that are (content-type, the client's address), and every later
-/// value of that name would be compared with it.
-pub fn per_call(mut value: HeaderValue) -> HeaderValue {
-    value.set_sensitive(true);
-    value
-}
 
 /// The headers sent to the backend: the caller's, less those that only
 /// mean something on the client's connection, with the credential the

@@ -159,14 +159,18 @@ impl Front {
             *response.status_mut() = StatusCode::FORBIDDEN;
             return response;
         }
-        if request.method() != Method::OPTIONS && !speaks_grpc(&request) {
-            let mut response = status_response(tonic::Status::invalid_argument(
-                "content-type must be application/grpc (over HTTP/2), application/grpc-web or application/grpc-web-text",
-            ));
-            *response.status_mut() = StatusCode::UNSUPPORTED_MEDIA_TYPE;
-            return response;
-        }
-        let service = if is_native_grpc(&request) { self.native } else { self.browser };
+        let service = match (grpc_protocol(&request), request.method()) {
+            // Native gRPC: nothing for CORS or gRPC-Web translation to do.
+            (Some(GrpcProtocol::Native), _) if !request.headers().contains_key(header::ORIGIN) => self.native,
+            (Some(_), _) | (None, &Method::OPTIONS) => self.browser,
+            (None, _) => {
+                let mut response = status_response(tonic::Status::invalid_argument(
+                    "content-type must be application/grpc (over HTTP/2), application/grpc-web or application/grpc-web-text",
+                ));
+                *response.status_mut() = StatusCode::UNSUPPORTED_MEDIA_TYPE;
+                return response;
+            }
+        };
         match service.oneshot(request).await {
             Ok(response) => response,
             Err(never) => match never {},
@@ -203,26 +207,23 @@ impl Front {
     }
 }
 
-/// gRPC-Web over any HTTP version, or gRPC over HTTP/2 (it needs trailers).
-fn speaks_grpc(request: &Request<Body>) -> bool {
-    let Some(content_type) = request.headers().get(header::CONTENT_TYPE).and_then(|value| value.to_str().ok()) else {
-        return false;
-    };
-    let is =
-        |base: &str| content_type == base || content_type.strip_prefix(base).is_some_and(|rest| rest.starts_with('+'));
-    is("application/grpc-web")
-        || is("application/grpc-web-text")
-        || (is("application/grpc") && request.version() >= http::Version::HTTP_2)
+/// How a call speaks gRPC, read from its content type.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum GrpcProtocol {
+    /// `application/grpc`, over HTTP/2 (it needs trailers).
+    Native,
+    /// `application/grpc-web` or `-web-text`, over any HTTP version.
+    Web,
 }
 
-/// A native gRPC call: HTTP/2, `application/grpc`, from no browser page.
-fn is_native_grpc(request: &Request<Body>) -> bool {
-    request.version() >= http::Version::HTTP_2
-        && !request.headers().contains_key(header::ORIGIN)
-        && request.headers().get(header::CONTENT_TYPE).is_some_and(|content_type| {
-            let content_type = content_type.as_bytes();
-            content_type == b"application/grpc" || content_type.starts_with(b"application/grpc+")
-        })
+fn grpc_protocol(request: &Request<Body>) -> Option<GrpcProtocol> {
+    let content_type = request.headers().get(header::CONTENT_TYPE)?.to_str().ok()?;
+    let is =
+        |base: &str| content_type == base || content_type.strip_prefix(base).is_some_and(|rest| rest.starts_with('+'));
+    if is("application/grpc-web") || is("application/grpc-web-text") {
+        return Some(GrpcProtocol::Web);
+    }
+    (is("application/grpc") && request.version() >= http::Version::HTTP_2).then_some(GrpcProtocol::Native)
 }
 
 fn text(status: StatusCode, body: impl Into<Bytes>, content_type: &'static str) -> Response<Body> {

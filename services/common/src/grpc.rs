@@ -12,3 +12,13 @@ pub fn grpc_status_in(headers: &http::HeaderMap) -> Option<tonic::Code> {
     let code = headers.get("grpc-status")?.to_str().ok()?.parse::<i32>().ok()?;
     Some(tonic::Code::from_i32(code))
 }
+
+/// Marks a header value that differs on every call (an id, a deadline, a
+/// count), so HTTP/2 sends it as a literal instead of adding it to the
+/// connection's header table: there it would never be matched again, would
+/// push out entries that do repeat, and every later value of that name
+/// would be compared with it.
+pub fn per_call(mut value: http::HeaderValue) -> http::HeaderValue {
+    value.set_sensitive(true);
+    value
+}

@@ -21,7 +21,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::auth::layer::AuthLayer;
 use crate::config::ServerConfig;
-use crate::grpc::rpc_of;
+use crate::grpc::{per_call, rpc_of};
 use crate::health::Health;
 use crate::ids;
 use crate::metrics::GrpcMetricsLayer;
@@ -251,11 +251,7 @@ impl MakeRequestId for RequestIds {
     fn make_request_id<B>(&mut self, _: &Request<B>) -> Option<RequestId> {
         let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
         let id = ids::request_id().hyphenated().encode_lower(&mut text);
-        let mut id = http::HeaderValue::from_str(id).ok()?;
-        // Unique to the call: HTTP/2 sends it as a literal rather than
-        // filling the connection's header table with values never seen again.
-        id.set_sensitive(true);
-        Some(RequestId::new(id))
+        http::HeaderValue::from_str(id).ok().map(|id| RequestId::new(per_call(id)))
     }
 }
 
