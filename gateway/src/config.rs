@@ -5,6 +5,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use wizdata_common::config::parse_duration;
+use wizdata_common::connections::ConnectionLimits;
 
 /// How the gateway listens, where it routes, and what it allows.
 #[derive(clap::Args, Debug, Clone)]
@@ -111,13 +112,37 @@ pub struct GatewayConfig {
     pub max_answer_header_bytes: u32,
 
     /// How long a client may take to send its request headers, and a unary
-    /// request's body (slow clients hold no connection forever).
+    /// request's body; also how long a new connection may take to start its
+    /// first call (slow and silent clients hold no connection forever).
     #[arg(long, env = "WIZDATA_GATEWAY_CLIENT_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub client_timeout: Duration,
 
     /// Connections with no call in flight for this long are closed.
     #[arg(long, env = "WIZDATA_GATEWAY_IDLE_TIMEOUT", default_value = "5m", value_parser = parse_duration)]
     pub idle_timeout: Duration,
+
+    /// Connections the gateway holds open at once; more are closed as they
+    /// arrive, so no caller can take every file descriptor.
+    #[arg(long, env = "WIZDATA_GATEWAY_MAX_CONNECTIONS", default_value_t = 8192)]
+    pub gateway_max_connections: usize,
+
+    /// Connections open at once from one client address. Behind a load
+    /// balancer that hides client addresses, raise it to the whole cap.
+    #[arg(long, env = "WIZDATA_GATEWAY_MAX_CONNECTIONS_PER_PEER", default_value_t = 512)]
+    pub gateway_max_connections_per_peer: usize,
+}
+
+impl GatewayConfig {
+    /// The listener's caps and timeouts.
+    pub fn connection_limits(&self) -> ConnectionLimits {
+        ConnectionLimits {
+            listener: "gateway",
+            max_connections: self.gateway_max_connections,
+            max_per_peer: self.gateway_max_connections_per_peer,
+            handshake_timeout: self.client_timeout,
+            idle_timeout: self.idle_timeout,
+        }
+    }
 }
 
 /// Endpoints for one service.

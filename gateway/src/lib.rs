@@ -77,7 +77,7 @@ pub struct Gateway {
 
 impl Gateway {
     pub async fn build(config: &GatewayConfig, deps: GatewayDeps) -> anyhow::Result<Self> {
-        let listener = Listener::bind(config.gateway_addr).await?;
+        let listener = Listener::bind(config).await?;
         let methods = Methods::contract();
         let origins = AllowedOrigins::new(&config.allowed_origins)?;
 

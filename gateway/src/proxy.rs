@@ -15,7 +15,6 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use http::uri::PathAndQuery;
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, header};
-use http_body::Body as HttpBody;
 use http_body_util::BodyExt;
 use tonic::body::Body;
 use tonic::{Code, Status};
@@ -24,7 +23,7 @@ use wizdata_common::auth::Caller;
 use wizdata_common::auth::verifier::Verifier;
 use wizdata_common::deadline::parse_grpc_timeout;
 use wizdata_common::error::{ApiError, ErrorCode};
-use wizdata_common::grpc::{grpc_status_in, per_call, rpc_of};
+use wizdata_common::grpc::{Hold, HoldingBody, grpc_status_in, per_call, rpc_of};
 use wizdata_common::subjects::{StreamSlots, subject_key};
 
 use crate::backend::{Backend, BackendError, Lease, Payload};
@@ -39,10 +38,6 @@ pub const ERROR_DOMAIN: &str = "gateway.wizdata";
 /// received it; anonymous callers are limited by it.
 #[derive(Clone, Copy, Debug)]
 pub struct ClientAddr(pub SocketAddr);
-
-/// What a call holds until its response body is done: an endpoint lease,
-/// a stream slot, the connection's activity mark.
-pub type Hold = Box<dyn Send + Sync>;
 
 /// Limits the proxy applies to every call.
 #[derive(Clone, Debug)]
@@ -579,39 +574,6 @@ fn with_rate_limit_headers(mut response: Response<Body>, decision: &Decision) ->
         headers.insert(header::RETRY_AFTER, seconds(decision.retry_after));
     }
     response
-}
-
-/// A response body that keeps what its call holds until it is dropped.
-pub struct HoldingBody {
-    body: Body,
-    _holds: Vec<Hold>,
-}
-
-impl HoldingBody {
-    /// `body` as one body type, holding `holds` until it is dropped.
-    pub fn wrap(body: Body, holds: Vec<Hold>) -> Body {
-        Body::new(Self { body, _holds: holds })
-    }
-}
-
-impl HttpBody for HoldingBody {
-    type Data = Bytes;
-    type Error = Status;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<http_body::Frame<Bytes>, Status>>> {
-        Pin::new(&mut self.body).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        self.body.size_hint()
-    }
 }
 
 #[cfg(test)]

@@ -6,26 +6,27 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
-use tokio::net::TcpListener;
 use tonic::body::Body;
 use tower::ServiceExt;
 use tower::util::BoxCloneSyncService;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
+use wizdata_common::connections::{ConnectionInfo, Incoming};
+use wizdata_common::grpc::{Hold, HoldingBody};
 use wizdata_common::metrics::GrpcMetricsLayer;
 use wizdata_common::server::{RequestIds, call_span, callers_mistakes_are_not_failures};
 
 use crate::backend::Backend;
 use crate::config::GatewayConfig;
-use crate::proxy::{ClientAddr, Hold, HoldingBody, status_response};
+use crate::proxy::{ClientAddr, status_response};
 use crate::ratelimit::RateLimiter;
 
 pub type GrpcService = BoxCloneSyncService<Request<Body>, Response<Body>, Infallible>;
@@ -233,31 +234,13 @@ fn text(status: StatusCode, body: impl Into<Bytes>, content_type: &'static str) 
     response
 }
 
-/// Calls in flight on one connection and when the last one ended, so an
-/// idle connection can be closed.
-#[derive(Default)]
-struct Activity {
-    in_flight: AtomicUsize,
-    last_seen_ms: AtomicU64,
-}
-
-struct ActivityMark(Arc<Activity>, Instant);
-
-impl Drop for ActivityMark {
-    fn drop(&mut self) {
-        self.0.last_seen_ms.store(self.1.elapsed().as_millis() as u64, Ordering::Relaxed);
-        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-/// One connection's view of the front door: its client's address and
-/// activity.
+/// One connection's view of the front door: its client's address, and the
+/// handle that counts its calls (a connection with none is let go when idle).
 #[derive(Clone)]
 struct ConnectionService {
     front: Front,
     client: ClientAddr,
-    activity: Arc<Activity>,
-    opened: Instant,
+    connection: ConnectionInfo,
 }
 
 impl tower::Service<Request<Body>> for ConnectionService {
@@ -271,8 +254,7 @@ impl tower::Service<Request<Body>> for ConnectionService {
 
     fn call(&mut self, mut request: Request<Body>) -> Self::Future {
         request.extensions_mut().insert(self.client);
-        self.activity.in_flight.fetch_add(1, Ordering::Relaxed);
-        let mark: Hold = Box::new(ActivityMark(self.activity.clone(), self.opened));
+        let mark: Hold = Box::new(self.connection.start_call());
         let front = self.front.clone();
         Box::pin(async move {
             let response = front.handle(request).await;
@@ -283,27 +265,25 @@ impl tower::Service<Request<Body>> for ConnectionService {
 
 /// The listener and how connections are served.
 pub struct Listener {
-    listener: TcpListener,
-    local_addr: SocketAddr,
+    incoming: Incoming,
 }
 
 impl Listener {
-    pub async fn bind(addr: SocketAddr) -> anyhow::Result<Self> {
-        let listener =
-            TcpListener::bind(addr).await.map_err(|error| anyhow::anyhow!("cannot listen on {addr}: {error}"))?;
-        let local_addr = listener.local_addr()?;
-        tracing::info!(%local_addr, "gateway bound");
-        Ok(Self { listener, local_addr })
+    /// Binds with the connection caps and timeouts of `config`.
+    pub async fn bind(config: &GatewayConfig) -> anyhow::Result<Self> {
+        let incoming = Incoming::bind(config.gateway_addr, config.connection_limits()).await?;
+        tracing::info!(local_addr = %incoming.local_addr(), "gateway bound");
+        Ok(Self { incoming })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
+        self.incoming.local_addr()
     }
 
     /// Serves connections until `stop` resolves; then stops accepting, asks
     /// every connection to finish its calls, and waits up to `drain_timeout`.
     pub async fn serve(
-        self,
+        mut self,
         front: Front,
         config: &GatewayConfig,
         stop: impl Future<Output = ()>,
@@ -327,24 +307,16 @@ impl Listener {
         let (stopping, _) = tokio::sync::watch::channel(false);
         // Every connection task holds a sender; all dropped means all done.
         let (connection_open, mut connections_done) = tokio::sync::mpsc::channel::<()>(1);
-        let idle_timeout = config.idle_timeout;
         tokio::pin!(stop);
         loop {
-            let (stream, client) = tokio::select! {
+            // Caps, handshake and idle timeouts, and backing off when out of
+            // file descriptors are the connection's own (see `connections`).
+            let connection = tokio::select! {
                 () = &mut stop => break,
-                accepted = self.listener.accept() => match accepted {
-                    Ok(accepted) => accepted,
-                    Err(error) => {
-                        // Out of file descriptors and the like: back off instead of spinning.
-                        tracing::warn!(%error, "cannot accept a connection");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                },
+                connection = self.incoming.accept() => connection,
             };
-            let _ = stream.set_nodelay(true);
-            let activity = Arc::new(Activity::default());
-            let opened = Instant::now();
+            let info = connection.info().clone();
+            let Some(client) = info.remote_addr() else { continue };
             let service = tower::ServiceBuilder::new()
                 // Give every call an id (or keep the caller's), so its log lines here and in the backend match.
                 .layer(SetRequestIdLayer::x_request_id(RequestIds))
@@ -353,20 +325,14 @@ impl Listener {
                 // Echo the id to the caller, so a client can quote it when reporting a problem.
                 .layer(PropagateRequestIdLayer::x_request_id())
                 .map_request(|request: Request<hyper::body::Incoming>| request.map(Body::new))
-                .service(ConnectionService {
-                    front: front.clone(),
-                    client: ClientAddr(client),
-                    activity: activity.clone(),
-                    opened,
-                });
+                .service(ConnectionService { front: front.clone(), client: ClientAddr(client), connection: info });
             let builder = builder.clone();
             let mut stopping = stopping.subscribe();
             let connection_open = connection_open.clone();
             tokio::spawn(async move {
                 let _open = connection_open;
-                let connection = builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
+                let connection = builder.serve_connection(TokioIo::new(connection), TowerToHyperService::new(service));
                 tokio::pin!(connection);
-                let mut idle_check = tokio::time::interval((idle_timeout / 4).max(Duration::from_millis(100)));
                 let mut closing = false;
                 loop {
                     tokio::select! {
@@ -380,19 +346,11 @@ impl Listener {
                             connection.as_mut().graceful_shutdown();
                             closing = true;
                         }
-                        _ = idle_check.tick(), if !closing => {
-                            let idle_since = Duration::from_millis(activity.last_seen_ms.load(Ordering::Relaxed));
-                            if activity.in_flight.load(Ordering::Relaxed) == 0 && opened.elapsed().saturating_sub(idle_since) >= idle_timeout {
-                                tracing::debug!(%client, "closing an idle connection");
-                                connection.as_mut().graceful_shutdown();
-                                closing = true;
-                            }
-                        }
                     }
                 }
             });
         }
-        drop(self.listener);
+        drop(self.incoming);
         let _ = stopping.send(true);
         drop(connection_open);
         if tokio::time::timeout(drain_timeout, connections_done.recv()).await.is_err() {

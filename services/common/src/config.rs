@@ -35,11 +35,43 @@ pub struct ServerConfig {
     #[arg(long, env = "WIZDATA_DRAIN_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub drain_timeout: Duration,
 
+    /// Connections the gRPC port holds open at once; more are closed as they
+    /// arrive, so no caller can take every file descriptor.
+    #[arg(long, env = "WIZDATA_GRPC_MAX_CONNECTIONS", default_value_t = 4096)]
+    pub grpc_max_connections: usize,
+
+    /// Connections open at once from one peer address on the gRPC port.
+    #[arg(long, env = "WIZDATA_GRPC_MAX_CONNECTIONS_PER_PEER", default_value_t = 512)]
+    pub grpc_max_connections_per_peer: usize,
+
+    /// How long a new connection to the gRPC port may take to start its
+    /// first call before it is closed.
+    #[arg(long, env = "WIZDATA_GRPC_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub grpc_handshake_timeout: Duration,
+
+    /// How long a connection to the gRPC port may stay open with no call in
+    /// flight.
+    #[arg(long, env = "WIZDATA_GRPC_IDLE_TIMEOUT", default_value = "5m", value_parser = parse_duration)]
+    pub grpc_idle_timeout: Duration,
+
     /// Key that signs page tokens, so a tampered token is refused. Every
     /// replica of a service needs the same key; unset means a random key per
     /// process (tokens then do not survive a restart).
     #[arg(long, env = "WIZDATA_PAGE_TOKEN_KEY", hide_env_values = true)]
     pub page_token_key: Option<SecretString>,
+}
+
+impl ServerConfig {
+    /// The gRPC listener's caps and timeouts.
+    pub fn connection_limits(&self) -> crate::connections::ConnectionLimits {
+        crate::connections::ConnectionLimits {
+            listener: "grpc",
+            max_connections: self.grpc_max_connections,
+            max_per_peer: self.grpc_max_connections_per_peer,
+            handshake_timeout: self.grpc_handshake_timeout,
+            idle_timeout: self.grpc_idle_timeout,
+        }
+    }
 }
 
 /// Where a service keeps its tables.

@@ -5,6 +5,7 @@ pub mod auth;
 pub mod bus;
 pub mod cache;
 pub mod config;
+pub mod connections;
 pub mod db;
 pub mod deadline;
 pub mod error;

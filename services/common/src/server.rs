@@ -13,7 +13,6 @@ use http::Request;
 use tonic::body::Body;
 use tonic::server::NamedService;
 use tonic::service::RoutesBuilder;
-use tonic::transport::server::TcpIncoming;
 use tower::Service;
 use tower_http::classify::{GrpcCode, GrpcErrorsAsFailures, SharedClassifier};
 use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
@@ -21,6 +20,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::auth::layer::AuthLayer;
 use crate::config::ServerConfig;
+use crate::connections::{CallTracking, Incoming};
 use crate::grpc::{per_call, rpc_of};
 use crate::health::Health;
 use crate::ids;
@@ -67,7 +67,7 @@ impl Services {
 
 /// A bound, not yet serving, gRPC server.
 pub struct GrpcServer {
-    incoming: TcpIncoming,
+    incoming: Incoming,
     local_addr: SocketAddr,
     routes: RoutesBuilder,
     names: Vec<&'static str>,
@@ -82,10 +82,8 @@ impl GrpcServer {
     /// process) before services are built.
     pub async fn bind(config: &ServerConfig) -> anyhow::Result<Self> {
         let (reporter, health_service) = tonic_health::server::health_reporter();
-        let incoming = TcpIncoming::bind(config.grpc_addr)
-            .map_err(|error| anyhow::anyhow!("cannot listen on {}: {error}", config.grpc_addr))?
-            .with_nodelay(Some(true));
-        let local_addr = incoming.local_addr()?;
+        let incoming = Incoming::bind(config.grpc_addr, config.connection_limits()).await?;
+        let local_addr = incoming.local_addr();
         tracing::info!(%local_addr, "gRPC server bound");
         let mut routes = RoutesBuilder::default();
         routes.add_service(health_service);
@@ -139,6 +137,8 @@ impl GrpcServer {
         routes.add_service(reflection(&names).build_v1alpha()?);
         let (drain, drained) = tokio::sync::oneshot::channel::<()>();
         let layers = tower::ServiceBuilder::new()
+            // Count the call on its connection (idle connections are let go) and expose the peer's address.
+            .layer(CallTracking)
             // Give every call an id (or keep the caller's), so its log lines can be found together.
             .layer(SetRequestIdLayer::x_request_id(RequestIds))
             // One span per call with its method and request id; logs server-side failures with latency.
