@@ -256,9 +256,36 @@ async fn key_requests_are_validated_and_grants_never_exceed_the_granter() {
     let higher = manager.create_api_key(request(&["registry:read"], Tier::Internal)).await.unwrap_err();
     assert_eq!(reason(&higher, Code::PermissionDenied), "TIER_NOT_GRANTABLE");
     let child = manager.create_api_key(request(&["registry:read"], Tier::Standard)).await.unwrap().into_inner();
-    // A non-admin sees and revokes only its own keys.
-    let own = manager.list_api_keys(ListApiKeysRequest::default()).await.unwrap().into_inner().api_keys;
+    // Keys of the same owner that the manager could not have created.
+    let stronger_scope = admin.create_api_key(request(&["registry:write"], Tier::Standard)).await.unwrap();
+    let higher_tier = admin.create_api_key(request(&["registry:read"], Tier::Internal)).await.unwrap();
+    let stronger: Vec<String> =
+        [stronger_scope, higher_tier].map(|created| created.into_inner().api_key.unwrap().key_id).into();
+    // A non-admin sees and revokes only its own keys, and of those only the
+    // ones it could have created, page by page.
+    let mut own = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let page = ListApiKeysRequest { page_size: 1, page_token, ..Default::default() };
+        let page = manager.list_api_keys(page).await.unwrap().into_inner();
+        assert!(page.api_keys.len() <= 1);
+        own.extend(page.api_keys);
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        page_token = page.next_page_token;
+    }
     assert!(own.iter().all(|key| key.owner == "test-admin"));
+    assert!(own.iter().all(|key| !stronger.contains(&key.key_id)), "stronger keys are not listed: {own:?}");
+    assert!(own.iter().all(|key| key.tier() != Tier::Internal && !key.scopes.contains(&"auth:admin".to_owned())));
+    let all_of_owner = admin.list_api_keys(ListApiKeysRequest::default()).await.unwrap().into_inner().api_keys;
+    assert!(stronger.iter().all(|id| all_of_owner.iter().any(|key| &key.key_id == id)), "the admin sees them");
+    for key_id in &stronger {
+        let refused = manager.revoke_api_key(RevokeApiKeyRequest { key_id: key_id.clone() }).await.unwrap_err();
+        assert_eq!(reason(&refused, Code::PermissionDenied), "KEY_BEYOND_CALLER");
+    }
+    let revoked = admin.revoke_api_key(RevokeApiKeyRequest { key_id: stronger[0].clone() }).await.unwrap();
+    assert!(revoked.into_inner().api_key.unwrap().revoke_time.is_some(), "credentials that hold them may");
     let everyone = admin.list_api_keys(ListApiKeysRequest { page_size: 1, ..Default::default() }).await.unwrap();
     assert!(!everyone.into_inner().next_page_token.is_empty(), "pages of one key");
     assert!(own.iter().any(|key| key.key_id == child.api_key.as_ref().unwrap().key_id));

@@ -152,6 +152,15 @@ fn check_grant(caller: &Caller, beyond_caller: &[String], tier: Tier) -> Result<
     Ok(())
 }
 
+/// Whether `caller` may see and revoke `key`: a key of its own subject (or
+/// any key, with the admin scope) that it could have created, so no key
+/// manages a key stronger than itself.
+fn may_manage(caller: &Caller, key: &api_key::Model) -> bool {
+    let owned = key.owner == caller.subject || caller.has_scope(ADMIN_SCOPE);
+    let scopes_held = key.scopes.split_ascii_whitespace().all(|scope| caller.has_scope(scope));
+    owned && scopes_held && tier_rank(tier_from_claim(&key.tier)) <= tier_rank(caller.tier)
+}
+
 fn validate_username(username: &str) -> Result<(), String> {
     let valid_chars = username.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c));
     let starts_alphanumeric = username.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
@@ -333,17 +342,30 @@ impl AuthService for Auth {
         let owner_filter = if everyone { "*" } else { caller.subject.as_str() };
         let filters = format!("{owner_filter}\n{include_revoked}");
         let after = self.page_tokens.decode(&page_token, filters.as_bytes())?;
-        let mut query = api_key::Entity::find().order_by_asc(api_key::Column::KeyId).limit(u64::from(size) + 1);
-        if !everyone {
-            query = query.filter(api_key::Column::Owner.eq(&caller.subject));
+        // Keys stronger than the caller are skipped, so a page is read in
+        // batches until it is full or the keys run out.
+        let mut rows = Vec::new();
+        let mut cursor = after;
+        loop {
+            let batch = u64::from(size) + 1;
+            let mut query = api_key::Entity::find().order_by_asc(api_key::Column::KeyId).limit(batch);
+            if !everyone {
+                query = query.filter(api_key::Column::Owner.eq(&caller.subject));
+            }
+            if !include_revoked {
+                query = query.filter(api_key::Column::RevokeTime.is_null());
+            }
+            if let Some(after) = &cursor {
+                query = query.filter(api_key::Column::KeyId.gt(after.as_str()));
+            }
+            let found = query.all(&self.db).await.map_err(ApiError::from)?;
+            let exhausted = (found.len() as u64) < batch;
+            cursor = found.last().map(|key| key.key_id.clone());
+            rows.extend(found.into_iter().filter(|key| may_manage(&caller, key)));
+            if exhausted || rows.len() > size as usize {
+                break;
+            }
         }
-        if !include_revoked {
-            query = query.filter(api_key::Column::RevokeTime.is_null());
-        }
-        if let Some(after) = after {
-            query = query.filter(api_key::Column::KeyId.gt(after));
-        }
-        let mut rows = query.all(&self.db).await.map_err(ApiError::from)?;
         let next_page_token = match rows.len() > size as usize {
             true => {
                 rows.truncate(size as usize);
@@ -368,6 +390,14 @@ impl AuthService for Auth {
         let Some(mut key) = found.filter(|key| key.owner == caller.subject || caller.has_scope(ADMIN_SCOPE)) else {
             return Err(ApiError::not_found("API key", &key_id).into());
         };
+        if !may_manage(&caller, &key) {
+            return Err(ApiError::new(
+                ErrorCode::PermissionDenied,
+                "this key holds scopes or a tier beyond your credentials; revoke it with credentials that hold them",
+            )
+            .with_error_info("KEY_BEYOND_CALLER", ERROR_DOMAIN, [])
+            .into());
+        }
         if key.revoke_time.is_none() {
             let now = Utc::now();
             api_key::Entity::update_many()
