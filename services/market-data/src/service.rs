@@ -4,13 +4,13 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
+use futures_util::{FutureExt, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 use wizdata::marketdata::v1::market_data_service_server::MarketDataService;
 use wizdata::marketdata::v1::{
     GetCandlesRequest, GetCandlesResponse, GetQuoteRequest, GetQuoteResponse, GetQuotesRequest, GetQuotesResponse,
-    ImportCandlesRequest, ImportCandlesResponse, IngestTicksRequest, IngestTicksResponse,
+    ImportCandlesRequest, ImportCandlesResponse, IngestTicksRequest, IngestTicksResponse, Tick,
 };
 use wizdata::r#type::v1::{Candle, Interval, Quote};
 use wizdata_common::pagination::{PageTokens, page_size};
@@ -199,10 +199,14 @@ impl MarketData {
                 Some(written) = pending.next(), if !pending.is_empty() => written?,
                 message = stream.message() => {
                     let Some(message) = message? else { break };
-                    let known = self.symbols.resolve_many(message.ticks.iter().map(|tick| tick.symbol.as_str()), caller).await?;
-                    let batch = self.admission.admit(message.ticks, &known, now_ns(), &mut summary);
+                    let (ticks, ended) = with_messages_received(message.ticks, &mut stream)?;
+                    let known = self.symbols.resolve_many(ticks.iter().map(|tick| tick.symbol.as_str()), caller).await?;
+                    let batch = self.admission.admit(ticks, &known, now_ns(), &mut summary);
                     if !batch.is_empty() {
                         pending.push(acknowledged(self.writer.submit(batch).await?));
+                    }
+                    if ended {
+                        break;
                     }
                 }
             }
@@ -337,6 +341,30 @@ fn imported_candle(
         return Err(("open_time", "another candle of this import opens at the same time".into()));
     }
     Ok((open_time.seconds, ohlcv))
+}
+
+/// Ticks merged into one submission at most, when messages wait.
+const MAX_MERGED_TICKS: usize = 16 * 1024;
+
+/// `ticks` with those of every message already received on `stream` (up to
+/// [`MAX_MERGED_TICKS`]), and whether the stream ended. Reading what has
+/// arrived at once, instead of one message per write, keeps the server
+/// reading as fast as a feed sends small messages: HTTP/2 guards against
+/// small frames left unread (`too_many_data_frames`) by closing the
+/// connection, which would turn back-pressure into a failed call.
+fn with_messages_received(
+    mut ticks: Vec<Tick>,
+    stream: &mut Streaming<IngestTicksRequest>,
+) -> Result<(Vec<Tick>, bool), Status> {
+    while ticks.len() < MAX_MERGED_TICKS {
+        match stream.message().now_or_never() {
+            Some(Ok(Some(message))) => ticks.extend(message.ticks),
+            Some(Ok(None)) => return Ok((ticks, true)),
+            Some(Err(status)) => return Err(status),
+            None => break,
+        }
+    }
+    Ok((ticks, false))
 }
 
 #[tonic::async_trait]

@@ -14,8 +14,8 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use wizdata::marketdata::v1::{MarketDataEvent, Trade, market_data_event};
 use wizdata::r#type::v1::{Interval, Quote};
-use wizdata_common::ApiError;
 use wizdata_common::bus::Bus;
+use wizdata_common::{ApiError, ErrorCode};
 
 use wizdata_common::time::{now_ns, timestamp_from_ns};
 
@@ -114,14 +114,26 @@ impl Worker {
                             Err(_) => break,
                         }
                     }
-                    self.apply(group).await;
+                    if let Err(unavailable) = self.apply(group).await {
+                        // What queued while the database failed this write
+                        // would wait out one more timeout for the same
+                        // answer: each call waits on one failed attempt at
+                        // most. None of it was written, so a retry is safe.
+                        while let Ok(command) = queue.try_recv() {
+                            if let Command::Write(_, ack) = command {
+                                let _ = ack.send(Err(unavailable.clone()));
+                            }
+                        }
+                    }
                 }
                 _ = sweep.tick() => self.close_due_bars().await,
             }
         }
     }
 
-    async fn apply(&mut self, group: Vec<Command>) {
+    /// Writes a group in one transaction and acknowledges each part.
+    /// `Err` when the database could not be reached.
+    async fn apply(&mut self, group: Vec<Command>) -> Result<(), ApiError> {
         let mut batch = Batch::default();
         let mut acks = Vec::new();
         let mut refresh = BTreeSet::new();
@@ -145,7 +157,10 @@ impl Worker {
                     for ack in acks {
                         let _ = ack.send(Err(error.clone()));
                     }
-                    return;
+                    return match error.code() {
+                        ErrorCode::Unavailable => Err(error),
+                        _ => Ok(()),
+                    };
                 }
             };
             metrics::counter!("marketdata_commits_total").increment(1);
@@ -171,17 +186,23 @@ impl Worker {
         if !messages.is_empty() {
             let _ = self.publish.send(messages).await;
         }
+        Ok(())
     }
 
     /// The quotes of `symbols` as now stored. A symbol whose read fails is
     /// left out: the cache keeps it unsynced, so readers use the database.
+    /// The first failure ends the reading, so acknowledgements wait on one
+    /// unreachable database at most once.
     async fn read_quotes(&self, symbols: &BTreeSet<Arc<str>>) -> Vec<Quote> {
         let mut quotes = Vec::with_capacity(symbols.len());
         for symbol in symbols {
             match self.store.quote(symbol).await {
                 Ok(Some(quote)) => quotes.push(quote),
                 Ok(None) => {}
-                Err(error) => tracing::warn!(%symbol, error = %ApiError::from(error), "cannot read a quote to cache"),
+                Err(error) => {
+                    tracing::warn!(%symbol, error = %ApiError::from(error), "cannot read quotes to cache");
+                    break;
+                }
             }
         }
         quotes
