@@ -5,7 +5,9 @@
 //! channel per topic, created by its first subscriber and removed with its
 //! last, so a process subscribes in Redis only to the topics its own clients
 //! need. The bus is best effort, like Redis pub/sub itself: a subscriber too
-//! slow for its channel's buffer learns how many messages it lost.
+//! slow for its channel's buffer learns how many messages it lost, and every
+//! subscriber learns when the connection to Redis broke (whatever was
+//! published meanwhile is gone).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
@@ -29,8 +31,16 @@ pub struct Bus {
     inner: Arc<Inner>,
 }
 
+/// What a topic's local channel carries.
+#[derive(Clone)]
+enum Published {
+    Message(Bytes),
+    /// The connection to Redis broke and is back.
+    Interrupted,
+}
+
 struct Inner {
-    topics: Mutex<HashMap<String, broadcast::Sender<Bytes>>>,
+    topics: Mutex<HashMap<String, broadcast::Sender<Published>>>,
     redis: Option<(Redis, SubscriberClient)>,
 }
 
@@ -69,7 +79,26 @@ impl Bus {
                 let Some(payload) = message.value.as_bytes().map(Bytes::copy_from_slice) else { continue };
                 let sender = inner.topics.lock().expect("bus lock is never poisoned").get(topic).cloned();
                 if let Some(sender) = sender {
-                    let _ = sender.send(payload);
+                    let _ = sender.send(Published::Message(payload));
+                }
+            }
+        });
+        // Redis does not keep what was published while this connection was
+        // down: every topic's subscribers are told, so none mistakes the
+        // silence for a quiet market.
+        let mut reconnects = subscriber.reconnect_rx();
+        let tell = Arc::downgrade(&inner);
+        tokio::spawn(async move {
+            loop {
+                match reconnects.recv().await {
+                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(broadcast::error::RecvError::Closed) => return,
+                }
+                let Some(inner) = tell.upgrade() else { return };
+                let topics = inner.topics.lock().expect("bus lock is never poisoned");
+                tracing::warn!(topics = topics.len(), "bus reconnected to Redis; subscribers are told of a gap");
+                for sender in topics.values() {
+                    let _ = sender.send(Published::Interrupted);
                 }
             }
         });
@@ -84,7 +113,7 @@ impl Bus {
                 for (topic, payload) in messages {
                     if let Some(sender) = topics.get(&topic) {
                         // No receiver left is not an error: nobody listens.
-                        let _ = sender.send(payload);
+                        let _ = sender.send(Published::Message(payload));
                     }
                 }
                 Ok(())
@@ -124,10 +153,19 @@ impl Bus {
         let subscription =
             Subscription { topic: topic.to_owned(), receiver: Some(receiver), bus: Arc::downgrade(&self.inner) };
         if first && let Some((redis, subscriber)) = &self.inner.redis {
-            subscriber.subscribe(redis.key(topic)).await.map_err(|error| {
-                redis.command_failed(&error);
-                BusUnavailable
-            })?;
+            // On a task of its own, so a caller that gives up mid-way cannot
+            // cancel a SUBSCRIBE that later subscribers of the topic rely on;
+            // the UNSUBSCRIBE of a dropped subscription queues behind it.
+            let (channel, subscriber) = (redis.key(topic), subscriber.clone());
+            let subscribed = tokio::spawn(async move { subscriber.subscribe(channel).await });
+            match subscribed.await {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => {
+                    redis.command_failed(&error);
+                    return Err(BusUnavailable);
+                }
+                Err(_) => return Err(BusUnavailable),
+            }
         }
         Ok(subscription)
     }
@@ -139,13 +177,16 @@ pub enum Delivery {
     Message(Bytes),
     /// The subscriber fell behind and this many messages were lost.
     Lost(u64),
+    /// The connection to the bus broke and is back; how many messages were
+    /// lost is unknown.
+    Interrupted,
 }
 
 /// One subscriber of one topic; unsubscribes (in Redis, when it was the last
 /// one in this process) when dropped.
 pub struct Subscription {
     topic: String,
-    receiver: Option<broadcast::Receiver<Bytes>>,
+    receiver: Option<broadcast::Receiver<Published>>,
     bus: Weak<Inner>,
 }
 
@@ -158,7 +199,8 @@ impl Subscription {
     pub async fn recv(&mut self) -> Option<Delivery> {
         let receiver = self.receiver.as_mut()?;
         match receiver.recv().await {
-            Ok(payload) => Some(Delivery::Message(payload)),
+            Ok(Published::Message(payload)) => Some(Delivery::Message(payload)),
+            Ok(Published::Interrupted) => Some(Delivery::Interrupted),
             Err(broadcast::error::RecvError::Lagged(lost)) => Some(Delivery::Lost(lost)),
             Err(broadcast::error::RecvError::Closed) => None,
         }

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, Weak};
 use wizdata::marketdata::v1::MarketDataEvent;
 use wizdata::marketdata::v1::market_data_event::Kind;
 use wizdata::streaming::v1::market_event::Payload;
-use wizdata::streaming::v1::{CandleUpdate, Channel, Gap, MarketEvent, TradePrint};
+use wizdata::streaming::v1::{CandleUpdate, Channel, Gap, GapReason, MarketEvent, TradePrint};
 use wizdata::r#type::v1::Interval;
 use wizdata_common::ApiError;
 use wizdata_common::bus::{Bus, Delivery};
@@ -144,25 +144,25 @@ async fn read(
             },
             // The bus lost messages: numbered as if delivered, so every
             // subscriber sees the jump, and told as a gap.
-            Delivery::Lost(lost) => vec![MarketEvent {
-                symbol: key.symbol.clone(),
-                channel: key.channel as i32,
-                payload: Some(Payload::Gap(Gap { dropped: lost })),
-                ..Default::default()
-            }],
+            Delivery::Lost(lost) => vec![gap(&key, lost, GapReason::ReplicaBehind)],
+            // How many were lost is unknown: the gap takes one number, and
+            // each subscriber is sent the topic's state afresh after it.
+            Delivery::Interrupted => vec![gap(&key, 0, GapReason::BusInterrupted)],
         };
         let Some(topic) = topic.upgrade() else { return };
         let mut state = topic.state.lock().expect("topic lock is not poisoned");
         for mut event in events {
+            let resync = matches!(&event.payload, Some(Payload::Gap(gap)) if gap.reason() == GapReason::BusInterrupted);
             state.sequence += match &event.payload {
-                Some(Payload::Gap(gap)) => gap.dropped,
+                Some(Payload::Gap(gap)) => gap.dropped.max(1),
                 _ => 1,
             };
             event.sequence = state.sequence;
             stats.event_in();
             let mut closed = Vec::new();
             for (id, outbox) in &state.subscribers {
-                if outbox.push(event.clone(), &stats).is_err() {
+                let pushed = outbox.push(event.clone(), &stats);
+                if pushed.is_err() || (resync && outbox.push_resync(key.clone(), state.sequence).is_err()) {
                     closed.push(*id);
                 }
             }
@@ -172,6 +172,16 @@ async fn read(
                 stats.unsubscribed(&key.symbol);
             }
         }
+    }
+}
+
+/// A gap in `key`'s events (numbered when fanned out).
+fn gap(key: &TopicKey, dropped: u64, reason: GapReason) -> MarketEvent {
+    MarketEvent {
+        symbol: key.symbol.clone(),
+        channel: key.channel as i32,
+        payload: Some(Payload::Gap(Gap { dropped, reason: reason as i32 })),
+        ..Default::default()
     }
 }
 

@@ -6,6 +6,11 @@
 //! of one symbol and channel in a row become one gap event, placed where the
 //! dropped events would have been. A subscriber that leaves items waiting
 //! for longer than `stuck_after` is closed.
+//!
+//! Command acknowledgements are never dropped: at most [`MAX_PENDING_ACKS`]
+//! wait, and a Session's command reader waits for room before it reads the
+//! next command, so a client that sends commands without reading answers is
+//! slowed by HTTP/2 flow control instead of growing the server's memory.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
@@ -13,7 +18,9 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 use wizdata::streaming::v1::market_event::Payload;
-use wizdata::streaming::v1::{Channel, CommandAck, Gap, MarketEvent};
+use wizdata::streaming::v1::{Channel, CommandAck, Gap, GapReason, MarketEvent};
+
+use crate::hub::TopicKey;
 
 use crate::stats::Stats;
 
@@ -22,6 +29,9 @@ use crate::stats::Stats;
 pub enum Outgoing {
     Event(MarketEvent),
     Ack(CommandAck),
+    /// The topic's state, as of this sequence number, is to be read afresh
+    /// and sent as snapshot events (after the bus was interrupted).
+    Resync(TopicKey, u64),
 }
 
 /// The outbox was closed: the subscriber was too slow, or left.
@@ -30,10 +40,15 @@ pub struct Closed;
 
 type GapKey = (String, i32);
 
+/// Acknowledgements queued at most; the next command is read once one is sent.
+pub const MAX_PENDING_ACKS: usize = 256;
+
 pub struct Outbox {
     state: Mutex<State>,
     ready: Notify,
     closing: Notify,
+    // Woken when an acknowledgement leaves the queue, or the outbox closes.
+    ack_room: Notify,
     capacity: usize,
     stuck_after: Duration,
 }
@@ -51,6 +66,7 @@ struct State {
     // `next_id - queue.len()`.
     next_id: u64,
     events_queued: usize,
+    acks_queued: usize,
     // The gap marker still collecting drops, per symbol and channel.
     open_gaps: HashMap<GapKey, u64>,
     // Since when items have waited without the subscriber taking any.
@@ -66,7 +82,14 @@ impl State {
 
 impl Outbox {
     pub fn new(capacity: usize, stuck_after: Duration) -> Self {
-        Self { state: Mutex::default(), ready: Notify::new(), closing: Notify::new(), capacity, stuck_after }
+        Self {
+            state: Mutex::default(),
+            ready: Notify::new(),
+            closing: Notify::new(),
+            ack_room: Notify::new(),
+            capacity,
+            stuck_after,
+        }
     }
 
     /// Queues a live event. `Err(Closed)` once the outbox is closed,
@@ -120,7 +143,7 @@ impl Outbox {
                         let id = state.next_id;
                         state.open_gaps.insert(key, id);
                         state.push_queue(Outgoing::Event(MarketEvent {
-                            payload: Some(Payload::Gap(Gap { dropped: 1 })),
+                            payload: Some(Payload::Gap(Gap { dropped: 1, reason: GapReason::SubscriberBehind as i32 })),
                             snapshot: false,
                             ..event
                         }));
@@ -141,12 +164,42 @@ impl Outbox {
         self.ready.notify_one();
     }
 
-    /// Queues a command acknowledgement, after what is queued already.
-    pub fn push_ack(&self, ack: CommandAck) {
+    /// Queues a resynchronisation of `key` after what is queued already.
+    pub fn push_resync(&self, key: TopicKey, sequence: u64) -> Result<(), Closed> {
         let mut state = self.state.lock().expect("outbox lock is not poisoned");
-        state.push_queue(Outgoing::Ack(ack));
+        if state.closed {
+            return Err(Closed);
+        }
+        state.push_queue(Outgoing::Resync(key, sequence));
         drop(state);
         self.ready.notify_one();
+        Ok(())
+    }
+
+    /// Queues a command acknowledgement after what is queued already,
+    /// waiting while [`MAX_PENDING_ACKS`] are unsent. `Err(Closed)` once the
+    /// outbox is closed.
+    pub async fn push_ack(&self, ack: CommandAck) -> Result<(), Closed> {
+        loop {
+            let room = self.ack_room.notified();
+            tokio::pin!(room);
+            // Registered before the check, so room made in between is not missed.
+            room.as_mut().enable();
+            {
+                let mut state = self.state.lock().expect("outbox lock is not poisoned");
+                if state.closed {
+                    return Err(Closed);
+                }
+                if state.acks_queued < MAX_PENDING_ACKS {
+                    state.acks_queued += 1;
+                    state.push_queue(Outgoing::Ack(ack));
+                    drop(state);
+                    self.ready.notify_one();
+                    return Ok(());
+                }
+            }
+            room.await;
+        }
     }
 
     /// The next item to send: snapshots, then quotes, then the rest.
@@ -163,6 +216,10 @@ impl Outbox {
         } else {
             let front_id = state.next_id - state.queue.len() as u64;
             let item = state.queue.pop_front();
+            if let Some(Outgoing::Ack(_)) = &item {
+                state.acks_queued -= 1;
+                self.ack_room.notify_one();
+            }
             if let Some(Outgoing::Event(event)) = &item {
                 let key = (event.symbol.clone(), event.channel);
                 if matches!(event.payload, Some(Payload::Gap(_))) {
@@ -200,6 +257,7 @@ impl Outbox {
         self.state.lock().expect("outbox lock is not poisoned").closed = true;
         self.ready.notify_one();
         self.closing.notify_waiters();
+        self.ack_room.notify_waiters();
     }
 }
 
@@ -212,6 +270,8 @@ impl State {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
 
     fn event(symbol: &str, channel: Channel, sequence: u64) -> MarketEvent {
@@ -270,6 +330,40 @@ mod tests {
         let taken = drain(&outbox);
         let expected = [("MSFT", 2, "gap 1"), ("MSFT", 3, "trade"), ("MSFT", 4, "gap 1")];
         assert_eq!(taken, expected.map(|(s, n, k)| (s.to_owned(), n, k.to_owned())));
+    }
+
+    #[tokio::test]
+    async fn acknowledgements_wait_for_room_and_none_is_lost() {
+        let outbox = Arc::new(Outbox::new(4, Duration::from_secs(60)));
+        let ack = |id: usize| CommandAck { command_id: id.to_string(), ..Default::default() };
+        for id in 0..MAX_PENDING_ACKS {
+            outbox.push_ack(ack(id)).await.unwrap();
+        }
+        let waiting = tokio::spawn({
+            let outbox = outbox.clone();
+            async move { outbox.push_ack(ack(MAX_PENDING_ACKS)).await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!waiting.is_finished(), "the next acknowledgement waits while the queue is full");
+        let first = outbox.take().unwrap();
+        assert_eq!(first, Some(Outgoing::Ack(ack(0))));
+        waiting.await.unwrap().expect("queued once one was sent");
+        let mut ids = Vec::new();
+        while let Some(Outgoing::Ack(ack)) = outbox.take().unwrap() {
+            ids.push(ack.command_id.parse::<usize>().unwrap());
+        }
+        assert_eq!(ids, (1..=MAX_PENDING_ACKS).collect::<Vec<_>>(), "every acknowledgement, in order");
+
+        for id in 0..MAX_PENDING_ACKS {
+            outbox.push_ack(ack(id)).await.unwrap();
+        }
+        let waiting = tokio::spawn({
+            let outbox = outbox.clone();
+            async move { outbox.push_ack(ack(0)).await }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        outbox.close();
+        assert_eq!(waiting.await.unwrap(), Err(Closed), "a closed outbox lets the waiting reader go");
     }
 
     #[test]

@@ -382,6 +382,12 @@ impl Session {
                     Err(_closed) => break Some(stuck(config.slow_subscriber_timeout)),
                     Ok(item) => item,
                 };
+                if let Some(Outgoing::Resync(key, sequence)) = item {
+                    if self.resync(key, sequence, &sender, convert).await.is_err() {
+                        break None;
+                    }
+                    continue;
+                }
                 if let Some(item) = item {
                     let is_event = matches!(item, Outgoing::Event(_));
                     tokio::select! {
@@ -417,6 +423,29 @@ impl Session {
         let last = futures_util::stream::once(async move { ending.await.ok().flatten() })
             .filter_map(|status| async move { status.map(Err) });
         Box::pin(ReceiverStream::new(receiver).chain(last))
+    }
+
+    /// Sends `key`'s state afresh, as snapshot events numbered `sequence`
+    /// (after the gap that made it necessary). `Err` once the client is gone.
+    async fn resync<R>(
+        &self,
+        key: TopicKey,
+        sequence: u64,
+        sender: &mpsc::Sender<Result<R, Status>>,
+        convert: fn(Outgoing) -> R,
+    ) -> Result<(), ()> {
+        let events = match self.inner.snapshot(&[(key, sequence)], &self.caller).await {
+            Ok(events) => events,
+            Err(error) => {
+                // The gap already told the client; live events bring the state back.
+                tracing::debug!(%error, "cannot read a snapshot to resynchronise after a bus interruption");
+                return Ok(());
+            }
+        };
+        for event in events {
+            sender.send(Ok(convert(Outgoing::Event(event)))).await.map_err(drop)?;
+        }
+        Ok(())
     }
 
     /// Closes the outbox and leaves every topic: when the pump ends the
@@ -468,6 +497,7 @@ fn subscribe_response(item: Outgoing) -> SubscribeResponse {
     let payload = match item {
         Outgoing::Event(event) => subscribe_response::Payload::Event(event),
         Outgoing::Ack(_) => unreachable!("Subscribe takes no commands"),
+        Outgoing::Resync(..) => unreachable!("the pump resynchronises topics itself"),
     };
     SubscribeResponse { payload: Some(payload) }
 }
@@ -480,6 +510,7 @@ fn session_response(item: Outgoing) -> SessionResponse {
     let payload = match item {
         Outgoing::Event(event) => session_response::Payload::Event(event),
         Outgoing::Ack(ack) => session_response::Payload::Ack(ack),
+        Outgoing::Resync(..) => unreachable!("the pump resynchronises topics itself"),
     };
     SessionResponse { payload: Some(payload) }
 }
@@ -515,9 +546,13 @@ impl StreamingService for Streamer {
             let session = session.clone();
             async move {
                 // Commands end when the client half-closes; events keep flowing.
+                // Waiting for room to acknowledge before reading the next
+                // command holds back a client that does not read its answers.
                 while let Ok(Some(command)) = commands.message().await {
                     let ack = session.run(command).await;
-                    session.outbox.push_ack(ack);
+                    if session.outbox.push_ack(ack).await.is_err() {
+                        return;
+                    }
                 }
             }
         });
