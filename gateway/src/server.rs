@@ -19,7 +19,7 @@ use tower::util::BoxCloneSyncService;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
-use wizdata_common::connections::{ConnectionInfo, Incoming};
+use wizdata_common::connections::{CONNECTION_WINDOW_BYTES, ConnectionInfo, Incoming, STREAM_WINDOW_BYTES};
 use wizdata_common::grpc::{Hold, HoldingBody};
 use wizdata_common::metrics::GrpcMetricsLayer;
 use wizdata_common::server::{RequestIds, call_span, callers_mistakes_are_not_failures};
@@ -301,6 +301,8 @@ impl Listener {
             .http2()
             .timer(TokioTimer::new())
             .max_header_list_size(config.max_header_bytes as u32)
+            .initial_stream_window_size(STREAM_WINDOW_BYTES)
+            .initial_connection_window_size(CONNECTION_WINDOW_BYTES)
             .max_concurrent_streams(1024)
             .keep_alive_interval(Duration::from_secs(20))
             .keep_alive_timeout(Duration::from_secs(20));

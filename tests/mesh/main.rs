@@ -6,6 +6,7 @@
 
 mod auth;
 mod contracts;
+mod faults;
 mod gateway;
 mod indicators;
 mod market_data;

@@ -28,6 +28,20 @@ use tokio::time::{Instant, Sleep};
 use tonic::body::Body;
 use tonic::transport::server::{Connected, TcpConnectInfo};
 
+/// HTTP/2 flow-control windows for what clients send, on every listener.
+///
+/// HTTP/2 servers (h2, as hyper and tonic use it) close a connection with
+/// ENHANCE_YOUR_CALM `too_many_data_frames` when small DATA frames that the
+/// application has not read yet cost more than half the connection window
+/// (each frame under 256 bytes counts as 256 minus its size). A client that
+/// sends one small message per frame (grpc-go, grpcio) faster than a call
+/// reads would trip it long before a 1 MiB stream window (hyper's default)
+/// filled. A 64 KiB stream window (HTTP/2's and grpc-go's default) within a
+/// 8 MiB connection window keeps a stream of 45-byte frames well inside that
+/// budget, so a fast feed is slowed by flow control instead of cut off.
+pub const STREAM_WINDOW_BYTES: u32 = 64 * 1024;
+pub const CONNECTION_WINDOW_BYTES: u32 = 8 * 1024 * 1024;
+
 /// How long accepting pauses after an error (out of file descriptors): a
 /// retry at once would fail the same way and take a core doing it.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);

@@ -20,7 +20,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::auth::layer::AuthLayer;
 use crate::config::ServerConfig;
-use crate::connections::{CallTracking, Incoming};
+use crate::connections::{CONNECTION_WINDOW_BYTES, CallTracking, Incoming, STREAM_WINDOW_BYTES};
 use crate::grpc::{per_call, rpc_of};
 use crate::health::Health;
 use crate::ids;
@@ -151,6 +151,8 @@ impl GrpcServer {
             .layer(auth)
             .into_inner();
         let server = tonic::transport::Server::builder()
+            .initial_stream_window_size(STREAM_WINDOW_BYTES)
+            .initial_connection_window_size(CONNECTION_WINDOW_BYTES)
             .layer(layers)
             .add_routes(routes.routes())
             .serve_with_incoming_shutdown(incoming, async {

@@ -6,8 +6,6 @@
 //! unreachable.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use clap::Parser;
 use sea_orm::{ConnectionTrait, Database};
@@ -131,11 +129,13 @@ fn random_suffix() -> String {
 
 /// A TCP forwarder between a service and a dependency that a test can cut
 /// and restore, to make the dependency unreachable without stopping it for
-/// every other test.
+/// every other test. Cut, it is what a stopped server looks like: its
+/// connections close and new ones are refused.
 pub struct TcpProxy {
     local_addr: SocketAddr,
+    target: SocketAddr,
     open: watch::Sender<bool>,
-    accepting: Arc<AtomicBool>,
+    accepting: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl TcpProxy {
@@ -143,16 +143,14 @@ impl TcpProxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
         let local_addr = listener.local_addr().expect("proxy address");
         let (open, _) = watch::channel(true);
-        let accepting = Arc::new(AtomicBool::new(true));
-        let open_rx = open.subscribe();
-        let accepting_flag = accepting.clone();
+        let accepting = Self::accept(listener, target, open.subscribe());
+        Self { local_addr, target, open, accepting: std::sync::Mutex::new(Some(accepting)) }
+    }
+
+    fn accept(listener: TcpListener, target: SocketAddr, open: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
         tokio::spawn(async move {
             while let Ok((mut inbound, _)) = listener.accept().await {
-                if !accepting_flag.load(Ordering::SeqCst) {
-                    drop(inbound);
-                    continue;
-                }
-                let mut closed = open_rx.clone();
+                let mut closed = open.clone();
                 tokio::spawn(async move {
                     let Ok(mut outbound) = TcpStream::connect(target).await else { return };
                     tokio::select! {
@@ -161,24 +159,32 @@ impl TcpProxy {
                     }
                 });
             }
-        });
-        Self { local_addr, open, accepting }
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
     }
 
-    /// Closes every forwarded connection and refuses new ones.
+    /// Closes every forwarded connection and stops listening, so new ones
+    /// are refused.
     pub fn cut(&self) {
-        self.accepting.store(false, Ordering::SeqCst);
+        if let Some(accepting) = self.accepting.lock().expect("proxy lock").take() {
+            accepting.abort();
+        }
         self.open.send_replace(false);
     }
 
-    /// Forwards new connections again.
+    /// Listens and forwards again, on the same address.
     pub fn restore(&self) {
         self.open.send_replace(true);
-        self.accepting.store(true, Ordering::SeqCst);
+        let mut accepting = self.accepting.lock().expect("proxy lock");
+        if accepting.is_none() {
+            let listener = std::net::TcpListener::bind(self.local_addr).expect("the proxy's address is free again");
+            listener.set_nonblocking(true).expect("a non-blocking listener");
+            let listener = TcpListener::from_std(listener).expect("a Tokio listener");
+            *accepting = Some(Self::accept(listener, self.target, self.open.subscribe()));
+        }
     }
 }
 
