@@ -117,7 +117,8 @@ pub struct GatewayConfig {
     #[arg(long, env = "WIZDATA_GATEWAY_CLIENT_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub client_timeout: Duration,
 
-    /// Connections with no call in flight for this long are closed.
+    /// Connections with no call in flight and nothing received (not even a
+    /// keep-alive ping) for this long are closed.
     #[arg(long, env = "WIZDATA_GATEWAY_IDLE_TIMEOUT", default_value = "5m", value_parser = parse_duration)]
     pub idle_timeout: Duration,
 

@@ -50,7 +50,7 @@ pub struct ServerConfig {
     pub grpc_handshake_timeout: Duration,
 
     /// How long a connection to the gRPC port may stay open with no call in
-    /// flight.
+    /// flight and nothing received (keep-alive pings keep it).
     #[arg(long, env = "WIZDATA_GRPC_IDLE_TIMEOUT", default_value = "5m", value_parser = parse_duration)]
     pub grpc_idle_timeout: Duration,
 

@@ -1,7 +1,8 @@
 //! Every listener's guard against connections that are held without being
 //! used: a cap per listener and per peer address, a handshake timeout (a
 //! connection must start its first call in time), an idle timeout (a
-//! connection with no call in flight is closed), and accepting that backs
+//! connection with no call in flight that sends nothing, not even a
+//! keep-alive ping, is closed), and accepting that backs
 //! off when the process is out of file descriptors instead of spinning.
 //!
 //! The guard sits in the socket itself ([`Connection`]), so it holds for any
@@ -57,7 +58,8 @@ pub struct ConnectionLimits {
     pub max_per_peer: usize,
     /// How long a new connection may take to start its first call.
     pub handshake_timeout: Duration,
-    /// How long a connection may stay open with no call in flight.
+    /// How long a connection may stay open with no call in flight and
+    /// nothing received.
     pub idle_timeout: Duration,
 }
 
@@ -209,8 +211,9 @@ struct Calls {
     opened: Instant,
     started: AtomicBool,
     in_flight: AtomicUsize,
-    // Milliseconds after `opened` when the last call ended.
-    last_ended_ms: AtomicU64,
+    // Milliseconds after `opened` when the last call ended or bytes last
+    // arrived (a client's keep-alive pings say it is still there).
+    last_active_ms: AtomicU64,
 }
 
 impl Calls {
@@ -223,8 +226,12 @@ impl Calls {
             // In use: look again one idle period from now.
             return (Instant::now() + limits.idle_timeout, Refused::Idle);
         }
-        let last_ended = Duration::from_millis(self.last_ended_ms.load(Ordering::Acquire));
-        (self.opened + last_ended + limits.idle_timeout, Refused::Idle)
+        let last_active = Duration::from_millis(self.last_active_ms.load(Ordering::Acquire));
+        (self.opened + last_active + limits.idle_timeout, Refused::Idle)
+    }
+
+    fn active_now(&self) {
+        self.last_active_ms.fetch_max(self.opened.elapsed().as_millis() as u64, Ordering::AcqRel);
     }
 }
 
@@ -233,8 +240,7 @@ pub struct CallMark(Arc<Calls>);
 
 impl Drop for CallMark {
     fn drop(&mut self) {
-        let ended = self.0.opened.elapsed().as_millis() as u64;
-        self.0.last_ended_ms.fetch_max(ended, Ordering::AcqRel);
+        self.0.active_now();
         self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
     }
 }
@@ -278,7 +284,7 @@ impl Connection {
             opened: Instant::now(),
             started: AtomicBool::new(false),
             in_flight: AtomicUsize::new(0),
-            last_ended_ms: AtomicU64::new(0),
+            last_active_ms: AtomicU64::new(0),
         });
         let check = Box::pin(tokio::time::sleep_until(calls.opened + limits.handshake_timeout));
         let info = ConnectionInfo { tcp: TcpConnectInfo { local_addr: Some(local), remote_addr: Some(peer) }, calls };
@@ -322,7 +328,14 @@ impl AsyncRead for Connection {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         this.poll_time_left(cx)?;
-        Pin::new(&mut this.stream).poll_read(cx, buf)
+        let filled = buf.filled().len();
+        let read = Pin::new(&mut this.stream).poll_read(cx, buf);
+        // Only a connection in use can be kept by what it sends: before its
+        // first call, bytes trickling in do not extend the handshake.
+        if buf.filled().len() > filled && this.info.calls.started.load(Ordering::Acquire) {
+            this.info.calls.active_now();
+        }
+        read
     }
 }
 
@@ -437,12 +450,14 @@ mod tests {
                         if read == 0 {
                             return;
                         }
-                        // A byte received starts a call; it stays in flight while `busy` is set.
-                        let started = connection.info().start_call();
-                        if busy.load(Ordering::Relaxed) {
-                            mark = Some(started);
-                        } else {
-                            drop(mark.take());
+                        // "c..." starts a call, in flight while `busy` is set; anything else is a ping.
+                        if buffer[0] == b'c' {
+                            let started = connection.info().start_call();
+                            if busy.load(Ordering::Relaxed) {
+                                mark = Some(started);
+                            } else {
+                                drop(mark.take());
+                            }
                         }
                         let _ = connection.write_all(&buffer[..read]).await;
                     }
@@ -476,10 +491,36 @@ mod tests {
         client.read_exact(&mut echo).await.unwrap();
         assert!(!closed_within(&mut client, Duration::from_millis(700)).await, "in use past both timeouts");
         busy.store(false, Ordering::Relaxed);
-        client.write_all(b"done").await.unwrap();
+        client.write_all(b"call").await.unwrap();
         client.read_exact(&mut echo).await.unwrap();
         assert!(!closed_within(&mut client, Duration::from_millis(150)).await, "open within the idle time");
-        assert!(closed_within(&mut client, Duration::from_secs(2)).await, "closed once idle");
+        for _ in 0..6 {
+            client.write_all(b"ping").await.unwrap();
+            client.read_exact(&mut echo).await.unwrap();
+            assert!(!closed_within(&mut client, Duration::from_millis(100)).await, "pings keep it");
+        }
+        assert!(closed_within(&mut client, Duration::from_secs(2)).await, "closed once idle and silent");
+    }
+
+    #[tokio::test]
+    async fn bytes_before_the_first_call_do_not_extend_the_handshake() {
+        let (addr, _) = echo_server(limits(10, 10)).await;
+        let mut trickling = TcpStream::connect(addr).await.unwrap();
+        let mut echo = [0u8; 4];
+        // Pings every 50 ms, for five times the handshake timeout.
+        let mut answered = 0;
+        for _ in 0..20 {
+            let pinged = async {
+                trickling.write_all(b"ping").await?;
+                trickling.read_exact(&mut echo).await
+            };
+            if pinged.await.is_err() {
+                break;
+            }
+            answered += 1;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!((1..20).contains(&answered), "closed at the handshake timeout, pings or not ({answered} answered)");
     }
 
     #[tokio::test]
@@ -501,9 +542,9 @@ mod tests {
         drop(first);
         tokio::time::sleep(Duration::from_millis(50)).await;
         let mut again = loopback(3).await.unwrap();
-        again.write_all(b"hi").await.unwrap();
+        again.write_all(b"ca").await.unwrap();
         let mut echo = [0u8; 2];
         tokio::time::timeout(Duration::from_secs(1), again.read_exact(&mut echo)).await.unwrap().unwrap();
-        assert_eq!(&echo, b"hi", "the freed place serves a new connection");
+        assert_eq!(&echo, b"ca", "the freed place serves a new connection");
     }
 }
