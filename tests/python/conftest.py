@@ -42,21 +42,28 @@ def buf_curl(*args, key=None, grpc_web=False, check=True):
 
 
 class MeshProcess:
-    def __init__(self, extra_args=()):
+    """`serve all` on a fresh SQLite directory, or on `database_url`. A restart
+    passes the `data_dir` (and admin key) of the process it replaces."""
+
+    def __init__(self, extra_args=(), data_dir=None, database_url=None, admin_key=None):
         self.port = free_port()
         self.gateway_port = free_port()
         self.metrics_port = free_port()
-        self.data_dir = tempfile.TemporaryDirectory()
+        self.data_dir = data_dir or tempfile.TemporaryDirectory()
         env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+        if database_url:
+            env["DATABASE_URL"] = database_url
         env["RUST_LOG"] = "warn"
-        # How an operator gets the first admin key on a fresh mesh (see `make run`).
-        created = subprocess.run(
-            [str(BINARY), "keys", "create", "--data-dir", self.data_dir.name, "--name", "admin",
-             "--scopes", "all", "--tier", "internal"],
-            env=env, capture_output=True, text=True, timeout=60, check=True,
-        )
-        self.admin_key = created.stdout.strip()
-        assert self.admin_key.startswith("wiz_") and self.admin_key not in created.stderr
+        if admin_key is None:
+            # How an operator gets the first admin key on a fresh mesh (see `make run`).
+            created = subprocess.run(
+                [str(BINARY), "keys", "create", "--data-dir", self.data_dir.name, "--name", "admin",
+                 "--scopes", "all", "--tier", "internal"],
+                env=env, capture_output=True, text=True, timeout=60, check=True,
+            )
+            admin_key = created.stdout.strip()
+            assert admin_key.startswith("wiz_") and admin_key not in created.stderr
+        self.admin_key = admin_key
         self.process = subprocess.Popen(
             [str(BINARY), "serve", "all", "--grpc-addr", f"127.0.0.1:{self.port}",
              "--gateway-addr", f"127.0.0.1:{self.gateway_port}",
@@ -85,6 +92,11 @@ class MeshProcess:
                 pass
             time.sleep(0.1)
         raise RuntimeError("wizdata did not become SERVING")
+
+    def kill(self):
+        """SIGKILL: no shutdown, no flush; the data stays for a restart."""
+        self.process.kill()
+        self.process.wait(timeout=30)
 
     def stop(self):
         if self.process.poll() is None:
