@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -109,6 +110,30 @@ def h2load(port, path, body_file, connections, streams, seconds, headers=()):
     return to_microseconds(mean), rps
 
 
+def handled_by_code(metrics_port, method):
+    """grpc_server_handled_total of `method` by status code, read from the
+    Prometheus endpoint on `metrics_port`."""
+    text = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).read().decode()
+    counts = {}
+    for line in text.splitlines():
+        if line.startswith("grpc_server_handled_total{") and f'grpc_method="{method}"' in line:
+            code = re.search(r'grpc_code="(\w+)"', line).group(1)
+            counts[code] = counts.get(code, 0) + float(line.rsplit(" ", 1)[1])
+    return counts
+
+
+def not_ok_during(metrics_port, method, run):
+    """Runs `run()` and returns its result with the calls of `method` that
+    ended other than OK meanwhile, by code: h2load counts HTTP statuses only,
+    and gRPC errors are HTTP 200, so a cell of fast errors would otherwise
+    pass as a measurement."""
+    before = handled_by_code(metrics_port, method)
+    result = run()
+    after = handled_by_code(metrics_port, method)
+    errors = {code: int(after[code] - before.get(code, 0)) for code in after if code != "OK"}
+    return result, {code: count for code, count in errors.items() if count}
+
+
 def to_microseconds(text):
     number, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", text).groups()
     return float(number) * {"us": 1, "ms": 1000, "s": 1_000_000}[unit]
@@ -174,9 +199,9 @@ def main():
 
     try:
         env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
-        services = free_port()
+        services, services_metrics = free_port(), free_port()
         start([str(binary), "serve", "all", "--with-gateway", "false", "--simulated-feed", "false",
-               "--grpc-addr", f"127.0.0.1:{services}", "--metrics-addr", "127.0.0.1:0",
+               "--grpc-addr", f"127.0.0.1:{services}", "--metrics-addr", f"127.0.0.1:{services_metrics}",
                "--data-dir", str(work / "data"), "--log-filter", "warn"], services, env=env)
         key = subprocess.run([str(binary), "keys", "create", "--data-dir", str(work / "data"), "--name", "bench",
                               "--scopes", "all", "--tier", "internal"],
@@ -195,20 +220,24 @@ def main():
                    "--rate-limit-per-service", UNLIMITED], port, env={**env, **(extra_env or {})})
             return port
 
-        targets = [("direct", services, ()), ("wizdata gateway", gateway(), ())]
+        # Each target with the metrics port of the first process its calls reach.
+        targets = [("direct", services, (), services_metrics)]
+        gateway_port = gateway()
+        targets.append(("wizdata gateway", gateway_port, (), gateway_port))
         nginx_port = free_port()
         (work / "nginx.conf").write_text(nginx_conf(work, nginx_port, services))
         start(["nginx", "-c", str(work / "nginx.conf"), "-p", str(work)], nginx_port)
-        targets.append((f"nginx {nginx_version()}", nginx_port, ()))
+        targets.append((f"nginx {nginx_version()}", nginx_port, (), services_metrics))
         haproxy_port = free_port()
         (work / "haproxy.cfg").write_text(haproxy_conf(haproxy_port, services))
         start(["haproxy", "-f", str(work / "haproxy.cfg"), "-db"], haproxy_port, stderr=subprocess.DEVNULL)
-        targets.append((f"HAProxy {haproxy_version()}", haproxy_port, ()))
-        targets.append(("wizdata gateway, API key", gateway(), (f"authorization: Bearer {key}",)))
+        targets.append((f"HAProxy {haproxy_version()}", haproxy_port, (), services_metrics))
+        keyed_gateway = gateway()
+        targets.append(("wizdata gateway, API key", keyed_gateway, (f"authorization: Bearer {key}",), keyed_gateway))
         if os.environ.get("REDIS_URL"):
             redis_gateway = gateway({"REDIS_URL": os.environ["REDIS_URL"],
                                      "WIZDATA_REDIS_PREFIX": f"bench-proxies-{os.getpid()}:"})
-            targets.append(("wizdata gateway, Redis limits", redis_gateway, ()))
+            targets.append(("wizdata gateway, Redis limits", redis_gateway, (), redis_gateway))
 
         start_time = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(start_seconds))
         GRPCURL_REQUESTS["GetSymbol"] = '{"ticker": "AAPL"}'
@@ -225,13 +254,19 @@ def main():
             body_file = work / f"{path.rsplit('/', 1)[1]}.bin"
             body_file.write_bytes(body)
             direct = None
-            for name, port, headers in targets:
+            method = path.rsplit("/", 1)[1]
+            for name, port, headers, metrics_port in targets:
                 check_answers(port, path, body_file, headers)
-                results = [h2load(port, path, body_file, c, s, seconds, headers) for c, s in IN_FLIGHT]
+                measured = [not_ok_during(metrics_port, method,
+                                          lambda: h2load(port, path, body_file, c, s, seconds, headers))
+                            for c, s in IN_FLIGHT]
+                results = [result for result, _ in measured]
                 direct = direct or results
                 cells = [f"{mean:,.0f} µs (+{mean - base_mean:,.0f}), {rps:,.0f} ({rps / base_rps:.2f}x)"
                          if name != "direct" else f"{mean:,.0f} µs, {rps:,.0f}"
                          for (mean, rps), (base_mean, base_rps) in zip(results, direct)]
+                cells = [cell + (f" (not OK: {errors})" if errors else "")
+                         for cell, (_, errors) in zip(cells, measured)]
                 # h2load counts HTTP statuses only: a target that started refusing under
                 # load (gRPC errors are HTTP 200) would look fast, so check it again.
                 try:
