@@ -16,15 +16,15 @@ use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Code;
 use tonic_health::pb::health_check_response::ServingStatus;
+use wizdata::marketdata::v1::market_data_service_client::MarketDataServiceClient;
 use wizdata::marketdata::v1::{GetCandlesRequest, IngestTicksRequest, IngestTicksResponse};
 use wizdata::registry::v1::GetSymbolRequest;
 use wizdata::registry::v1::registry_service_client::RegistryServiceClient;
 use wizdata::streaming::v1::market_event::Payload;
 use wizdata::streaming::v1::streaming_service_client::StreamingServiceClient;
 use wizdata::streaming::v1::*;
-use wizdata::r#type::v1::Interval;
+use wizdata::r#type::v1::{Candle, Interval};
 use wizdata_common::auth::credentials::{AuthenticatedChannel, Credentials};
-use wizdata_common::testing::{TcpProxy, via_proxy};
 use wizdata_test_support::{
     TestDatabase, TestMesh, at, ingest, now_seconds, redis_or_skip, trade, trade_now, wait_for_health,
 };
@@ -52,6 +52,22 @@ fn subscribe_command(id: &str, symbols: &[&str], channels: &[Channel]) -> Sessio
 async fn stream_stats(mesh: &TestMesh) -> GetStreamStatsResponse {
     let mut client = StreamingServiceClient::new(mesh.channel().await);
     client.get_stream_stats(GetStreamStatsRequest {}).await.unwrap().into_inner()
+}
+
+/// The 1m bar of `symbol` holding second `second`.
+async fn minute_bar(client: &mut MarketDataServiceClient<AuthenticatedChannel>, symbol: &str, second: i64) -> Candle {
+    let minute = second / 60 * 60;
+    let request = GetCandlesRequest {
+        symbol: symbol.into(),
+        interval: Interval::OneMinute as i32,
+        start_time: Some(at(minute)),
+        end_time: Some(at(minute + 60)),
+        page_size: 1,
+        page_token: String::new(),
+    };
+    let mut candles = client.get_candles(request).await.expect("the bar reads").into_inner().candles;
+    assert_eq!(candles.len(), 1, "one bar in {symbol}'s minute");
+    candles.remove(0)
 }
 
 /// The process's resident memory, in bytes.
@@ -402,23 +418,8 @@ async fn a_long_ingest_of_one_tick_per_frame_is_read_to_the_end() {
         let summary = ingest_one_tick_per_frame(port, &key, MESSAGES, second).await;
         assert_eq!((summary.accepted, summary.rejected), (MESSAGES as u64, 0), "through {port}");
     }
-    let minute = second / 60 * 60;
-    let candles = mesh
-        .market_data()
-        .await
-        .get_candles(GetCandlesRequest {
-            symbol: "AAPL".into(),
-            interval: Interval::OneMinute as i32,
-            start_time: Some(at(minute)),
-            end_time: Some(at(minute + 60)),
-            page_size: 1,
-            page_token: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .candles;
-    assert_eq!(candles[0].volume, 2.0 * MESSAGES as f64, "every tick counted once");
+    let bar = minute_bar(&mut mesh.market_data().await, "AAPL", second).await;
+    assert_eq!(bar.volume, 2.0 * MESSAGES as f64, "every tick counted once");
 }
 
 /// With PostgreSQL unreachable, each IngestTicks call fails UNAVAILABLE
@@ -428,20 +429,17 @@ async fn a_long_ingest_of_one_tick_per_frame_is_read_to_the_end() {
 #[tokio::test]
 async fn ingest_during_a_database_outage_fails_within_one_timeout_and_writes_nothing_it_refused() {
     let database = std::sync::Arc::new(TestDatabase::new().await);
-    let Some(url) = database.postgres_url() else {
+    let Some((proxy, through_proxy)) = database.behind_proxy().await else {
         eprintln!(
             "the database outage needs {}; SQLite cannot become unreachable",
             wizdata_common::testing::TEST_DATABASE_URL
         );
         return;
     };
-    let host_port = url.split('@').nth(1).and_then(|rest| rest.split('/').next()).unwrap();
-    let target = tokio::net::lookup_host(host_port).await.unwrap().next().unwrap();
-    let proxy = TcpProxy::start(target).await;
     let timeout = Duration::from_secs(2);
     let mesh = TestMesh::serve("all")
         .database(&database)
-        .database_url(via_proxy(&url, proxy.local_addr()))
+        .database_url(through_proxy)
         .flags(&["--db-timeout", "2s"])
         .start()
         .await;
@@ -479,21 +477,7 @@ async fn ingest_during_a_database_outage_fails_within_one_timeout_and_writes_not
         "serving again once the database is back"
     );
     ingest(&mut client, vec![vec![trade("MSFT", second, 30.0, 1.0)]]).await.expect("written once it is back");
-    let minute = second / 60 * 60;
-    let candle = client
-        .get_candles(GetCandlesRequest {
-            symbol: "MSFT".into(),
-            interval: Interval::OneMinute as i32,
-            start_time: Some(at(minute)),
-            end_time: Some(at(minute + 60)),
-            page_size: 1,
-            page_token: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .candles
-        .remove(0);
+    let candle = minute_bar(&mut client, "MSFT", second).await;
     assert_eq!((candle.volume, candle.high), (2.0, 30.0), "the refused trades were not written: {candle:?}");
 }
 

@@ -13,7 +13,6 @@ use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 use wizdata::registry::v1::ListSymbolsRequest;
 use wizdata::registry::v1::registry_service_client::RegistryServiceClient;
-use wizdata_common::testing::{TcpProxy, via_proxy};
 use wizdata_test_support::{TestDatabase, TestMesh, health_of, wait_for_health};
 
 const WIZDATA_SERVICES: [&str; 5] = [
@@ -161,20 +160,17 @@ async fn shutdown_turns_health_not_serving_then_stops_cleanly() {
 #[tokio::test]
 async fn registry_health_follows_its_database() {
     let database = Arc::new(TestDatabase::new().await);
-    let Some(url) = database.postgres_url() else {
+    let Some((proxy, through_proxy)) = database.behind_proxy().await else {
         eprintln!(
             "registry_health_follows_its_database needs {}; SQLite cannot become unreachable",
             wizdata_common::testing::TEST_DATABASE_URL
         );
         return;
     };
-    let host_port = url.split('@').nth(1).and_then(|rest| rest.split('/').next()).unwrap();
-    let target = tokio::net::lookup_host(host_port).await.unwrap().next().unwrap();
-    let proxy = TcpProxy::start(target).await;
     // Anonymous reads need no auth service; a dead address will do.
     let mesh = TestMesh::serve("registry")
         .database(&database)
-        .database_url(via_proxy(&url, proxy.local_addr()))
+        .database_url(through_proxy)
         .flags(&["--auth-url", "http://127.0.0.1:9"])
         .start()
         .await;

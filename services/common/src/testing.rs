@@ -78,6 +78,18 @@ impl TestDatabase {
     pub fn postgres_url(&self) -> Option<String> {
         self.config.database_url.as_ref().map(|url| url.expose_secret().to_owned())
     }
+
+    /// A proxy in front of this PostgreSQL database that a test can cut,
+    /// and the database's URL through it; `None` on SQLite, which cannot
+    /// become unreachable.
+    pub async fn behind_proxy(&self) -> Option<(TcpProxy, String)> {
+        let url = self.postgres_url()?;
+        let host_port = url.split('@').nth(1).and_then(|rest| rest.split('/').next()).expect("host:port in the URL");
+        let target = tokio::net::lookup_host(host_port).await.expect("the host resolves").next().expect("an address");
+        let proxy = TcpProxy::start(target).await;
+        let through = via_proxy(&url, proxy.local_addr());
+        Some((proxy, through))
+    }
 }
 
 impl Drop for TestDatabase {
