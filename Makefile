@@ -9,7 +9,7 @@ BUF    := node_modules/.bin/buf
 # Headless Chromium, the real browser of the gRPC-Web tests (Debian's package).
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: run test test-rust test-python helm-test image lint fmt tools bench bench-indicators bench-auth bench-streaming bench-gateway bench-proxies
+.PHONY: run test test-rust test-python helm-test image lint fmt tools bench bench-indicators bench-auth bench-streaming bench-gateway bench-proxies fuzz soak
 
 ## run: the whole mesh on embedded defaults (SQLite under ./data), on loopback:
 ## gRPC on :50051, the gateway (gRPC, gRPC-Web, /healthz, /readyz, /metrics) on :8080,
@@ -110,6 +110,36 @@ bench-proxies: $(PROXY_TOOLS)
 $(PROXY_TOOLS):
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends nginx-light haproxy nghttp2-client || \
 		(apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends nginx-light haproxy nghttp2-client)
+
+## soak: release build, a fresh mesh with its simulated feed, then SOAK_DURATION
+## (30 minutes) of 1,000 subscribers with churn and gateway load at the
+## anonymous limit; one row a minute of memory, descriptors, threads,
+## streams and latency (BENCHMARKS.md). Not in CI.
+SOAK_ADDR := 127.0.0.1:50154
+SOAK_GATEWAY := 127.0.0.1:8154
+SOAK_DURATION ?= 30m
+soak:
+	$(CARGO) build --release -p wizdata-mesh --bin wizdata
+	@data=$$(mktemp -d); \
+	target/release/wizdata serve all --grpc-addr $(SOAK_ADDR) --gateway-addr $(SOAK_GATEWAY) --metrics-addr 127.0.0.1:0 \
+		--data-dir $$data --max-streams-per-subject 100000 --log-filter warn & server=$$!; \
+	trap 'kill $$server; wait $$server; rm -rf $$data' EXIT; \
+	sleep 2; \
+	key=$$(target/release/wizdata keys create --data-dir $$data --name soak --scopes all --tier internal); \
+	target/release/wizdata bench --target http://$(SOAK_ADDR) --api-key $$key soak --gateway http://$(SOAK_GATEWAY) \
+		--pid $$server --duration $(SOAK_DURATION) $(SOAK_ARGS)
+
+## fuzz: each parser that reads what callers send (gRPC framing, page
+## tokens, bearer tokens, CSV history) under libFuzzer for FUZZ_SECONDS
+## each, growing fuzz/corpus; cargo-fuzz from crates.io, `--sanitizer none`
+## so the stable toolchain builds it. Not in CI.
+FUZZ_TARGETS := grpc_frames page_token auth_token csv_history
+FUZZ_SECONDS ?= 300
+fuzz:
+	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
+	cd fuzz && for target in $(FUZZ_TARGETS); do \
+		$(CARGO) fuzz run --sanitizer none $$target corpus/$$target -- -max_total_time=$(FUZZ_SECONDS) || exit 1; \
+	done
 
 ## bench-auth: what checking a token costs per call (criterion)
 bench-auth:
