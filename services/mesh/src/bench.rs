@@ -392,3 +392,155 @@ async fn unary_run(channel: Channel, concurrency: usize, duration: Duration) -> 
     latencies.sort_unstable();
     Ok(UnaryRun { latencies, elapsed })
 }
+
+#[derive(clap::Args, Debug)]
+pub struct SoakBench {
+    /// The gateway in front of --target, called at the anonymous limit.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    pub gateway: String,
+    /// The mesh's process id, whose memory, descriptors and threads are sampled.
+    #[arg(long)]
+    pub pid: u32,
+    /// How long the soak runs; one row per minute.
+    #[arg(long, default_value = "30m", value_parser = wizdata_common::config::parse_duration)]
+    pub duration: Duration,
+    /// Subscribe streams held open (trades and quotes of one symbol each).
+    #[arg(long, default_value_t = 1_000)]
+    pub subscribers: usize,
+    /// Share of the subscribers cancelled and replaced each minute, in percent.
+    #[arg(long, default_value_t = 10)]
+    pub churn_percent: usize,
+    /// Anonymous callers (each from a loopback address of its own) calling
+    /// GetQuote through the gateway once a second: the anonymous limit.
+    #[arg(long, default_value_t = 8)]
+    pub anonymous_callers: u8,
+    #[arg(long, value_delimiter = ',', default_value = "AAPL,MSFT,GOOGL,TSLA,BTC/USDT,ETH/USDT,EUR/USD,USD/ZAR")]
+    pub symbols: Vec<String>,
+}
+
+/// One minute of the gateway load: latencies of OK calls, and the rest by outcome.
+#[derive(Default)]
+struct GatewayMinute {
+    ok_latencies: Vec<Duration>,
+    refused: u64,
+    failed: u64,
+}
+
+/// The mesh under a simulated feed, churning subscribers and anonymous
+/// gateway load for `duration`; each minute a Markdown row of the process's
+/// resident memory, open descriptors, threads, streams and latency.
+pub async fn soak(target: &str, credentials: Credentials, bench: SoakBench) -> anyhow::Result<()> {
+    use std::sync::{Arc, Mutex};
+    use wizdata::marketdata::v1::GetQuoteRequest;
+    use wizdata::streaming::v1::streaming_service_client::StreamingServiceClient;
+    use wizdata::streaming::v1::{Channel as StreamChannel, GetStreamStatsRequest, SubscribeRequest};
+
+    let mut connections = Vec::new();
+    for _ in 0..10 {
+        let channel = tonic::transport::Endpoint::from_shared(target.to_owned())?.connect().await?;
+        connections.push(credentials.clone().on(channel));
+    }
+    let subscriber = |index: usize| {
+        let mut client = StreamingServiceClient::new(connections[index % connections.len()].clone());
+        let request = SubscribeRequest {
+            symbols: vec![bench.symbols[index % bench.symbols.len()].clone()],
+            channels: vec![StreamChannel::Trades as i32, StreamChannel::Quotes as i32],
+            candle_interval: 0,
+        };
+        tokio::spawn(async move {
+            // Read until cancelled; a stream the server ends is opened again.
+            loop {
+                if let Ok(answer) = client.subscribe(request.clone()).await {
+                    let mut stream = answer.into_inner();
+                    while let Ok(Some(_)) = stream.message().await {}
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    };
+    let mut subscribers: Vec<_> = (0..bench.subscribers).map(subscriber).collect();
+
+    let minute = Arc::new(Mutex::new(GatewayMinute::default()));
+    let mut callers = Vec::new();
+    for caller in 0..bench.anonymous_callers {
+        let channel = tonic::transport::Endpoint::from_shared(bench.gateway.clone())?
+            .local_address(Some(std::net::IpAddr::from([127, 0, 1, caller.wrapping_add(1)])))
+            .connect()
+            .await?;
+        let mut client = MarketDataServiceClient::new(Credentials::none().on(channel));
+        let minute = minute.clone();
+        callers.push(tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                every.tick().await;
+                let sent = Instant::now();
+                let outcome = client.get_quote(GetQuoteRequest { symbol: "AAPL".into() }).await;
+                let mut minute = minute.lock().expect("soak lock");
+                match outcome {
+                    Ok(_) => minute.ok_latencies.push(sent.elapsed()),
+                    Err(status) if status.code() == tonic::Code::ResourceExhausted => minute.refused += 1,
+                    Err(_) => minute.failed += 1,
+                }
+            }
+        }));
+    }
+
+    let mut stats = StreamingServiceClient::new(connections[0].clone());
+    println!(
+        "| minute | RSS (MB) | open fds | threads | streams | subscriptions | events out | churned | gateway OK / refused / failed | gateway p50 / p99 (ms) |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---|---|");
+    let minutes = (bench.duration.as_secs() / 60).max(1);
+    let churn_per_minute = bench.subscribers * bench.churn_percent / 100;
+    let (mut next_churned, mut events_before) = (0usize, 0u64);
+    for row in 1..=minutes {
+        // Churn spread over the minute: one cancel and replacement at a time.
+        let pause = Duration::from_secs(60) / churn_per_minute.max(1) as u32;
+        let minute_ends = tokio::time::Instant::now() + Duration::from_secs(60);
+        for _ in 0..churn_per_minute {
+            tokio::time::sleep(pause).await;
+            let index = next_churned % subscribers.len();
+            subscribers[index].abort();
+            subscribers[index] = subscriber(index);
+            next_churned += 1;
+        }
+        tokio::time::sleep_until(minute_ends).await;
+        let (rss_mb, threads) = process_status(bench.pid)?;
+        let fds = std::fs::read_dir(format!("/proc/{}/fd", bench.pid))?.count();
+        let report = stats.get_stream_stats(GetStreamStatsRequest {}).await?.into_inner();
+        let gateway = std::mem::take(&mut *minute.lock().expect("soak lock"));
+        let mut latencies = gateway.ok_latencies;
+        latencies.sort_unstable();
+        let at = |p: f64| {
+            latencies
+                .get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1)))
+                .map_or(0.0, |latency| latency.as_secs_f64() * 1000.0)
+        };
+        println!(
+            "| {row} | {rss_mb:.0} | {fds} | {threads} | {} | {} | {} | {churn_per_minute} | {} / {} / {} | {:.1} / {:.1} |",
+            report.connections,
+            report.subscriptions,
+            report.events_out - events_before,
+            latencies.len(),
+            gateway.refused,
+            gateway.failed,
+            at(0.5),
+            at(0.99),
+        );
+        events_before = report.events_out;
+    }
+    for task in subscribers.into_iter().chain(callers) {
+        task.abort();
+    }
+    Ok(())
+}
+
+/// Resident memory (MB) and thread count of process `pid`, from /proc.
+fn process_status(pid: u32) -> anyhow::Result<(f64, u64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let field = |name: &str| -> anyhow::Result<u64> {
+        let line = status.lines().find(|line| line.starts_with(name)).ok_or_else(|| anyhow::anyhow!("no {name}"))?;
+        Ok(line.split_whitespace().nth(1).unwrap_or_default().parse()?)
+    };
+    Ok((field("VmRSS:")? as f64 / 1024.0, field("Threads:")?))
+}

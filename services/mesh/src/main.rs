@@ -64,6 +64,10 @@ enum BenchCommand {
     /// Unary latency and throughput calling a service directly versus
     /// through the gateway, at several concurrencies.
     Unary(bench::UnaryBench),
+    /// A long run under a live feed with churning subscribers and gateway
+    /// load at the anonymous limit: memory, descriptors, threads, streams
+    /// and latency, sampled each minute.
+    Soak(bench::SoakBench),
 }
 
 #[derive(Subcommand)]
@@ -176,6 +180,7 @@ async fn main() -> anyhow::Result<ExitCode> {
             let channel = credentials.clone().on(channel_to(&args.target, std::time::Duration::from_secs(5))?);
             match args.what {
                 BenchCommand::Subscribe(bench) => bench::subscribe(&args.target, credentials, bench).await?,
+                BenchCommand::Soak(bench) => bench::soak(&args.target, credentials, bench).await?,
                 BenchCommand::Ingest(bench) => bench::ingest(channel, bench).await?,
                 BenchCommand::Candles(bench) => bench::candles(channel, bench).await?,
                 BenchCommand::Unary(bench) => {
