@@ -444,6 +444,7 @@ impl Session {
         };
         for event in events {
             sender.send(Ok(convert(Outgoing::Event(event)))).await.map_err(drop)?;
+            self.inner.stats.event_out();
         }
         Ok(())
     }
