@@ -318,7 +318,7 @@ impl Listener {
                 connection = self.incoming.accept() => connection,
             };
             let info = connection.info().clone();
-            let Some(client) = info.remote_addr() else { continue };
+            let client = info.remote_addr();
             let service = tower::ServiceBuilder::new()
                 // Give every call an id (or keep the caller's), so its log lines here and in the backend match.
                 .layer(SetRequestIdLayer::x_request_id(RequestIds))

@@ -158,11 +158,6 @@ impl Incoming {
         self.local_addr
     }
 
-    /// Connections open now.
-    pub fn open(&self) -> usize {
-        self.shared.open.load(Ordering::Relaxed)
-    }
-
     /// The next connection within the caps. Accept errors are logged and
     /// waited out, never returned: a server stops on an error it is given.
     pub fn poll_accept(&mut self, cx: &mut Context<'_>) -> Poll<Connection> {
@@ -249,13 +244,19 @@ impl Drop for CallMark {
 /// marks its calls.
 #[derive(Clone)]
 pub struct ConnectionInfo {
-    pub tcp: TcpConnectInfo,
+    local: SocketAddr,
+    peer: SocketAddr,
     calls: Arc<Calls>,
 }
 
 impl ConnectionInfo {
-    pub fn remote_addr(&self) -> Option<SocketAddr> {
-        self.tcp.remote_addr
+    pub fn remote_addr(&self) -> SocketAddr {
+        self.peer
+    }
+
+    /// The addresses as tonic's `Request::remote_addr()` reads them.
+    fn tcp(&self) -> TcpConnectInfo {
+        TcpConnectInfo { local_addr: Some(self.local), remote_addr: Some(self.peer) }
     }
 
     /// Marks a call started; the connection counts it in flight until the
@@ -287,7 +288,7 @@ impl Connection {
             last_active_ms: AtomicU64::new(0),
         });
         let check = Box::pin(tokio::time::sleep_until(calls.opened + limits.handshake_timeout));
-        let info = ConnectionInfo { tcp: TcpConnectInfo { local_addr: Some(local), remote_addr: Some(peer) }, calls };
+        let info = ConnectionInfo { local, peer, calls };
         Self { stream, info, limits, check, _slot: slot }
     }
 
@@ -303,7 +304,7 @@ impl Connection {
             if deadline <= Instant::now() {
                 tracing::debug!(
                     listener = self.limits.listener,
-                    peer = ?self.info.tcp.remote_addr,
+                    peer = %self.info.peer,
                     reason = reason.as_str(),
                     "closing a connection"
                 );
@@ -401,9 +402,8 @@ where
 
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
         let mark = request.extensions().get::<ConnectionInfo>().cloned().map(|info| {
-            let mark = info.start_call();
-            request.extensions_mut().insert(info.tcp);
-            mark
+            request.extensions_mut().insert(info.tcp());
+            info.start_call()
         });
         let answer = self.inner.call(request);
         Box::pin(async move {
