@@ -36,6 +36,7 @@ use tonic::body::Body;
 use tower::ServiceExt;
 use tower::util::BoxCloneSyncService;
 use wizdata_common::auth::verifier::Verifier;
+use wizdata_common::endpoints::Resolver;
 use wizdata_common::health::Health;
 use wizdata_common::redis::Redis;
 
@@ -55,6 +56,9 @@ pub struct GatewayDeps {
     /// Endpoints of services without a --backend of their own, when
     /// --default-backend is unset (in `serve all`: this process).
     pub default_backend: Option<String>,
+    /// Resolves backend URLs whose host is a name, shared with the process's
+    /// own channels.
+    pub resolver: Resolver,
     /// Largest message a call may carry, in bytes.
     pub max_message_bytes: usize,
     /// On stop: how long health reports NOT_SERVING before the listener
@@ -104,8 +108,8 @@ impl Gateway {
             if urls.is_empty() {
                 anyhow::bail!("no endpoint for {service}: give --backend or --default-backend");
             }
-            let backend = Arc::new(Backend::new(service, urls, config)?);
-            background.push(backend.clone().watch_health(config.health_interval, health.clone()));
+            let backend = Arc::new(Backend::new(service, urls, config, deps.resolver.clone())?);
+            background.push(backend.spawn_upkeep(health.clone()));
             backends.insert(*service, backend);
         }
 

@@ -155,7 +155,7 @@ impl Proxy {
 
         let path = parts.uri.path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/"));
         if method.client_streaming {
-            let lease = self.pick(backend)?;
+            let lease = self.pick(backend).await?;
             let body = Body::new(CheckedFrames::new(body, inner.limits.max_message_bytes, has_encoding));
             let attempt = call(&lease, &path, &headers, Payload::Stream(body), deadline, whole).await;
             holds.push(Box::new(lease));
@@ -169,7 +169,7 @@ impl Proxy {
             .map_err(Refusal::BadRequest)?;
         inner.retry_budget.deposit();
         let attempt = tower::service_fn(|message: Bytes| async {
-            let lease = self.pick(backend)?;
+            let lease = self.pick(backend).await?;
             let attempt = call(&lease, &path, &headers, Payload::Message(message), deadline, whole).await;
             Ok::<_, Refusal>((lease, attempt))
         });
@@ -181,10 +181,10 @@ impl Proxy {
         settle(backend, attempt, holds)
     }
 
-    fn pick(&self, backend: &Backend) -> Result<Lease, Refusal> {
-        backend.pick().ok_or_else(|| {
+    async fn pick(&self, backend: &Backend) -> Result<Lease, Refusal> {
+        backend.pool.pick_discovered().await.ok_or_else(|| {
             crate::metrics::no_healthy_endpoint(backend.service);
-            Refusal::NoHealthyEndpoint(backend.service)
+            Refusal::NoHealthyEndpoint(backend.pool.unavailable_reason())
         })
     }
 }
@@ -261,7 +261,8 @@ enum Refusal {
     TooManyStreams(String, usize),
     /// The backend's circuit is open, for about this long.
     CircuitOpen(&'static str, Duration),
-    NoHealthyEndpoint(&'static str),
+    /// No endpoint of the backend can take the call, for this reason.
+    NoHealthyEndpoint(String),
     /// The request body was malformed, too large or too slow to arrive.
     BadRequest(Status),
     /// The backend did not answer within the call's deadline.
@@ -281,10 +282,8 @@ impl Refusal {
                     .with_retry_after(retry_after)
                     .into()
             }
-            Self::NoHealthyEndpoint(service) => {
-                ApiError::new(ErrorCode::Unavailable, format!("no endpoint of {service} is healthy"))
-                    .with_retry_after(Duration::from_secs(1))
-                    .into()
+            Self::NoHealthyEndpoint(reason) => {
+                ApiError::new(ErrorCode::Unavailable, reason).with_retry_after(Duration::from_secs(1)).into()
             }
             Self::BadRequest(status) => status,
             Self::TimedOut(service) => {

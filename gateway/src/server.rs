@@ -187,15 +187,16 @@ impl Front {
             .iter()
             .map(|backend| {
                 let state = serde_json::json!({
-                    "healthy_endpoints": backend.healthy_endpoints(),
-                    "endpoints": backend.endpoint_count(),
+                    "healthy_endpoints": backend.pool.healthy_endpoints(),
+                    "endpoints": backend.pool.endpoint_count(),
                     "circuit_open": backend.breaker.is_open(),
+                    "discovery_problem": backend.pool.discovery_problem(),
                 });
                 (backend.service.to_owned(), state)
             })
             .collect();
         let stopping = self.ops.stopping.load(Ordering::Relaxed);
-        let reachable = self.ops.backends.iter().any(|backend| backend.healthy_endpoints() > 0);
+        let reachable = self.ops.backends.iter().any(|backend| backend.pool.healthy_endpoints() > 0);
         let ready = !stopping && reachable;
         let body = serde_json::json!({
             "ready": ready,

@@ -19,10 +19,11 @@ use wizdata::marketdata::v1::market_data_service_client::MarketDataServiceClient
 use wizdata::marketdata::v1::{ImportCandlesRequest, IngestTicksRequest};
 use wizdata::registry::v1::registry_service_client::RegistryServiceClient;
 use wizdata::registry::v1::{CreateSymbolRequest, ListSymbolsRequest, Symbol};
-use wizdata_common::auth::credentials::{AuthenticatedChannel, Credentials};
+use wizdata_common::auth::credentials::Credentials;
+use wizdata_test_support::ClientChannel;
 use wizdata_test_support::{TestMesh, invalid_fields};
 
-type Auth = AuthServiceClient<AuthenticatedChannel>;
+type Auth = AuthServiceClient<ClientChannel>;
 
 async fn auth_as(mesh: &TestMesh, credentials: Credentials) -> Auth {
     AuthServiceClient::new(mesh.channel_as(credentials).await)

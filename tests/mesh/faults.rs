@@ -24,12 +24,13 @@ use wizdata::streaming::v1::market_event::Payload;
 use wizdata::streaming::v1::streaming_service_client::StreamingServiceClient;
 use wizdata::streaming::v1::*;
 use wizdata::r#type::v1::{Candle, Interval};
-use wizdata_common::auth::credentials::{AuthenticatedChannel, Credentials};
+use wizdata_common::auth::credentials::Credentials;
+use wizdata_test_support::ClientChannel;
 use wizdata_test_support::{
     TestDatabase, TestMesh, at, ingest, now_seconds, redis_or_skip, trade, trade_now, wait_for_health,
 };
 
-type Streams = StreamingServiceClient<AuthenticatedChannel>;
+type Streams = StreamingServiceClient<ClientChannel>;
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -55,7 +56,7 @@ async fn stream_stats(mesh: &TestMesh) -> GetStreamStatsResponse {
 }
 
 /// The 1m bar of `symbol` holding second `second`.
-async fn minute_bar(client: &mut MarketDataServiceClient<AuthenticatedChannel>, symbol: &str, second: i64) -> Candle {
+async fn minute_bar(client: &mut MarketDataServiceClient<ClientChannel>, symbol: &str, second: i64) -> Candle {
     let minute = second / 60 * 60;
     let request = GetCandlesRequest {
         symbol: symbol.into(),
@@ -277,7 +278,7 @@ async fn a_session_that_does_not_read_is_held_back_and_every_command_is_acknowle
 }
 
 /// A client on `local` (a loopback address of its own).
-async fn registry_from(url: String, local: [u8; 4]) -> RegistryServiceClient<AuthenticatedChannel> {
+async fn registry_from(url: String, local: [u8; 4]) -> RegistryServiceClient<ClientChannel> {
     let channel = tonic::transport::Endpoint::from_shared(url)
         .unwrap()
         .local_address(Some(IpAddr::from(local)))

@@ -141,7 +141,7 @@ async fn list_indicators_gives_talib_defaults_and_ranges() {
 use wizdata::marketdata::v1::GetCandlesRequest;
 use wizdata::marketdata::v1::market_data_service_client::MarketDataServiceClient;
 use wizdata::r#type::v1::Interval;
-use wizdata_common::auth::credentials::AuthenticatedChannel as Channel;
+use wizdata_test_support::ClientChannel as Channel;
 
 /// 2000-01-03T00:00:00Z, a UTC day boundary.
 const FIRST_DAY: i64 = 946_857_600;

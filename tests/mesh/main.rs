@@ -6,6 +6,7 @@
 
 mod auth;
 mod contracts;
+mod discovery;
 mod faults;
 mod gateway;
 mod indicators;

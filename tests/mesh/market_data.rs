@@ -10,9 +10,9 @@ use tonic_types::StatusExt;
 use wizdata::marketdata::v1::market_data_service_client::MarketDataServiceClient;
 use wizdata::marketdata::v1::*;
 use wizdata::r#type::v1::{Candle, Interval, Quote};
-use wizdata_common::auth::credentials::AuthenticatedChannel as Channel;
 use wizdata_common::bus::Delivery;
 use wizdata_market_data::events;
+use wizdata_test_support::ClientChannel as Channel;
 use wizdata_test_support::{
     NANOS_PER_SECOND as NANOS, TestMesh, all_candles, at, at_ns, book, ingest, invalid_fields, now_ns, trade,
     violated_fields,

@@ -9,7 +9,7 @@ use tonic_types::StatusExt;
 use wizdata::registry::v1::registry_service_client::RegistryServiceClient;
 use wizdata::registry::v1::*;
 use wizdata::r#type::v1::AssetClass;
-use wizdata_common::auth::credentials::AuthenticatedChannel as Channel;
+use wizdata_test_support::ClientChannel as Channel;
 use wizdata_test_support::{TestMesh, violated_fields};
 
 const SEEDED: [&str; 17] = [

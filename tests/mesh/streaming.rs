@@ -10,10 +10,11 @@ use wizdata::streaming::v1::market_event::Payload;
 use wizdata::streaming::v1::streaming_service_client::StreamingServiceClient;
 use wizdata::streaming::v1::*;
 use wizdata::r#type::v1::Interval;
-use wizdata_common::auth::credentials::{AuthenticatedChannel, Credentials};
+use wizdata_common::auth::credentials::Credentials;
+use wizdata_test_support::ClientChannel;
 use wizdata_test_support::{TestMesh, book_now, ingest_accepted, invalid_fields, trade_now};
 
-type Streams = StreamingServiceClient<AuthenticatedChannel>;
+type Streams = StreamingServiceClient<ClientChannel>;
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -72,7 +73,7 @@ fn prices(from: usize, count: usize) -> Vec<f64> {
 /// A connection whose HTTP/2 windows are small, so a client that stops
 /// reading pushes back on the server after a few kilobytes, as a slow
 /// client on a thin link would.
-async fn thin_channel(mesh: &TestMesh) -> AuthenticatedChannel {
+async fn thin_channel(mesh: &TestMesh) -> ClientChannel {
     let channel = tonic::transport::Endpoint::from_shared(mesh.url())
         .unwrap()
         .initial_stream_window_size(Some(16 * 1024))

@@ -8,6 +8,7 @@ pub mod config;
 pub mod connections;
 pub mod db;
 pub mod deadline;
+pub mod endpoints;
 pub mod error;
 pub mod grpc;
 pub mod health;

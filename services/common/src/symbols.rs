@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use crate::ApiError;
 use crate::auth::Caller;
+use crate::endpoints::ServiceChannel;
 use futures_util::future::join_all;
-use tonic::transport::Channel;
 use wizdata::registry::v1::GetSymbolRequest;
 use wizdata::registry::v1::registry_service_client::RegistryServiceClient;
 
@@ -36,7 +36,7 @@ const MAX_ENTRIES: usize = 50_000;
 
 #[derive(Clone)]
 pub struct SymbolDirectory {
-    client: RegistryServiceClient<Channel>,
+    client: RegistryServiceClient<ServiceChannel>,
     entries: Arc<Mutex<HashMap<String, Entry>>>,
     ttl: Duration,
     timeout: Duration,
@@ -59,7 +59,7 @@ pub struct KnownSymbol {
 }
 
 impl SymbolDirectory {
-    pub fn new(registry: Channel, ttl: Duration, timeout: Duration) -> Self {
+    pub fn new(registry: ServiceChannel, ttl: Duration, timeout: Duration) -> Self {
         Self { client: RegistryServiceClient::new(registry), entries: Arc::default(), ttl, timeout }
     }
 

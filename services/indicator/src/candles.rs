@@ -2,12 +2,12 @@
 //! service over gRPC within the caller's deadline.
 
 use prost_types::Timestamp;
-use tonic::transport::Channel;
 use wizdata::marketdata::v1::GetCandlesRequest;
 use wizdata::marketdata::v1::market_data_service_client::MarketDataServiceClient;
 use wizdata::r#type::v1::{Candle, Interval};
 use wizdata_common::auth::Caller;
 use wizdata_common::deadline::Deadline;
+use wizdata_common::endpoints::ServiceChannel;
 use wizdata_common::{ApiError, ErrorCode};
 
 /// The largest page market data serves: the fewest round trips.
@@ -24,11 +24,11 @@ pub struct Candles {
 
 #[derive(Clone)]
 pub struct CandleSource {
-    client: MarketDataServiceClient<Channel>,
+    client: MarketDataServiceClient<ServiceChannel>,
 }
 
 impl CandleSource {
-    pub fn new(market_data: Channel) -> Self {
+    pub fn new(market_data: ServiceChannel) -> Self {
         Self { client: MarketDataServiceClient::new(market_data).max_decoding_message_size(MAX_PAGE_BYTES) }
     }
 

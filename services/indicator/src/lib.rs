@@ -16,7 +16,6 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use prost_types::Timestamp;
 use tokio::sync::Semaphore;
-use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 use wizdata::indicator::v1::indicator_service_server::{IndicatorService, IndicatorServiceServer};
 use wizdata::indicator::v1::{
@@ -29,6 +28,7 @@ use wizdata_common::auth::Caller;
 use wizdata_common::cache::Cache;
 use wizdata_common::config::parse_duration;
 use wizdata_common::deadline::Deadline;
+use wizdata_common::endpoints::ServiceChannel;
 use wizdata_common::interval;
 use wizdata_common::time::{from_timestamp, to_timestamp};
 use wizdata_common::{ApiError, FieldViolations};
@@ -202,7 +202,12 @@ pub struct Indicators {
 impl Indicators {
     /// Candles come from market data behind `market_data`, within
     /// `market_data_timeout` when the caller set no deadline.
-    pub fn new(market_data: Channel, market_data_timeout: Duration, cache: Cache, config: &IndicatorConfig) -> Self {
+    pub fn new(
+        market_data: ServiceChannel,
+        market_data_timeout: Duration,
+        cache: Cache,
+        config: &IndicatorConfig,
+    ) -> Self {
         let cores = std::thread::available_parallelism().map_or(1, usize::from);
         Self {
             candles: CandleSource::new(market_data),
@@ -427,7 +432,7 @@ impl IndicatorService for Indicators {
 /// The service, fetching candles from the market data service behind
 /// `market_data` and caching results in `cache`.
 pub fn service(
-    market_data: Channel,
+    market_data: ServiceChannel,
     market_data_timeout: Duration,
     cache: Cache,
     config: &IndicatorConfig,

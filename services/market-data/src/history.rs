@@ -189,15 +189,20 @@ fn parse_time(date: &str, time: Option<&str>) -> Result<NaiveDateTime, String> {
 /// Candles per ImportCandles message.
 const CANDLES_PER_MESSAGE: usize = 1000;
 
-/// Streams `candles` to a market data service's ImportCandles.
-pub async fn import(
-    client: &mut wizdata::marketdata::v1::market_data_service_client::MarketDataServiceClient<
-        wizdata_common::auth::credentials::AuthenticatedChannel,
-    >,
+/// Streams `candles` to a market data service's ImportCandles, over any
+/// channel a generated client takes.
+pub async fn import<C>(
+    client: &mut wizdata::marketdata::v1::market_data_service_client::MarketDataServiceClient<C>,
     symbol: &str,
     interval: Interval,
     candles: Vec<Candle>,
-) -> Result<wizdata::marketdata::v1::ImportCandlesResponse, tonic::Status> {
+) -> Result<wizdata::marketdata::v1::ImportCandlesResponse, tonic::Status>
+where
+    C: tonic::client::GrpcService<tonic::body::Body>,
+    C::Error: Into<tonic::codegen::StdError>,
+    C::ResponseBody: tonic::codegen::Body<Data = bytes::Bytes> + Send + 'static,
+    <C::ResponseBody as tonic::codegen::Body>::Error: Into<tonic::codegen::StdError> + Send,
+{
     let mut messages: Vec<wizdata::marketdata::v1::ImportCandlesRequest> = candles
         .chunks(CANDLES_PER_MESSAGE)
         .map(|chunk| wizdata::marketdata::v1::ImportCandlesRequest {

@@ -12,7 +12,6 @@ use std::future::Future;
 use std::time::Duration;
 
 use tokio::task::JoinHandle;
-use tonic::transport::{Channel, Endpoint};
 use wizdata_common::auth::credentials::Credentials;
 use wizdata_common::auth::layer::AuthLayer;
 use wizdata_common::auth::verifier::Verifier;
@@ -20,6 +19,7 @@ use wizdata_common::bus::Bus;
 use wizdata_common::cache::Cache;
 use wizdata_common::config::{AuthConfig, DatabaseConfig, NeighbourConfig, RedisConfig, ServerConfig, TelemetryConfig};
 use wizdata_common::db;
+use wizdata_common::endpoints::{DiscoveryConfig, EndpointPool, PoolSettings, Resolver, ServiceChannel};
 use wizdata_common::health::Health;
 use wizdata_common::metrics::{MetricsConfig, MetricsServer};
 use wizdata_common::pagination::PageTokens;
@@ -60,6 +60,8 @@ pub struct ServeArgs {
     pub auth: AuthConfig,
     #[command(flatten)]
     pub neighbours: NeighbourConfig,
+    #[command(flatten)]
+    pub discovery: DiscoveryConfig,
     #[command(flatten)]
     pub auth_service: wizdata_auth::AuthServiceConfig,
     #[command(flatten)]
@@ -225,6 +227,9 @@ pub struct Connections {
     pub redis: Option<Redis>,
     /// One bus per process: market data publishes on it, streaming reads it.
     pub bus: Option<Bus>,
+    /// Resolves the names in neighbours' and backends' URLs, for every
+    /// channel and the gateway alike.
+    pub resolver: Resolver,
 }
 
 impl Connections {
@@ -241,7 +246,7 @@ impl Connections {
             true => Some(Bus::new(redis.as_ref()).await?),
             false => None,
         };
-        Ok(Self { db, redis, bus })
+        Ok(Self { db, redis, bus, resolver: Resolver::new(&args.discovery) })
     }
 }
 
@@ -287,13 +292,24 @@ where
     services.mount(service.with_message_limits(server.max_message_bytes, server.max_response_bytes))
 }
 
-/// A channel to a neighbouring service, connected on first use and again
-/// after failures.
-pub fn channel_to(url: &str, connect_timeout: Duration) -> anyhow::Result<Channel> {
-    let endpoint = Endpoint::from_shared(url.to_owned())
-        .map_err(|error| anyhow::anyhow!("{url:?} is not a valid service URL: {error}"))?;
-    Ok(endpoint.connect_timeout(connect_timeout).tcp_nodelay(true).connect_lazy())
+/// A channel to `service` (its gRPC name, or "" for a whole process) at
+/// `url`: over every address the URL's host resolves to, health-checked and
+/// kept current by the same pool the gateway uses; connected on first use
+/// and again after failures.
+pub fn channel_to(
+    url: &str,
+    service: &str,
+    connect_timeout: Duration,
+    resolver: &Resolver,
+) -> anyhow::Result<ServiceChannel> {
+    let settings = PoolSettings { connect_timeout, ..PoolSettings::default() };
+    Ok(ServiceChannel::new(EndpointPool::new(service, &[url.to_owned()], settings, resolver.clone())?))
 }
+
+/// The gRPC names the services' channels check the health of.
+const REGISTRY: &str = wizdata::registry::v1::registry_service_server::SERVICE_NAME;
+const MARKET_DATA: &str = wizdata::marketdata::v1::market_data_service_server::SERVICE_NAME;
+const AUTH: &str = wizdata::auth::v1::auth_service_server::SERVICE_NAME;
 
 /// The services of a process, serving on their gRPC port.
 struct ServicesProcess {
@@ -339,7 +355,8 @@ impl Mesh {
         let this_process = server.as_ref().map(|server| format!("http://127.0.0.1:{}", server.port()));
         let auth_url = plan.auth.url(this_process.as_deref().unwrap_or_default());
         // One verifier for the services and the gateway: one cache of keys and tokens.
-        let verifier = Verifier::new(channel_to(&auth_url, args.auth.auth_timeout)?, &args.auth);
+        let resolver = &connections.resolver;
+        let verifier = Verifier::new(channel_to(&auth_url, AUTH, args.auth.auth_timeout, resolver)?, &args.auth);
         let services = match (server, &this_process) {
             (Some(server), Some(this_process)) => Some(
                 Self::serve_services(server, this_process, &plan, args, &connections, &verifier, stopping_seen).await?,
@@ -352,6 +369,7 @@ impl Mesh {
                     verifier,
                     redis: connections.redis.clone(),
                     default_backend: this_process,
+                    resolver: resolver.clone(),
                     max_message_bytes: args.server.max_message_bytes,
                     shutdown_delay: args.server.shutdown_delay,
                     drain_timeout: args.server.drain_timeout,
@@ -381,14 +399,16 @@ impl Mesh {
         stopping: tokio::sync::watch::Receiver<bool>,
     ) -> anyhow::Result<ServicesProcess> {
         let neighbours = &args.neighbours;
+        let resolver = &connections.resolver;
         let url_of = |neighbour: &Option<Neighbour>| {
             neighbour.as_ref().expect("resolved for the services that call it").url(this_process)
         };
         let symbols = || -> anyhow::Result<SymbolDirectory> {
-            let registry = channel_to(&url_of(&plan.registry), neighbours.registry_timeout)?;
+            let registry = channel_to(&url_of(&plan.registry), REGISTRY, neighbours.registry_timeout, resolver)?;
             Ok(SymbolDirectory::new(registry, neighbours.symbol_cache_ttl, neighbours.registry_timeout))
         };
-        let market_data = || channel_to(&url_of(&plan.market_data), neighbours.market_data_timeout);
+        let market_data =
+            || channel_to(&url_of(&plan.market_data), MARKET_DATA, neighbours.market_data_timeout, resolver);
         let db = || connections.db.clone().expect("connected for the services that keep tables");
         let bus = || connections.bus.clone().expect("a bus for the services that publish or read events");
         let page_tokens = PageTokens::new(args.server.page_token_key.as_ref());
@@ -455,7 +475,7 @@ impl Mesh {
             background.push(redis.watch(server.health()));
         }
         if plan.simulated_feed {
-            background.push(Self::simulated_feed(&db(), this_process, &args.feed).await?);
+            background.push(Self::simulated_feed(&db(), this_process, resolver, &args.feed).await?);
         }
         Ok(ServicesProcess { server, bus: connections.bus.clone(), background })
     }
@@ -465,10 +485,12 @@ impl Mesh {
     async fn simulated_feed(
         db: &sea_orm::DatabaseConnection,
         this_process: &str,
+        resolver: &Resolver,
         feed: &SimulatorConfig,
     ) -> anyhow::Result<JoinHandle<()>> {
         let key = wizdata_auth::provision_internal_key(db, SIMULATED_FEED, SIMULATED_FEED_SCOPES).await?;
-        let channel = Credentials::bearer(&key)?.on(channel_to(this_process, Duration::from_secs(5))?);
+        let channel =
+            Credentials::bearer(&key)?.on(channel_to(this_process, MARKET_DATA, Duration::from_secs(5), resolver)?);
         let feed = feed.clone();
         Ok(tokio::spawn(async move {
             if let Err(error) = wizdata_market_data::simulator::run(channel, feed, std::future::pending()).await {

@@ -11,6 +11,7 @@ use wizdata::r#type::v1::Interval;
 use wizdata_common::auth::access::AccessRules;
 use wizdata_common::auth::credentials::Credentials;
 use wizdata_common::config::{DatabaseConfig, TelemetryConfig};
+use wizdata_common::endpoints::{DiscoveryConfig, Resolver, ServiceChannel};
 use wizdata_market_data::simulator::SimulatorConfig;
 use wizdata_market_data::{history, interval};
 use wizdata_mesh::{Mesh, ServeArgs, channel_to};
@@ -169,7 +170,7 @@ async fn main() -> anyhow::Result<ExitCode> {
         }
         Command::Feed(FeedCommand::Simulate(args)) => {
             let _telemetry = wizdata_common::telemetry::init(&args.telemetry, "wizdata-feed");
-            let channel = channel_to(&args.target, std::time::Duration::from_secs(5))?;
+            let channel = tool_channel(&args.target)?;
             let channel = Credentials::from_optional(args.api_key.as_ref())?.on(channel);
             wizdata_market_data::simulator::run(channel, args.feed, wizdata_common::server::shutdown_signal()).await?;
         }
@@ -177,20 +178,26 @@ async fn main() -> anyhow::Result<ExitCode> {
         Command::Keys(KeysCommand::Create(args)) => return create_key(args).await,
         Command::Bench(args) => {
             let credentials = Credentials::from_optional(args.api_key.as_ref())?;
-            let channel = credentials.clone().on(channel_to(&args.target, std::time::Duration::from_secs(5))?);
+            let channel = credentials.clone().on(tool_channel(&args.target)?);
             match args.what {
                 BenchCommand::Subscribe(bench) => bench::subscribe(&args.target, credentials, bench).await?,
                 BenchCommand::Soak(bench) => bench::soak(&args.target, credentials, bench).await?,
                 BenchCommand::Ingest(bench) => bench::ingest(channel, bench).await?,
                 BenchCommand::Candles(bench) => bench::candles(channel, bench).await?,
                 BenchCommand::Unary(bench) => {
-                    let gateway = credentials.on(channel_to(&bench.gateway, std::time::Duration::from_secs(5))?);
+                    let gateway = credentials.on(tool_channel(&bench.gateway)?);
                     bench::unary(channel, gateway, bench).await?
                 }
             }
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The command-line tools' channel to a mesh process or gateway, resolved
+/// with the system's DNS.
+fn tool_channel(target: &str) -> anyhow::Result<ServiceChannel> {
+    channel_to(target, "", std::time::Duration::from_secs(5), &Resolver::new(&DiscoveryConfig::default()))
 }
 
 async fn import_candles(args: ImportCandlesArgs) -> anyhow::Result<ExitCode> {
@@ -206,7 +213,7 @@ async fn import_candles(args: ImportCandlesArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::FAILURE);
         }
     };
-    let channel = channel_to(&args.target, std::time::Duration::from_secs(5))?;
+    let channel = tool_channel(&args.target)?;
     let mut client = MarketDataServiceClient::new(Credentials::from_optional(args.api_key.as_ref())?.on(channel))
         .max_decoding_message_size(64 * 1024 * 1024);
     match history::import(&mut client, &args.symbol, args.interval, candles).await {

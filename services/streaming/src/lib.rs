@@ -11,10 +11,10 @@ mod stats;
 use std::time::Duration;
 
 use tokio::sync::watch;
-use tonic::transport::Channel;
 use wizdata::streaming::v1::streaming_service_server::StreamingServiceServer;
 use wizdata_common::bus::Bus;
 use wizdata_common::config::parse_duration;
+use wizdata_common::endpoints::ServiceChannel;
 use wizdata_common::symbols::SymbolDirectory;
 
 pub use service::Streamer;
@@ -59,7 +59,7 @@ pub struct StreamingConfig {
 pub fn service(
     bus: Bus,
     symbols: SymbolDirectory,
-    market_data: Channel,
+    market_data: ServiceChannel,
     stopping: watch::Receiver<bool>,
     config: &StreamingConfig,
 ) -> StreamingServiceServer<Streamer> {

@@ -13,7 +13,6 @@ use prost_types::Timestamp;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::Channel as GrpcChannel;
 use tonic::{Request, Response, Status, Streaming};
 use wizdata::marketdata::v1::market_data_service_client::MarketDataServiceClient;
 use wizdata::marketdata::v1::{GetCandlesRequest, GetQuotesRequest};
@@ -26,6 +25,7 @@ use wizdata::streaming::v1::{
 };
 use wizdata::r#type::v1::Interval;
 use wizdata_common::auth::{Caller, client_address};
+use wizdata_common::endpoints::ServiceChannel;
 use wizdata_common::subjects::{StreamSlot, StreamSlots, subject_key};
 use wizdata_common::symbols::{SymbolDirectory, check_symbol_length};
 use wizdata_common::time::{now_ns, now_timestamp};
@@ -50,7 +50,7 @@ struct Inner {
     hub: Hub,
     stats: Arc<Stats>,
     symbols: SymbolDirectory,
-    market_data: MarketDataServiceClient<GrpcChannel>,
+    market_data: MarketDataServiceClient<ServiceChannel>,
     stopping: watch::Receiver<bool>,
     config: StreamingConfig,
     next_subscriber: AtomicU64,
@@ -61,7 +61,7 @@ impl Streamer {
     pub fn new(
         bus: wizdata_common::bus::Bus,
         symbols: SymbolDirectory,
-        market_data: GrpcChannel,
+        market_data: ServiceChannel,
         stopping: watch::Receiver<bool>,
         config: StreamingConfig,
     ) -> Self {

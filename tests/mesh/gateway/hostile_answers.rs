@@ -8,7 +8,8 @@ use tonic_types::StatusExt;
 use wizdata::marketdata::v1::{GetQuoteRequest, GetQuotesRequest};
 use wizdata::registry::v1::GetSymbolRequest;
 use wizdata::streaming::v1::{Channel, SubscribeRequest};
-use wizdata_common::auth::credentials::{AuthenticatedChannel, Credentials};
+use wizdata_common::auth::credentials::Credentials;
+use wizdata_test_support::ClientChannel;
 use wizdata_test_support::{TestMesh, ingest_accepted, trade_now};
 
 /// The size of a status's headers as a client receives them.
@@ -26,7 +27,7 @@ fn header_bytes(status: &tonic::Status) -> usize {
 
 /// The hostile calls, each answered INVALID_ARGUMENT naming the bad fields:
 /// many unknown symbols, and one symbol far longer than any ticker.
-async fn hostile_calls(channel: &AuthenticatedChannel) -> Vec<tonic::Status> {
+async fn hostile_calls(channel: &ClientChannel) -> Vec<tonic::Status> {
     use wizdata::marketdata::v1::market_data_service_client::MarketDataServiceClient;
     use wizdata::streaming::v1::streaming_service_client::StreamingServiceClient;
     let mut market = MarketDataServiceClient::new(channel.clone());

@@ -10,7 +10,8 @@ use tonic_health::pb::health_check_response::ServingStatus;
 use wizdata::auth::v1::Tier;
 use wizdata::registry::v1::GetSymbolRequest;
 use wizdata::registry::v1::registry_service_client::RegistryServiceClient;
-use wizdata_common::auth::credentials::{AuthenticatedChannel, Credentials};
+use wizdata_common::auth::credentials::Credentials;
+use wizdata_test_support::ClientChannel;
 use wizdata_test_support::{TestMesh, health_at, wait_for_health_at};
 
 /// The standard tier's limit in this test: small, with no refill to speak
@@ -19,15 +20,15 @@ const LIMIT: u32 = 10;
 
 const WAIT: Duration = Duration::from_secs(10);
 
-async fn client(gateway: &TestMesh, key: &SecretString) -> RegistryServiceClient<AuthenticatedChannel> {
+async fn client(gateway: &TestMesh, key: &SecretString) -> RegistryServiceClient<ClientChannel> {
     let channel = tonic::transport::Channel::from_shared(gateway.gateway_url()).unwrap().connect().await.unwrap();
     RegistryServiceClient::new(Credentials::bearer(key).unwrap().on(channel))
 }
 
 /// Alternates `calls` calls between the two gateways; returns how many each allowed.
 async fn spread_calls(
-    first: &mut RegistryServiceClient<AuthenticatedChannel>,
-    second: &mut RegistryServiceClient<AuthenticatedChannel>,
+    first: &mut RegistryServiceClient<ClientChannel>,
+    second: &mut RegistryServiceClient<ClientChannel>,
     calls: u32,
 ) -> (u32, u32) {
     let mut allowed = (0, 0);

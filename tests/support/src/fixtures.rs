@@ -1,10 +1,10 @@
 //! Fixtures every area's tests build on: ticks, ingest, candle page walks
 //! and the reading of rich error details.
 
+use crate::ClientChannel;
 use prost_types::Timestamp;
 use wizdata::marketdata::v1::market_data_service_client::MarketDataServiceClient;
 use wizdata::marketdata::v1::{BidAsk, IngestTicksRequest, IngestTicksResponse, Tick, Trade, tick};
-use wizdata_common::auth::credentials::AuthenticatedChannel;
 
 use crate::{TestMesh, TestRedis};
 
@@ -56,7 +56,7 @@ pub fn book_now(symbol: &str, bid: f64, ask: f64) -> Tick {
 
 /// One IngestTicks call sending each inner vector as one message.
 pub async fn ingest(
-    client: &mut MarketDataServiceClient<AuthenticatedChannel>,
+    client: &mut MarketDataServiceClient<ClientChannel>,
     messages: Vec<Vec<Tick>>,
 ) -> Result<IngestTicksResponse, tonic::Status> {
     let requests: Vec<IngestTicksRequest> = messages.into_iter().map(|ticks| IngestTicksRequest { ticks }).collect();
@@ -109,7 +109,7 @@ pub fn invalid_fields(status: tonic::Status) -> Vec<String> {
 
 /// Every candle of the range, walking pages of `page_size`.
 pub async fn all_candles(
-    client: &mut wizdata::marketdata::v1::market_data_service_client::MarketDataServiceClient<AuthenticatedChannel>,
+    client: &mut wizdata::marketdata::v1::market_data_service_client::MarketDataServiceClient<ClientChannel>,
     request: wizdata::marketdata::v1::GetCandlesRequest,
     page_size: i32,
 ) -> Vec<wizdata::r#type::v1::Candle> {

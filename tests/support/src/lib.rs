@@ -3,6 +3,7 @@
 //! when WIZDATA_TEST_DATABASE_URL is set) and, for `serve all`, on Redis when
 //! WIZDATA_TEST_REDIS_URL is set; the fixtures every area's tests build on.
 
+pub mod dns;
 pub mod fixtures;
 pub mod grpc_web;
 
@@ -24,13 +25,17 @@ use wizdata::marketdata::v1::market_data_service_client::MarketDataServiceClient
 use wizdata::registry::v1::registry_service_client::RegistryServiceClient;
 use wizdata::streaming::v1::streaming_service_client::StreamingServiceClient;
 use wizdata_common::auth::access::AccessRules;
-use wizdata_common::auth::credentials::{AuthenticatedChannel, Credentials};
+use wizdata_common::auth::credentials::Credentials;
 use wizdata_common::bus::Bus;
 use wizdata_common::config::DatabaseConfig;
 pub use wizdata_common::testing::{TestDatabase, TestRedis};
 use wizdata_mesh::{Mesh, Role, ServeArgs};
 
 pub use fixtures::*;
+
+/// A test client's channel: tonic's own, as any Rust client's, with the
+/// credentials its calls carry.
+pub type ClientChannel = tonic::service::interceptor::InterceptedService<Channel, Credentials>;
 
 #[derive(Parser)]
 struct Cli {
@@ -233,7 +238,7 @@ impl TestMesh {
     }
 
     /// A native gRPC channel through the gateway, with `credentials`.
-    pub async fn gateway_channel_as(&self, credentials: Credentials) -> AuthenticatedChannel {
+    pub async fn gateway_channel_as(&self, credentials: Credentials) -> ClientChannel {
         let channel =
             Channel::from_shared(self.gateway_url()).unwrap().connect().await.expect("connect to the gateway");
         credentials.on(channel)
@@ -241,16 +246,16 @@ impl TestMesh {
 
     /// A channel whose calls carry the admin key (when this mesh serves
     /// auth), so tests that set up data are allowed to write.
-    pub async fn channel(&self) -> AuthenticatedChannel {
+    pub async fn channel(&self) -> ClientChannel {
         self.channel_as(self.admin_credentials()).await
     }
 
     /// A channel whose calls carry no credentials.
-    pub async fn anonymous_channel(&self) -> AuthenticatedChannel {
+    pub async fn anonymous_channel(&self) -> ClientChannel {
         self.channel_as(Credentials::none()).await
     }
 
-    pub async fn channel_as(&self, credentials: Credentials) -> AuthenticatedChannel {
+    pub async fn channel_as(&self, credentials: Credentials) -> ClientChannel {
         credentials.on(Channel::from_shared(self.url()).unwrap().connect().await.expect("connect to the mesh"))
     }
 
@@ -259,23 +264,23 @@ impl TestMesh {
     }
 
     /// Clients of each service, calling directly as the admin.
-    pub async fn registry(&self) -> RegistryServiceClient<AuthenticatedChannel> {
+    pub async fn registry(&self) -> RegistryServiceClient<ClientChannel> {
         RegistryServiceClient::new(self.channel().await)
     }
 
-    pub async fn market_data(&self) -> MarketDataServiceClient<AuthenticatedChannel> {
+    pub async fn market_data(&self) -> MarketDataServiceClient<ClientChannel> {
         MarketDataServiceClient::new(self.channel().await)
     }
 
-    pub async fn indicators(&self) -> IndicatorServiceClient<AuthenticatedChannel> {
+    pub async fn indicators(&self) -> IndicatorServiceClient<ClientChannel> {
         IndicatorServiceClient::new(self.channel().await)
     }
 
-    pub async fn auth(&self) -> AuthServiceClient<AuthenticatedChannel> {
+    pub async fn auth(&self) -> AuthServiceClient<ClientChannel> {
         AuthServiceClient::new(self.channel().await)
     }
 
-    pub async fn streaming(&self) -> StreamingServiceClient<AuthenticatedChannel> {
+    pub async fn streaming(&self) -> StreamingServiceClient<ClientChannel> {
         StreamingServiceClient::new(self.channel().await)
     }
 

@@ -1,13 +1,13 @@
 //! The client side: credentials a WizData tool or service sends on every call.
 
+use crate::endpoints::ServiceChannel;
 use secrecy::{ExposeSecret, SecretString};
 use tonic::metadata::AsciiMetadataValue;
 use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::Channel;
 
 /// A channel whose calls carry [`Credentials`].
-pub type AuthenticatedChannel = InterceptedService<Channel, Credentials>;
+pub type AuthenticatedChannel = InterceptedService<ServiceChannel, Credentials>;
 
 /// Sends `authorization: Bearer <key or token>` on every call, or nothing.
 #[derive(Clone, Default)]
@@ -43,7 +43,9 @@ impl Credentials {
         secret.map_or_else(|| Ok(Self::none()), Self::bearer)
     }
 
-    pub fn on(self, channel: Channel) -> AuthenticatedChannel {
+    /// `channel` with these credentials on every call: a [`ServiceChannel`]
+    /// (an [`AuthenticatedChannel`]), or any other tonic channel.
+    pub fn on<C>(self, channel: C) -> InterceptedService<C, Credentials> {
         InterceptedService::new(channel, self)
     }
 }

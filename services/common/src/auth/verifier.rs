@@ -7,10 +7,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
+use crate::endpoints::ServiceChannel;
 use ed25519_dalek::VerifyingKey;
 use http::HeaderMap;
 use sha2::{Digest, Sha256};
-use tonic::transport::Channel;
 use wizdata::auth::v1::auth_service_client::AuthServiceClient;
 use wizdata::auth::v1::{ExchangeApiKeyRequest, GetJwksRequest};
 
@@ -35,7 +35,7 @@ pub struct Verifier {
 }
 
 struct Inner {
-    auth: AuthServiceClient<Channel>,
+    auth: AuthServiceClient<ServiceChannel>,
     timeout: Duration,
     leeway_seconds: i64,
     anonymous: Caller,
@@ -92,7 +92,7 @@ enum Credential<'a> {
 
 impl Verifier {
     /// Verifies against the auth service reached through `auth`.
-    pub fn new(auth: Channel, config: &AuthConfig) -> Self {
+    pub fn new(auth: ServiceChannel, config: &AuthConfig) -> Self {
         Self {
             inner: Arc::new(Inner {
                 auth: AuthServiceClient::new(auth),

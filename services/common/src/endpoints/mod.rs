@@ -1,0 +1,767 @@
+//! The endpoints of one service and how each call picks one: every process
+//! that calls another service (the gateway, and each service calling its
+//! neighbours) goes through this one pool, so one implementation decides
+//! where every call goes.
+//!
+//! - **Discovery**: a URL whose host is an IP address is one endpoint; one
+//!   whose host is a name is resolved again every refresh interval, and
+//!   every address it resolves to is an endpoint ([`discovery`]). Endpoints
+//!   found later join once their health check passes; endpoints no longer
+//!   named drain: no new calls, calls in flight finish on their connection.
+//! - **Balance**: the power of two choices: two healthy endpoints at random,
+//!   the one with fewer calls in flight.
+//! - **Health**: each endpoint's grpc.health.v1 status for the service,
+//!   checked on an interval over a connection of its own; failing endpoints,
+//!   and endpoints a call could not reach, are out until a check passes.
+//!
+//! Calls go straight onto the endpoint's HTTP/2 connection (the `h2` crate)
+//! rather than through a tonic Channel or hyper's client: the Channel's
+//! buffer task is one more hand-off per call (about a third of the
+//! gateway's added latency, measured), and hyper's client spawns a task per
+//! call to wait for the answer and another to send the body, which a
+//! single message does not need (BENCHMARKS.md).
+
+pub mod discovery;
+mod service_channel;
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock, Weak};
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::uri::PathAndQuery;
+use http::{HeaderMap, Request, Response, Uri};
+use http_body::{Body as HttpBody, Frame};
+use http_body_util::BodyExt;
+use tokio::net::TcpStream;
+use tokio::sync::Notify;
+use tonic::body::Body;
+use tonic::transport::{Channel, Endpoint as ChannelEndpoint};
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+
+pub use self::discovery::{DiscoveryConfig, Resolution, Resolver};
+pub use self::service_channel::ServiceChannel;
+use crate::health::Health;
+use crate::ids::splitmix64;
+
+/// How a pool connects to and checks its endpoints.
+#[derive(Debug, Clone)]
+pub struct PoolSettings {
+    /// How long connecting to an endpoint may take.
+    pub connect_timeout: Duration,
+    /// Largest header (or trailer) block accepted in an answer, in bytes.
+    pub max_answer_header_bytes: u32,
+    /// How often each endpoint's health is checked.
+    pub health_interval: Duration,
+}
+
+impl Default for PoolSettings {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(1),
+            max_answer_header_bytes: 16 << 10,
+            health_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+/// The endpoints of one service.
+pub struct EndpointPool {
+    /// The gRPC service the pool calls, as its health check names it ("" for
+    /// a whole process).
+    service: String,
+    targets: Vec<Target>,
+    settings: PoolSettings,
+    resolver: Resolver,
+    /// The endpoints calls may go to now; replaced whole when discovery
+    /// changes it, so a pick reads one consistent set.
+    endpoints: RwLock<Arc<[Arc<Endpoint>]>>,
+    /// Why discovery found no endpoint, while that is so.
+    discovery_problem: std::sync::Mutex<Option<String>>,
+    /// Set once every name has had its first answer (at once when there are
+    /// none), so the first calls wait for it instead of finding no endpoint.
+    discovered: tokio::sync::watch::Sender<bool>,
+    /// Woken when a connection to an endpoint fails: its name is resolved
+    /// again at once instead of at the next refresh.
+    resolve_now: Arc<Notify>,
+    /// Woken when endpoints join, so they are checked at once.
+    check_now: Notify,
+    // State of the cheap generator behind the random choices.
+    seed: AtomicU64,
+}
+
+/// One URL given for a service.
+struct Target {
+    /// Scheme and authority as given: the authority calls carry.
+    origin: Uri,
+    host: TargetHost,
+    port: u16,
+}
+
+enum TargetHost {
+    Address(IpAddr),
+    Name(String),
+}
+
+/// Why a call got no usable answer from an endpoint. Only the first two say
+/// something of the endpoint: one bad answer must not take it out of
+/// rotation for everyone (a caller could otherwise eject it at will).
+#[derive(Debug)]
+pub enum BackendError {
+    /// No connection could be made: refused, timed out, handshake failed.
+    Connect(String),
+    /// The connection closed under the call.
+    ConnectionLost(h2::Error),
+    /// This call's answer was unusable (a reset stream, a header block over
+    /// the limit); the connection serves other calls on.
+    Answer(h2::Error),
+    /// The answer broke off after its headers.
+    BrokeOff(tonic::Status),
+}
+
+impl BackendError {
+    /// Whether the endpoint itself is at fault, so it leaves rotation.
+    pub fn counts_against_endpoint(&self) -> bool {
+        matches!(self, Self::Connect(_) | Self::ConnectionLost(_))
+    }
+}
+
+impl std::fmt::Display for BackendError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Connect(why) => write!(f, "cannot connect: {why}"),
+            Self::ConnectionLost(error) => write!(f, "the connection closed: {error}"),
+            Self::Answer(error) => write!(f, "the answer was refused: {error}"),
+            Self::BrokeOff(status) => write!(f, "the answer broke off: {}", status.message()),
+        }
+    }
+}
+
+pub struct Endpoint {
+    /// Where the endpoint listens.
+    address: SocketAddr,
+    /// Scheme and authority its calls carry (the URL as given, so a name
+    /// stays the name).
+    origin: Uri,
+    connect_timeout: Duration,
+    max_answer_header_bytes: u32,
+    // The shared connection, while it is open; replaced after it closes.
+    connection: std::sync::Mutex<Option<Connection>>,
+    // Held while connecting, so concurrent calls wait for one connection.
+    connecting: tokio::sync::Mutex<()>,
+    // Health checks go over a connection of their own, through tonic's client.
+    health_channel: Channel,
+    healthy: AtomicBool,
+    in_flight: AtomicUsize,
+    /// The pool's: a failed connection asks for the names to be resolved again.
+    resolve_now: Arc<Notify>,
+}
+
+/// A call's claim on an endpoint: counted in flight until dropped.
+pub struct Lease(Arc<Endpoint>);
+
+impl Lease {
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.0
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// What a call sends: one message (unary and server-streaming calls), or
+/// the caller's stream of them.
+pub enum Payload {
+    Message(Bytes),
+    Stream(Body),
+}
+
+/// An open HTTP/2 connection to an endpoint, shared by every call to it.
+#[derive(Clone)]
+struct Connection {
+    streams: h2::client::SendRequest<Bytes>,
+    // Set by the task driving the connection when it ends.
+    closed: Arc<AtomicBool>,
+}
+
+/// How often an idle connection is pinged, and how long a pong may take
+/// before the connection is given up as dead.
+const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(30);
+const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl Endpoint {
+    fn new(address: SocketAddr, origin: Uri, healthy: bool, pool: &EndpointPool) -> Arc<Self> {
+        let health_channel = ChannelEndpoint::from_shared(format!("http://{address}"))
+            .expect("a socket address makes a valid URI")
+            .connect_timeout(pool.settings.connect_timeout)
+            .tcp_nodelay(true)
+            .connect_lazy();
+        Arc::new(Self {
+            address,
+            origin,
+            connect_timeout: pool.settings.connect_timeout,
+            max_answer_header_bytes: pool.settings.max_answer_header_bytes,
+            connection: std::sync::Mutex::new(None),
+            connecting: tokio::sync::Mutex::new(()),
+            health_channel,
+            healthy: AtomicBool::new(healthy),
+            in_flight: AtomicUsize::new(0),
+            resolve_now: pool.resolve_now.clone(),
+        })
+    }
+
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    /// Sends a call to `path` with `headers` over the endpoint's
+    /// connection, connecting first when there is none.
+    pub async fn send(
+        &self,
+        path: &PathAndQuery,
+        headers: HeaderMap,
+        payload: Payload,
+    ) -> Result<Response<Body>, BackendError> {
+        let connection = self.connection().await.map_err(BackendError::Connect)?;
+        let failed = |error: h2::Error| self.failure(error, &connection);
+        let mut request = Request::new(());
+        *request.method_mut() = http::Method::POST;
+        *request.uri_mut() = self.uri_of(path);
+        *request.headers_mut() = headers;
+        // Waits while the backend's limit of concurrent streams is reached.
+        let mut streams = connection.streams.clone().ready().await.map_err(failed)?;
+        let (answer, mut sending) = streams.send_request(request, false).map_err(failed)?;
+        match payload {
+            // Queued whole: the connection sends it as the flow-control window opens.
+            Payload::Message(message) => sending.send_data(message, true).map_err(failed)?,
+            Payload::Stream(body) => {
+                tokio::spawn(send_stream(body, sending));
+            }
+        }
+        let answer = answer.await.map_err(failed)?;
+        Ok(answer.map(|stream| Body::new(AnswerBody { stream, data_done: false })))
+    }
+
+    /// The call's URI: the endpoint's scheme and authority, the call's path.
+    fn uri_of(&self, path: &PathAndQuery) -> Uri {
+        let mut uri = self.origin.clone().into_parts();
+        uri.path_and_query = Some(path.clone());
+        Uri::from_parts(uri).expect("the origin's scheme and authority with a request's path")
+    }
+
+    /// Sorts an HTTP/2 error into the connection's fault or this call's.
+    fn failure(&self, error: h2::Error, connection: &Connection) -> BackendError {
+        if error.is_io() || error.is_go_away() || connection.closed.load(Ordering::Relaxed) {
+            self.connection.lock().expect("connection lock is not poisoned").take();
+            return BackendError::ConnectionLost(error);
+        }
+        BackendError::Answer(error)
+    }
+
+    async fn connection(&self) -> Result<Connection, String> {
+        if let Some(connection) = self.open_connection() {
+            return Ok(connection);
+        }
+        let _connecting = self.connecting.lock().await;
+        if let Some(connection) = self.open_connection() {
+            return Ok(connection);
+        }
+        let address = self.address;
+        let stream = tokio::time::timeout(self.connect_timeout, TcpStream::connect(address))
+            .await
+            .map_err(|_| format!("no connection to {address} within {:?}", self.connect_timeout))?
+            .map_err(|error| format!("cannot connect to {address}: {error}"))?;
+        let _ = stream.set_nodelay(true);
+        let (streams, mut driver) = h2::client::Builder::new()
+            // As hyper's client: windows wide enough for large answers, no server push.
+            .initial_window_size(2 << 20)
+            .initial_connection_window_size(5 << 20)
+            .max_send_buffer_size(1 << 20)
+            .enable_push(false)
+            .max_header_list_size(self.max_answer_header_bytes)
+            .handshake(stream)
+            .await
+            .map_err(|error| format!("HTTP/2 handshake with {address} failed: {error}"))?;
+        let closed = Arc::new(AtomicBool::new(false));
+        let connection = Connection { streams, closed: closed.clone() };
+        let mut ping_pong = driver.ping_pong();
+        tokio::spawn(async move {
+            // A backend that stops answering pings is gone, even if its socket is not closed.
+            let keep_alive = async {
+                let Some(ping_pong) = ping_pong.as_mut() else { return std::future::pending().await };
+                loop {
+                    tokio::time::sleep(KEEP_ALIVE_INTERVAL).await;
+                    match tokio::time::timeout(KEEP_ALIVE_TIMEOUT, ping_pong.ping(h2::Ping::opaque())).await {
+                        Ok(Ok(_)) => continue,
+                        _ => return,
+                    }
+                }
+            };
+            // Ends when the connection closes, or when no call and no
+            // endpoint holds it any more (a drained endpoint's).
+            tokio::select! {
+                ended = &mut driver => if let Err(error) = ended {
+                    tracing::debug!(endpoint = %address, %error, "backend connection closed");
+                },
+                () = keep_alive => tracing::debug!(endpoint = %address, "backend connection answered no ping; closing it"),
+            }
+            closed.store(true, Ordering::Relaxed);
+        });
+        *self.connection.lock().expect("connection lock is not poisoned") = Some(connection.clone());
+        Ok(connection)
+    }
+
+    fn open_connection(&self) -> Option<Connection> {
+        let connection = self.connection.lock().expect("connection lock is not poisoned");
+        connection.as_ref().filter(|connection| !connection.closed.load(Ordering::Relaxed)).cloned()
+    }
+
+    /// Takes the endpoint out until its health check passes again: a call
+    /// could not reach it. Its name is resolved again at once, in case the
+    /// address has gone.
+    pub fn unreachable(&self) {
+        if self.healthy.swap(false, Ordering::Relaxed) {
+            tracing::warn!(endpoint = %self.address, "endpoint unreachable; no calls until its health check passes");
+        }
+        self.resolve_now.notify_one();
+    }
+
+    pub fn is_healthy(&self) -> bool {
+        self.healthy.load(Ordering::Relaxed)
+    }
+
+    async fn check(&self, service: &str, timeout: Duration) -> bool {
+        let request = HealthCheckRequest { service: service.to_owned() };
+        let mut client = HealthClient::new(self.health_channel.clone());
+        let answer = tokio::time::timeout(timeout, client.check(request)).await;
+        matches!(answer, Ok(Ok(response)) if response.get_ref().status() == ServingStatus::Serving)
+    }
+}
+
+/// Sends a caller's stream of messages on as the backend's flow-control
+/// window allows, so a fast caller cannot make the gateway buffer without
+/// bound; a request that breaks off resets the backend's stream.
+async fn send_stream(body: Body, mut sending: h2::SendStream<Bytes>) {
+    let mut body = std::pin::pin!(body);
+    while let Some(frame) = body.frame().await {
+        let Ok(frame) = frame else {
+            sending.send_reset(h2::Reason::CANCEL);
+            return;
+        };
+        let mut data = match frame.into_data() {
+            Ok(data) => data,
+            Err(frame) => {
+                if let Ok(trailers) = frame.into_trailers() {
+                    let _ = sending.send_trailers(trailers);
+                }
+                return;
+            }
+        };
+        while !data.is_empty() {
+            sending.reserve_capacity(data.len());
+            let granted = match std::future::poll_fn(|cx| sending.poll_capacity(cx)).await {
+                Some(Ok(granted)) => granted.min(data.len()),
+                _ => return,
+            };
+            if granted > 0 && sending.send_data(data.split_to(granted), false).is_err() {
+                return;
+            }
+        }
+    }
+    let _ = sending.send_data(Bytes::new(), true);
+}
+
+/// A backend's answer as it arrives on its stream, trailers last; what is
+/// read is given back to the flow-control window at once.
+struct AnswerBody {
+    stream: h2::RecvStream,
+    data_done: bool,
+}
+
+impl HttpBody for AnswerBody {
+    type Data = Bytes;
+    type Error = h2::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, h2::Error>>> {
+        if !self.data_done {
+            match ready!(self.stream.poll_data(cx)) {
+                Some(Ok(data)) => {
+                    let _ = self.stream.flow_control().release_capacity(data.len());
+                    return Poll::Ready(Some(Ok(Frame::data(data))));
+                }
+                Some(Err(error)) => return Poll::Ready(Some(Err(error))),
+                None => self.data_done = true,
+            }
+        }
+        Poll::Ready(match ready!(self.stream.poll_trailers(cx)) {
+            Ok(Some(trailers)) => Some(Ok(Frame::trailers(trailers))),
+            Ok(None) => None,
+            Err(error) => Some(Err(error)),
+        })
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.stream.is_end_stream()
+    }
+}
+
+impl EndpointPool {
+    /// The pool of `service` over `urls`, each `http://host:port`; hosts
+    /// that are names are resolved by [`EndpointPool::spawn_upkeep`].
+    pub fn new(
+        service: impl Into<String>,
+        urls: &[String],
+        settings: PoolSettings,
+        resolver: Resolver,
+    ) -> anyhow::Result<Arc<Self>> {
+        let service = service.into();
+        anyhow::ensure!(!urls.is_empty(), "{service} has no endpoint");
+        let targets = urls.iter().map(|url| Target::parse(url, &service)).collect::<anyhow::Result<Vec<_>>>()?;
+        let has_names = targets.iter().any(|target| matches!(target.host, TargetHost::Name(_)));
+        let pool = Arc::new(Self {
+            service,
+            targets,
+            settings,
+            resolver,
+            endpoints: RwLock::new(Arc::from([])),
+            discovery_problem: std::sync::Mutex::new(None),
+            discovered: tokio::sync::watch::Sender::new(!has_names),
+            resolve_now: Arc::new(Notify::new()),
+            check_now: Notify::new(),
+            seed: AtomicU64::new(0x9e37_79b9_7f4a_7c15),
+        });
+        pool.seed.fetch_xor(splitmix64(Arc::as_ptr(&pool) as u64), Ordering::Relaxed);
+        // Fixed addresses are endpoints from the start, healthy until a check
+        // or a call says otherwise, so the first calls are not refused.
+        let fixed: Vec<Arc<Endpoint>> = pool
+            .targets
+            .iter()
+            .filter_map(|target| match target.host {
+                TargetHost::Address(ip) => {
+                    Some(Endpoint::new(SocketAddr::new(ip, target.port), target.origin.clone(), true, &pool))
+                }
+                TargetHost::Name(_) => None,
+            })
+            .collect();
+        *pool.endpoints.write().expect("endpoint set lock is not poisoned") = Arc::from(fixed);
+        Ok(pool)
+    }
+
+    pub fn service(&self) -> &str {
+        &self.service
+    }
+
+    fn current(&self) -> Arc<[Arc<Endpoint>]> {
+        self.endpoints.read().expect("endpoint set lock is not poisoned").clone()
+    }
+
+    /// The endpoint for the next call: of two healthy endpoints picked at
+    /// random, the one with fewer calls in flight. `None` when none is healthy.
+    pub fn pick(&self) -> Option<Lease> {
+        let endpoints = self.current();
+        let count = endpoints.len();
+        let healthy = |at: usize| endpoints[at].healthy.load(Ordering::Relaxed).then_some(at);
+        let chosen = match count {
+            0 => return None,
+            1 => healthy(0)?,
+            _ => {
+                let random = self.next_random();
+                let first = (random % count as u64) as usize;
+                let second = (first + 1 + ((random >> 32) % (count as u64 - 1)) as usize) % count;
+                match (healthy(first), healthy(second)) {
+                    (Some(a), Some(b)) => {
+                        let load = |at: usize| endpoints[at].in_flight.load(Ordering::Relaxed);
+                        if load(b) < load(a) { b } else { a }
+                    }
+                    (Some(one), None) | (None, Some(one)) => one,
+                    // Both out: any healthy one will do.
+                    (None, None) => (0..count).find_map(healthy)?,
+                }
+            }
+        };
+        let endpoint = endpoints[chosen].clone();
+        endpoint.in_flight.fetch_add(1, Ordering::Relaxed);
+        Some(Lease(endpoint))
+    }
+
+    /// As [`EndpointPool::pick`], first waiting (within the DNS timeout) for
+    /// the names' first answer when it has not come yet.
+    pub async fn pick_discovered(&self) -> Option<Lease> {
+        if !*self.discovered.borrow() {
+            let mut discovered = self.discovered.subscribe();
+            let wait = self.resolver.lookup_timeout();
+            let _ = tokio::time::timeout(wait, discovered.wait_for(|done| *done)).await;
+        }
+        self.pick()
+    }
+
+    pub fn healthy_endpoints(&self) -> usize {
+        self.current().iter().filter(|endpoint| endpoint.is_healthy()).count()
+    }
+
+    pub fn endpoint_count(&self) -> usize {
+        self.current().len()
+    }
+
+    /// The endpoints' addresses, and whether each is in rotation.
+    pub fn endpoints(&self) -> Vec<(SocketAddr, bool)> {
+        self.current().iter().map(|endpoint| (endpoint.address, endpoint.is_healthy())).collect()
+    }
+
+    /// Why a call finds no endpoint, for its UNAVAILABLE message.
+    pub fn unavailable_reason(&self) -> String {
+        match self.discovery_problem() {
+            Some(problem) => format!("{} has no endpoint: {problem}", self.display_name()),
+            None => format!("no endpoint of {} is healthy", self.display_name()),
+        }
+    }
+
+    /// Why discovery found no endpoint, while that is so.
+    pub fn discovery_problem(&self) -> Option<String> {
+        self.discovery_problem.lock().expect("discovery lock is not poisoned").clone()
+    }
+
+    fn display_name(&self) -> &str {
+        if self.service.is_empty() { "the service" } else { &self.service }
+    }
+
+    /// Choices need spread, not secrecy.
+    fn next_random(&self) -> u64 {
+        splitmix64(self.seed.fetch_add(0x9e37_79b9_7f4a_7c15, Ordering::Relaxed))
+    }
+
+    /// Keeps the pool current until it is dropped: names resolved every
+    /// refresh interval (and after a connection fails), every endpoint's
+    /// health checked every health interval; with `health`, whether the
+    /// service can be reached is reported there as a routed service.
+    pub fn spawn_upkeep(self: &Arc<Self>, health: Option<Health>) -> tokio::task::JoinHandle<()> {
+        let discovery = self.targets.iter().any(|target| matches!(target.host, TargetHost::Name(_)));
+        let discovering = Self::discover(Arc::downgrade(self));
+        let checking = Self::check_health(Arc::downgrade(self), health);
+        tokio::spawn(async move {
+            match discovery {
+                true => tokio::join!(discovering, checking).1,
+                false => checking.await,
+            }
+        })
+    }
+
+    async fn discover(pool: Weak<Self>) {
+        let Some(interval) = pool.upgrade().map(|pool| pool.resolver.refresh_interval()) else { return };
+        let mut last_answers: HashMap<usize, Vec<IpAddr>> = HashMap::new();
+        loop {
+            let Some(strong) = pool.upgrade() else { return };
+            strong.resolve_once(&mut last_answers).await;
+            let resolve_now = strong.resolve_now.clone();
+            drop(strong);
+            tokio::select! {
+                () = tokio::time::sleep(interval) => {}
+                // At most one extra resolution per interval, however many calls fail.
+                () = resolve_now.notified() => tokio::time::sleep(interval / 5).await,
+            }
+        }
+    }
+
+    /// Resolves every name once and makes the endpoint set what the answers
+    /// say; a name with no usable answer keeps its last addresses.
+    async fn resolve_once(&self, last_answers: &mut HashMap<usize, Vec<IpAddr>>) {
+        let mut problems = Vec::new();
+        for (at, target) in self.targets.iter().enumerate() {
+            let TargetHost::Name(name) = &target.host else { continue };
+            match self.resolver.resolve(name).await {
+                Resolution::Addresses(addresses) => {
+                    last_answers.insert(at, addresses);
+                }
+                Resolution::NoAddresses(why) => {
+                    if last_answers.insert(at, Vec::new()).is_none_or(|before| !before.is_empty()) {
+                        tracing::warn!(service = %self.service, %why, "a service name has no address; its endpoints leave");
+                    }
+                    problems.push(why);
+                }
+                Resolution::Failed(why) => {
+                    tracing::warn!(service = %self.service, %why, "no DNS answer; keeping the endpoints found last");
+                    problems.push(why);
+                }
+            }
+        }
+        let first_answer = !*self.discovered.borrow();
+        let current = self.current();
+        let mut wanted: Vec<(SocketAddr, &Target)> = Vec::new();
+        for (at, target) in self.targets.iter().enumerate() {
+            match &target.host {
+                TargetHost::Address(ip) => wanted.push((SocketAddr::new(*ip, target.port), target)),
+                TargetHost::Name(_) => {
+                    for ip in last_answers.get(&at).into_iter().flatten() {
+                        wanted.push((SocketAddr::new(*ip, target.port), target));
+                    }
+                }
+            }
+        }
+        let mut seen = std::collections::HashSet::new();
+        wanted.retain(|(address, _)| seen.insert(*address));
+        let mut joined = Vec::new();
+        let next: Vec<Arc<Endpoint>> = wanted
+            .into_iter()
+            .map(|(address, target)| {
+                match current.iter().find(|endpoint| endpoint.address == address) {
+                    Some(kept) => kept.clone(),
+                    None => {
+                        // The first answer's endpoints start in rotation, as
+                        // fixed ones do; later ones only once a check passes.
+                        let endpoint = Endpoint::new(address, target.origin.clone(), first_answer, self);
+                        joined.push(address);
+                        endpoint
+                    }
+                }
+            })
+            .collect();
+        let left: Vec<SocketAddr> = current
+            .iter()
+            .filter(|endpoint| !next.iter().any(|kept| kept.address == endpoint.address))
+            .map(|endpoint| endpoint.address)
+            .collect();
+        let has_endpoints = !next.is_empty();
+        if !joined.is_empty() || !left.is_empty() {
+            tracing::info!(service = %self.service, ?joined, ?left, endpoints = next.len(), "service endpoints changed");
+            // Endpoints that left are dropped here; calls in flight hold
+            // them (and their connection) until they finish.
+            *self.endpoints.write().expect("endpoint set lock is not poisoned") = Arc::from(next);
+            if !joined.is_empty() && !first_answer {
+                self.check_now.notify_one();
+            }
+        }
+        *self.discovery_problem.lock().expect("discovery lock is not poisoned") =
+            (!has_endpoints).then(|| problems.join("; ")).filter(|problem| !problem.is_empty());
+        // Calls stop waiting after the first attempt, whatever it found:
+        // a name that does not resolve is answered UNAVAILABLE at once.
+        if first_answer {
+            self.discovered.send_replace(true);
+        }
+    }
+
+    async fn check_health(pool: Weak<Self>, health: Option<Health>) {
+        let Some(interval) = pool.upgrade().map(|pool| pool.settings.health_interval) else { return };
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let check_timeout = interval.max(Duration::from_millis(500));
+        loop {
+            {
+                let Some(pool) = pool.upgrade() else { return };
+                tokio::select! {
+                    _ = ticker.tick() => {}
+                    () = pool.check_now.notified() => {}
+                }
+            }
+            let Some(pool) = pool.upgrade() else { return };
+            let endpoints = pool.current();
+            let service = pool.service();
+            let checks = endpoints.iter().map(|endpoint| async move {
+                let serving = endpoint.check(service, check_timeout).await;
+                (endpoint, serving)
+            });
+            for (endpoint, serving) in futures_util::future::join_all(checks).await {
+                if endpoint.healthy.swap(serving, Ordering::Relaxed) != serving {
+                    let (address, service) = (endpoint.address, &pool.service);
+                    match serving {
+                        true => tracing::info!(%address, service, "endpoint healthy; in rotation"),
+                        false => tracing::warn!(%address, service, "endpoint failed its health check; out of rotation"),
+                    }
+                }
+            }
+            if let Some(health) = &health {
+                health.set_routed(&pool.service, pool.healthy_endpoints() > 0).await;
+            }
+        }
+    }
+}
+
+impl Target {
+    fn parse(url: &str, service: &str) -> anyhow::Result<Self> {
+        let invalid =
+            |error: &dyn std::fmt::Display| anyhow::anyhow!("{url:?} is not a valid URL for {service}: {error}");
+        let origin: Uri = url.parse().map_err(|error| invalid(&error))?;
+        let authority = match (origin.scheme_str(), origin.authority()) {
+            (Some("http"), Some(authority)) => authority.clone(),
+            _ => return Err(invalid(&"use http://host:port (the mesh speaks cleartext HTTP/2 inside)")),
+        };
+        let port = authority.port_u16().unwrap_or(80);
+        let host = authority.host().trim_start_matches('[').trim_end_matches(']');
+        let host = match host.parse::<IpAddr>() {
+            Ok(ip) => TargetHost::Address(ip),
+            Err(_) => TargetHost::Name(host.to_owned()),
+        };
+        let origin = Uri::builder().scheme("http").authority(authority).path_and_query("/").build()?;
+        Ok(Self { origin, host, port })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pool(endpoints: usize) -> Arc<EndpointPool> {
+        let urls: Vec<String> = (0..endpoints).map(|at| format!("http://127.0.0.1:{}", 1 + at)).collect();
+        EndpointPool::new("test.Service", &urls, PoolSettings::default(), Resolver::new(&DiscoveryConfig::default()))
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn calls_spread_over_healthy_endpoints_and_avoid_busy_ones() {
+        let pool = pool(3);
+        let endpoints = pool.current();
+        let mut picked = [0usize; 3];
+        for _ in 0..300 {
+            let lease = pool.pick().unwrap();
+            let at = endpoints.iter().position(|e| Arc::ptr_eq(e, &lease.0)).unwrap();
+            picked[at] += 1;
+        }
+        assert!(picked.iter().all(|&count| count > 50), "spread over all three: {picked:?}");
+
+        // Hold calls on endpoint 0: of any pair including it, the other wins.
+        let busy: Vec<Lease> = (0..10)
+            .map(|_| {
+                endpoints[0].in_flight.fetch_add(1, Ordering::Relaxed);
+                Lease(endpoints[0].clone())
+            })
+            .collect();
+        for _ in 0..100 {
+            assert!(!Arc::ptr_eq(&pool.pick().unwrap().0, &endpoints[0]), "the busy endpoint loses every pair");
+        }
+        drop(busy);
+        assert_eq!(endpoints[0].in_flight.load(Ordering::Relaxed), 0, "leases count down when dropped");
+
+        endpoints[1].unreachable();
+        endpoints[2].unreachable();
+        assert_eq!(pool.healthy_endpoints(), 1);
+        for _ in 0..20 {
+            assert!(Arc::ptr_eq(&pool.pick().unwrap().0, &endpoints[0]), "only the healthy one");
+        }
+        endpoints[0].unreachable();
+        assert!(pool.pick().is_none(), "none healthy: no endpoint");
+    }
+
+    #[tokio::test]
+    async fn urls_name_addresses_or_names_and_nothing_else() {
+        let settings = PoolSettings::default;
+        let resolver = || Resolver::new(&DiscoveryConfig::default());
+        let pool = EndpointPool::new("s", &["http://[::1]:7".into()], settings(), resolver()).unwrap();
+        assert_eq!(pool.endpoints(), vec![("[::1]:7".parse().unwrap(), true)]);
+        let named = EndpointPool::new("s", &["http://registry.wizdata:50051".into()], settings(), resolver()).unwrap();
+        assert_eq!(named.endpoint_count(), 0, "a name's endpoints come from its answers");
+        assert!(!*named.discovered.borrow());
+        for bad in ["https://a:1", "a:1", "http://", "ftp://a"] {
+            let error = EndpointPool::new("s", &[bad.into()], settings(), resolver()).err().expect(bad);
+            assert!(error.to_string().contains("not a valid URL for s"), "{error}");
+        }
+        assert!(EndpointPool::new("s", &[], settings(), resolver()).is_err());
+    }
+}
