@@ -8,8 +8,10 @@ PYTHON := $(VENV)/bin/python
 BUF    := node_modules/.bin/buf
 # Headless Chromium, the real browser of the gRPC-Web tests (Debian's package).
 CHROMIUM := /usr/bin/chromium
+# promtool checks and unit-tests the alert rules (Debian's prometheus package).
+PROMTOOL := /usr/bin/promtool
 
-.PHONY: run test test-rust test-python helm-test image lint fmt tools bench bench-indicators bench-auth bench-streaming bench-gateway bench-proxies fuzz soak
+.PHONY: run test test-rust test-python helm-test test-alerts image lint fmt tools bench bench-indicators bench-auth bench-streaming bench-gateway bench-proxies fuzz soak
 
 ## run: the whole mesh on embedded defaults (SQLite under ./data), on loopback:
 ## gRPC on :50051, the gateway (gRPC, gRPC-Web, /healthz, /readyz, /metrics) on :8080,
@@ -22,8 +24,9 @@ run:
 	@echo "and send it as 'authorization: Bearer <key>' (e.g. buf curl -H)."
 	$(CARGO) run -p wizdata-mesh --bin wizdata -- serve all --log-format pretty
 
-## test: every Rust suite, then the polyglot clients (grpcio, buf curl, headless Chromium)
-test: test-rust test-python helm-test
+## test: every Rust suite, then the polyglot clients (grpcio, buf curl, headless Chromium),
+## the chart, and the alert rules' unit tests
+test: test-rust test-python helm-test test-alerts
 
 # With PostgreSQL and Redis given (CI), the fault suite runs a second time on
 # the embedded defaults (SQLite, in memory), so both keep their guarantees.
@@ -46,8 +49,18 @@ test-python: $(PYTHON) $(BUF) $(CHROMIUM)
 ## helm-test: lint and render helm/wizdata with Helm's own engine (the Helm SDK,
 ## no helm binary), default and production-like values; validate every manifest
 ## against the Kubernetes schemas; check the gRPC probes
-helm-test: $(PYTHON)
+helm-test: $(PYTHON) $(PROMTOOL)
 	$(PYTHON) -m pytest tests/helm -q
+
+## test-alerts: promtool checks the alert rules and runs their unit tests
+## (every alert firing and not firing); promtool from Debian's prometheus package
+test-alerts: $(PROMTOOL)
+	$(PROMTOOL) check rules helm/wizdata/files/alerts.yaml
+	$(PROMTOOL) test rules tests/prometheus/alerts.test.yaml
+
+$(PROMTOOL):
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends prometheus || \
+		(apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends prometheus)
 
 ## image: the one container image every role runs (multi-stage Dockerfile)
 IMAGE ?= wizdata/mesh:$(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)

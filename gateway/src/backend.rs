@@ -4,6 +4,7 @@
 //! failing, instead of making every caller wait to find out.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 pub use wizdata_common::endpoints::{BackendError, Lease, Payload};
 use wizdata_common::endpoints::{EndpointPool, PoolSettings, Resolver};
@@ -37,9 +38,28 @@ impl Backend {
         })
     }
 
-    /// Keeps the endpoints current and reports in `health` whether the
-    /// service can be reached through the gateway.
-    pub fn spawn_upkeep(&self, health: Health) -> tokio::task::JoinHandle<()> {
-        self.pool.spawn_upkeep(Some(health))
+    /// Keeps the endpoints current, reports in `health` whether the
+    /// service can be reached through the gateway, and exports whether its
+    /// circuit is open (the breaker itself is only read on calls).
+    pub fn spawn_upkeep(self: &Arc<Self>, health: Health, interval: Duration) -> tokio::task::JoinHandle<()> {
+        let pool = self.pool.spawn_upkeep(Some(health));
+        let backend = self.clone();
+        tokio::spawn(async move {
+            let _pool = AbortOnDrop(pool);
+            let mut ticker = tokio::time::interval(interval);
+            loop {
+                ticker.tick().await;
+                crate::metrics::breaker_open(backend.service, backend.breaker.is_open());
+            }
+        })
+    }
+}
+
+/// Stops the pool's upkeep with the backend's.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }

@@ -109,7 +109,7 @@ impl Gateway {
                 anyhow::bail!("no endpoint for {service}: give --backend or --default-backend");
             }
             let backend = Arc::new(Backend::new(service, urls, config, deps.resolver.clone())?);
-            background.push(backend.spawn_upkeep(health.clone()));
+            background.push(backend.spawn_upkeep(health.clone(), config.health_interval));
             backends.insert(*service, backend);
         }
 
@@ -201,6 +201,7 @@ fn watch_rate_limit_mode(limiter: RateLimiter, has_redis: bool, health: Health) 
             crate::metrics::rate_limit_mode(mode);
             if has_redis {
                 health.set_dependency("redis", mode == Mode::Shared).await;
+                crate::metrics::redis_reachable(mode == Mode::Shared);
             }
             if tick % 120 == 119 {
                 limiter.forget_idle_subjects();

@@ -40,6 +40,17 @@ pub fn breaker_rejection(service: &'static str) {
     metrics::counter!("gateway_breaker_rejections_total", "grpc_service" => service).increment(1);
 }
 
+/// Whether the shared rate-limit store answers: `dependency_up`, as every
+/// process reports its dependencies.
+pub fn redis_reachable(reachable: bool) {
+    metrics::gauge!("dependency_up", "dependency" => "redis").set(f64::from(u8::from(reachable)));
+}
+
+/// Whether `service`'s circuit is open now: 1 while calls fail at once.
+pub fn breaker_open(service: &'static str, open: bool) {
+    metrics::gauge!("gateway_breaker_open", "grpc_service" => service).set(f64::from(u8::from(open)));
+}
+
 /// A call failed at once because no endpoint of its backend is healthy.
 pub fn no_healthy_endpoint(service: &'static str) {
     metrics::counter!("gateway_no_healthy_endpoint_total", "grpc_service" => service).increment(1);
@@ -68,6 +79,7 @@ pub fn describe(services: &[&'static str]) {
     metrics::describe_counter!("gateway_retries_total", "Reads sent again after UNAVAILABLE.");
     metrics::describe_counter!("gateway_retries_refused_total", "Retries the retry budget refused.");
     metrics::describe_counter!("gateway_breaker_rejections_total", "Calls failed at once by an open backend circuit.");
+    metrics::describe_gauge!("gateway_breaker_open", "1 while the backend's circuit is open.");
     metrics::describe_counter!(
         "gateway_no_healthy_endpoint_total",
         "Calls failed at once: no endpoint of the backend was healthy."

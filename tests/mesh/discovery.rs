@@ -42,12 +42,16 @@ impl Drop for Replica {
     }
 }
 
-/// Counts calls, and waits on `hold` before serving each.
+/// The registry, counting its calls and waiting on `hold` before serving each.
 #[derive(Clone)]
 struct Counted<S> {
     inner: S,
     calls: Arc<AtomicUsize>,
     hold: Arc<tokio::sync::RwLock<()>>,
+}
+
+impl<S> tonic::server::NamedService for Counted<S> {
+    const NAME: &'static str = wizdata::registry::v1::registry_service_server::SERVICE_NAME;
 }
 
 impl<S> tower::Service<http::Request<Body>> for Counted<S>
@@ -110,7 +114,7 @@ async fn replicas(hosts: &[u8]) -> (u16, Vec<Replica>, TestDatabase) {
                     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
                     let _ = tonic::transport::Server::builder()
                         .add_service(health)
-                        .add_service(NamedCounted(counted))
+                        .add_service(counted)
                         .serve_with_incoming(incoming)
                         .await;
                 });
@@ -118,32 +122,6 @@ async fn replicas(hosts: &[u8]) -> (u16, Vec<Replica>, TestDatabase) {
             })
             .collect();
         return (port, started, database);
-    }
-}
-
-/// `Counted` under the registry's service name, so tonic routes to it.
-#[derive(Clone)]
-struct NamedCounted<S>(Counted<S>);
-
-impl<S> tonic::server::NamedService for NamedCounted<S> {
-    const NAME: &'static str = wizdata::registry::v1::registry_service_server::SERVICE_NAME;
-}
-
-impl<S> tower::Service<http::Request<Body>> for NamedCounted<S>
-where
-    S: tower::Service<http::Request<Body>> + Clone + Send + 'static,
-    S::Future: Send,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = BoxFuture<'static, Result<S::Response, S::Error>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
-        self.0.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
-        self.0.call(request)
     }
 }
 

@@ -30,9 +30,16 @@ app.kubernetes.io/component: {{ .role }}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
 {{- end -}}
 
-{{/* The in-cluster URL of a role's gRPC service. */}}
+{{/* A role's headless Service: its DNS name answers with every ready pod's
+address, so callers spread their calls over every pod. */}}
+{{- define "wizdata.podsName" -}}
+{{- printf "%s-pods" (include "wizdata.roleName" .) -}}
+{{- end -}}
+
+{{/* The in-cluster URL a role is called at: its headless Service, which
+the gateway and the services resolve again every refresh interval. */}}
 {{- define "wizdata.roleUrl" -}}
-{{- printf "http://%s:%v" (include "wizdata.roleName" .) .root.Values.ports.grpc -}}
+{{- printf "http://%s:%v" (include "wizdata.podsName" .) .root.Values.ports.grpc -}}
 {{- end -}}
 
 {{- define "wizdata.secretName" -}}

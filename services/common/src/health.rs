@@ -140,6 +140,8 @@ where
         loop {
             ticker.tick().await;
             let reachable = tokio::time::timeout(interval.max(Duration::from_secs(1)), probe()).await.unwrap_or(false);
+            // What the "unreachable" alerts watch.
+            metrics::gauge!("dependency_up", "dependency" => name).set(f64::from(u8::from(reachable)));
             if reachable != was_reachable {
                 match (reachable, reports) {
                     (true, _) => tracing::info!(dependency = name, "reachable again; back to normal"),

@@ -26,6 +26,7 @@ impl Stats {
         metrics::counter!("streaming_events_dropped_total").increment(0);
         metrics::counter!("streaming_quotes_conflated_total").increment(0);
         metrics::gauge!("streaming_connections").increment(0.0);
+        metrics::gauge!("streaming_subscriptions").increment(0.0);
         Self::default()
     }
 
@@ -61,12 +62,14 @@ impl Stats {
 
     pub fn subscribed(&self, symbol: &str) {
         *self.subscriptions.lock().expect("stats lock is not poisoned").entry(symbol.to_owned()).or_default() += 1;
+        metrics::gauge!("streaming_subscriptions").increment(1.0);
     }
 
     pub fn unsubscribed(&self, symbol: &str) {
         let mut subscriptions = self.subscriptions.lock().expect("stats lock is not poisoned");
         if let Some(count) = subscriptions.get_mut(symbol) {
             *count -= 1;
+            metrics::gauge!("streaming_subscriptions").decrement(1.0);
             if *count == 0 {
                 subscriptions.remove(symbol);
             }

@@ -677,8 +677,13 @@ impl EndpointPool {
                     }
                 }
             }
+            // What the "no healthy endpoint" alert and the dashboards watch.
+            let healthy = endpoints.iter().filter(|endpoint| endpoint.is_healthy()).count();
+            let labels = |state: &'static str| [("grpc_service", pool.service.clone()), ("state", state.to_owned())];
+            metrics::gauge!("endpoint_pool_endpoints", &labels("healthy")).set(healthy as f64);
+            metrics::gauge!("endpoint_pool_endpoints", &labels("unhealthy")).set((endpoints.len() - healthy) as f64);
             if let Some(health) = &health {
-                health.set_routed(&pool.service, pool.healthy_endpoints() > 0).await;
+                health.set_routed(&pool.service, healthy > 0).await;
             }
         }
     }
