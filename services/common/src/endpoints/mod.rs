@@ -91,7 +91,7 @@ pub struct EndpointPool {
     /// again at once instead of at the next refresh.
     resolve_now: Arc<Notify>,
     /// Woken when endpoints join, so they are checked at once.
-    check_now: Notify,
+    check_now: Arc<Notify>,
     // State of the cheap generator behind the random choices.
     seed: AtomicU64,
 }
@@ -436,7 +436,7 @@ impl EndpointPool {
             discovery_problem: std::sync::Mutex::new(None),
             discovered: tokio::sync::watch::Sender::new(!has_names),
             resolve_now: Arc::new(Notify::new()),
-            check_now: Notify::new(),
+            check_now: Arc::new(Notify::new()),
             seed: AtomicU64::new(0x9e37_79b9_7f4a_7c15),
         });
         pool.seed.fetch_xor(splitmix64(Arc::as_ptr(&pool) as u64), Ordering::Relaxed);
@@ -650,16 +650,24 @@ impl EndpointPool {
 
     async fn check_health(pool: Weak<Self>, health: Option<Health>) {
         let Some(interval) = pool.upgrade().map(|pool| pool.settings.health_interval) else { return };
-        let mut ticker = tokio::time::interval(interval);
+        // The first round waits an interval: endpoints start in rotation, and
+        // in `serve all` a process's channels to itself exist before it
+        // serves, so an immediate check could take them out for nothing.
+        // Endpoints that join later are checked at once (`check_now`).
+        let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let check_timeout = interval.max(Duration::from_millis(500));
         loop {
-            {
-                let Some(pool) = pool.upgrade() else { return };
-                tokio::select! {
-                    _ = ticker.tick() => {}
-                    () = pool.check_now.notified() => {}
-                }
+            // Reported before the first round too, so health and /metrics
+            // know the service from the start.
+            let Some(check_now) = pool.upgrade().map(|pool| pool.check_now.clone()) else { return };
+            if let Some(pool) = pool.upgrade() {
+                pool.report(health.as_ref()).await;
+            }
+            // Waits without holding the pool, so dropping the pool ends this task.
+            tokio::select! {
+                _ = ticker.tick() => {}
+                () = check_now.notified() => {}
             }
             let Some(pool) = pool.upgrade() else { return };
             let endpoints = pool.current();
@@ -677,14 +685,20 @@ impl EndpointPool {
                     }
                 }
             }
-            // What the "no healthy endpoint" alert and the dashboards watch.
-            let healthy = endpoints.iter().filter(|endpoint| endpoint.is_healthy()).count();
-            let labels = |state: &'static str| [("grpc_service", pool.service.clone()), ("state", state.to_owned())];
-            metrics::gauge!("endpoint_pool_endpoints", &labels("healthy")).set(healthy as f64);
-            metrics::gauge!("endpoint_pool_endpoints", &labels("unhealthy")).set((endpoints.len() - healthy) as f64);
-            if let Some(health) = &health {
-                health.set_routed(&pool.service, healthy > 0).await;
-            }
+        }
+    }
+
+    /// Exports the endpoint counts (what the "no healthy endpoint" alert and
+    /// the dashboards watch) and, with `health`, whether the service can be
+    /// reached.
+    async fn report(&self, health: Option<&Health>) {
+        let endpoints = self.current();
+        let healthy = endpoints.iter().filter(|endpoint| endpoint.is_healthy()).count();
+        let labels = |state: &'static str| [("grpc_service", self.service.clone()), ("state", state.to_owned())];
+        metrics::gauge!("endpoint_pool_endpoints", &labels("healthy")).set(healthy as f64);
+        metrics::gauge!("endpoint_pool_endpoints", &labels("unhealthy")).set((endpoints.len() - healthy) as f64);
+        if let Some(health) = health {
+            health.set_routed(&self.service, healthy > 0).await;
         }
     }
 }
@@ -752,6 +766,17 @@ mod tests {
         }
         endpoints[0].unreachable();
         assert!(pool.pick().is_none(), "none healthy: no endpoint");
+    }
+
+    #[tokio::test]
+    async fn upkeep_ends_when_the_pool_is_dropped() {
+        let discovery = DiscoveryConfig { dns_refresh_interval: Duration::from_millis(50), ..Default::default() };
+        let urls = ["http://127.0.0.1:1".to_owned(), "http://wizdata.invalid:1".to_owned()];
+        let pool = EndpointPool::new("s", &urls, PoolSettings::default(), Resolver::new(&discovery)).unwrap();
+        let upkeep = pool.spawn_upkeep(None);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        drop(pool);
+        tokio::time::timeout(Duration::from_secs(10), upkeep).await.expect("the upkeep ends").unwrap();
     }
 
     #[tokio::test]
