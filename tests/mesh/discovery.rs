@@ -190,6 +190,7 @@ fn counts(replicas: &[Replica]) -> Vec<usize> {
 }
 
 fn assert_spread(counts: &[usize], total: usize, what: &str) {
+    eprintln!("{what}: {counts:?} of {total}");
     assert_eq!(counts.iter().sum::<usize>(), total, "{what}: every call served once: {counts:?}");
     for count in counts {
         let share = *count as f64 / total as f64;
