@@ -418,3 +418,38 @@ async fn an_address_that_accepts_but_never_speaks_http2_is_ejected_by_its_health
     assert!(failures.is_empty(), "no call is sent to it: {failures:?}");
     assert_eq!(counts(&replicas).iter().sum::<usize>(), 300);
 }
+
+#[tokio::test]
+async fn a_failed_connection_has_the_name_resolved_again_before_the_next_refresh() {
+    use wizdata_common::endpoints::{DiscoveryConfig, EndpointPool, PoolSettings, Resolver};
+    let dns = TestDns::start().await;
+    dns.set(NAME, addresses(&[1, 2]));
+    let discovery = DiscoveryConfig {
+        dns_refresh_interval: Duration::from_secs(10),
+        dns_server: Some(dns.address()),
+        ..Default::default()
+    };
+    let pool =
+        EndpointPool::new("s", &[format!("http://{NAME}:1")], PoolSettings::default(), Resolver::new(&discovery))
+            .unwrap();
+    let _upkeep = pool.spawn_upkeep(None);
+    let addresses_of = |pool: &EndpointPool| {
+        let mut found: Vec<SocketAddr> = pool.endpoints().into_iter().map(|(address, _)| address).collect();
+        found.sort();
+        found
+    };
+    let at = |host: u8| SocketAddr::from(([127, 0, 0, host], 1));
+    assert!(eventually(Duration::from_secs(3), async || addresses_of(&pool) == [at(1), at(2)]).await);
+
+    // The answer changes; the next refresh is 10 s away. A call that cannot
+    // connect asks for the name again at once.
+    dns.set(NAME, addresses(&[1, 3]));
+    let asked = Instant::now();
+    pool.pick().expect("an endpoint").endpoint().unreachable();
+    assert!(
+        eventually(Duration::from_secs(5), async || addresses_of(&pool) == [at(1), at(3)]).await,
+        "resolved again well before the refresh: {:?}",
+        addresses_of(&pool)
+    );
+    assert!(asked.elapsed() < Duration::from_secs(5));
+}
