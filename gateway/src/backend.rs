@@ -41,25 +41,15 @@ impl Backend {
     /// Keeps the endpoints current, reports in `health` whether the
     /// service can be reached through the gateway, and exports whether its
     /// circuit is open (the breaker itself is only read on calls).
-    pub fn spawn_upkeep(self: &Arc<Self>, health: Health, interval: Duration) -> tokio::task::JoinHandle<()> {
-        let pool = self.pool.spawn_upkeep(Some(health));
+    pub fn spawn_upkeep(self: &Arc<Self>, health: Health, interval: Duration) -> [tokio::task::JoinHandle<()>; 2] {
         let backend = self.clone();
-        tokio::spawn(async move {
-            let _pool = AbortOnDrop(pool);
+        let breaker_state = tokio::spawn(async move {
             let mut ticker = tokio::time::interval(interval);
             loop {
                 ticker.tick().await;
                 crate::metrics::breaker_open(backend.service, backend.breaker.is_open());
             }
-        })
-    }
-}
-
-/// Stops the pool's upkeep with the backend's.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
+        });
+        [self.pool.spawn_upkeep(Some(health)), breaker_state]
     }
 }

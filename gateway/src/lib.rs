@@ -109,7 +109,7 @@ impl Gateway {
                 anyhow::bail!("no endpoint for {service}: give --backend or --default-backend");
             }
             let backend = Arc::new(Backend::new(service, urls, config, deps.resolver.clone())?);
-            background.push(backend.spawn_upkeep(health.clone(), config.health_interval));
+            background.extend(backend.spawn_upkeep(health.clone(), config.health_interval));
             backends.insert(*service, backend);
         }
 

@@ -22,7 +22,7 @@ use wizdata::registry::v1::registry_service_server::RegistryServiceServer;
 use wizdata_common::auth::credentials::Credentials;
 use wizdata_common::pagination::PageTokens;
 use wizdata_test_support::dns::{DnsAnswer, TestDns};
-use wizdata_test_support::{ClientChannel, TestDatabase, TestMesh, health_at};
+use wizdata_test_support::{ClientChannel, TestDatabase, TestMesh, eventually, health_at};
 
 const NAME: &str = "registry.mesh.test";
 const REFRESH: &str = "200ms";
@@ -196,18 +196,6 @@ fn assert_spread(counts: &[usize], total: usize, what: &str) {
         let share = *count as f64 / total as f64;
         assert!((0.25..=0.42).contains(&share), "{what}: each replica between 25% and 42%: {counts:?}");
     }
-}
-
-/// Waits until `condition` holds, checking every 50 ms, for at most `within`.
-async fn eventually(within: Duration, mut condition: impl AsyncFnMut() -> bool) -> bool {
-    let deadline = Instant::now() + within;
-    while Instant::now() < deadline {
-        if condition().await {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    condition().await
 }
 
 #[tokio::test]

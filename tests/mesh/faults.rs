@@ -27,7 +27,7 @@ use wizdata::r#type::v1::{Candle, Interval};
 use wizdata_common::auth::credentials::Credentials;
 use wizdata_test_support::ClientChannel;
 use wizdata_test_support::{
-    TestDatabase, TestMesh, at, ingest, now_seconds, redis_or_skip, trade, trade_now, wait_for_health,
+    TestDatabase, TestMesh, at, eventually, ingest, now_seconds, redis_or_skip, trade, trade_now, wait_for_health,
 };
 
 type Streams = StreamingServiceClient<ClientChannel>;
@@ -76,24 +76,6 @@ fn resident_bytes() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").expect("Linux reports the process's status");
     let line = status.lines().find(|line| line.starts_with("VmRSS:")).expect("a VmRSS line");
     line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() * 1024
-}
-
-/// Waits up to `within` for `check` to hold; true when it did.
-async fn eventually<F, Fut>(within: Duration, mut check: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + within;
-    loop {
-        if check().await {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 /// When a churned call is let go.

@@ -313,6 +313,21 @@ impl Drop for TestMesh {
 }
 
 /// The health a mesh reports for `service` ("" for the whole process).
+/// Waits up to `within` for `condition` to hold, checking every 50 ms;
+/// true when it did.
+pub async fn eventually(within: Duration, mut condition: impl AsyncFnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if condition().await {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 pub async fn health_of(mesh: &TestMesh, service: &str) -> Result<ServingStatus, tonic::Status> {
     health_at(&mesh.url(), service).await
 }

@@ -443,14 +443,9 @@ impl EndpointPool {
         // Fixed addresses are endpoints from the start, healthy until a check
         // or a call says otherwise, so the first calls are not refused.
         let fixed: Vec<Arc<Endpoint>> = pool
-            .targets
-            .iter()
-            .filter_map(|target| match target.host {
-                TargetHost::Address(ip) => {
-                    Some(Endpoint::new(SocketAddr::new(ip, target.port), target.origin.clone(), true, &pool))
-                }
-                TargetHost::Name(_) => None,
-            })
+            .wanted(&HashMap::new())
+            .into_iter()
+            .map(|(address, target)| Endpoint::new(address, target.origin.clone(), true, &pool))
             .collect();
         *pool.endpoints.write().expect("endpoint set lock is not poisoned") = Arc::from(fixed);
         Ok(pool)
@@ -595,21 +590,9 @@ impl EndpointPool {
         }
         let first_answer = !*self.discovered.borrow();
         let current = self.current();
-        let mut wanted: Vec<(SocketAddr, &Target)> = Vec::new();
-        for (at, target) in self.targets.iter().enumerate() {
-            match &target.host {
-                TargetHost::Address(ip) => wanted.push((SocketAddr::new(*ip, target.port), target)),
-                TargetHost::Name(_) => {
-                    for ip in last_answers.get(&at).into_iter().flatten() {
-                        wanted.push((SocketAddr::new(*ip, target.port), target));
-                    }
-                }
-            }
-        }
-        let mut seen = std::collections::HashSet::new();
-        wanted.retain(|(address, _)| seen.insert(*address));
         let mut joined = Vec::new();
-        let next: Vec<Arc<Endpoint>> = wanted
+        let next: Vec<Arc<Endpoint>> = self
+            .wanted(last_answers)
             .into_iter()
             .map(|(address, target)| {
                 match current.iter().find(|endpoint| endpoint.address == address) {
@@ -646,6 +629,25 @@ impl EndpointPool {
         if first_answer {
             self.discovered.send_replace(true);
         }
+    }
+
+    /// The addresses the endpoint set should hold, each once: every fixed
+    /// address, and the last answer for each name (by target index).
+    fn wanted(&self, last_answers: &HashMap<usize, Vec<IpAddr>>) -> Vec<(SocketAddr, &Target)> {
+        let mut wanted: Vec<(SocketAddr, &Target)> = Vec::new();
+        for (at, target) in self.targets.iter().enumerate() {
+            match &target.host {
+                TargetHost::Address(ip) => wanted.push((SocketAddr::new(*ip, target.port), target)),
+                TargetHost::Name(_) => {
+                    for ip in last_answers.get(&at).into_iter().flatten() {
+                        wanted.push((SocketAddr::new(*ip, target.port), target));
+                    }
+                }
+            }
+        }
+        let mut seen = std::collections::HashSet::new();
+        wanted.retain(|(address, _)| seen.insert(*address));
+        wanted
     }
 
     async fn check_health(pool: Weak<Self>, health: Option<Health>) {
