@@ -20,7 +20,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
     std::fs::write(out_dir.join("wizdata_descriptor.bin"), compiler.encode_file_descriptor_set())?;
 
-    tonic_prost_build::configure().include_file("wizdata_includes.rs").compile_fds(compiler.file_descriptor_set())?;
+    tonic_prost_build::configure()
+        .include_file("wizdata_includes.rs")
+        // The google.api.http annotations are read from the descriptor set
+        // by the gateway, never as Rust types: no code for them.
+        .extern_path(".google.api", "::unused_google_api")
+        .compile_fds(compiler.file_descriptor_set())?;
     Ok(())
 }
 

@@ -174,10 +174,34 @@ where
     }
 }
 
+/// Takes the first whole frame (its flag and message) off `buffer`, or
+/// `None` while it is still incomplete. Connect's envelopes have the same
+/// layout, so one reader serves both; flags are for the caller to judge.
+pub fn take_frame(buffer: &mut bytes::BytesMut, limit: usize) -> Result<Option<(u8, Bytes)>, FrameError> {
+    if buffer.len() < HEADER_BYTES {
+        return Ok(None);
+    }
+    let length = u32::from_be_bytes([buffer[1], buffer[2], buffer[3], buffer[4]]) as usize;
+    if length > limit {
+        return Err(FrameError::TooLarge { size: length, limit });
+    }
+    if buffer.len() < HEADER_BYTES + length {
+        return Ok(None);
+    }
+    let flag = buffer[0];
+    buffer.advance(HEADER_BYTES);
+    Ok(Some((flag, buffer.split_to(length).freeze())))
+}
+
 /// Frames `message` as one plain gRPC message.
 pub fn encode(message: &[u8]) -> Bytes {
+    encode_flagged(0, message)
+}
+
+/// Frames `message` behind `flag` (Connect's end-of-stream message is 2).
+pub fn encode_flagged(flag: u8, message: &[u8]) -> Bytes {
     let mut framed = Vec::with_capacity(HEADER_BYTES + message.len());
-    framed.push(0);
+    framed.push(flag);
     framed.extend_from_slice(&(message.len() as u32).to_be_bytes());
     framed.extend_from_slice(message);
     framed.into()

@@ -1,8 +1,10 @@
-//! The WizData gateway: one ingress for gRPC and gRPC-Web.
+//! The WizData gateway: one ingress for every protocol.
 //!
-//! One port speaks native gRPC (HTTP/2 cleartext, passed through) and
-//! gRPC-Web, binary and text, over HTTP/1.1 and HTTP/2 (tonic-web), with
-//! CORS for browsers. Each call is routed by its service to one of that
+//! One port speaks native gRPC (HTTP/2 cleartext, passed through), gRPC-Web
+//! binary and text (tonic-web), Connect, REST/JSON from the contract's
+//! `google.api.http` annotations, and Server-Sent Events, over HTTP/1.1 and
+//! HTTP/2, with CORS for browsers; every protocol is translated to gRPC at
+//! the edge and takes the same pipeline. Each call is routed by its service to one of that
 //! service's endpoints (power of two choices over the healthy ones), its
 //! caller identified (a bearer token passes through; an API key is
 //! exchanged for a token once and cached; no credentials means anonymous,
@@ -22,6 +24,7 @@ pub mod rate_limit_mode;
 pub mod ratelimit;
 pub mod routes;
 pub mod server;
+pub mod transcode;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -46,6 +49,7 @@ use crate::proxy::{CallLimits, Proxy};
 use crate::ratelimit::{Mode, RateLimiter};
 use crate::routes::Methods;
 use crate::server::{AllowedOrigins, Front, Listener, Ops};
+use crate::transcode::BodyLimits;
 
 /// What the gateway needs from the process around it.
 pub struct GatewayDeps {
@@ -142,11 +146,13 @@ impl Gateway {
                 Ok::<_, Infallible>(response)
             }
         }));
+        let body_limits =
+            BodyLimits { max_message_bytes: deps.max_message_bytes, client_timeout: config.client_timeout };
         let ops = Arc::new(Ops { backends: backends.into_values().collect(), limiter, stopping: Default::default() });
         health.set_serving("", true).await;
         Ok(Self {
             listener,
-            front: Front::new(grpc, ops.clone(), origins),
+            front: Front::new(grpc, ops.clone(), origins, body_limits),
             ops,
             health,
             config: config.clone(),

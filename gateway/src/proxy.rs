@@ -447,7 +447,7 @@ impl Deadline {
     }
 }
 
-fn encode_grpc_timeout(timeout: Duration) -> HeaderValue {
+pub(crate) fn encode_grpc_timeout(timeout: Duration) -> HeaderValue {
     // Milliseconds fit 8 digits up to 27 hours; beyond that, seconds.
     let millis = timeout.as_millis().max(1);
     let text =

@@ -1,7 +1,8 @@
 //! What the gateway knows of every RPC it routes, read from the contract's
 //! descriptor set: the service it belongs to, whether either side streams,
-//! and whether it is safe to retry. Paths outside the contract are refused
-//! at the edge instead of costing a backend a round trip.
+//! whether it is safe to retry, and its message types (which the Connect and
+//! REST front ends translate JSON with). Paths outside the contract are
+//! refused at the edge instead of costing a backend a round trip.
 
 use std::collections::HashMap;
 use std::sync::LazyLock;
@@ -18,6 +19,11 @@ pub struct Method {
     /// Marked `idempotency_level = NO_SIDE_EFFECTS` or `IDEMPOTENT`: a
     /// failed attempt can be sent again.
     pub retryable: bool,
+    /// Marked `NO_SIDE_EFFECTS`: Connect may call it with GET.
+    pub no_side_effects: bool,
+    /// The gRPC path, `/package.Service/Method`.
+    pub path: &'static str,
+    pub descriptor: MethodDescriptor,
 }
 
 impl Method {
@@ -29,22 +35,26 @@ impl Method {
 /// Every RPC of the WizData services, by HTTP/2 path.
 #[derive(Debug)]
 pub struct Methods {
-    by_path: HashMap<String, Method>,
+    by_path: HashMap<&'static str, Method>,
     services: Vec<&'static str>,
+    /// The contract and the google.rpc error details its errors carry.
+    pool: DescriptorPool,
 }
 
 impl Methods {
     /// The RPCs of the contract this binary was built with.
     pub fn contract() -> &'static Self {
         static METHODS: LazyLock<Methods> = LazyLock::new(|| {
-            let pool =
+            let mut pool =
                 DescriptorPool::decode(wizdata::FILE_DESCRIPTOR_SET).expect("the embedded descriptor set decodes");
-            Methods::from_pool(&pool)
+            pool.decode_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
+                .expect("the error details' descriptor set decodes");
+            Methods::from_pool(pool)
         });
         &METHODS
     }
 
-    fn from_pool(pool: &DescriptorPool) -> Self {
+    fn from_pool(pool: DescriptorPool) -> Self {
         let mut by_path = HashMap::new();
         let mut services = Vec::new();
         for service in pool.services().filter(|service| service.full_name().starts_with("wizdata.")) {
@@ -53,23 +63,35 @@ impl Methods {
             let name: &'static str = Box::leak(service.full_name().to_owned().into_boxed_str());
             services.push(name);
             for method in service.methods() {
-                by_path.insert(
-                    format!("/{name}/{}", method.name()),
-                    Method {
-                        service: name,
-                        client_streaming: method.is_client_streaming(),
-                        server_streaming: method.is_server_streaming(),
-                        retryable: is_retryable(&method),
-                    },
-                );
+                let path: &'static str = Box::leak(format!("/{name}/{}", method.name()).into_boxed_str());
+                let level = idempotency_level(&method);
+                let method = Method {
+                    service: name,
+                    client_streaming: method.is_client_streaming(),
+                    server_streaming: method.is_server_streaming(),
+                    retryable: matches!(level, NO_SIDE_EFFECTS | IDEMPOTENT),
+                    no_side_effects: level == NO_SIDE_EFFECTS,
+                    path,
+                    descriptor: method,
+                };
+                by_path.insert(path, method);
             }
         }
         services.sort_unstable();
-        Self { by_path, services }
+        Self { by_path, services, pool }
     }
 
     pub fn get(&self, path: &str) -> Option<&Method> {
         self.by_path.get(path)
+    }
+
+    /// Every RPC, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = &Method> {
+        self.by_path.values()
+    }
+
+    pub fn pool(&self) -> &DescriptorPool {
+        &self.pool
     }
 
     /// Every service of the contract, sorted.
@@ -87,11 +109,16 @@ impl Methods {
     }
 }
 
-fn is_retryable(method: &MethodDescriptor) -> bool {
-    // google.protobuf.MethodOptions.IdempotencyLevel: NO_SIDE_EFFECTS = 1, IDEMPOTENT = 2.
+// google.protobuf.MethodOptions.IdempotencyLevel.
+const NO_SIDE_EFFECTS: i32 = 1;
+const IDEMPOTENT: i32 = 2;
+
+fn idempotency_level(method: &MethodDescriptor) -> i32 {
     let options = method.options();
-    let level = options.get_field_by_name("idempotency_level");
-    matches!(level.as_deref(), Some(prost_reflect::Value::EnumNumber(1 | 2)))
+    match options.get_field_by_name("idempotency_level").as_deref() {
+        Some(prost_reflect::Value::EnumNumber(level)) => *level,
+        _ => 0,
+    }
 }
 
 #[cfg(test)]
@@ -102,7 +129,7 @@ mod tests {
     fn the_contract_marks_reads_retryable_and_writes_not() {
         let methods = Methods::contract();
         let get_quote = methods.get("/wizdata.marketdata.v1.MarketDataService/GetQuote").expect("GetQuote");
-        assert!(get_quote.retryable && !get_quote.streams());
+        assert!(get_quote.retryable && get_quote.no_side_effects && !get_quote.streams());
         assert_eq!(get_quote.service, "wizdata.marketdata.v1.MarketDataService");
         let create = methods.get("/wizdata.registry.v1.RegistryService/CreateSymbol").expect("CreateSymbol");
         assert!(!create.retryable);

@@ -1,6 +1,7 @@
 //! The gateway's one port: HTTP/1.1 and HTTP/2 (cleartext) on one listener
-//! (hyper-util's auto builder), the HTTP probes and metrics, and everything
-//! else through CORS and gRPC-Web translation to the proxy.
+//! (hyper-util's auto builder), the HTTP probes, metrics and OpenAPI
+//! document, and every call through CORS and its protocol's translation
+//! (gRPC-Web, Connect, REST/JSON, SSE) to the one gRPC pipeline.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -28,12 +29,16 @@ use crate::backend::Backend;
 use crate::config::GatewayConfig;
 use crate::proxy::{ClientAddr, status_response};
 use crate::ratelimit::RateLimiter;
+use crate::routes::Methods;
+pub use crate::transcode::GrpcService;
+use crate::transcode::connect::{Call as ConnectCall, Connect};
+use crate::transcode::rest::{Rest, Routes};
+use crate::transcode::{BodyLimits, compression, openapi};
 
-pub type GrpcService = BoxCloneSyncService<Request<Body>, Response<Body>, Infallible>;
-
-/// Headers a browser may send on a gRPC-Web call.
-const ALLOWED_HEADERS: [&str; 9] = [
+/// Headers a browser may send on a gRPC-Web, Connect or REST call.
+const ALLOWED_HEADERS: [&str; 15] = [
     "content-type",
+    "content-encoding",
     "x-grpc-web",
     "x-user-agent",
     "grpc-timeout",
@@ -42,10 +47,15 @@ const ALLOWED_HEADERS: [&str; 9] = [
     "x-request-id",
     "grpc-accept-encoding",
     "grpc-encoding",
+    "connect-protocol-version",
+    "connect-timeout-ms",
+    "connect-content-encoding",
+    "connect-accept-encoding",
+    "accept",
 ];
 
 /// Headers a browser may read from the answer.
-const EXPOSED_HEADERS: [&str; 8] = [
+const EXPOSED_HEADERS: [&str; 10] = [
     "grpc-status",
     "grpc-message",
     "grpc-status-details-bin",
@@ -54,6 +64,8 @@ const EXPOSED_HEADERS: [&str; 8] = [
     "ratelimit-reset",
     "retry-after",
     "x-request-id",
+    "content-encoding",
+    "connect-content-encoding",
 ];
 
 /// Which browser origins may call.
@@ -100,46 +112,59 @@ pub struct Ops {
 /// The service every connection serves.
 #[derive(Clone)]
 pub struct Front {
-    /// Calls from browsers: CORS, gRPC-Web translation, metrics.
-    browser: GrpcService,
-    /// Native gRPC calls, which CORS and gRPC-Web translation would only
-    /// inspect and pass by: metrics alone.
+    /// Every protocol but native gRPC: CORS, then the protocol's translation.
+    translated: GrpcService,
+    /// Native gRPC calls, which CORS and translation would only inspect and
+    /// pass by: metrics alone.
     native: GrpcService,
     ops: Arc<Ops>,
     origins: AllowedOrigins,
 }
 
 impl Front {
-    /// `grpc` behind CORS and gRPC-Web translation for browsers, and as it
-    /// is for native clients; both counted by one metrics layer.
-    pub fn new(grpc: GrpcService, ops: Arc<Ops>, origins: AllowedOrigins) -> Self {
+    /// `grpc` behind CORS and each protocol's translation, and as it is for
+    /// native clients; every call counted by one metrics layer.
+    pub fn new(grpc: GrpcService, ops: Arc<Ops>, origins: AllowedOrigins, limits: BodyLimits) -> Self {
         let cors_origins = origins.clone();
         // Count every gRPC call at the edge by method and status, refused ones included.
         let metrics = GrpcMetricsLayer::gateway();
-        let native = tower::ServiceBuilder::new()
-            // One body type for every answer, whatever the layers below wrap it in.
-            .map_response(|response: Response<_>| response.map(Body::new))
-            .layer(metrics.clone())
-            .service(grpc.clone());
-        let browser = tower::ServiceBuilder::new()
+        let native = BoxCloneSyncService::new(
+            tower::ServiceBuilder::new()
+                // One body type for every answer, whatever the layers below wrap it in.
+                .map_response(|response: Response<_>| response.map(Body::new))
+                .layer(metrics)
+                .service(grpc),
+        );
+        let grpc_web = BoxCloneSyncService::new(
+            tower::ServiceBuilder::new()
+                // Translate gRPC-Web (binary and base64 text) to gRPC and the answers back, trailers into the body.
+                .layer(tonic_web::GrpcWebLayer::new())
+                .map_response(|response: Response<_>| response.map(Body::new))
+                .service(native.clone()),
+        );
+        let protocols = Protocols {
+            grpc_web,
+            connect: Connect { grpc: native.clone(), limits },
+            rest: Rest { grpc: native.clone(), limits, routes: Routes::contract() },
+        };
+        let translated = tower::ServiceBuilder::new()
             // Answer browsers' preflights and let pages read the gRPC and rate-limit headers.
             .layer(
                 CorsLayer::new()
                     .allow_origin(AllowOrigin::predicate(move |origin, parts| {
                         cors_origins.allows(origin, parts.headers.get(header::HOST))
                     }))
-                    .allow_methods([Method::POST])
+                    .allow_methods([Method::GET, Method::POST, Method::PUT, Method::PATCH, Method::DELETE])
                     .allow_headers(ALLOWED_HEADERS.map(http::HeaderName::from_static))
                     .expose_headers(EXPOSED_HEADERS.map(http::HeaderName::from_static))
                     .max_age(Duration::from_secs(24 * 3600)),
             )
-            // Translate gRPC-Web (binary and base64 text) to gRPC and the answers back, trailers into the body.
-            .layer(tonic_web::GrpcWebLayer::new())
-            // One body type for every answer, whatever the layers below wrap it in.
             .map_response(|response: Response<_>| response.map(Body::new))
-            .layer(metrics)
-            .service(grpc);
-        Self { browser: BoxCloneSyncService::new(browser), native: BoxCloneSyncService::new(native), ops, origins }
+            .service(tower::service_fn(move |request| {
+                let protocols = protocols.clone();
+                async move { Ok::<_, Infallible>(protocols.handle(request).await) }
+            }));
+        Self { translated: BoxCloneSyncService::new(translated), native, ops, origins }
     }
 
     async fn handle(self, request: Request<Body>) -> Response<Body> {
@@ -160,17 +185,10 @@ impl Front {
             *response.status_mut() = StatusCode::FORBIDDEN;
             return response;
         }
-        let service = match (grpc_protocol(&request), request.method()) {
-            // Native gRPC: nothing for CORS or gRPC-Web translation to do.
-            (Some(GrpcProtocol::Native), _) if !request.headers().contains_key(header::ORIGIN) => self.native,
-            (Some(_), _) | (None, &Method::OPTIONS) => self.browser,
-            (None, _) => {
-                let mut response = status_response(tonic::Status::invalid_argument(
-                    "content-type must be application/grpc (over HTTP/2), application/grpc-web or application/grpc-web-text",
-                ));
-                *response.status_mut() = StatusCode::UNSUPPORTED_MEDIA_TYPE;
-                return response;
-            }
+        let service = match grpc_protocol(&request) {
+            // Native gRPC: nothing for CORS or translation to do.
+            Some(GrpcProtocol::Native) if !request.headers().contains_key(header::ORIGIN) => self.native,
+            _ => self.translated,
         };
         match service.oneshot(request).await {
             Ok(response) => response,
@@ -206,6 +224,62 @@ impl Front {
         });
         let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
         text(status, format!("{body}\n"), "application/json")
+    }
+}
+
+/// The translations in front of the gRPC pipeline, one per protocol.
+#[derive(Clone)]
+struct Protocols {
+    grpc_web: GrpcService,
+    connect: Connect,
+    rest: Rest,
+}
+
+impl Protocols {
+    /// A call to an RPC's path is gRPC(-Web) or Connect, by its content
+    /// type; any other path is a REST route, or the OpenAPI document.
+    async fn handle(self, request: Request<Body>) -> Response<Body> {
+        if let Some(method) = Methods::contract().get(request.uri().path()) {
+            if grpc_protocol(&request).is_some() {
+                return self.grpc_web(request).await;
+            }
+            return match ConnectCall::of(&request) {
+                Some(call) => self.connect.handle(request, method, call).await,
+                None => {
+                    let mut response = status_response(tonic::Status::invalid_argument(
+                        "content-type must be application/grpc (over HTTP/2), application/grpc-web, application/grpc-web-text, \
+                         or Connect's application/json, application/proto, application/connect+json or application/connect+proto",
+                    ));
+                    *response.status_mut() = StatusCode::UNSUPPORTED_MEDIA_TYPE;
+                    response
+                }
+            };
+        }
+        if grpc_protocol(&request).is_some() {
+            // A gRPC call to a path outside the contract: the proxy answers UNIMPLEMENTED.
+            return self.grpc_web(request).await;
+        }
+        if request.method() == Method::GET && request.uri().path() == "/openapi.json" {
+            return text(StatusCode::OK, openapi::document().clone(), "application/json");
+        }
+        self.rest.handle(request).await
+    }
+}
+
+impl Protocols {
+    /// A gRPC-Web call, its answer gzipped as it streams when the caller
+    /// accepts it (browsers do, and inflate it unseen).
+    async fn grpc_web(&self, request: Request<Body>) -> Response<Body> {
+        let gzip = grpc_protocol(&request) == Some(GrpcProtocol::Web)
+            && compression::accepts_gzip(request.headers().get(header::ACCEPT_ENCODING));
+        let Ok(response) = self.grpc_web.clone().oneshot(request).await;
+        if !gzip {
+            return response;
+        }
+        let (mut parts, body) = response.into_parts();
+        parts.headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+        parts.headers.remove(header::CONTENT_LENGTH);
+        Response::from_parts(parts, compression::gzip_body(body))
     }
 }
 

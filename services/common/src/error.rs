@@ -81,20 +81,29 @@ impl ErrorCode {
     }
 
     pub fn http_status(self) -> http::StatusCode {
-        use http::StatusCode;
-        match self {
-            Self::InvalidArgument => StatusCode::BAD_REQUEST,
-            Self::NotFound => StatusCode::NOT_FOUND,
-            Self::AlreadyExists => StatusCode::CONFLICT,
-            Self::FailedPrecondition => StatusCode::PRECONDITION_FAILED,
-            Self::Unauthenticated => StatusCode::UNAUTHORIZED,
-            Self::PermissionDenied => StatusCode::FORBIDDEN,
-            Self::ResourceExhausted => StatusCode::TOO_MANY_REQUESTS,
-            Self::DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,
-            Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-            Self::Unimplemented => StatusCode::NOT_IMPLEMENTED,
-            Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
-        }
+        http_status_of(self.grpc_code())
+    }
+}
+
+/// The HTTP status that answers a gRPC code, for callers who read HTTP
+/// (Connect, REST, SSE): the table of the Connect protocol, which is
+/// google.api's HTTP mapping with 499 for a cancelled call.
+pub fn http_status_of(code: tonic::Code) -> http::StatusCode {
+    use http::StatusCode;
+    use tonic::Code;
+    match code {
+        Code::Ok => StatusCode::OK,
+        Code::Cancelled => StatusCode::from_u16(499).expect("499 is a valid status"),
+        Code::InvalidArgument | Code::FailedPrecondition | Code::OutOfRange => StatusCode::BAD_REQUEST,
+        Code::DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,
+        Code::NotFound => StatusCode::NOT_FOUND,
+        Code::AlreadyExists | Code::Aborted => StatusCode::CONFLICT,
+        Code::PermissionDenied => StatusCode::FORBIDDEN,
+        Code::ResourceExhausted => StatusCode::TOO_MANY_REQUESTS,
+        Code::Unimplemented => StatusCode::NOT_IMPLEMENTED,
+        Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        Code::Unauthenticated => StatusCode::UNAUTHORIZED,
+        Code::Unknown | Code::Internal | Code::DataLoss => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
 

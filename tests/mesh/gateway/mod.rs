@@ -6,6 +6,7 @@
 
 mod hostile_answers;
 mod odd_backends;
+mod protocols;
 mod shared_limits;
 mod trailers;
 

@@ -6,6 +6,7 @@
 pub mod dns;
 pub mod fixtures;
 pub mod grpc_web;
+pub mod http;
 
 use std::sync::Arc;
 use std::time::Duration;
