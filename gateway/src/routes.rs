@@ -49,15 +49,33 @@ impl Methods {
                 DescriptorPool::decode(wizdata::FILE_DESCRIPTOR_SET).expect("the embedded descriptor set decodes");
             pool.decode_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
                 .expect("the error details' descriptor set decodes");
-            Methods::from_pool(pool)
+            Methods::from_pool(pool, "wizdata.")
         });
         &METHODS
     }
 
-    fn from_pool(pool: DescriptorPool) -> Self {
+    /// The services the gateway answers itself: health and reflection, so
+    /// Connect clients (`buf curl` by reflection) reach them too.
+    pub fn own() -> &'static Self {
+        static OWN: LazyLock<Methods> = LazyLock::new(|| {
+            let mut pool = DescriptorPool::new();
+            for set in [
+                tonic_health::pb::FILE_DESCRIPTOR_SET,
+                tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
+                tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
+            ] {
+                pool.decode_file_descriptor_set(set).expect("tonic's descriptor sets decode");
+            }
+            Methods::from_pool(pool, "grpc.")
+        });
+        &OWN
+    }
+
+    /// The RPCs of the services in `pool` whose names start with `prefix`.
+    fn from_pool(pool: DescriptorPool, prefix: &str) -> Self {
         let mut by_path = HashMap::new();
         let mut services = Vec::new();
-        for service in pool.services().filter(|service| service.full_name().starts_with("wizdata.")) {
+        for service in pool.services().filter(|service| service.full_name().starts_with(prefix)) {
             // Leaked once per service for the life of the process: the
             // names are borrowed by every call's rate-limit key and metric.
             let name: &'static str = Box::leak(service.full_name().to_owned().into_boxed_str());

@@ -239,7 +239,8 @@ impl Protocols {
     /// A call to an RPC's path is gRPC(-Web) or Connect, by its content
     /// type; any other path is a REST route, or the OpenAPI document.
     async fn handle(self, request: Request<Body>) -> Response<Body> {
-        if let Some(method) = Methods::contract().get(request.uri().path()) {
+        let path = request.uri().path();
+        if let Some(method) = Methods::contract().get(path).or_else(|| Methods::own().get(path)) {
             if grpc_protocol(&request).is_some() {
                 return self.grpc_web(request).await;
             }

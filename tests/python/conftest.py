@@ -123,7 +123,8 @@ def stubs(tmp_path_factory):
 
     out = tmp_path_factory.mktemp("stubs")
     well_known = str(importlib.resources.files("grpc_tools") / "_proto")
-    protos = [str(path.relative_to(ROOT / "proto")) for path in (ROOT / "proto").rglob("*.proto")]
+    # Ours only: google/api's annotations come with googleapis-common-protos.
+    protos = [str(path.relative_to(ROOT / "proto")) for path in (ROOT / "proto" / "wizdata").rglob("*.proto")]
     status = protoc.main(["protoc", f"-I{ROOT / 'proto'}", f"-I{well_known}",
                           f"--python_out={out}", f"--grpc_python_out={out}", *protos])
     assert status == 0, "protoc failed"

@@ -4,12 +4,15 @@
 //! server streams as `application/connect+json` / `+proto` envelopes ending
 //! with the end-of-stream message. Errors are Connect's error JSON.
 
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use base64::Engine as _;
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode, header};
+use http_body_util::BodyExt;
+use prost_reflect::MessageDescriptor;
 use tonic::Status;
 use tonic::body::Body;
 
@@ -139,7 +142,8 @@ impl Connect {
             Codec::Json => proto_from_json(method.descriptor.input(), &message).map_err(refuse)?,
             Codec::Proto => message,
         };
-        let answer = call_unary(&self.grpc, grpc_request(&parts, method, &message, timeout)).await;
+        let answer =
+            call_unary(&self.grpc, grpc_request(&parts, method, super::single_message(&message), timeout)).await;
         let mut headers = answer.headers;
         for (name, value) in &answer.trailers {
             if let Ok(name) = HeaderName::try_from(format!("trailer-{name}")) {
@@ -174,8 +178,10 @@ impl Connect {
         Ok(response)
     }
 
-    /// A server-streaming call: HTTP 200 at once, then one envelope per
-    /// message and the end-of-stream message, which carries any error.
+    /// A streaming call: HTTP 200 at once, then one envelope per message
+    /// and the end-of-stream message, which carries any error. A stream of
+    /// requests (client or bidirectional streaming; the latter needs
+    /// HTTP/2) is translated envelope by envelope as it arrives.
     async fn streaming(&self, request: Request<Body>, method: &'static Method, codec: Codec) -> Response<Body> {
         let content_type = match codec {
             Codec::Json => HeaderValue::from_static("application/connect+json"),
@@ -185,14 +191,7 @@ impl Connect {
             let end = frames::encode_flagged(END_STREAM, end_of_stream(Some(&status), &HeaderMap::new()).as_bytes());
             streamed_response(content_type.clone(), headers, Body::new(http_body_util::Full::new(end)))
         };
-        if method.client_streaming {
-            let status = Status::unimplemented(format!(
-                "{} takes a stream of requests; over Connect this gateway serves unary and server-streaming RPCs: call it over gRPC",
-                method.path
-            ));
-            return end_only(status, HeaderMap::new());
-        }
-        if !method.server_streaming {
+        if !method.streams() {
             let status = Status::unimplemented(format!(
                 "{} is unary: call it with application/json or application/proto",
                 method.path
@@ -202,16 +201,29 @@ impl Connect {
             return response;
         }
         let (parts, body) = request.into_parts();
-        let message = match self.read_envelope(&parts.headers, body, codec, method).await {
-            Ok(message) => message,
+        let checked = check_protocol_version(&parts.headers)
+            .and_then(|()| Encoding::of(parts.headers.get(STREAM_ENCODING)))
+            .and_then(|encoding| timeout_of(&parts.headers).map(|timeout| (encoding, timeout)));
+        let (encoding, timeout) = match checked {
+            Ok(checked) => checked,
             Err(status) => return end_only(status, HeaderMap::new()),
         };
-        let timeout = match timeout_of(&parts.headers) {
-            Ok(timeout) => timeout,
-            Err(status) => return end_only(status, HeaderMap::new()),
+        let reader =
+            EnvelopeReader { codec, encoding, limit: self.limits.max_message_bytes, input: method.descriptor.input() };
+        // Why the request stream was cut off, if it was: the caller's
+        // mistake, which is what the call ends with.
+        let request_failure = Arc::new(OnceLock::new());
+        let body = match method.client_streaming {
+            true => reader.into_grpc_stream(body, request_failure.clone()),
+            false => match reader.read_one(body, self.limits).await {
+                Ok(message) => super::single_message(&message),
+                Err(status) => return end_only(status, HeaderMap::new()),
+            },
         };
-        let (headers, items) = match call_streaming(&self.grpc, grpc_request(&parts, method, &message, timeout)).await {
-            StreamAnswer::Refused(headers, status) => return end_only(status, headers),
+        let (headers, items) = match call_streaming(&self.grpc, grpc_request(&parts, method, body, timeout)).await {
+            StreamAnswer::Refused(headers, status) => {
+                return end_only(request_failure.get().cloned().unwrap_or(status), headers);
+            }
             StreamAnswer::Streaming(headers, items) => (headers, items),
         };
         let output = method.descriptor.output();
@@ -228,7 +240,7 @@ impl Connect {
                     },
                 },
                 StreamItem::End(status, trailers) => {
-                    let error = (status.code() != tonic::Code::Ok).then_some(&status);
+                    let error = request_failure.get().or((status.code() != tonic::Code::Ok).then_some(&status));
                     frames::encode_flagged(END_STREAM, end_of_stream(error, &trailers).as_bytes())
                 }
             };
@@ -236,37 +248,89 @@ impl Connect {
         });
         streamed_response(content_type, headers, Body::new(http_body_util::StreamBody::new(envelopes)))
     }
+}
 
-    /// The one request envelope of a server-streaming call, in binary.
-    async fn read_envelope(
-        &self,
-        headers: &HeaderMap,
-        body: Body,
-        codec: Codec,
-        method: &Method,
-    ) -> Result<Bytes, Status> {
-        check_protocol_version(headers)?;
-        let encoding = Encoding::of(headers.get(STREAM_ENCODING))?;
-        let limit = self.limits.max_message_bytes;
-        let mut body = BytesMut::from(super::read_body(body, self.limits).await?);
-        let (flag, message) = match frames::take_frame(&mut body, limit) {
-            Ok(Some(envelope)) if body.is_empty() => envelope,
-            Ok(Some(_)) => {
-                return Err(Status::invalid_argument("a server-streaming call takes exactly one request message"));
+/// Reads a Connect request's envelopes as the gRPC messages they carry.
+#[derive(Clone)]
+struct EnvelopeReader {
+    codec: Codec,
+    encoding: Encoding,
+    limit: usize,
+    input: MessageDescriptor,
+}
+
+impl EnvelopeReader {
+    /// The one envelope of a server-streaming call, in binary.
+    async fn read_one(&self, body: Body, limits: BodyLimits) -> Result<Bytes, Status> {
+        let mut body = BytesMut::from(super::read_body(body, limits).await?);
+        match frames::take_frame(&mut body, self.limit) {
+            Ok(Some((flag, message))) if body.is_empty() => self.message(flag, message),
+            Ok(Some(_)) => Err(Status::invalid_argument("a server-streaming call takes exactly one request message")),
+            Ok(None) => Err(Status::invalid_argument("the request envelope is missing or cut short")),
+            Err(error) => Err(error.to_status()),
+        }
+    }
+
+    /// A stream of envelopes as a gRPC request body, translated as it
+    /// arrives; a bad envelope ends the body with its status (kept in
+    /// `failure`), which resets the call to the backend.
+    fn into_grpc_stream(self, body: Body, failure: Arc<OnceLock<Status>>) -> Body {
+        let state = (self, body, BytesMut::new(), false);
+        let frames = futures_util::stream::unfold(state, move |(reader, mut body, mut buffer, ended)| {
+            let failure = failure.clone();
+            async move {
+                if ended {
+                    return None;
+                }
+                loop {
+                    let failed = |status: Status, reader, body, buffer| {
+                        let _ = failure.set(status.clone());
+                        Some((Err(status), (reader, body, buffer, true)))
+                    };
+                    match frames::take_frame(&mut buffer, reader.limit) {
+                        Ok(Some((flag, message))) => {
+                            return match reader.message(flag, message) {
+                                Ok(message) => Some((
+                                    Ok(http_body::Frame::data(frames::encode(&message))),
+                                    (reader, body, buffer, false),
+                                )),
+                                Err(status) => failed(status, reader, body, buffer),
+                            };
+                        }
+                        Err(error) => return failed(error.to_status(), reader, body, buffer),
+                        Ok(None) => {}
+                    }
+                    match body.frame().await {
+                        Some(Ok(frame)) => {
+                            if let Ok(data) = frame.into_data() {
+                                buffer.extend_from_slice(&data);
+                            }
+                        }
+                        Some(Err(status)) => return failed(status, reader, body, buffer),
+                        None if buffer.is_empty() => return None,
+                        None => {
+                            let status = Status::invalid_argument("the request stream ends inside an envelope");
+                            return failed(status, reader, body, buffer);
+                        }
+                    }
+                }
             }
-            Ok(None) => return Err(Status::invalid_argument("the request envelope is missing or cut short")),
-            Err(error) => return Err(error.to_status()),
-        };
+        });
+        Body::new(http_body_util::StreamBody::new(frames))
+    }
+
+    /// An envelope's message, inflated and in binary.
+    fn message(&self, flag: u8, message: Bytes) -> Result<Bytes, Status> {
         let message = match flag {
             0 => message,
-            COMPRESSED if encoding == Encoding::Gzip => compression::inflate(&message, limit)?,
+            COMPRESSED if self.encoding == Encoding::Gzip => compression::inflate(&message, self.limit)?,
             COMPRESSED => {
                 return Err(Status::invalid_argument("a compressed envelope needs connect-content-encoding: gzip"));
             }
             flag => return Err(Status::invalid_argument(format!("bad envelope flag 0x{flag:02x} on a request"))),
         };
-        match codec {
-            Codec::Json => proto_from_json(method.descriptor.input(), &message),
+        match self.codec {
+            Codec::Json => proto_from_json(self.input.clone(), &message),
             Codec::Proto => Ok(message),
         }
     }

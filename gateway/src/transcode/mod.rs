@@ -98,13 +98,18 @@ fn is_protocol_header(name: &HeaderName) -> bool {
         || name_text == "keep-alive"
 }
 
-/// The gRPC request for `method` carrying the binary `message`: the
+/// A gRPC request body of one message.
+pub fn single_message(message: &[u8]) -> Body {
+    Body::new(http_body_util::Full::new(frames::encode(message)))
+}
+
+/// The gRPC request for `method` carrying `body` (gRPC frames): the
 /// caller's metadata (credentials, request id, trace context) and its
 /// deadline, from the connection that received it.
 pub fn grpc_request(
     incoming: &http::request::Parts,
     method: &Method,
-    message: &[u8],
+    body: Body,
     timeout: Option<Duration>,
 ) -> Request<Body> {
     let mut headers = HeaderMap::with_capacity(incoming.headers.len() + 3);
@@ -118,7 +123,7 @@ pub fn grpc_request(
     if let Some(timeout) = timeout {
         headers.insert("grpc-timeout", crate::proxy::encode_grpc_timeout(timeout));
     }
-    let mut request = Request::new(Body::new(http_body_util::Full::new(frames::encode(message))));
+    let mut request = Request::new(body);
     *request.method_mut() = http::Method::POST;
     *request.uri_mut() = http::Uri::from_static(method.path);
     *request.version_mut() = http::Version::HTTP_2;

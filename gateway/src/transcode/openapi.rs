@@ -53,8 +53,10 @@ fn build(routes: &Routes, pool: &DescriptorPool) -> Json {
     })
 }
 
-/// `{symbol.ticker}` stays as it is (OpenAPI allows dots in names);
-/// `{name=files/**}` becomes `{name}`.
+/// The route's path with each variable named by its last field
+/// (`{symbol.ticker}` is `{ticker}`, `{name=files/**}` is `{name}`), so
+/// routes on one path share one path item, as OpenAPI requires of paths
+/// that differ only in their variables' names.
 fn openapi_path(route: &Route) -> String {
     let mut path = String::new();
     let mut rest = route.template.text();
@@ -63,12 +65,16 @@ fn openapi_path(route: &Route) -> String {
         let close = rest[open..].find('}').map_or(rest.len(), |at| open + at);
         let inside = &rest[open + 1..close];
         path.push('{');
-        path.push_str(inside.split('=').next().unwrap_or(inside));
+        path.push_str(parameter_name(inside.split('=').next().unwrap_or(inside)));
         path.push('}');
         rest = &rest[(close + 1).min(rest.len())..];
     }
     path.push_str(rest);
     path
+}
+
+fn parameter_name(field_path: &str) -> &str {
+    field_path.rsplit('.').next().unwrap_or(field_path)
 }
 
 fn operation(route: &Route, schemas: &mut Schemas, comments: &Comments) -> Json {
@@ -79,11 +85,12 @@ fn operation(route: &Route, schemas: &mut Schemas, comments: &Comments) -> Json 
     let bound: Vec<String> = route.template.fields().collect();
     for field_path in &bound {
         let field = field_by_path(&input, field_path);
+        let comment = field.as_ref().map(|field| comments.of_field(field)).unwrap_or_default();
         parameters.push(json!({
-            "name": field_path,
+            "name": parameter_name(field_path),
             "in": "path",
             "required": true,
-            "description": field.as_ref().map(|field| comments.of_field(field)).unwrap_or_default(),
+            "description": format!("{field_path}: {comment}").trim_end_matches([' ', ':']).to_owned(),
             "schema": {"type": "string"},
         }));
     }
@@ -387,7 +394,8 @@ mod tests {
         let names: Vec<&str> =
             candles["parameters"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
         assert_eq!(names, ["symbol", "interval", "start_time", "end_time", "page_size", "page_token"]);
-        let update = &document["paths"]["/v1/symbols/{symbol.ticker}"]["patch"];
+        let update = &document["paths"]["/v1/symbols/{ticker}"]["patch"];
+        assert!(update["parameters"][0]["description"].as_str().unwrap().starts_with("symbol.ticker"));
         assert_eq!(
             update["requestBody"]["content"]["application/json"]["schema"]["$ref"],
             "#/components/schemas/wizdata.registry.v1.Symbol"

@@ -418,7 +418,7 @@ impl Rest {
                 return google_error(&status, http_status, HeaderMap::new());
             }
         };
-        let grpc = grpc_request(&parts, method, &message, None);
+        let grpc = grpc_request(&parts, method, super::single_message(&message), None);
         if method.server_streaming {
             return self.stream(grpc, method, stream_format).await;
         }

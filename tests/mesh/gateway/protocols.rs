@@ -622,3 +622,51 @@ async fn an_sse_client_that_stops_reading_is_let_go_as_a_grpc_one_is() {
     let status: serde_json::Value = serde_json::from_str(last.trim_start_matches("event: error\ndata: ")).unwrap();
     assert_eq!(status["code"], Code::ResourceExhausted as i32, "{status}");
 }
+
+#[tokio::test]
+async fn a_stream_of_requests_over_connect_reaches_the_service_message_by_message() {
+    let mesh = TestMesh::all().await;
+    let client = http(&mesh);
+    let key = mesh.admin_key.as_ref().unwrap();
+    let authorization = bearer(key);
+    let ingest = "/wizdata.marketdata.v1.MarketDataService/IngestTicks";
+    let tick = |price: f64| {
+        let time = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        json!({"ticks": [{"symbol": "TSLA", "time": time, "trade": {"price": price, "size": 1.0}}]}).to_string()
+    };
+    // The first trade first: the quote keeps the latest.
+    let first = tick(250.0);
+    std::thread::sleep(Duration::from_millis(2));
+    let compressed = {
+        use std::io::Write;
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        encoder.write_all(tick(251.5).as_bytes()).unwrap();
+        encoder.finish().unwrap()
+    };
+    let mut body = BytesMut::new();
+    body.extend_from_slice(&frame(0, first.as_bytes()));
+    body.extend_from_slice(&frame(1, &compressed));
+    let headers = [
+        ("content-type", "application/connect+json"),
+        ("connect-content-encoding", "gzip"),
+        ("authorization", authorization.as_str()),
+    ];
+    let answer = client.send("POST", ingest, &headers, body.freeze()).await;
+    assert_eq!(answer.status, 200);
+    let parts = envelopes(answer.body.clone());
+    assert_eq!(parts.len(), 2, "{parts:?}");
+    assert_eq!(serde_json::from_slice::<serde_json::Value>(&parts[0].1).unwrap()["accepted"], "2");
+    assert_eq!((parts[1].0, &parts[1].1[..]), (2, &b"{}"[..]), "an end without error");
+    let quote = client.get("/v1/quotes/TSLA", &[]).await.json();
+    assert_eq!(quote["lastPrice"], 251.5);
+
+    // A bad envelope ends the call with an error; what came before it is not double counted.
+    let mut body = BytesMut::new();
+    body.extend_from_slice(&frame(0, tick(252.0).as_bytes()));
+    body.extend_from_slice(&frame(0, b"{\"ticks\": nope}"));
+    let answer = client.send("POST", ingest, &headers, body.freeze()).await;
+    let parts = envelopes(answer.body.clone());
+    let end: serde_json::Value = serde_json::from_slice(&parts.last().unwrap().1).unwrap();
+    assert_eq!(end["error"]["code"], "invalid_argument", "{end}");
+    assert!(end["error"]["message"].as_str().unwrap().contains("not valid JSON"), "{end}");
+}
