@@ -47,15 +47,20 @@ pub fn value_from_proto(
 
 /// The `desc` message in `proto` (a backend's answer) as JSON text.
 pub fn json_from_proto(desc: MessageDescriptor, proto: &[u8], defaults: Defaults) -> Result<Vec<u8>, Status> {
-    let message = decode(desc, proto)?;
-    let mut serializer = serde_json::Serializer::new(Vec::with_capacity(proto.len() * 2 + 16));
+    write_json(&decode(desc, proto)?, defaults, proto.len() * 2 + 16)
+}
+
+/// `message` as JSON text, its fields in the order the proto declares them.
+pub fn write_json(message: &DynamicMessage, defaults: Defaults, capacity: usize) -> Result<Vec<u8>, Status> {
+    let mut serializer = serde_json::Serializer::new(Vec::with_capacity(capacity));
     message
         .serialize_with_options(&mut serializer, &serialize_options(defaults))
         .map_err(|error| Status::internal(format!("the answer could not be written as JSON: {error}")))?;
     Ok(serializer.into_inner())
 }
 
-fn decode(desc: MessageDescriptor, proto: &[u8]) -> Result<DynamicMessage, Status> {
+/// A backend's answer, decoded as `desc`.
+pub fn decode(desc: MessageDescriptor, proto: &[u8]) -> Result<DynamicMessage, Status> {
     DynamicMessage::decode(desc.clone(), proto)
         .map_err(|error| Status::internal(format!("the backend's answer is not a valid {}: {error}", desc.full_name())))
 }

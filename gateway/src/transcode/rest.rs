@@ -17,7 +17,7 @@ use tonic::{Code, Status};
 
 use super::compression;
 use super::errors::{error_response, google_status_json};
-use super::json::{Defaults, proto_from_value, value_from_proto};
+use super::json::{self, Defaults, proto_from_value, value_from_proto};
 use super::{BodyLimits, GrpcService, StreamAnswer, StreamItem, call_streaming, call_unary, grpc_request, media_type};
 use crate::routes::{Method, Methods};
 
@@ -533,17 +533,21 @@ impl Rest {
 
     /// The answer as JSON with default values spelled out: the whole
     /// response, or its `response_body` field.
-    fn response_json(&self, route: &Route, message: &[u8]) -> Result<Bytes, Status> {
-        let value = value_from_proto(route.method.descriptor.output(), message, Defaults::Included)?;
-        let value = match &route.response_body {
-            Some(field) => {
-                let json_name =
-                    route.method.descriptor.output().get_field_by_name(field).map(|field| field.json_name().to_owned());
-                json_name.and_then(|name| value.get(&name).cloned()).unwrap_or(serde_json::Value::Null)
-            }
-            None => value,
+    fn response_json(&self, route: &Route, proto: &[u8]) -> Result<Bytes, Status> {
+        let output = route.method.descriptor.output();
+        let message = json::decode(output.clone(), proto)?;
+        let capacity = proto.len() * 2 + 16;
+        let Some(field) = &route.response_body else {
+            return json::write_json(&message, Defaults::Included, capacity).map(Bytes::from);
         };
-        Ok(Bytes::from(value.to_string()))
+        if let Some(Value::Message(inner)) = message.get_field_by_name(field).as_deref() {
+            return json::write_json(inner, Defaults::Included, capacity).map(Bytes::from);
+        }
+        // A field that is not a message: picked out of the whole answer.
+        let json_name = output.get_field_by_name(field).map(|field| field.json_name().to_owned());
+        let value = value_from_proto(output, proto, Defaults::Included)?;
+        let picked = json_name.and_then(|name| value.get(&name).cloned()).unwrap_or(serde_json::Value::Null);
+        Ok(Bytes::from(picked.to_string()))
     }
 
     /// A server stream as Server-Sent Events (`id:` the event's sequence,
@@ -604,28 +608,19 @@ impl EventShape {
     }
 
     fn write(&self, message: &DynamicMessage, format: StreamFormat) -> Bytes {
-        let json = match message.serialize_with_options(
-            serde_json::value::Serializer,
-            &prost_reflect::SerializeOptions::new().skip_default_fields(false),
-        ) {
-            Ok(json) => json,
-            Err(error) => {
-                return failure(
-                    &Status::internal(format!("the message could not be written as JSON: {error}")),
-                    format,
-                );
-            }
-        };
-        if format == StreamFormat::Ndjson {
-            return Bytes::from(format!("{json}\n"));
-        }
-        if let Some(heartbeat) = &self.heartbeat
+        if format == StreamFormat::EventStream
+            && let Some(heartbeat) = &self.heartbeat
             && message.has_field(heartbeat)
         {
-            return Bytes::from(format!(
-                ": heartbeat {}\n\n",
-                json[heartbeat.json_name()]["time"].as_str().unwrap_or_default()
-            ));
+            return Bytes::from_static(b": heartbeat\n\n");
+        }
+        let json = match json::write_json(message, Defaults::Included, 256) {
+            Ok(json) => json,
+            Err(status) => return failure(&status, format),
+        };
+        let json = String::from_utf8(json).expect("serde_json writes UTF-8");
+        if format == StreamFormat::Ndjson {
+            return Bytes::from(format!("{json}\n"));
         }
         let id = self.sequence.as_ref().and_then(|(holder, sequence)| {
             if !message.has_field(holder) {

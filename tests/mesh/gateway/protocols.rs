@@ -670,3 +670,59 @@ async fn a_stream_of_requests_over_connect_reaches_the_service_message_by_messag
     assert_eq!(end["error"]["code"], "invalid_argument", "{end}");
     assert!(end["error"]["message"].as_str().unwrap().contains("not valid JSON"), "{end}");
 }
+
+#[tokio::test]
+async fn browsers_get_the_same_cors_answers_for_connect_and_rest() {
+    let mesh = TestMesh::all().await;
+    let client = http(&mesh);
+    let origin = format!("http://{}", client.addr);
+    let preflight = client
+        .send(
+            "OPTIONS",
+            "/wizdata.registry.v1.RegistryService/GetSymbol",
+            &[
+                ("origin", origin.as_str()),
+                ("access-control-request-method", "POST"),
+                (
+                    "access-control-request-headers",
+                    "content-type,connect-protocol-version,connect-timeout-ms,x-api-key",
+                ),
+            ],
+            Bytes::new(),
+        )
+        .await;
+    assert_eq!(preflight.status, 200, "{preflight:?}");
+    assert_eq!(preflight.header("access-control-allow-origin"), Some(origin.as_str()));
+    let allowed = preflight.header("access-control-allow-headers").unwrap();
+    assert!(allowed.contains("connect-protocol-version") && allowed.contains("connect-timeout-ms"), "{allowed}");
+    let rest_preflight = client
+        .send(
+            "OPTIONS",
+            "/v1/symbols/AAPL",
+            &[("origin", origin.as_str()), ("access-control-request-method", "PATCH")],
+            Bytes::new(),
+        )
+        .await;
+    let methods = rest_preflight.header("access-control-allow-methods").unwrap();
+    assert!(["GET", "POST", "PATCH", "DELETE"].iter().all(|method| methods.contains(method)), "{methods}");
+
+    let rest = client.get("/v1/symbols/AAPL", &[("origin", origin.as_str())]).await;
+    assert_eq!(rest.status, 200);
+    assert_eq!(rest.header("access-control-allow-origin"), Some(origin.as_str()));
+    assert!(rest.header("access-control-expose-headers").unwrap().contains("ratelimit-remaining"));
+    let connect = client
+        .send(
+            "POST",
+            "/wizdata.registry.v1.RegistryService/GetSymbol",
+            &[("origin", origin.as_str()), ("content-type", "application/json")],
+            r#"{"ticker":"AAPL"}"#,
+        )
+        .await;
+    assert_eq!((connect.status.as_u16(), connect.header("access-control-allow-origin")), (200, Some(origin.as_str())));
+
+    // Another origin is refused, whatever the protocol.
+    for path in ["/v1/symbols/AAPL", "/wizdata.registry.v1.RegistryService/GetSymbol?encoding=json&message=%7B%7D"] {
+        let refused = client.get(path, &[("origin", "http://elsewhere.example")]).await;
+        assert_eq!(refused.status, 403, "{path}");
+    }
+}
