@@ -14,10 +14,10 @@ PROMTOOL := /usr/bin/promtool
 .PHONY: run test test-rust test-python helm-test test-alerts image lint fmt tools bench bench-indicators bench-auth bench-streaming bench-gateway bench-proxies fuzz soak
 
 ## run: the whole mesh on embedded defaults (SQLite under ./data), on loopback:
-## gRPC on :50051, the gateway (gRPC, gRPC-Web, /healthz, /readyz, /metrics) on :8080,
-## metrics on :9464
+## gRPC on :50051, the gateway (gRPC, gRPC-Web, Connect, REST/JSON, SSE, /openapi.json,
+## /healthz, /readyz, /metrics) on :8080, metrics on :9464
 run:
-	@echo "Starting the WizData mesh: services on 127.0.0.1:50051, gateway (gRPC and gRPC-Web) on 127.0.0.1:8080,"
+	@echo "Starting the WizData mesh: services on 127.0.0.1:50051, gateway (gRPC, gRPC-Web, Connect, REST/JSON at /v1/...) on 127.0.0.1:8080,"
 	@echo "metrics on 127.0.0.1:9464. Reads need no credentials; 'make tools' installs the clients the README uses."
 	@echo "For an admin API key (its secret is printed once), run in another terminal:"
 	@echo "  $(CARGO) run -q -p wizdata-mesh --bin wizdata -- keys create --name admin --scopes all --tier internal"
@@ -174,8 +174,9 @@ lint: $(BUF)
 fmt:
 	$(CARGO) fmt --all
 
-## tools: the clients the README explores with and the tests use: buf (npm),
-## grpcurl, grpcio and pytest (PyPI, into .venv), Chromium (Debian)
+## tools: the clients the README explores with and the tests use: buf and
+## connect-node (npm), grpcurl, grpcio, schemathesis and pytest (PyPI, into
+## .venv), Chromium (Debian)
 tools: $(PYTHON) $(BUF) $(CHROMIUM)
 
 $(CHROMIUM):

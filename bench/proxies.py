@@ -11,6 +11,10 @@ to each proxy at 1, 16 and 64 calls in flight: GetSymbol (small) and
 GetCandles of 10,000 bars (large); then the gateway alone with an API key,
 and with REDIS_URL (shared rate limits) when it is set. Prints one Markdown
 table: mean latency, requests per second, and ratios to direct.
+
+Then the same two calls through the gateway in each protocol it speaks
+(native gRPC, Connect JSON and binary, Connect GET, REST GET), JSON encoding
+included, as a second table with ratios to native gRPC through the gateway.
 """
 
 import os
@@ -22,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -97,10 +102,17 @@ def check_answers(port, path, body_file, headers):
 GRPCURL_REQUESTS = {}
 
 
-def h2load(port, path, body_file, connections, streams, seconds, headers=()):
+def h2load(port, path, body_file, connections, streams, seconds, headers=(), content_type="application/grpc"):
+    """h2load over h2c: a POST of `body_file` as `content_type`, or a GET
+    when there is no body."""
     extra = [arg for header in headers for arg in ("-H", header)]
+    if content_type == "application/grpc":
+        extra += ["-H", "te: trailers"]
+    if content_type:
+        extra += ["-H", f"content-type: {content_type}"]
+    if body_file:
+        extra += ["-d", str(body_file)]
     command = ["h2load", "-D", str(seconds), "-c", str(connections), "-m", str(streams),
-               "-d", str(body_file), "-H", "content-type: application/grpc", "-H", "te: trailers",
                *extra, f"http://127.0.0.1:{port}{path}"]
     out = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60).stdout
     rps = float(re.search(r"finished in [\d.]+\w+, ([\d.]+) req/s", out).group(1))
@@ -274,6 +286,7 @@ def main():
                 except AssertionError as error:
                     cells[-1] += f" (not OK after this load: {str(error).strip()[:120]})"
                 print(f"| {call} | {name} | " + " | ".join(cells) + " |", flush=True)
+        protocols_table(work, gateway_port, start_seconds, start_time, seconds)
     finally:
         for process in reversed(processes):
             process.send_signal(signal.SIGTERM)
@@ -283,6 +296,49 @@ def main():
             except subprocess.TimeoutExpired:
                 process.kill()
         shutil.rmtree(work, ignore_errors=True)
+
+
+def protocols_table(work, port, start_seconds, start_time, seconds):
+    """GetSymbol and GetCandles through the gateway in every protocol it
+    speaks; the gateway's own metrics count each call by its gRPC code."""
+    get_symbol_path = "/wizdata.registry.v1.RegistryService/GetSymbol"
+    candles_path = "/wizdata.marketdata.v1.MarketDataService/GetCandles"
+    symbol_json = '{"ticker":"AAPL"}'
+    candles_json = ('{"symbol":"NPN","interval":"INTERVAL_ONE_MINUTE",'
+                    f'"startTime":"{start_time}","pageSize":10000}}')
+    quoted = urllib.parse.quote(symbol_json, safe="")
+    rows = [
+        ("GetSymbol", "native gRPC", get_symbol_path, get_symbol("AAPL"), "application/grpc"),
+        ("GetSymbol", "Connect JSON", get_symbol_path, symbol_json.encode(), "application/json"),
+        ("GetSymbol", "Connect binary", get_symbol_path, get_symbol("AAPL")[5:], "application/proto"),
+        ("GetSymbol", "Connect GET", f"{get_symbol_path}?connect=v1&encoding=json&message={quoted}", None, None),
+        ("GetSymbol", "REST GET", "/v1/symbols/AAPL", None, None),
+        ("GetCandles 10,000 bars", "native gRPC", candles_path, get_candles("NPN", start_seconds, 10_000),
+         "application/grpc"),
+        ("GetCandles 10,000 bars", "Connect JSON", candles_path, candles_json.encode(), "application/json"),
+        ("GetCandles 10,000 bars", "REST GET",
+         f"/v1/symbols/NPN/candles?interval=INTERVAL_ONE_MINUTE&start_time={start_time}&page_size=10000", None, None),
+    ]
+    print()
+    print("| call | protocol through the gateway | "
+          + " | ".join(f"{c * s} in flight: mean, req/s (x native gRPC)" for c, s in IN_FLIGHT) + " |")
+    print("|---|---|" + "---|" * len(IN_FLIGHT))
+    native = {}
+    for index, (call, protocol, path, body, content_type) in enumerate(rows):
+        body_file = None
+        if body is not None:
+            body_file = work / f"protocol-{index}.bin"
+            body_file.write_bytes(body)
+        method = path.split("?")[0].rsplit("/", 1)[1] if path.startswith("/wizdata") else call.split()[0]
+        measured = [not_ok_during(port, method,
+                                  lambda: h2load(port, path, body_file, c, s, seconds, (), content_type))
+                    for c, s in IN_FLIGHT]
+        results = [result for result, _ in measured]
+        base = native.setdefault(call, results)
+        cells = [f"{mean:,.0f} µs, {rps:,.0f} ({base_rps / rps:.2f}x the cost)"
+                 for (mean, rps), (_, base_rps) in zip(results, base)]
+        cells = [cell + (f" (not OK: {errors})" if errors else "") for cell, (_, errors) in zip(cells, measured)]
+        print(f"| {call} | {protocol} | " + " | ".join(cells) + " |", flush=True)
 
 
 def nginx_version():
