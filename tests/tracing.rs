@@ -16,6 +16,7 @@ use wizdata::indicator::v1::{ComputeIndicatorsRequest, IndicatorSpec};
 use wizdata::r#type::v1::Interval;
 use wizdata_common::auth::credentials::Credentials;
 use wizdata_test_support::TestMesh;
+use wizdata_test_support::http::HttpClient;
 
 /// Every log line the process writes.
 #[derive(Clone, Default)]
@@ -175,6 +176,41 @@ async fn one_gateway_call_is_one_connected_trace_across_the_services() {
     assert!(
         trace.iter().any(|span| span.span_id == candles.parent_span_id),
         "market data's span has its parent in the trace"
+    );
+
+    // A REST call of the same RPC is one trace too, its gateway span named
+    // by the RPC rather than by its path.
+    let rest = HttpClient::new(mesh.gateway_port.unwrap())
+        .send(
+            "POST",
+            "/v1/symbols/AAPL/indicators:compute",
+            &[("content-type", "application/json")],
+            r#"{"interval": "INTERVAL_ONE_MINUTE", "indicators": [{"name": "SMA", "parameters": {"time_period": 2}}]}"#,
+        )
+        .await;
+    assert_eq!(rest.status, 200, "{rest:?}");
+    let is_gateway_call = |span: &&ReceivedSpan| {
+        span.name == chain[0] && span.attributes.get("component").map(String::as_str) == Some("gateway")
+    };
+    let mut rest_entry = None;
+    for _ in 0..100 {
+        telemetry.flush();
+        let spans = collector.spans.lock().unwrap().clone();
+        rest_entry = spans.iter().filter(is_gateway_call).find(|span| span.trace_id != entered.trace_id).cloned();
+        let served = rest_entry.as_ref().is_some_and(|entry| {
+            spans.iter().any(|span| span.parent_span_id == entry.span_id && span.name == chain[0])
+        });
+        if served {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let rest_entry = rest_entry.expect("the REST call's gateway span, named by its RPC");
+    assert!(rest_entry.parent_span_id.is_empty(), "the REST call started its trace at the gateway");
+    let spans = collector.spans.lock().unwrap().clone();
+    assert!(
+        spans.iter().any(|span| span.parent_span_id == rest_entry.span_id && span.name == chain[0]),
+        "the indicator engine's span is the REST call's child"
     );
 
     // Logs written while serving the call name its trace.

@@ -23,7 +23,7 @@ use tower_http::trace::TraceLayer;
 use wizdata_common::connections::{CONNECTION_WINDOW_BYTES, ConnectionInfo, Incoming, STREAM_WINDOW_BYTES};
 use wizdata_common::grpc::{Hold, HoldingBody};
 use wizdata_common::metrics::GrpcMetricsLayer;
-use wizdata_common::server::{RequestIds, call_span, callers_mistakes_are_not_failures};
+use wizdata_common::server::{RequestIds, call_span, call_span_of_rpc, callers_mistakes_are_not_failures};
 
 use crate::backend::Backend;
 use crate::config::GatewayConfig;
@@ -438,9 +438,19 @@ impl Listener {
 }
 
 /// A call's span at the gateway: the services' call span, marked as the
-/// gateway's, so a trace shows where each call entered.
+/// gateway's, so a trace shows where each call entered. A REST call is
+/// named by the RPC its route calls, not by its path, which carries the
+/// call's own values (a ticker, a key id).
 fn gateway_span<B>(request: &Request<B>) -> tracing::Span {
-    let span = call_span(request);
+    let path = request.uri().path();
+    let route = match Methods::contract().get(path) {
+        Some(_) => None,
+        None => Routes::contract().find(request.method(), path).ok().map(|(route, _)| route),
+    };
+    let span = match route {
+        Some(route) => call_span_of_rpc(request, route.method.path),
+        None => call_span(request),
+    };
     span.record("component", "gateway");
     span
 }

@@ -275,6 +275,11 @@ impl Schemas<'_> {
                     let description = self.comments.of_field(&field);
                     if !description.is_empty() {
                         schema = json!({"allOf": [schema], "description": description});
+                        if let Some(example) =
+                            example_in(&description).filter(|_| field.kind() == Kind::String && !field.is_list())
+                        {
+                            schema["examples"] = json!([example]);
+                        }
                     }
                     (field.json_name().to_owned(), schema)
                 })
@@ -328,6 +333,12 @@ impl Schemas<'_> {
         }
         json!({"$ref": format!("#/components/schemas/{name}")})
     }
+}
+
+/// The first example a comment gives, as the protos write them: `e.g. "NPN"`.
+fn example_in(comment: &str) -> Option<&str> {
+    let after = &comment[comment.find("e.g. \"")? + "e.g. \"".len()..];
+    after.split('"').next().filter(|example| !example.is_empty())
 }
 
 /// The leading comments of the contract's declarations, by file and
@@ -404,5 +415,8 @@ mod tests {
         let symbol = &document["components"]["schemas"]["wizdata.registry.v1.Symbol"];
         assert!(symbol["properties"]["ticker"]["description"].as_str().unwrap().contains("Unique identifier"));
         assert!(document["components"]["schemas"]["google.rpc.Status"].is_object());
+        assert_eq!(symbol["properties"]["name"]["examples"], json!(["Naspers Ltd"]), "examples from the comments");
+        assert_eq!(example_in(r#"Code of the exchange, e.g. "JSE"."#), Some("JSE"));
+        assert_eq!(example_in("no example here"), None);
     }
 }

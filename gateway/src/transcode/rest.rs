@@ -410,6 +410,16 @@ impl Rest {
             _ => StreamFormat::EventStream,
         };
         let accepts_gzip = compression::accepts_gzip(request.headers().get(header::ACCEPT_ENCODING));
+        // A body this route reads must be JSON; one it does not read is refused below.
+        let has_body = http_body::Body::size_hint(request.body()).exact() != Some(0);
+        let media = media_type(request.headers());
+        if route.body != BodyRule::None && has_body && media.as_deref() != Some("application/json") {
+            let status = Status::invalid_argument(format!(
+                "the request body is {}; this route reads application/json",
+                media.map_or("sent without a content-type".to_owned(), |media| format!("{media:?}"))
+            ));
+            return google_error(&status, StatusCode::UNSUPPORTED_MEDIA_TYPE, HeaderMap::new());
+        }
         let (parts, body) = request.into_parts();
         let message = match self.request_message(route, values, &parts, body).await {
             Ok(message) => message,
@@ -470,13 +480,6 @@ impl Rest {
             }
             BodyRule::None => {}
             rule => {
-                let media = media_type(&parts.headers);
-                if !body.is_empty() && media.as_deref() != Some("application/json") {
-                    return Err(Status::invalid_argument(format!(
-                        "the request body is {}; this route reads application/json",
-                        media.map_or("sent without a content-type".to_owned(), |media| format!("{media:?}"))
-                    )));
-                }
                 let value: serde_json::Value = if body.is_empty() {
                     serde_json::Value::Object(Default::default())
                 } else {

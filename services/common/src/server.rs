@@ -260,12 +260,19 @@ impl MakeRequestId for RequestIds {
 /// The span of one call: its method and request id, in the trace its
 /// `traceparent` names (or a new one), with the trace id for the logs.
 pub fn call_span<B>(request: &Request<B>) -> tracing::Span {
+    call_span_of_rpc(request, request.uri().path())
+}
+
+/// The call span of a request that calls the RPC at `rpc_path` whatever its
+/// own path (a REST route at the gateway): named by the RPC, so span names
+/// stay few however many tickers and ids the paths carry.
+pub fn call_span_of_rpc<B>(request: &Request<B>, rpc_path: &str) -> tracing::Span {
     let request_id = request.headers().get("x-request-id").and_then(|value| value.to_str().ok()).unwrap_or_default();
     let path = request.uri().path();
-    let (service, method) = rpc_of(path).unwrap_or_default();
+    let (service, method) = rpc_of(rpc_path).unwrap_or_default();
     let span = tracing::info_span!(
         "grpc",
-        otel.name = %path.trim_start_matches('/'),
+        otel.name = %rpc_path.trim_start_matches('/'),
         otel.kind = "server",
         rpc.system = "grpc",
         rpc.service = service,

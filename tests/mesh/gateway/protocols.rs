@@ -393,8 +393,11 @@ async fn bad_input_gets_a_clear_status_in_every_http_protocol() {
         let answer = client.send("POST", get_symbol, &headers, r#"{"ticker":"AAPL"}"#).await;
         assert_eq!(answer.status, 415, "{content_type:?}");
     }
-    let rest = client.send("POST", "/v1/symbols/AAPL/indicators:compute", &[("content-type", "text/csv")], "a,b").await;
-    assert_eq!(rest.status, 400, "a REST body that is not JSON: {rest:?}");
+    for headers in [&[("content-type", "text/csv")][..], &[]] {
+        let rest = client.send("POST", "/v1/symbols/AAPL/indicators:compute", headers, "a,b").await;
+        assert_eq!(rest.status, 415, "a REST body that is not JSON: {rest:?}");
+        assert_eq!(rest.json()["code"], Code::InvalidArgument as i32);
+    }
 
     // GET on an RPC with side effects: 405, in Connect and REST.
     let get = client.get("/wizdata.registry.v1.RegistryService/CreateSymbol?encoding=json&message=%7B%7D", &[]).await;
