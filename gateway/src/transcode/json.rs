@@ -45,9 +45,15 @@ pub fn value_from_proto(
         .map_err(|error| Status::internal(format!("the answer could not be written as JSON: {error}")))
 }
 
-/// The `desc` message in `proto` (a backend's answer) as JSON text.
+/// The `desc` message in `proto` (a backend's answer) as JSON text, written
+/// straight from the wire; what that cannot read is decoded first, which
+/// names the problem.
 pub fn json_from_proto(desc: MessageDescriptor, proto: &[u8], defaults: Defaults) -> Result<Vec<u8>, Status> {
-    write_json(&decode(desc, proto)?, defaults, proto.len() * 2 + 16)
+    let mut out = Vec::with_capacity(proto.len() * 2 + 16);
+    match super::wire_json::write(&desc, proto, defaults, &mut out) {
+        Ok(()) => Ok(out),
+        Err(_) => write_json(&decode(desc, proto)?, defaults, proto.len() * 2 + 16),
+    }
 }
 
 /// `message` as JSON text, its fields in the order the proto declares them.

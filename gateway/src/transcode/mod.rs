@@ -16,6 +16,7 @@ pub mod errors;
 pub mod json;
 pub mod openapi;
 pub mod rest;
+pub mod wire_json;
 
 use std::convert::Infallible;
 use std::time::Duration;

@@ -538,11 +538,11 @@ impl Rest {
     /// response, or its `response_body` field.
     fn response_json(&self, route: &Route, proto: &[u8]) -> Result<Bytes, Status> {
         let output = route.method.descriptor.output();
+        let Some(field) = &route.response_body else {
+            return json::json_from_proto(output, proto, Defaults::Included).map(Bytes::from);
+        };
         let message = json::decode(output.clone(), proto)?;
         let capacity = proto.len() * 2 + 16;
-        let Some(field) = &route.response_body else {
-            return json::write_json(&message, Defaults::Included, capacity).map(Bytes::from);
-        };
         if let Some(Value::Message(inner)) = message.get_field_by_name(field).as_deref() {
             return json::write_json(inner, Defaults::Included, capacity).map(Bytes::from);
         }
