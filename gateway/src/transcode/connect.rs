@@ -26,6 +26,7 @@ use crate::routes::Method;
 const PROTOCOL_VERSION: HeaderName = HeaderName::from_static("connect-protocol-version");
 const TIMEOUT_MS: HeaderName = HeaderName::from_static("connect-timeout-ms");
 const STREAM_ENCODING: HeaderName = HeaderName::from_static("connect-content-encoding");
+const STREAM_ACCEPT_ENCODING: HeaderName = HeaderName::from_static("connect-accept-encoding");
 const END_STREAM: u8 = 0b10;
 const COMPRESSED: u8 = 0b01;
 
@@ -227,12 +228,18 @@ impl Connect {
             StreamAnswer::Streaming(headers, items) => (headers, items),
         };
         let output = method.descriptor.output();
+        // Messages worth compressing go gzipped to a caller that accepts it.
+        let gzip = compression::accepts_gzip(parts.headers.get(STREAM_ACCEPT_ENCODING));
+        let mut headers = headers;
+        if gzip {
+            headers.insert(STREAM_ENCODING, HeaderValue::from_static("gzip"));
+        }
         let envelopes = items.map(move |item| {
             let envelope = match item {
                 StreamItem::Message(message) => match codec {
-                    Codec::Proto => frames::encode(&message),
+                    Codec::Proto => message_envelope(&message, gzip),
                     Codec::Json => match json_from_proto(output.clone(), &message, Defaults::Omitted) {
-                        Ok(json) => frames::encode(&json),
+                        Ok(json) => message_envelope(&json, gzip),
                         Err(status) => frames::encode_flagged(
                             END_STREAM,
                             end_of_stream(Some(&status), &HeaderMap::new()).as_bytes(),
@@ -333,6 +340,15 @@ impl EnvelopeReader {
             Codec::Json => proto_from_json(self.input.clone(), &message),
             Codec::Proto => Ok(message),
         }
+    }
+}
+
+/// One message's envelope, gzipped when the caller accepts it and it is
+/// large enough to gain.
+fn message_envelope(message: &[u8], gzip: bool) -> Bytes {
+    match gzip && message.len() >= compression::MIN_GZIP_BYTES {
+        true => frames::encode_flagged(COMPRESSED, &compression::gzip(message)),
+        false => frames::encode(message),
     }
 }
 
@@ -469,6 +485,17 @@ mod tests {
         assert!(timeout_of(&with(TIMEOUT_MS, "-5")).is_err());
         assert!(check_protocol_version(&with(PROTOCOL_VERSION, "1")).is_ok());
         assert!(check_protocol_version(&with(PROTOCOL_VERSION, "2")).is_err());
+    }
+
+    #[test]
+    fn large_streamed_messages_are_gzipped_for_callers_that_accept_it() {
+        let large = vec![b'x'; 4096];
+        let envelope = message_envelope(&large, true);
+        assert_eq!(envelope[0], COMPRESSED);
+        assert!(envelope.len() < 200, "{}", envelope.len());
+        assert_eq!(compression::inflate(&envelope[5..], 8192).unwrap(), large.as_slice());
+        assert_eq!(message_envelope(b"small", true)[0], 0, "small ones go as they are");
+        assert_eq!(message_envelope(&large, false)[0], 0);
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The gateway in front of a backend that misbehaves on the wire in ways a
 //! real service rarely does: answering trailers-only with every error code,
-//! and resetting its stream mid-answer. A bare HTTP/2 server plays it, so the
+//! resetting its stream mid-answer, and answering too late for any deadline. A bare HTTP/2 server plays it, so the
 //! test controls every frame.
 
 use std::convert::Infallible;
@@ -18,14 +18,16 @@ use tonic_health::pb::health_check_response::ServingStatus;
 use wizdata::registry::v1::GetSymbolRequest;
 use wizdata::registry::v1::registry_service_client::RegistryServiceClient;
 use wizdata_common::auth::credentials::Credentials;
+use wizdata_common::error::http_status_of;
 use wizdata_test_support::TestMesh;
 use wizdata_test_support::grpc_web::{Encoding, GrpcWebClient, frame};
+use wizdata_test_support::http::HttpClient;
 
 type FakeBody = BoxBody<Bytes, std::io::Error>;
 
 /// Health checks are SERVING; GetSymbol of `CODE-<n>` answers trailers-only
-/// with code n, and of `RESET` sends headers and half a message, then resets
-/// the stream.
+/// with code n, of `RESET` sends headers and half a message, then resets
+/// the stream, and of `SLOW` answers only after 10 seconds.
 async fn answer(request: http::Request<Incoming>) -> Result<http::Response<FakeBody>, Infallible> {
     let grpc = |status: http::response::Builder| status.header("content-type", "application/grpc");
     let path = request.uri().path().to_owned();
@@ -39,6 +41,12 @@ async fn answer(request: http::Request<Incoming>) -> Result<http::Response<FakeB
     }
     let ticker = GetSymbolRequest::decode(body.get(5..).unwrap_or_default()).map(|request| request.ticker);
     let response = match ticker.as_deref() {
+        Ok("SLOW") => {
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            grpc(http::Response::builder())
+                .header("grpc-status", 0)
+                .body(Empty::new().map_err(|never| match never {}).boxed())
+        }
         Ok("RESET") => {
             let frames: [Result<Frame<Bytes>, std::io::Error>; 2] = [
                 Ok(Frame::data(Bytes::from_static(&[0, 0, 0, 0, 100, 1, 2, 3]))),
@@ -79,6 +87,8 @@ async fn fake_backend() -> String {
 async fn gateway_in_front_of(backend: &str) -> TestMesh {
     TestMesh::serve("gateway")
         .flags(&[
+            "--max-deadline",
+            "2s",
             // Anonymous callers only: the auth service is never asked.
             "--auth-url",
             "http://127.0.0.1:9",
@@ -113,7 +123,58 @@ async fn every_error_code_a_backend_answers_trailers_only_reaches_every_protocol
             assert_eq!((status.code(), status.message()), (code, format!("fake {number}").as_str()), "{encoding:?}");
             assert!(answer.messages.is_empty(), "{encoding:?}");
         }
+        // Connect and REST: the code's name or number, and its HTTP status.
+        let client = HttpClient::new(port);
+        let connect = client
+            .send("POST", path, &[("content-type", "application/json")], format!(r#"{{"ticker":"CODE-{number}"}}"#))
+            .await;
+        assert_eq!(connect.status, http_status_of(code), "Connect {code:?}");
+        assert_eq!(connect.json()["message"], format!("fake {number}"));
+        let rest = client.get(&format!("/v1/symbols/CODE-{number}"), &[]).await;
+        assert_eq!(rest.status, http_status_of(code), "REST {code:?}");
+        assert_eq!(rest.json()["code"], number, "REST {code:?}");
     }
+}
+
+#[tokio::test]
+async fn deadlines_hold_in_every_protocol() {
+    let gateway = gateway_in_front_of(&fake_backend().await).await;
+    let port = gateway.gateway_port.unwrap();
+    let client = HttpClient::new(port);
+    let path = "/wizdata.registry.v1.RegistryService/GetSymbol";
+    let slow = GetSymbolRequest { ticker: "SLOW".into() };
+    let timed = |started: std::time::Instant| started.elapsed();
+
+    // Connect: its own Connect-Timeout-Ms, shorter than the gateway's cap.
+    let started = std::time::Instant::now();
+    let connect = client
+        .send(
+            "POST",
+            path,
+            &[("content-type", "application/json"), ("connect-timeout-ms", "300")],
+            r#"{"ticker":"SLOW"}"#,
+        )
+        .await;
+    assert_eq!((connect.status.as_u16(), connect.json()["code"].as_str()), (504, Some("deadline_exceeded")));
+    assert!(timed(started) < Duration::from_secs(2), "its own deadline, not the cap: {:?}", timed(started));
+    // A longer one than the cap is cut to the cap (2 s here).
+    let capped = client
+        .send(
+            "POST",
+            path,
+            &[("content-type", "application/json"), ("connect-timeout-ms", "60000")],
+            r#"{"ticker":"SLOW"}"#,
+        )
+        .await;
+    assert_eq!(capped.status, 504);
+    // REST sends none: the cap.
+    let started = std::time::Instant::now();
+    let rest = client.get("/v1/symbols/SLOW", &[]).await;
+    assert_eq!((rest.status.as_u16(), rest.json()["code"].as_i64()), (504, Some(Code::DeadlineExceeded as i64)));
+    assert!(timed(started) < Duration::from_secs(9), "the cap, not the backend's 10 s");
+    // gRPC-Web, with grpc-timeout (native gRPC's deadlines: the gateway suite's slow-client test).
+    let answer = GrpcWebClient::new(port, Encoding::Binary).call(path, &slow, &[("grpc-timeout", "300m")]).await;
+    assert_eq!(answer.status().code(), Code::DeadlineExceeded);
 }
 
 #[tokio::test]
