@@ -74,12 +74,12 @@ fn scan(mut bytes: &[u8]) -> Result<Vec<(u32, Slot<'_>)>, Unreadable> {
         let number = u32::try_from(key >> 3).map_err(|_| Unreadable)?;
         let slot = match key & 7 {
             0 => Slot::Varint(varint(&mut bytes)?),
-            1 => Slot::Fixed64(u64::from_le_bytes(take(&mut bytes, 8)?.try_into().map_err(|_| Unreadable)?)),
+            1 => Slot::Fixed64(u64::from_le_bytes(fixed(&mut bytes)?)),
             2 => {
                 let length = usize::try_from(varint(&mut bytes)?).map_err(|_| Unreadable)?;
                 Slot::Bytes(take(&mut bytes, length)?)
             }
-            5 => Slot::Fixed32(u32::from_le_bytes(take(&mut bytes, 4)?.try_into().map_err(|_| Unreadable)?)),
+            5 => Slot::Fixed32(u32::from_le_bytes(fixed(&mut bytes)?)),
             _ => return Err(Unreadable),
         };
         slots.push((number, slot));
@@ -94,6 +94,11 @@ fn take<'a>(bytes: &mut &'a [u8], length: usize) -> Result<&'a [u8], Unreadable>
     let (taken, rest) = bytes.split_at(length);
     *bytes = rest;
     Ok(taken)
+}
+
+/// The next `N` bytes (a fixed64 or fixed32 value).
+fn fixed<const N: usize>(bytes: &mut &[u8]) -> Result<[u8; N], Unreadable> {
+    take(bytes, N)?.try_into().map_err(|_| Unreadable)
 }
 
 fn varint(bytes: &mut &[u8]) -> Result<u64, Unreadable> {
@@ -174,12 +179,8 @@ fn list(
                 while !packed.is_empty() {
                     let slot = match wire_type_of(&kind) {
                         0 => Slot::Varint(varint(&mut packed)?),
-                        1 => {
-                            Slot::Fixed64(u64::from_le_bytes(take(&mut packed, 8)?.try_into().map_err(|_| Unreadable)?))
-                        }
-                        _ => {
-                            Slot::Fixed32(u32::from_le_bytes(take(&mut packed, 4)?.try_into().map_err(|_| Unreadable)?))
-                        }
+                        1 => Slot::Fixed64(u64::from_le_bytes(fixed(&mut packed)?)),
+                        _ => Slot::Fixed32(u32::from_le_bytes(fixed(&mut packed)?)),
                     };
                     comma(&mut count, out);
                     scalar(&kind, slot, false, out)?;
