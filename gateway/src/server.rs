@@ -32,7 +32,7 @@ use crate::ratelimit::RateLimiter;
 use crate::routes::Methods;
 pub use crate::transcode::GrpcService;
 use crate::transcode::connect::{Call as ConnectCall, Connect};
-use crate::transcode::rest::{Rest, Routes};
+use crate::transcode::rest::{Rest, RouteLookup, Routes};
 use crate::transcode::{BodyLimits, compression, openapi};
 
 /// Headers a browser may send on a gRPC-Web, Connect or REST call.
@@ -398,6 +398,8 @@ impl Listener {
             let service = tower::ServiceBuilder::new()
                 // Give every call an id (or keep the caller's), so its log lines here and in the backend match.
                 .layer(SetRequestIdLayer::x_request_id(RequestIds))
+                // Find a REST call's route once, so its span is named by the RPC the route calls.
+                .map_request(RouteLookup::attach::<hyper::body::Incoming>)
                 // One span per call with its method and request id; logs server-side failures with latency.
                 .layer(TraceLayer::new(callers_mistakes_are_not_failures()).make_span_with(gateway_span))
                 // Echo the id to the caller, so a client can quote it when reporting a problem.
@@ -442,13 +444,8 @@ impl Listener {
 /// named by the RPC its route calls, not by its path, which carries the
 /// call's own values (a ticker, a key id).
 fn gateway_span<B>(request: &Request<B>) -> tracing::Span {
-    let path = request.uri().path();
-    let route = match Methods::contract().get(path) {
-        Some(_) => None,
-        None => Routes::contract().find(request.method(), path).ok().map(|(route, _)| route),
-    };
-    let span = match route {
-        Some(route) => call_span_of_rpc(request, route.method.path),
+    let span = match RouteLookup::rpc_path(request) {
+        Some(rpc_path) => call_span_of_rpc(request, rpc_path),
         None => call_span(request),
     };
     span.record("component", "gateway");

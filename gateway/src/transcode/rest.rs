@@ -140,19 +140,21 @@ impl PathTemplate {
         if let Some(verb) = &self.verb {
             path = path.strip_suffix(verb.as_str())?.strip_suffix(':')?;
         }
-        let parts: Vec<&str> = if path.is_empty() { Vec::new() } else { path.split('/').collect() };
-        let mut at = 0;
+        let segments = || path.split('/').filter(move |_| !path.is_empty());
+        // Walked without allocating: most templates differ at once.
+        let mut walked = segments();
         for segment in &self.segments {
             match segment {
-                Segment::Literal(literal) if parts.get(at) == Some(&literal.as_str()) => at += 1,
-                Segment::One if parts.get(at).is_some_and(|part| !part.is_empty()) => at += 1,
-                Segment::Rest => at = parts.len(),
+                Segment::Literal(literal) if walked.next()? == literal => {}
+                Segment::One if !walked.next()?.is_empty() => {}
+                Segment::Rest => walked.by_ref().for_each(drop),
                 _ => return None,
             }
         }
-        if at != parts.len() {
+        if walked.next().is_some() {
             return None;
         }
+        let parts: Vec<&str> = segments().collect();
         let values = self.variables.iter().map(|variable| {
             let end = variable.end.unwrap_or(parts.len());
             let raw = parts[variable.start..end].join("/");
@@ -254,8 +256,33 @@ impl Routes {
     }
 }
 
+/// A request's REST route, found once as the request arrives: its span is
+/// named by the route's RPC, and the same lookup answers it.
+#[derive(Clone, Debug)]
+pub struct RouteLookup(pub Result<(&'static Route, PathValues), RouteMiss>);
+
+impl RouteLookup {
+    /// Looks up and keeps the route of a request that names no RPC.
+    pub fn attach<B>(mut request: Request<B>) -> Request<B> {
+        let path = request.uri().path();
+        if Methods::contract().get(path).is_none() && Methods::own().get(path).is_none() {
+            let found = Routes::contract().find(request.method(), path);
+            request.extensions_mut().insert(RouteLookup(found));
+        }
+        request
+    }
+
+    /// The RPC path of the route found, if one was.
+    pub fn rpc_path<B>(request: &Request<B>) -> Option<&'static str> {
+        match request.extensions().get::<RouteLookup>() {
+            Some(RouteLookup(Ok((route, _)))) => Some(route.method.path),
+            _ => None,
+        }
+    }
+}
+
 /// Why a request has no route.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RouteMiss {
     NoRoute,
     WrongMethod(Vec<http::Method>),
@@ -376,8 +403,12 @@ enum StreamFormat {
 }
 
 impl Rest {
-    pub async fn handle(&self, request: Request<Body>) -> Response<Body> {
-        let (route, values) = match self.routes.find(request.method(), request.uri().path()) {
+    pub async fn handle(&self, mut request: Request<Body>) -> Response<Body> {
+        let lookup = match request.extensions_mut().remove::<RouteLookup>() {
+            Some(RouteLookup(found)) => found,
+            None => self.routes.find(request.method(), request.uri().path()),
+        };
+        let (route, values) = match lookup {
             Ok(found) => found,
             Err(RouteMiss::NoRoute) => {
                 let path = request.uri().path();
