@@ -729,3 +729,28 @@ async fn browsers_get_the_same_cors_answers_for_connect_and_rest() {
         assert_eq!(refused.status, 403, "{path}");
     }
 }
+
+#[tokio::test]
+async fn an_idle_event_stream_carries_heartbeats_as_comments() {
+    let mesh = TestMesh::all_with(&["--heartbeat-interval", "200ms"]).await;
+    let client = http(&mesh);
+    let sse = client.open("GET", "/v1/subscribe?symbols=MTN&channels=CHANNEL_TRADES", &[], Bytes::new()).await;
+    assert_eq!(sse.status(), 200);
+    let mut body = sse.into_body();
+    let mut seen = BytesMut::new();
+    read_until(&mut body, &mut seen, |text| text.matches(": heartbeat\n\n").count() >= 2).await;
+    let text = String::from_utf8_lossy(&seen);
+    assert!(!text.contains("data: {\"heartbeat\""), "heartbeats are comments, not events: {text}");
+    // NDJSON has no comments: a heartbeat is a line like any other message.
+    let ndjson = client
+        .open(
+            "GET",
+            "/v1/subscribe?symbols=MTN&channels=CHANNEL_TRADES",
+            &[("accept", "application/x-ndjson")],
+            Bytes::new(),
+        )
+        .await;
+    let mut body = ndjson.into_body();
+    let mut seen = BytesMut::new();
+    read_until(&mut body, &mut seen, |text| text.contains("{\"heartbeat\":{\"time\":\"")).await;
+}
