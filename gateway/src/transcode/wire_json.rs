@@ -399,8 +399,58 @@ fn timestamp(bytes: &[u8], out: &mut Vec<u8>) -> Result<(), Unreadable> {
     {
         return Err(Unreadable);
     }
-    erased::Json::write(&stamp.to_string().as_str(), out);
+    rfc3339(stamp.seconds, stamp.nanos as u32, out);
     Ok(())
+}
+
+/// `seconds` and `nanos` since the epoch as RFC 3339 in UTC, the fraction
+/// in 3, 6 or 9 digits as needed (as prost-types writes it), for a time
+/// between the years 1 and 9999.
+fn rfc3339(seconds: i64, nanos: u32, out: &mut Vec<u8>) {
+    let (days, of_day) = (seconds.div_euclid(86_400), seconds.rem_euclid(86_400) as u32);
+    // Days to a civil date (Howard Hinnant's algorithm).
+    let shifted = days + 719_468;
+    let era = shifted.div_euclid(146_097);
+    let day_of_era = shifted.rem_euclid(146_097) as u32;
+    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let shifted_month = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * shifted_month + 2) / 5 + 1;
+    let month = if shifted_month < 10 { shifted_month + 3 } else { shifted_month - 9 };
+    let year = (i64::from(year_of_era) + era * 400 + i64::from(month <= 2)) as u32;
+    let digits = |out: &mut Vec<u8>, value: u32, width: u32| {
+        for place in (0..width).rev() {
+            out.push(b'0' + (value / 10u32.pow(place) % 10) as u8);
+        }
+    };
+    out.push(b'"');
+    digits(out, year, 4);
+    out.push(b'-');
+    digits(out, month, 2);
+    out.push(b'-');
+    digits(out, day, 2);
+    out.push(b'T');
+    digits(out, of_day / 3600, 2);
+    out.push(b':');
+    digits(out, of_day / 60 % 60, 2);
+    out.push(b':');
+    digits(out, of_day % 60, 2);
+    match nanos {
+        0 => {}
+        _ if nanos.is_multiple_of(1_000_000) => {
+            out.push(b'.');
+            digits(out, nanos / 1_000_000, 3);
+        }
+        _ if nanos.is_multiple_of(1_000) => {
+            out.push(b'.');
+            digits(out, nanos / 1_000, 6);
+        }
+        _ => {
+            out.push(b'.');
+            digits(out, nanos, 9);
+        }
+    }
+    out.extend_from_slice(b"Z\"");
 }
 
 fn by_prost_reflect(
@@ -558,7 +608,7 @@ mod tests {
         #[test]
         fn random_candles_come_out_as_prost_reflect_writes_them(
             seconds in -62_135_596_800i64..253_402_300_799,
-            nanos in 0i32..1_000_000_000,
+            nanos in prop_oneof![Just(0i32), (0i32..1000).prop_map(|n| n * 1_000_000), (0i32..1_000_000).prop_map(|n| n * 1000), 0i32..1_000_000_000],
             price in any::<f64>(),
             trades in any::<u64>(),
             closed in any::<bool>(),
