@@ -45,13 +45,6 @@ impl Codec {
             _ => None,
         }
     }
-
-    fn name(self) -> &'static str {
-        match self {
-            Self::Json => "json",
-            Self::Proto => "proto",
-        }
-    }
 }
 
 /// Which Connect call a request is, read from its method and content type.
@@ -91,16 +84,28 @@ impl Connect {
     pub async fn handle(&self, request: Request<Body>, method: &'static Method, call: Call) -> Response<Body> {
         match call {
             Call::Streaming(codec) => self.streaming(request, method, codec).await,
-            Call::Unary(_) | Call::UnaryGet => match self.unary(request, method, call).await {
-                Ok(response) => response,
-                Err((status, http_status)) => {
-                    let mut response = error_response(status.code(), &connect_error_json(&status), HeaderMap::new());
-                    if let Some(http_status) = http_status {
-                        *response.status_mut() = http_status;
-                    }
-                    response
+            Call::Unary(codec) => self.unary_or_error(request, method, Some(codec)).await,
+            Call::UnaryGet => self.unary_or_error(request, method, None).await,
+        }
+    }
+
+    /// A unary call: POSTed in `codec`, or a GET (`None`) naming its codec
+    /// in the query. A refusal is Connect's error JSON.
+    async fn unary_or_error(
+        &self,
+        request: Request<Body>,
+        method: &'static Method,
+        posted: Option<Codec>,
+    ) -> Response<Body> {
+        match self.unary(request, method, posted).await {
+            Ok(response) => response,
+            Err((status, http_status)) => {
+                let mut response = error_response(status.code(), &connect_error_json(&status), HeaderMap::new());
+                if let Some(http_status) = http_status {
+                    *response.status_mut() = http_status;
                 }
-            },
+                response
+            }
         }
     }
 
@@ -108,7 +113,7 @@ impl Connect {
         &self,
         request: Request<Body>,
         method: &'static Method,
-        call: Call,
+        posted: Option<Codec>,
     ) -> Result<Response<Body>, (Status, Option<StatusCode>)> {
         let refuse = |status: Status| (status, None);
         if method.streams() {
@@ -119,8 +124,8 @@ impl Connect {
             return Err((status, Some(StatusCode::UNSUPPORTED_MEDIA_TYPE)));
         }
         let (parts, body) = request.into_parts();
-        let (codec, message) = match call {
-            Call::UnaryGet => {
+        let (codec, message) = match posted {
+            None => {
                 if !method.no_side_effects {
                     let status = Status::unimplemented(format!(
                         "{} has side effects: it is called with POST; GET is for RPCs marked NO_SIDE_EFFECTS",
@@ -130,13 +135,12 @@ impl Connect {
                 }
                 get_message(parts.uri.query().unwrap_or_default(), self.limits.max_message_bytes).map_err(refuse)?
             }
-            Call::Unary(codec) => {
+            Some(codec) => {
                 check_protocol_version(&parts.headers).map_err(refuse)?;
                 let encoding = Encoding::of(parts.headers.get(header::CONTENT_ENCODING)).map_err(refuse)?;
                 let body = super::read_body(body, self.limits).await.map_err(refuse)?;
                 (codec, encoding.decode(body, self.limits.max_message_bytes).map_err(refuse)?)
             }
-            Call::Streaming(_) => unreachable!("streaming calls are answered by `streaming`"),
         };
         let timeout = timeout_of(&parts.headers).map_err(refuse)?;
         let message = match codec {
@@ -446,7 +450,6 @@ fn get_message(query: &str, limit: usize) -> Result<(Codec, Bytes), Status> {
         )));
     }
     let bytes = encoding.decode(bytes, limit)?;
-    tracing::trace!(codec = codec.name(), bytes = bytes.len(), "Connect GET message read");
     Ok((codec, bytes))
 }
 
