@@ -193,6 +193,58 @@ pub fn take_frame(buffer: &mut bytes::BytesMut, limit: usize) -> Result<Option<(
     Ok(Some((flag, buffer.split_to(length).freeze())))
 }
 
+/// What a streamed body carries, as it arrives.
+pub enum BodyPart {
+    /// One whole frame: its flag and message.
+    Frame(u8, Bytes),
+    /// The trailers that end it.
+    Trailers(http::HeaderMap),
+}
+
+/// Why a streamed body's frames stopped short.
+pub enum FramesError {
+    Frame(FrameError),
+    /// The body ended inside a frame.
+    CutShort,
+    /// The body itself failed (a reset, a connection gone).
+    Body(Status),
+}
+
+/// The frames of `body` (gRPC frames or Connect envelopes, which share a
+/// layout) one by one as they arrive, then its trailers if any; nothing
+/// after an error. Reading is driven by the caller, so a slow reader slows
+/// the sender instead of growing a buffer here.
+pub fn frames_of<B>(body: B, limit: usize) -> impl futures_util::Stream<Item = Result<BodyPart, FramesError>> + Send
+where
+    B: HttpBody<Data = Bytes, Error = Status> + Send + Unpin,
+{
+    let reading = (body, bytes::BytesMut::new(), false);
+    futures_util::stream::unfold(reading, move |(mut body, mut buffer, ended)| async move {
+        if ended {
+            return None;
+        }
+        loop {
+            match take_frame(&mut buffer, limit) {
+                Ok(Some((flag, message))) => return Some((Ok(BodyPart::Frame(flag, message)), (body, buffer, false))),
+                Err(error) => return Some((Err(FramesError::Frame(error)), (body, buffer, true))),
+                Ok(None) => {}
+            }
+            match http_body_util::BodyExt::frame(&mut body).await {
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(data) => buffer.extend_from_slice(&data),
+                    Err(frame) => {
+                        let trailers = frame.into_trailers().unwrap_or_default();
+                        return Some((Ok(BodyPart::Trailers(trailers)), (body, buffer, true)));
+                    }
+                },
+                Some(Err(status)) => return Some((Err(FramesError::Body(status)), (body, buffer, true))),
+                None if buffer.is_empty() => return None,
+                None => return Some((Err(FramesError::CutShort), (body, buffer, true))),
+            }
+        }
+    })
+}
+
 /// Frames `message` as one plain gRPC message.
 pub fn encode(message: &[u8]) -> Bytes {
     encode_flagged(0, message)

@@ -384,6 +384,15 @@ async fn call(
 /// Reads a request that carries exactly one message (unary and
 /// server-streaming RPCs), so it can be checked whole and sent again.
 async fn read_single_message(body: Body, limit: usize, has_encoding: bool, timeout: Duration) -> Result<Bytes, Status> {
+    let message = read_whole(body, limit, timeout).await?;
+    frames::check_single_message(&message, limit, has_encoding).map_err(|error| error.to_status())?;
+    Ok(message)
+}
+
+/// Reads a request body whole: at most one message of `limit` bytes and its
+/// frame header (or envelope), within `timeout`. Every protocol's single
+/// request is read by this one loop.
+pub(crate) async fn read_whole(body: Body, limit: usize, timeout: Duration) -> Result<Bytes, Status> {
     let read = async {
         let mut body = std::pin::pin!(body);
         let mut buffer = BytesMut::new();
@@ -402,11 +411,9 @@ async fn read_single_message(body: Body, limit: usize, has_encoding: bool, timeo
         }
         Ok(buffer.freeze())
     };
-    let message = tokio::time::timeout(timeout, read)
+    tokio::time::timeout(timeout, read)
         .await
-        .map_err(|_| Status::deadline_exceeded(format!("the request body did not arrive within {timeout:?}")))??;
-    frames::check_single_message(&message, limit, has_encoding).map_err(|error| error.to_status())?;
-    Ok(message)
+        .map_err(|_| Status::deadline_exceeded(format!("the request body did not arrive within {timeout:?}")))?
 }
 
 /// A request body that could not be read: bad base64 from a grpc-web-text

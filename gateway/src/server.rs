@@ -260,14 +260,12 @@ impl Protocols {
             // A gRPC call to a path outside the contract: the proxy answers UNIMPLEMENTED.
             return self.grpc_web(request).await;
         }
-        if request.method() == Method::GET && request.uri().path() == "/openapi.json" {
+        if request.method() == Method::GET && path == "/openapi.json" {
             return text(StatusCode::OK, openapi::document().clone(), "application/json");
         }
         self.rest.handle(request).await
     }
-}
 
-impl Protocols {
     /// A gRPC-Web call, its answer gzipped as it streams when the caller
     /// accepts it (browsers do, and inflate it unseen).
     async fn grpc_web(&self, request: Request<Body>) -> Response<Body> {

@@ -71,6 +71,16 @@ pub fn accepts_gzip(value: Option<&HeaderValue>) -> bool {
     })
 }
 
+/// A whole answer's body: gzipped, with `headers` saying so, when the
+/// caller's `Accept-Encoding` takes gzip and the body is worth it.
+pub fn answer_body(body: Bytes, accept_encoding: Option<&HeaderValue>, headers: &mut http::HeaderMap) -> Bytes {
+    if body.len() < MIN_GZIP_BYTES || !accepts_gzip(accept_encoding) {
+        return body;
+    }
+    headers.insert(http::header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+    gzip(&body)
+}
+
 pub fn gzip(bytes: &[u8]) -> Bytes {
     let mut encoder = flate2::write::GzEncoder::new(Vec::with_capacity(bytes.len() / 4 + 64), Compression::fast());
     encoder.write_all(bytes).expect("writing to memory cannot fail");

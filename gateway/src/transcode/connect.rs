@@ -11,7 +11,6 @@ use base64::Engine as _;
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode, header};
-use http_body_util::BodyExt;
 use prost_reflect::MessageDescriptor;
 use tonic::Status;
 use tonic::body::Body;
@@ -20,7 +19,7 @@ use super::compression::{self, Encoding};
 use super::errors::{connect_error_json, error_response};
 use super::json::{Defaults, json_from_proto, proto_from_json};
 use super::{BodyLimits, GrpcService, StreamAnswer, StreamItem, call_streaming, call_unary, grpc_request, media_type};
-use crate::frames;
+use crate::frames::{self, BodyPart, FramesError};
 use crate::routes::Method;
 
 const PROTOCOL_VERSION: HeaderName = HeaderName::from_static("connect-protocol-version");
@@ -170,14 +169,7 @@ impl Connect {
             Codec::Proto => "application/proto",
         };
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-        let body = if body.len() >= compression::MIN_GZIP_BYTES
-            && compression::accepts_gzip(parts.headers.get(header::ACCEPT_ENCODING))
-        {
-            headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
-            compression::gzip(&body)
-        } else {
-            body
-        };
+        let body = compression::answer_body(body, parts.headers.get(header::ACCEPT_ENCODING), &mut headers);
         let mut response = Response::new(Body::new(http_body_util::Full::new(body)));
         *response.headers_mut() = headers;
         Ok(response)
@@ -286,47 +278,34 @@ impl EnvelopeReader {
     /// arrives; a bad envelope ends the body with its status (kept in
     /// `failure`), which resets the call to the backend.
     fn into_grpc_stream(self, body: Body, failure: Arc<OnceLock<Status>>) -> Body {
-        let state = (self, body, BytesMut::new(), false);
-        let frames = futures_util::stream::unfold(state, move |(reader, mut body, mut buffer, ended)| {
-            let failure = failure.clone();
-            async move {
-                if ended {
-                    return None;
-                }
-                loop {
-                    let failed = |status: Status, reader, body, buffer| {
-                        let _ = failure.set(status.clone());
-                        Some((Err(status), (reader, body, buffer, true)))
-                    };
-                    match frames::take_frame(&mut buffer, reader.limit) {
-                        Ok(Some((flag, message))) => {
-                            return match reader.message(flag, message) {
-                                Ok(message) => Some((
-                                    Ok(http_body::Frame::data(frames::encode(&message))),
-                                    (reader, body, buffer, false),
-                                )),
-                                Err(status) => failed(status, reader, body, buffer),
-                            };
-                        }
-                        Err(error) => return failed(error.to_status(), reader, body, buffer),
-                        Ok(None) => {}
+        let limit = self.limit;
+        let frames = frames::frames_of(body, limit)
+            .filter_map(move |part| {
+                let frame = match part {
+                    Ok(BodyPart::Frame(flag, message)) => {
+                        self.message(flag, message).map(|message| http_body::Frame::data(frames::encode(&message)))
                     }
-                    match body.frame().await {
-                        Some(Ok(frame)) => {
-                            if let Ok(data) = frame.into_data() {
-                                buffer.extend_from_slice(&data);
-                            }
-                        }
-                        Some(Err(status)) => return failed(status, reader, body, buffer),
-                        None if buffer.is_empty() => return None,
-                        None => {
-                            let status = Status::invalid_argument("the request stream ends inside an envelope");
-                            return failed(status, reader, body, buffer);
-                        }
+                    // A client's trailers mean nothing to the call.
+                    Ok(BodyPart::Trailers(_)) => return std::future::ready(None),
+                    Err(FramesError::Frame(error)) => Err(error.to_status()),
+                    Err(FramesError::CutShort) => {
+                        Err(Status::invalid_argument("the request stream ends inside an envelope"))
                     }
+                    Err(FramesError::Body(status)) => Err(status),
+                };
+                std::future::ready(Some(frame))
+            })
+            // The first bad envelope is the last thing sent.
+            .scan(false, move |failed, frame| {
+                if *failed {
+                    return std::future::ready(None);
                 }
-            }
-        });
+                if let Err(status) = &frame {
+                    *failed = true;
+                    let _ = failure.set(status.clone());
+                }
+                std::future::ready(Some(frame))
+            });
         Body::new(http_body_util::StreamBody::new(frames))
     }
 

@@ -22,7 +22,7 @@ use std::convert::Infallible;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use futures_util::Stream;
+use futures_util::{Stream, StreamExt};
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, header};
 use http_body_util::BodyExt;
 use tonic::body::Body;
@@ -31,7 +31,7 @@ use tower::ServiceExt;
 use tower::util::BoxCloneSyncService;
 use wizdata_common::grpc::grpc_status_in;
 
-use crate::frames;
+use crate::frames::{self, BodyPart, FramesError};
 use crate::proxy::ClientAddr;
 use crate::routes::Method;
 
@@ -47,30 +47,9 @@ pub struct BodyLimits {
     pub client_timeout: Duration,
 }
 
-/// Reads a whole request body of at most `limit` bytes.
+/// Reads a whole request body of at most one message within the limits.
 pub async fn read_body(body: Body, limits: BodyLimits) -> Result<Bytes, Status> {
-    let limit = limits.max_message_bytes;
-    let read = async {
-        let mut body = std::pin::pin!(body);
-        let mut buffer = BytesMut::new();
-        while let Some(frame) = body.frame().await {
-            let frame = frame.map_err(|error| {
-                Status::invalid_argument(format!("the request body could not be read: {}", error.message()))
-            })?;
-            if let Ok(data) = frame.into_data() {
-                if buffer.len() + data.len() > limit + frames::HEADER_BYTES {
-                    return Err(Status::out_of_range(format!(
-                        "the request body is over {limit} bytes; the gateway accepts at most {limit}"
-                    )));
-                }
-                buffer.extend_from_slice(&data);
-            }
-        }
-        Ok(buffer.freeze())
-    };
-    tokio::time::timeout(limits.client_timeout, read).await.map_err(|_| {
-        Status::deadline_exceeded(format!("the request body did not arrive within {:?}", limits.client_timeout))
-    })?
+    crate::proxy::read_whole(body, limits.max_message_bytes, limits.client_timeout).await
 }
 
 /// Headers of the HTTP protocols that mean nothing to a gRPC backend (or
@@ -231,49 +210,31 @@ pub async fn call_streaming(grpc: &GrpcService, request: Request<Body>) -> Strea
         (headers, Ok(body)) => (headers, body),
         (headers, Err(status)) => return StreamAnswer::Refused(headers, status),
     };
-    struct Reading {
-        body: Body,
-        buffer: BytesMut,
-        ended: bool,
-    }
-    let reading = Reading { body, buffer: BytesMut::new(), ended: false };
-    let items = futures_util::stream::unfold(reading, |mut reading| async move {
-        if reading.ended {
-            return None;
-        }
-        loop {
-            match frames::take_frame(&mut reading.buffer, usize::MAX) {
-                Ok(Some((0, message))) => return Some((StreamItem::Message(message), reading)),
-                Ok(Some(_)) | Err(_) => {
-                    reading.ended = true;
-                    let status = Status::internal("the backend's stream carried a message that is not plain gRPC");
-                    return Some((StreamItem::End(status, HeaderMap::new()), reading));
-                }
-                Ok(None) => {}
+    let not_plain = || Status::internal("the backend's stream carried a message that is not plain gRPC");
+    let no_status = || Status::internal("the backend's stream ended without a gRPC status");
+    let items = frames::frames_of(body, usize::MAX)
+        .map(move |part| match part {
+            Ok(BodyPart::Frame(0, message)) => StreamItem::Message(message),
+            Ok(BodyPart::Frame(..)) | Err(FramesError::Frame(_) | FramesError::CutShort) => {
+                StreamItem::End(not_plain(), HeaderMap::new())
             }
-            let end = |status: Status, trailers: HeaderMap, mut reading: Reading| {
-                reading.ended = true;
-                Some((StreamItem::End(status, trailers), reading))
-            };
-            match reading.body.frame().await {
-                Some(Ok(frame)) => match frame.into_data() {
-                    Ok(data) => reading.buffer.extend_from_slice(&data),
-                    Err(frame) => {
-                        let mut trailers = frame.into_trailers().unwrap_or_default();
-                        let status = Status::from_header_map(&trailers)
-                            .unwrap_or_else(|| Status::internal("the backend's stream ended without a gRPC status"));
-                        strip_grpc(&mut trailers);
-                        return end(status, trailers, reading);
-                    }
-                },
-                Some(Err(status)) => return end(broke_off(&status), HeaderMap::new(), reading),
-                None => {
-                    let status = Status::internal("the backend's stream ended without a gRPC status");
-                    return end(status, HeaderMap::new(), reading);
-                }
+            Ok(BodyPart::Trailers(mut trailers)) => {
+                let status = Status::from_header_map(&trailers).unwrap_or_else(no_status);
+                strip_grpc(&mut trailers);
+                StreamItem::End(status, trailers)
             }
-        }
-    });
+            Err(FramesError::Body(status)) => StreamItem::End(broke_off(&status), HeaderMap::new()),
+        })
+        // A body that just stops has said nothing of how the call ended.
+        .chain(futures_util::stream::once(async move { StreamItem::End(no_status(), HeaderMap::new()) }))
+        // Nothing after the end.
+        .scan(false, |ended, item| {
+            let passed = (!*ended).then(|| {
+                *ended = matches!(item, StreamItem::End(..));
+                item
+            });
+            std::future::ready(passed)
+        });
     StreamAnswer::Streaming(headers, Box::pin(items))
 }
 

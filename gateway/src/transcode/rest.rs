@@ -440,7 +440,6 @@ impl Rest {
             Some(accept) if accept.contains("application/x-ndjson") => StreamFormat::Ndjson,
             _ => StreamFormat::EventStream,
         };
-        let accepts_gzip = compression::accepts_gzip(request.headers().get(header::ACCEPT_ENCODING));
         // A body this route reads must be JSON; one it does not read is refused below.
         let has_body = http_body::Body::size_hint(request.body()).exact() != Some(0);
         let media = media_type(request.headers());
@@ -475,12 +474,7 @@ impl Rest {
             Err(status) => return google_error(&status, StatusCode::INTERNAL_SERVER_ERROR, headers),
         };
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        let body = if accepts_gzip && body.len() >= compression::MIN_GZIP_BYTES {
-            headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
-            compression::gzip(&body)
-        } else {
-            body
-        };
+        let body = compression::answer_body(body, parts.headers.get(header::ACCEPT_ENCODING), &mut headers);
         let mut response = Response::new(Body::new(http_body_util::Full::new(body)));
         *response.headers_mut() = headers;
         response
