@@ -387,6 +387,25 @@ async fn bad_input_gets_a_clear_status_in_every_http_protocol() {
     let timeout = client.send("POST", get_symbol, &[json_type[0], ("connect-timeout-ms", "soon")], "{}").await;
     invalid(timeout, "a timeout that is not a number");
 
+    // A server stream's one request envelope, malformed: the end-of-stream message says why.
+    let subscribe = "/wizdata.streaming.v1.StreamingService/Subscribe";
+    let message = br#"{"symbols":["AAPL"],"channels":["CHANNEL_TRADES"]}"#;
+    let two = [frame(0, message), frame(0, message)].concat();
+    let cases: [(Vec<u8>, &str); 4] = [
+        (two, "exactly one request message"),
+        (frame(1, message).to_vec(), "connect-content-encoding"),
+        (frame(0x80, message).to_vec(), "bad envelope flag 0x80"),
+        (frame(0, message)[..9].to_vec(), "missing or cut short"),
+    ];
+    for (body, says) in cases {
+        let answer = client.send("POST", subscribe, &[("content-type", "application/connect+json")], body).await;
+        assert_eq!(answer.status, 200, "Connect streams report errors in their end message");
+        let parts = envelopes(answer.body.clone());
+        let end: serde_json::Value = serde_json::from_slice(&parts.last().unwrap().1).unwrap();
+        assert_eq!((parts.last().unwrap().0, end["error"]["code"].as_str()), (2, Some("invalid_argument")), "{says}");
+        assert!(end["error"]["message"].as_str().unwrap().contains(says), "{end}");
+    }
+
     // Content types: none, or one no protocol reads.
     for content_type in [None, Some("text/plain")] {
         let headers: Vec<(&str, &str)> = content_type.map(|value| ("content-type", value)).into_iter().collect();
