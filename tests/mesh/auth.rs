@@ -206,18 +206,24 @@ async fn api_keys_are_shown_once_and_revocation_stops_them_within_the_token_life
     let missing = admin.revoke_api_key(RevokeApiKeyRequest { key_id: "key_nope".into() }).await.unwrap_err();
     assert_eq!(missing.code(), Code::NotFound);
 
-    // A key past its expiry stops too.
+    // A key past its expiry stops too. Its expiry is two whole seconds away
+    // (a time in whole seconds could already be past on a loaded machine).
+    let expires = chrono::Utc::now() + chrono::Duration::seconds(2);
     let expiring = admin
         .create_api_key(CreateApiKeyRequest {
             name: "short".into(),
             scopes: vec!["registry:read".into()],
             tier: 0,
-            expire_time: Some(prost_types::Timestamp { seconds: chrono::Utc::now().timestamp() + 1, nanos: 0 }),
+            expire_time: Some(prost_types::Timestamp {
+                seconds: expires.timestamp(),
+                nanos: expires.timestamp_subsec_nanos() as i32,
+            }),
         })
         .await
         .unwrap()
         .into_inner();
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let until_expired = (expires - chrono::Utc::now()).to_std().unwrap_or_default() + Duration::from_millis(100);
+    tokio::time::sleep(until_expired).await;
     let secret = SecretString::from(expiring.secret);
     assert_eq!(reason(&exchange(&mesh, &secret).await.unwrap_err(), Code::Unauthenticated), "API_KEY_EXPIRED");
     assert_eq!(
