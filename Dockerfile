@@ -14,6 +14,16 @@ COPY tests/support tests/support
 RUN cargo build --release --locked -p wizdata-mesh --bin wizdata \
     && strip target/release/wizdata
 
+# Dashboard stage: the TypeScript client and the page the gateway serves at /.
+FROM node:20-bookworm-slim AS web
+WORKDIR /src
+COPY package.json package-lock.json ./
+COPY clients/ts clients/ts
+COPY web web
+RUN npm ci --no-audit --no-fund --ignore-scripts \
+    && npm run -s build -w @wizdata/client \
+    && npm run -s build -w @wizdata/dashboard
+
 # Run stage: the binary and CA certificates, as an unprivileged user.
 FROM debian:bookworm-slim
 RUN apt-get update \
@@ -21,9 +31,11 @@ RUN apt-get update \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --system --uid 10001 --home-dir /var/lib/wizdata --create-home wizdata
 COPY --from=build /src/target/release/wizdata /usr/local/bin/wizdata
+COPY --from=web /src/web/dist /usr/share/wizdata/web
 USER 10001
 WORKDIR /var/lib/wizdata
-ENV WIZDATA_DATA_DIR=/var/lib/wizdata
+ENV WIZDATA_DATA_DIR=/var/lib/wizdata \
+    WIZDATA_DASHBOARD_DIR=/usr/share/wizdata/web
 # The binary binds loopback by default; in a container every port is for others.
 ENV WIZDATA_GRPC_ADDR=0.0.0.0:50051 \
     WIZDATA_GATEWAY_ADDR=0.0.0.0:8080 \

@@ -6,25 +6,42 @@ CARGO  ?= cargo
 VENV   := .venv
 PYTHON := $(VENV)/bin/python
 BUF    := node_modules/.bin/buf
+# The built TypeScript client and dashboard (`make web`).
+TS_CLIENT := clients/ts/dist/index.js
+DASHBOARD := web/dist/index.html
 # Headless Chromium, the real browser of the gRPC-Web tests (Debian's package).
 CHROMIUM := /usr/bin/chromium
 # promtool checks and unit-tests the alert rules (Debian's prometheus package).
 PROMTOOL := /usr/bin/promtool
 
-.PHONY: run test test-rust test-python helm-test test-alerts image lint fmt tools bench bench-indicators bench-auth bench-streaming bench-gateway bench-proxies fuzz soak
+.PHONY: web generate check-generated breaking contract-baseline run test test-rust test-python helm-test test-alerts image lint fmt tools bench bench-indicators bench-auth bench-streaming bench-gateway bench-proxies fuzz soak
 
 ## run: the whole mesh on embedded defaults (SQLite under ./data), on loopback:
-## gRPC on :50051, the gateway (gRPC, gRPC-Web, Connect, REST/JSON, SSE, /openapi.json,
-## /healthz, /readyz, /metrics) on :8080, metrics on :9464
-run:
+## gRPC on :50051, the gateway (the dashboard at /, gRPC, gRPC-Web, Connect,
+## REST/JSON, SSE, /openapi.json, /healthz, /readyz, /metrics) on :8080,
+## metrics on :9464
+run: $(DASHBOARD)
 	@echo "Starting the WizData mesh: services on 127.0.0.1:50051, gateway (gRPC, gRPC-Web, Connect, REST/JSON at /v1/...) on 127.0.0.1:8080,"
+	@echo "the dashboard at http://127.0.0.1:8080/,"
 	@echo "metrics on 127.0.0.1:9464. Reads need no credentials; 'make tools' installs the clients the README uses."
 	@echo "For an admin API key (its secret is printed once), run in another terminal:"
 	@echo "  $(CARGO) run -q -p wizdata-mesh --bin wizdata -- keys create --name admin --scopes all --tier internal"
 	@echo "and send it as 'authorization: Bearer <key>' (e.g. buf curl -H)."
 	$(CARGO) run -p wizdata-mesh --bin wizdata -- serve all --log-format pretty
 
-## test: every Rust suite, then the polyglot clients (grpcio, buf curl, headless Chromium),
+## web: the TypeScript client (tsc) and the dashboard (Vite) the gateway
+## serves at / from web/dist
+web: $(DASHBOARD)
+
+$(TS_CLIENT): $(BUF) clients/ts/package.json clients/ts/tsconfig.json $(shell find clients/ts/src -name '*.ts')
+	npm run -s build -w @wizdata/client
+
+$(DASHBOARD): $(TS_CLIENT) web/package.json web/index.html web/vite.config.ts web/tsconfig.json $(shell find web/src web/public -type f)
+	cd web && ../node_modules/.bin/tsc -p .
+	npm run -s build -w @wizdata/dashboard
+
+## test: every Rust suite, then the polyglot clients (grpcio, buf curl, the
+## TypeScript and Python client packages), the dashboard in headless Chromium,
 ## the chart, and the alert rules' unit tests
 test: test-rust test-python helm-test test-alerts
 
@@ -42,7 +59,7 @@ test-rust:
 		$(CARGO) test --workspace --no-fail-fast; \
 	fi
 
-test-python: $(PYTHON) $(BUF) $(CHROMIUM)
+test-python: $(PYTHON) $(BUF) $(CHROMIUM) $(DASHBOARD)
 	$(CARGO) build -p wizdata-mesh --bin wizdata
 	$(PYTHON) -m pytest tests/python -q
 
@@ -165,8 +182,36 @@ fuzz:
 bench-auth:
 	$(CARGO) bench -p wizdata-common --bench tokens
 
-## lint: buf STANDARD lint over the contracts, rustfmt, clippy
-lint: $(BUF)
+## generate: the TypeScript (protoc-gen-es) and Python (grpcio-tools) clients
+## from proto/ with buf and local plugins only (buf.gen.yaml); Rust's are
+## built by build.rs. Generated code is committed, never edited by hand.
+GENERATED := clients/ts/src/gen clients/python/src/wizdata
+generate: $(BUF) $(PYTHON)
+	rm -rf $(GENERATED)
+	$(BUF) generate
+
+## check-generated: regenerate and fail on any difference, so the committed
+## clients never drift from the contract
+check-generated: generate
+	@git diff --exit-code --stat -- $(GENERATED) && \
+		untracked=$$(git ls-files --others --exclude-standard -- $(GENERATED)) && \
+		{ [ -z "$$untracked" ] || { echo "generated but not committed: $$untracked"; exit 1; }; }
+
+## breaking: buf's breaking-change rules (FILE: wire and generated code) hold
+## the contract in CONTRACT (proto/) to the released one, proto/baseline.binpb.
+## Additive changes pass; a removed, renumbered or retyped field fails.
+CONTRACT ?= proto
+breaking: $(BUF)
+	$(BUF) breaking $(CONTRACT) --against proto/baseline.binpb
+
+## contract-baseline: a deliberate release of the contract: what deployed
+## clients are built from, and what `make breaking` holds later changes to
+contract-baseline: $(BUF)
+	$(BUF) build proto --exclude-source-info -o proto/baseline.binpb
+
+## lint: buf STANDARD lint over the contracts, no breaking change, generated
+## clients in step with them, rustfmt, clippy
+lint: $(BUF) breaking check-generated
 	cd proto && ../$(BUF) lint
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -q -- -D warnings
@@ -177,7 +222,7 @@ fmt:
 ## tools: the clients the README explores with and the tests use: buf and
 ## connect-node (npm), grpcurl, grpcio, schemathesis and pytest (PyPI, into
 ## .venv), Chromium (Debian)
-tools: $(PYTHON) $(BUF) $(CHROMIUM)
+tools: $(PYTHON) $(BUF) $(CHROMIUM) $(DASHBOARD)
 
 $(CHROMIUM):
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium || \

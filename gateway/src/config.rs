@@ -1,6 +1,7 @@
 //! The gateway's settings. Environment first, each also a flag.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -32,6 +33,11 @@ pub struct GatewayConfig {
     /// address are always allowed.
     #[arg(long, env = "WIZDATA_GATEWAY_ALLOWED_ORIGINS", value_delimiter = ',')]
     pub allowed_origins: Vec<String>,
+
+    /// The built dashboard (`make web` writes web/dist), served at `/`.
+    /// Without it the gateway serves every API and `/` says how to build it.
+    #[arg(long, env = "WIZDATA_DASHBOARD_DIR", default_value = "web/dist")]
+    pub dashboard_dir: PathBuf,
 
     /// Calls per subject without credentials (keyed by client address):
     /// `COUNT/PERIOD`, optionally with ` burst N` (default: COUNT).

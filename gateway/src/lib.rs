@@ -17,6 +17,7 @@
 pub mod backend;
 pub mod breaker;
 pub mod config;
+pub mod dashboard;
 pub mod frames;
 pub mod metrics;
 pub mod proxy;
@@ -45,6 +46,7 @@ use wizdata_common::redis::Redis;
 
 use crate::backend::Backend;
 pub use crate::config::GatewayConfig;
+use crate::dashboard::Dashboard;
 use crate::proxy::{CallLimits, Proxy};
 use crate::ratelimit::{Mode, RateLimiter};
 use crate::routes::Methods;
@@ -148,11 +150,13 @@ impl Gateway {
         }));
         let body_limits =
             BodyLimits { max_message_bytes: deps.max_message_bytes, client_timeout: config.client_timeout };
+        let dashboard = Arc::new(Dashboard::load(&config.dashboard_dir)?);
+        tracing::info!(dir = ?config.dashboard_dir, files = dashboard.file_count(), "dashboard at /");
         let ops = Arc::new(Ops { backends: backends.into_values().collect(), limiter, stopping: Default::default() });
         health.set_serving("", true).await;
         Ok(Self {
             listener,
-            front: Front::new(grpc, ops.clone(), origins, body_limits),
+            front: Front::new(grpc, ops.clone(), origins, body_limits, dashboard),
             ops,
             health,
             config: config.clone(),

@@ -27,6 +27,7 @@ use wizdata_common::server::{RequestIds, call_span, call_span_of_rpc, callers_mi
 
 use crate::backend::Backend;
 use crate::config::GatewayConfig;
+use crate::dashboard::Dashboard;
 use crate::proxy::{ClientAddr, status_response};
 use crate::ratelimit::RateLimiter;
 use crate::routes::Methods;
@@ -119,12 +120,19 @@ pub struct Front {
     native: GrpcService,
     ops: Arc<Ops>,
     origins: AllowedOrigins,
+    dashboard: Arc<Dashboard>,
 }
 
 impl Front {
     /// `grpc` behind CORS and each protocol's translation, and as it is for
     /// native clients; every call counted by one metrics layer.
-    pub fn new(grpc: GrpcService, ops: Arc<Ops>, origins: AllowedOrigins, limits: BodyLimits) -> Self {
+    pub fn new(
+        grpc: GrpcService,
+        ops: Arc<Ops>,
+        origins: AllowedOrigins,
+        limits: BodyLimits,
+        dashboard: Arc<Dashboard>,
+    ) -> Self {
         let cors_origins = origins.clone();
         // Count every gRPC call at the edge by method and status, refused ones included.
         let metrics = GrpcMetricsLayer::gateway();
@@ -164,7 +172,7 @@ impl Front {
                 let protocols = protocols.clone();
                 async move { Ok::<_, Infallible>(protocols.handle(request).await) }
             }));
-        Self { translated: BoxCloneSyncService::new(translated), native, ops, origins }
+        Self { translated: BoxCloneSyncService::new(translated), native, ops, origins, dashboard }
     }
 
     async fn handle(self, request: Request<Body>) -> Response<Body> {
@@ -176,6 +184,9 @@ impl Front {
                 return text(StatusCode::OK, body, "text/plain; version=0.0.4");
             }
             _ => {}
+        }
+        if self.dashboard.serves(&request) {
+            return self.dashboard.answer(&request);
         }
         if let Some(origin) = request.headers().get(header::ORIGIN)
             && !self.origins.allows(origin, request.headers().get(header::HOST))

@@ -64,17 +64,30 @@ class MeshProcess:
             admin_key = created.stdout.strip()
             assert admin_key.startswith("wiz_") and admin_key not in created.stderr
         self.admin_key = admin_key
-        self.process = subprocess.Popen(
-            [str(BINARY), "serve", "all", "--grpc-addr", f"127.0.0.1:{self.port}",
-             "--gateway-addr", f"127.0.0.1:{self.gateway_port}",
-             "--metrics-addr", f"127.0.0.1:{self.metrics_port}",
-             "--data-dir", self.data_dir.name, *extra_args],
-            env=env,
-        )
+        self.env = env
+        self.extra_args = list(extra_args)
+        self._start()
         self.target = f"127.0.0.1:{self.port}"
         self.url = f"http://{self.target}"
         self.gateway_target = f"127.0.0.1:{self.gateway_port}"
         self.gateway_url = f"http://{self.gateway_target}"
+        self._wait_until_serving()
+
+    def _start(self):
+        self.process = subprocess.Popen(
+            [str(BINARY), "serve", "all", "--grpc-addr", f"127.0.0.1:{self.port}",
+             "--gateway-addr", f"127.0.0.1:{self.gateway_port}",
+             "--metrics-addr", f"127.0.0.1:{self.metrics_port}",
+             "--data-dir", self.data_dir.name, *self.extra_args],
+            env=self.env,
+        )
+
+    def restart(self):
+        """Stops the process cleanly and starts it again on the same ports
+        and data, as an operator's restart does."""
+        self.process.send_signal(signal.SIGTERM)
+        self.process.wait(timeout=30)
+        self._start()
         self._wait_until_serving()
 
     def _wait_until_serving(self, timeout=30.0):
@@ -113,20 +126,11 @@ def mesh():
 
 
 @pytest.fixture(scope="session")
-def stubs(tmp_path_factory):
-    """Python messages and stubs generated from proto/ with grpcio-tools,
-    as any Python client of the mesh would make them."""
-    import importlib.resources
+def stubs():
+    """The Python messages and stubs of the client package (clients/python,
+    written by `make generate` from proto/), as any Python client uses them."""
     import sys
 
-    from grpc_tools import protoc
-
-    out = tmp_path_factory.mktemp("stubs")
-    well_known = str(importlib.resources.files("grpc_tools") / "_proto")
-    # Ours only: google/api's annotations come with googleapis-common-protos.
-    protos = [str(path.relative_to(ROOT / "proto")) for path in (ROOT / "proto" / "wizdata").rglob("*.proto")]
-    status = protoc.main(["protoc", f"-I{ROOT / 'proto'}", f"-I{well_known}",
-                          f"--python_out={out}", f"--grpc_python_out={out}", *protos])
-    assert status == 0, "protoc failed"
-    sys.path.insert(0, str(out))
-    return out
+    generated = ROOT / "clients" / "python" / "src"
+    sys.path.insert(0, str(generated))
+    return generated
