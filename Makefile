@@ -14,7 +14,7 @@ CHROMIUM := /usr/bin/chromium
 # promtool checks and unit-tests the alert rules (Debian's prometheus package).
 PROMTOOL := /usr/bin/promtool
 
-.PHONY: web generate check-generated breaking contract-baseline run test test-rust test-python helm-test test-alerts image lint fmt tools bench bench-indicators bench-auth bench-streaming bench-gateway bench-proxies fuzz soak
+.PHONY: web generate check-generated breaking contract-baseline run test test-rust test-python helm-test test-alerts image lint fmt tools bench bench-indicators bench-auth bench-streaming bench-gateway bench-proxies bench-dashboard fuzz soak
 
 ## run: the whole mesh on embedded defaults (SQLite under ./data), on loopback:
 ## gRPC on :50051, the gateway (the dashboard at /, gRPC, gRPC-Web, Connect,
@@ -147,6 +147,12 @@ bench-proxies: $(PROXY_TOOLS)
 $(PROXY_TOOLS):
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends nginx-light haproxy nghttp2-client || \
 		(apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends nginx-light haproxy nghttp2-client)
+
+## bench-dashboard: the dashboard's JavaScript raw and gzipped, and the time
+## from navigation to its first candles in headless Chromium on loopback
+bench-dashboard: $(PYTHON) $(CHROMIUM) $(DASHBOARD)
+	$(CARGO) build --release -p wizdata-mesh --bin wizdata
+	$(PYTHON) bench/dashboard.py target/release/wizdata $(DASHBOARD_LOADS)
 
 ## soak: release build, a fresh mesh with its simulated feed, then SOAK_DURATION
 ## (30 minutes) of 1,000 subscribers with churn and gateway load at the

@@ -126,15 +126,22 @@ def test_a_search_with_characters_that_need_escaping_is_answered(page, dashboard
     assert page.is_hidden("#notice") or page.get_attribute("#notice", "data-kind") != "error"
 
 
-def test_the_quote_board_moves(page, dashboard_mesh):
-    open_dashboard(page, dashboard_mesh, "?watch=BTC/USDT,ETH/USDT")
-    page.wait_for_function("() => wizdata.quotes()['BTC/USDT'].last !== '…'", timeout=WAIT_MS)
+def test_the_quote_board_and_the_open_bar_move(page, dashboard_mesh):
+    open_dashboard(page, dashboard_mesh, "?symbol=BTC/USDT&watch=BTC/USDT,ETH/USDT")
+    page.wait_for_function("() => wizdata.quotes()['BTC/USDT'].last !== '–'", timeout=WAIT_MS)
     first = page.evaluate("() => wizdata.quotes()['BTC/USDT'].last")
     page.wait_for_function(f"() => wizdata.quotes()['BTC/USDT'].last !== {first!r}", timeout=WAIT_MS)
     page.wait_for_selector("#quotes tr.flash-up, #quotes tr.flash-down", state="attached", timeout=WAIT_MS)
     assert page.evaluate("() => wizdata.quotes()['BTC/USDT'].stale") is False
     assert page.text_content("#connection") == "live"
     shot(page, "quotes")
+
+    # The chart's open bar follows the trades: its close moves, its open time stays
+    # (or a new bar opens at the minute).
+    open_bar = page.evaluate("() => wizdata.chart().candles.at(-1)")
+    page.wait_for_function(
+        f"() => {{ const bar = wizdata.chart().candles.at(-1); return bar.close !== {open_bar['close']}"
+        f" || bar.time > {open_bar['time']}; }}", timeout=WAIT_MS)
 
 
 def test_the_chart_holds_exactly_the_candles_of_get_candles_and_the_overlay_matches(page, dashboard_mesh, stubs):
@@ -153,21 +160,38 @@ def test_the_chart_holds_exactly_the_candles_of_get_candles_and_the_overlay_matc
     drawn = page.evaluate("() => wizdata.chart()")
     shot(page, "chart")
 
-    with grpc.insecure_channel(dashboard_mesh.target) as channel:
-        candles = rpc.MarketDataServiceStub(channel).GetCandles(pb.GetCandlesRequest(
-            symbol="SBK", interval=market_pb2.INTERVAL_ONE_MINUTE,
-            start_time=Timestamp(seconds=drawn["startSeconds"]), page_size=1000), timeout=10).candles
-        computed = irpc.IndicatorServiceStub(channel).ComputeIndicators(ipb.ComputeIndicatorsRequest(
-            symbol="SBK", interval=market_pb2.INTERVAL_ONE_MINUTE, start_time=Timestamp(seconds=drawn["startSeconds"]),
-            indicators=[ipb.IndicatorSpec(name="SMA", parameters={"time_period": 5}),
-                        ipb.IndicatorSpec(name="RSI", parameters={"time_period": 7})]), timeout=10)
+    def compare_with_the_mesh():
+        drawn = page.evaluate("() => wizdata.chart()")
+        with grpc.insecure_channel(dashboard_mesh.target) as channel:
+            candles = rpc.MarketDataServiceStub(channel).GetCandles(pb.GetCandlesRequest(
+                symbol="SBK", interval=market_pb2.INTERVAL_ONE_MINUTE,
+                start_time=Timestamp(seconds=drawn["startSeconds"]), page_size=1000), timeout=10).candles
+            computed = irpc.IndicatorServiceStub(channel).ComputeIndicators(ipb.ComputeIndicatorsRequest(
+                symbol="SBK", interval=market_pb2.INTERVAL_ONE_MINUTE, start_time=Timestamp(seconds=drawn["startSeconds"]),
+                indicators=[ipb.IndicatorSpec(name="SMA", parameters={"time_period": 5}),
+                            ipb.IndicatorSpec(name="RSI", parameters={"time_period": 7})]), timeout=10)
+        assert [(bar["time"], bar["open"], bar["high"], bar["low"], bar["close"]) for bar in drawn["candles"]] == [
+            (c.open_time.seconds, c.open, c.high, c.low, c.close) for c in candles]
+        for label, result in zip(["SMA(5)", "RSI(7)"], computed.results):
+            output = result.outputs[0]
+            assert drawn["overlays"][label] == {output.name: output.values[-1]}, (label, drawn["overlays"])
+        return candles
 
-    assert len(candles) == 40
-    assert [(bar["time"], bar["open"], bar["high"], bar["low"], bar["close"]) for bar in drawn["candles"]] == [
-        (c.open_time.seconds, c.open, c.high, c.low, c.close) for c in candles]
-    for label, result in zip(["SMA(5)", "RSI(7)"], computed.results):
-        output = result.outputs[0]
-        assert drawn["overlays"][label] == {output.name: output.values[-1]}, (label, drawn["overlays"])
+    assert len(compare_with_the_mesh()) == 40
+
+    # A trade now opens a bar: the chart draws it from the stream, the bar
+    # before it is closed, and the overlays are computed again.
+    with grpc.insecure_channel(dashboard_mesh.target) as channel:
+        rpc.MarketDataServiceStub(channel).IngestTicks(iter([pb.IngestTicksRequest(ticks=[pb.Tick(
+            symbol="SBK", time=Timestamp(seconds=int(time.time())), trade=pb.Trade(price=150.0, size=2))])]),
+            metadata=metadata(dashboard_mesh), timeout=10)
+    page.wait_for_function("() => wizdata.chart().candles.length === 41 && wizdata.chart().candles.at(-1).close === 150",
+                           timeout=WAIT_MS)
+    page.wait_for_function("() => Object.values(wizdata.chart().overlays).every((o) => Object.values(o)[0] !== undefined)"
+                           f" && wizdata.chart().overlays['SMA(5)'].real !== {drawn['overlays']['SMA(5)']['real']}",
+                           timeout=WAIT_MS)
+    assert len(compare_with_the_mesh()) == 41
+    shot(page, "chart-live-bar")
 
 
 def test_an_unknown_symbol_says_so(page, dashboard_mesh):

@@ -55,7 +55,7 @@ export class PriceChart {
   /** Open time of the newest bar, to see when a bar closes. */
   private newest = 0;
   private recompute?: ReturnType<typeof setTimeout>;
-  /** When the first candles were drawn (ms since navigation), once. */
+  /** When the first candles were painted (ms since navigation), once. */
   firstDrawnAt?: number;
 
   constructor(container: HTMLElement) {
@@ -118,14 +118,18 @@ export class PriceChart {
     this.volume.setData(bars.map(toVolume));
     this.newest = bars.length ? seconds(bars[bars.length - 1].openTime) : 0;
     if (!bars.length) this.say(`No ${labelOf(interval)} candles for ${symbol} yet: the chart fills as trades arrive.`);
-    else if (this.firstDrawnAt === undefined) this.firstDrawnAt = performance.now();
+    // The chart paints in the next animation frame; this callback runs after its paint.
+    else requestAnimationFrame(() => (this.firstDrawnAt ??= performance.now()));
     this.chart.timeScale().fitContent();
     await this.computeOverlays();
 
     this.stopLive = keepStreaming(
       "chart",
-      (signal) =>
-        mesh.streaming.subscribe({ symbols: [symbol], channels: [streaming.Channel.CANDLES], candleInterval: interval }, { signal }),
+      (signal, onHeader) =>
+        mesh.streaming.subscribe(
+          { symbols: [symbol], channels: [streaming.Channel.CANDLES], candleInterval: interval },
+          { signal, onHeader },
+        ),
       (event) => {
         if (event.payload.case !== "candle" || !event.payload.value.candle) return;
         const candle = event.payload.value.candle;

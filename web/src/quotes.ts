@@ -46,7 +46,8 @@ export class QuoteBoard {
       const row = body.insertRow();
       row.dataset.symbol = symbol;
       row.insertCell().textContent = symbol;
-      for (let cell = 0; cell < 5; cell += 1) row.insertCell().textContent = "…";
+      for (let cell = 0; cell < 5; cell += 1) row.insertCell().textContent = "–";
+      row.title = "No quote yet: no trade since the mesh started";
       const remove = document.createElement("button");
       remove.textContent = "×";
       remove.title = `Remove ${symbol}`;
@@ -67,7 +68,7 @@ export class QuoteBoard {
     const symbols = [...this.symbols];
     this.stop = keepStreaming(
       "quotes",
-      (signal) => mesh.streaming.subscribe({ symbols, channels: [streaming.Channel.QUOTES] }, { signal }),
+      (signal, onHeader) => mesh.streaming.subscribe({ symbols, channels: [streaming.Channel.QUOTES] }, { signal, onHeader }),
       (event) => {
         if (event.payload.case === "quote") this.show(event.payload.value);
       },

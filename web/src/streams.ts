@@ -6,7 +6,9 @@ import { Code, errorDetails, type streaming } from "@wizdata/client";
 import { backoff, respectRefusal, sleep, waitForAllowance } from "./mesh";
 import { forgetStream, notify, streamState } from "./notices";
 
-export type Events = (signal: AbortSignal) => AsyncIterable<streaming.SubscribeResponse>;
+/** Opens the stream; `onHeader` is called when the mesh has accepted it,
+ * before any event (a quiet symbol may send none for a while). */
+export type Events = (signal: AbortSignal, onHeader: () => void) => AsyncIterable<streaming.SubscribeResponse>;
 
 /** Runs `open` until stopped, passing each event to `onEvent`; a stream
  * refused for good (an unknown symbol) goes to `onRefused` and ends. */
@@ -23,10 +25,12 @@ export function keepStreaming(
       streamState(name, attempt === 0 ? "connecting" : "reconnecting");
       await waitForAllowance(stop.signal);
       try {
-        for await (const answer of open(stop.signal)) {
+        const accepted = () => {
           if (attempt > 0) notify("info", `The ${name} stream is back.`, 3000);
           attempt = 0;
           streamState(name, "live");
+        };
+        for await (const answer of open(stop.signal, accepted)) {
           if (answer.payload.case === "event") onEvent(answer.payload.value);
         }
         if (stop.signal.aborted) break;
