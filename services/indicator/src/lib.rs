@@ -68,7 +68,7 @@ pub struct IndicatorConfig {
 /// Runs `study` over `bars`: its lookback, the index of the first bar with
 /// values, and its values from there on, one series per output; nothing is
 /// padded.
-pub fn run(mut study: Box<dyn AnyStudy>, outputs: usize, bars: &Bars) -> (usize, usize, Vec<Vec<f64>>) {
+pub fn run(study: Box<dyn AnyStudy>, outputs: usize, bars: &Bars) -> (usize, usize, Vec<Vec<f64>>) {
     let lookback = study.lookback();
     let (begin, series) = study.series(bars, outputs);
     (lookback, begin, series)

@@ -1,7 +1,10 @@
 //! Technical indicators as incremental state machines ("studies"): push one
 //! bar, get the new values once the study is past its lookback. The batch
-//! path runs the same machines over a series, so live updates (streaming)
-//! and batch results can never disagree.
+//! path runs a whole series through a study's batch kernel where it has one
+//! (`kernels`: plain array loops doing the same operations in the same
+//! order), else through the machine itself; a property test holds kernel
+//! and machine to the same values, so live updates (streaming) and batch
+//! results can never disagree.
 //!
 //! Every study reproduces TA-Lib (default compatibility, no unstable period):
 //! the same lookback, the same seeding (EMA from the SMA of its first period,
@@ -9,6 +12,7 @@
 //! point operations where it matters, so values agree to the last bits.
 
 mod directional;
+pub mod kernels;
 mod moving;
 mod oscillators;
 mod volatility;
@@ -95,6 +99,14 @@ pub trait Study: Send + Clone + 'static {
     /// Feeds the next bar. Once past the lookback, writes one value per
     /// output into `out` and returns true.
     fn next(&mut self, bar: &Bar, out: &mut [f64]) -> bool;
+
+    /// A whole series from this (fresh) study: the index of the first bar
+    /// with values (the number of bars when none has), and the values, one
+    /// series per output. Studies with a batch kernel answer with it; the
+    /// rest run their machine bar by bar.
+    fn series(&self, bars: &Bars, outputs: usize) -> (usize, Vec<Vec<f64>>) {
+        by_machine(self.clone(), bars, outputs)
+    }
 }
 
 /// A study of any type, behind a pointer, as the catalog builds them.
@@ -103,10 +115,8 @@ pub trait AnyStudy: Send {
 
     fn next(&mut self, bar: &Bar, out: &mut [f64]) -> bool;
 
-    /// Feeds a whole series: the index of the first bar with values (the
-    /// number of bars when none has), and the values, one series per
-    /// output.
-    fn series(&mut self, bars: &Bars, outputs: usize) -> (usize, Vec<Vec<f64>>);
+    /// A whole series from this fresh study ([`Study::series`]).
+    fn series(&self, bars: &Bars, outputs: usize) -> (usize, Vec<Vec<f64>>);
 }
 
 impl<S: Study> AnyStudy for S {
@@ -118,75 +128,79 @@ impl<S: Study> AnyStudy for S {
         Study::next(self, bar, out)
     }
 
-    /// Compiled for each study on its own, with `next` inlined, on a local
-    /// copy of the state: kept in registers rather than stored and reloaded
-    /// through `self` on every bar, which would lengthen each study's
-    /// dependency chain.
-    ///
-    /// A study has values for every bar past its lookback and none before
-    /// (TA-Lib's contract), so each output is allocated once at its final
-    /// length and filled in order.
-    fn series(&mut self, bars: &Bars, outputs: usize) -> (usize, Vec<Vec<f64>>) {
-        let mut study = self.clone();
-        assert!(outputs <= MAX_OUTPUTS, "a study has at most {MAX_OUTPUTS} outputs");
-        let count = bars.len();
-        let begin = Study::lookback(&study).min(count);
-        let mut series: Vec<Vec<f64>> = (0..outputs).map(|_| Vec::with_capacity(count - begin)).collect();
-        let mut values = [0.0; MAX_OUTPUTS];
-        // Equal lengths up front, so the loops index without bounds checks
-        // and drop the loads of columns `next` does not read.
-        let (open, high, low, close, volume) =
-            (&bars.open[..count], &bars.high[..count], &bars.low[..count], &bars.close[..count], &bars.volume[..count]);
-        // Macros rather than closures: a closure called per bar was left
-        // out of line, costing more than most studies' own work.
-        macro_rules! bar {
-            ($index:expr) => {
-                Bar {
-                    open: open[$index],
-                    high: high[$index],
-                    low: low[$index],
-                    close: close[$index],
-                    volume: volume[$index],
-                }
-            };
-        }
-        macro_rules! step {
-            ($index:expr) => {{
-                let ready = Study::next(&mut study, &bar!($index), &mut values[..outputs]);
-                debug_assert!(ready, "no value past the lookback");
-                values
-            }};
-        }
-        for index in 0..begin {
-            let warm = Study::next(&mut study, &bar!(index), &mut values[..outputs]);
-            debug_assert!(!warm, "a value before the lookback");
-        }
-        match series.as_mut_slice() {
-            [first] => {
-                for index in begin..count {
-                    first.push(step!(index)[0]);
-                }
-            }
-            [first, second] => {
-                for index in begin..count {
-                    let [a, b, _] = step!(index);
-                    first.push(a);
-                    second.push(b);
-                }
-            }
-            [first, second, third] => {
-                for index in begin..count {
-                    let [a, b, c] = step!(index);
-                    first.push(a);
-                    second.push(b);
-                    third.push(c);
-                }
-            }
-            _ => unreachable!("1 to {MAX_OUTPUTS} outputs"),
-        }
-        *self = study;
-        (begin, series)
+    fn series(&self, bars: &Bars, outputs: usize) -> (usize, Vec<Vec<f64>>) {
+        Study::series(self, bars, outputs)
     }
+}
+
+/// A series through the state machine, bar by bar: the batch path of
+/// studies without a kernel, and the reference the kernels are tested
+/// against. Compiled for each study on its own, with `next` inlined, on a
+/// local copy of the state: kept in registers rather than stored and reloaded
+/// through `self` on every bar, which would lengthen each study's
+/// dependency chain.
+///
+/// A study has values for every bar past its lookback and none before
+/// (TA-Lib's contract), so each output is allocated once at its final
+/// length and filled in order.
+pub(crate) fn by_machine<S: Study>(mut study: S, bars: &Bars, outputs: usize) -> (usize, Vec<Vec<f64>>) {
+    assert!(outputs <= MAX_OUTPUTS, "a study has at most {MAX_OUTPUTS} outputs");
+    let count = bars.len();
+    let begin = Study::lookback(&study).min(count);
+    let mut series: Vec<Vec<f64>> = (0..outputs).map(|_| Vec::with_capacity(count - begin)).collect();
+    let mut values = [0.0; MAX_OUTPUTS];
+    // Equal lengths up front, so the loops index without bounds checks
+    // and drop the loads of columns `next` does not read.
+    let (open, high, low, close, volume) =
+        (&bars.open[..count], &bars.high[..count], &bars.low[..count], &bars.close[..count], &bars.volume[..count]);
+    // Macros rather than closures: a closure called per bar was left
+    // out of line, costing more than most studies' own work.
+    macro_rules! bar {
+        ($index:expr) => {
+            Bar {
+                open: open[$index],
+                high: high[$index],
+                low: low[$index],
+                close: close[$index],
+                volume: volume[$index],
+            }
+        };
+    }
+    macro_rules! step {
+        ($index:expr) => {{
+            let ready = Study::next(&mut study, &bar!($index), &mut values[..outputs]);
+            debug_assert!(ready, "no value past the lookback");
+            values
+        }};
+    }
+    for index in 0..begin {
+        let warm = Study::next(&mut study, &bar!(index), &mut values[..outputs]);
+        debug_assert!(!warm, "a value before the lookback");
+    }
+    match series.as_mut_slice() {
+        [first] => {
+            for index in begin..count {
+                first.push(step!(index)[0]);
+            }
+        }
+        [first, second] => {
+            for index in begin..count {
+                let [a, b, _] = step!(index);
+                first.push(a);
+                second.push(b);
+            }
+        }
+        [first, second, third] => {
+            for index in begin..count {
+                let [a, b, c] = step!(index);
+                first.push(a);
+                second.push(b);
+                third.push(c);
+            }
+        }
+        _ => unreachable!("1 to {MAX_OUTPUTS} outputs"),
+    }
+    (begin, series)
 }
 
 /// The most outputs any study has (BBANDS: upper, middle, lower).

@@ -2,7 +2,7 @@
 //! other studies, and studies of the close themselves.
 
 use super::window::Window;
-use super::{Bar, Study};
+use super::{Bar, Bars, Study, kernels};
 
 /// TA-Lib's MA types this engine offers (TA-Lib's numbering; 7, MAMA, is
 /// not offered).
@@ -391,6 +391,22 @@ impl MovingAverage {
         }
     }
 
+    /// The average over a whole series of `values` from this fresh
+    /// average: the index of its first value and the values, through the
+    /// batch kernel of its type where there is one.
+    pub fn series_of(&self, values: &[f64]) -> kernels::Series {
+        match self {
+            Self::Sma(ma) => kernels::sma(values, ma.period),
+            Self::Ema(ma) => kernels::ema(values, ma.period),
+            Self::Wma(ma) => kernels::wma(values, ma.period),
+            other => {
+                let mut average = other.clone();
+                let begin = average.lookback().min(values.len());
+                (begin, values.iter().filter_map(|value| average.next(*value)).collect())
+            }
+        }
+    }
+
     #[inline]
     pub fn next(&mut self, value: f64) -> Option<f64> {
         match self {
@@ -410,7 +426,7 @@ impl MovingAverage {
 /// own (not only through [`MovingAverage`]), so its series loop is compiled
 /// for it alone, with `next` inlined.
 macro_rules! average_of_the_close {
-    ($($average:ty),*) => {$(
+    ($($average:ty $(=> $kernel:path)?),*) => {$(
         impl Study for $average {
             fn lookback(&self) -> usize {
                 <$average>::lookback(self)
@@ -426,11 +442,16 @@ macro_rules! average_of_the_close {
                     None => false,
                 }
             }
+
+            $(fn series(&self, bars: &Bars, _outputs: usize) -> (usize, Vec<Vec<f64>>) {
+                let (begin, values) = $kernel(&bars.close, self.period);
+                (begin, vec![values])
+            })?
         }
     )*};
 }
 
-average_of_the_close!(Sma, Ema, Wma, MovingAverage);
+average_of_the_close!(Sma => kernels::sma, Ema => kernels::ema, Wma => kernels::wma, MovingAverage);
 
 #[cfg(test)]
 mod tests {

@@ -2,7 +2,7 @@
 
 use super::moving::{Ema, MaType, MovingAverage};
 use super::window::{Extremes, Window};
-use super::{Bar, Study, is_zero};
+use super::{Bar, Bars, Study, is_zero, kernels};
 
 /// Relative Strength Index with Wilder's smoothing; the first averages are
 /// plain means of the first `period` changes.
@@ -60,6 +60,11 @@ impl Study for Rsi {
         }
         out[0] = self.value();
         true
+    }
+
+    fn series(&self, bars: &Bars, _outputs: usize) -> (usize, Vec<Vec<f64>>) {
+        let (begin, values) = kernels::rsi(&bars.close, self.period);
+        (begin, vec![values])
     }
 }
 
@@ -162,6 +167,17 @@ impl Study for Stoch {
         out[1] = slow_d;
         true
     }
+
+    /// Raw %K in one pass over the windows, then each smoothing over the
+    /// whole series before it.
+    fn series(&self, bars: &Bars, _outputs: usize) -> (usize, Vec<Vec<f64>>) {
+        let fast_k = kernels::fast_k(&bars.high, &bars.low, &bars.close, self.fast_k);
+        let (k_begin, slow_k) = self.slow_k.series_of(&fast_k);
+        let (d_begin, slow_d) = self.slow_d.series_of(&slow_k);
+        let begin = ((self.fast_k - 1) + k_begin + d_begin).min(bars.len());
+        let slow_k = slow_k[d_begin..].to_vec();
+        (begin, vec![slow_k, slow_d])
+    }
 }
 
 /// Williams' %R over `period` bars.
@@ -187,6 +203,11 @@ impl Study for WillR {
         let range = (highest - lowest) / -100.0;
         out[0] = if range != 0.0 { (highest - bar.close) / range } else { 0.0 };
         true
+    }
+
+    fn series(&self, bars: &Bars, _outputs: usize) -> (usize, Vec<Vec<f64>>) {
+        let (begin, values) = kernels::willr(&bars.high, &bars.low, &bars.close, self.period);
+        (begin, vec![values])
     }
 }
 
@@ -247,5 +268,10 @@ impl Study for Obv {
         self.previous_close = Some(bar.close);
         out[0] = self.total;
         true
+    }
+
+    fn series(&self, bars: &Bars, _outputs: usize) -> (usize, Vec<Vec<f64>>) {
+        let (begin, values) = kernels::obv(&bars.close, &bars.volume);
+        (begin, vec![values])
     }
 }

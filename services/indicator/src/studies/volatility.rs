@@ -2,7 +2,7 @@
 
 use super::moving::{MaType, MovingAverage, Sma};
 use super::window::Window;
-use super::{Bar, Study, true_range};
+use super::{Bar, Bars, Study, by_machine, kernels, true_range};
 
 /// Bollinger Bands: a moving average of the close and bands `deviations_up`
 /// and `deviations_down` population standard deviations away. The variance
@@ -62,6 +62,19 @@ impl Study for Bbands {
         out[2] = middle - deviation * self.deviations_down;
         true
     }
+
+    /// Around an SMA (the default) the three bands come from one fused
+    /// pass; around other averages, from the machine.
+    fn series(&self, bars: &Bars, outputs: usize) -> (usize, Vec<Vec<f64>>) {
+        match (&self.middle, &self.sma) {
+            (MovingAverage::Sma(_), None) => {
+                let (begin, bands) =
+                    kernels::bbands_sma(&bars.close, self.period, self.deviations_up, self.deviations_down);
+                (begin, bands.into())
+            }
+            _ => by_machine(self.clone(), bars, outputs),
+        }
+    }
 }
 
 /// Average True Range: the mean of the first `period` true ranges, then
@@ -101,5 +114,10 @@ impl Study for Atr {
         self.value = Some(value);
         out[0] = value;
         true
+    }
+
+    fn series(&self, bars: &Bars, _outputs: usize) -> (usize, Vec<Vec<f64>>) {
+        let (begin, values) = kernels::atr(&bars.high, &bars.low, &bars.close, self.period);
+        (begin, vec![values])
     }
 }

@@ -1,0 +1,338 @@
+//! Batch kernels: a whole series in one plain array loop, for the batch
+//! RPCs (ComputeSeries, ComputeIndicators, BatchCompute). No `Option`, no
+//! ring buffer and no phase branch per bar: the warm-up is its own loop,
+//! windows read the input slice itself, and outputs are written in place.
+//!
+//! Most kernels perform their study's floating-point operations in the
+//! same order as the state machine (and TA-Lib), so the two give the same
+//! bits. The recursive smoothings (EMA, Wilder's RSI and ATR) are
+//! reassociated instead, `average * (1 - weight) + value * weight`, so each
+//! bar's dependency chain is one multiply and one add rather than a
+//! subtract, multiply and add or a multiply, add and divide: they differ
+//! from the machine in the last bits only, and the recursion damps those
+//! differences rather than adding them up. The property test below holds
+//! every kernel to its machine within 1e-12 relative over random bars and
+//! parameters, and the TA-Lib oracle holds both within 1e-9.
+
+use super::true_range;
+
+/// The values of a series from its first bar with a value: `(begin, values)`.
+pub type Series = (usize, Vec<f64>);
+
+/// An output of `count - begin` values, written by index.
+fn output(count: usize, begin: usize) -> Vec<f64> {
+    vec![0.0; count - begin]
+}
+
+/// Simple moving average: TA-Lib's running total, the oldest value leaving
+/// after each output.
+pub fn sma(values: &[f64], period: usize) -> Series {
+    let count = values.len();
+    let begin = (period - 1).min(count);
+    let mut out = output(count, begin);
+    let divisor = period as f64;
+    let mut total = 0.0;
+    for value in &values[..begin] {
+        total += value;
+    }
+    for ((slot, entering), leaving) in out.iter_mut().zip(&values[begin..]).zip(values) {
+        total += entering;
+        *slot = total / divisor;
+        total -= leaving;
+    }
+    (begin, out)
+}
+
+/// Exponential moving average seeded with the mean of its first period.
+pub fn ema(values: &[f64], period: usize) -> Series {
+    let count = values.len();
+    let begin = (period - 1).min(count);
+    let mut out = output(count, begin);
+    if begin == count {
+        return (begin, out);
+    }
+    let mut seed = 0.0;
+    for value in &values[..period] {
+        seed += value;
+    }
+    let k = 2.0 / (period as f64 + 1.0);
+    let keep = 1.0 - k;
+    let mut average = seed / period as f64;
+    out[0] = average;
+    for (slot, value) in out[1..].iter_mut().zip(&values[period..]) {
+        average = average * keep + value * k;
+        *slot = average;
+    }
+    (begin, out)
+}
+
+/// Weighted moving average (weights 1..period, newest heaviest) with
+/// TA-Lib's running sums.
+pub fn wma(values: &[f64], period: usize) -> Series {
+    let count = values.len();
+    let begin = (period - 1).min(count);
+    let mut out = output(count, begin);
+    let divider = (period * (period + 1)) as f64 / 2.0;
+    let weight = period as f64;
+    let (mut period_sum, mut period_sub, mut trailing) = (0.0, 0.0, 0.0);
+    for (index, value) in values[..begin].iter().enumerate() {
+        period_sub += value;
+        period_sum += value * (index + 1) as f64;
+    }
+    for ((slot, value), oldest) in out.iter_mut().zip(&values[begin..]).zip(values) {
+        period_sub += value;
+        period_sub -= trailing;
+        period_sum += value * weight;
+        trailing = *oldest;
+        *slot = period_sum / divider;
+        period_sum -= period_sub;
+    }
+    (begin, out)
+}
+
+/// Relative Strength Index: the first averages are plain means of the
+/// first `period` changes, then Wilder's smoothing.
+pub fn rsi(close: &[f64], period: usize) -> Series {
+    let count = close.len();
+    let begin = period.min(count);
+    let mut out = output(count, begin);
+    if begin == count {
+        return (begin, out);
+    }
+    let divisor = period as f64;
+    let (mut gain, mut loss) = (0.0, 0.0);
+    for pair in close[..=period].windows(2) {
+        let change = pair[1] - pair[0];
+        if change < 0.0 {
+            loss -= change;
+        } else {
+            gain += change;
+        }
+    }
+    loss /= divisor;
+    gain /= divisor;
+    out[0] = strength(gain, loss);
+    let (keep, weight) = ((divisor - 1.0) / divisor, 1.0 / divisor);
+    for (slot, pair) in out[1..].iter_mut().zip(close[period..].windows(2)) {
+        let change = pair[1] - pair[0];
+        // Both sides every bar, one of them zero: no branch to mispredict.
+        loss = loss * keep + (-change).max(0.0) * weight;
+        gain = gain * keep + change.max(0.0) * weight;
+        *slot = strength(gain, loss);
+    }
+    (begin, out)
+}
+
+#[inline(always)]
+fn strength(gain: f64, loss: f64) -> f64 {
+    let total = gain + loss;
+    if super::is_zero(total) { 0.0 } else { 100.0 * (gain / total) }
+}
+
+/// Average True Range: the mean of the first `period` true ranges, then
+/// Wilder's smoothing.
+pub fn atr(high: &[f64], low: &[f64], close: &[f64], period: usize) -> Series {
+    let count = close.len();
+    let begin = period.min(count);
+    let mut out = output(count, begin);
+    if begin == count {
+        return (begin, out);
+    }
+    let range = |index: usize| true_range(high[index], low[index], close[index - 1]);
+    // The first value is the SMA of the first `period` ranges, summed as the SMA sums.
+    let mut total = 0.0;
+    for index in 1..=period {
+        total += range(index);
+    }
+    let divisor = period as f64;
+    let mut value = total / divisor;
+    out[0] = value;
+    let (keep, weight) = ((divisor - 1.0) / divisor, 1.0 / divisor);
+    let (high, low, close) = (&high[..count], &low[..count], &close[..count]);
+    for (offset, slot) in out[1..].iter_mut().enumerate() {
+        let index = period + 1 + offset;
+        let range = true_range(high[index], low[index], close[index - 1]);
+        value = value * keep + range * weight;
+        *slot = value;
+    }
+    (begin, out)
+}
+
+/// On-balance volume, from the first bar's volume.
+pub fn obv(close: &[f64], volume: &[f64]) -> Series {
+    let count = close.len();
+    let mut out = output(count, 0);
+    let Some(&first) = volume.first() else { return (0, out) };
+    let mut total = first;
+    out[0] = total;
+    for ((slot, pair), volume) in out[1..].iter_mut().zip(close.windows(2)).zip(&volume[1..count]) {
+        if pair[1] > pair[0] {
+            total += volume;
+        } else if pair[1] < pair[0] {
+            total -= volume;
+        }
+        *slot = total;
+    }
+    (0, out)
+}
+
+/// Each bar's highest high and lowest low over the `period` bars ending
+/// there, from the first full window on. As TA-Lib does, the window is
+/// rescanned only when its extreme leaves it; otherwise the entering bar is
+/// compared with the extreme.
+#[inline(always)]
+fn for_each_extreme(high: &[f64], low: &[f64], period: usize, mut each: impl FnMut(usize, f64, f64)) {
+    let count = high.len().min(low.len());
+    if period == 0 || count < period {
+        return;
+    }
+    let (high, low) = (&high[..count], &low[..count]);
+    let (mut highest, mut highest_at, mut lowest, mut lowest_at) = (0.0, 0, 0.0, 0);
+    for index in period - 1..count {
+        let start = index + 1 - period;
+        if index == period - 1 || highest_at < start {
+            (highest, highest_at) = (high[start], start);
+            for (at, &value) in high.iter().enumerate().take(index + 1).skip(start + 1) {
+                if value >= highest {
+                    (highest, highest_at) = (value, at);
+                }
+            }
+        } else if high[index] >= highest {
+            (highest, highest_at) = (high[index], index);
+        }
+        if index == period - 1 || lowest_at < start {
+            (lowest, lowest_at) = (low[start], start);
+            for (at, &value) in low.iter().enumerate().take(index + 1).skip(start + 1) {
+                if value <= lowest {
+                    (lowest, lowest_at) = (value, at);
+                }
+            }
+        } else if low[index] <= lowest {
+            (lowest, lowest_at) = (low[index], index);
+        }
+        each(index, highest, lowest);
+    }
+}
+
+/// Williams' %R over `period` bars.
+pub fn willr(high: &[f64], low: &[f64], close: &[f64], period: usize) -> Series {
+    let count = close.len();
+    let begin = (period - 1).min(count);
+    let mut out = output(count, begin);
+    for_each_extreme(high, low, period, |index, highest, lowest| {
+        let range = (highest - lowest) / -100.0;
+        out[index - begin] = if range != 0.0 { (highest - close[index]) / range } else { 0.0 };
+    });
+    (begin, out)
+}
+
+/// Stochastic's raw %K over `fast_k` bars, from its first full window.
+pub fn fast_k(high: &[f64], low: &[f64], close: &[f64], fast_k: usize) -> Vec<f64> {
+    let count = close.len();
+    let mut out = output(count, (fast_k - 1).min(count));
+    for_each_extreme(high, low, fast_k, |index, highest, lowest| {
+        let range = (highest - lowest) / 100.0;
+        out[index + 1 - fast_k] = if range != 0.0 { (close[index] - lowest) / range } else { 0.0 };
+    });
+    out
+}
+
+/// Bollinger Bands around an SMA middle, fused in one pass: the running
+/// total of the closes and of their squares, population deviation as the
+/// mean of squares minus the square of the mean (TA-Lib's way, below 1e-8
+/// counted as zero). Upper, middle, lower.
+pub fn bbands_sma(close: &[f64], period: usize, deviations_up: f64, deviations_down: f64) -> (usize, [Vec<f64>; 3]) {
+    let count = close.len();
+    let begin = (period - 1).min(count);
+    let (mut upper, mut middle, mut lower) = (output(count, begin), output(count, begin), output(count, begin));
+    let divisor = period as f64;
+    let (mut total, mut squares) = (0.0, 0.0);
+    for value in &close[..begin] {
+        squares += value * value;
+        total += value;
+    }
+    for (offset, (value, oldest)) in close[begin..].iter().zip(close).enumerate() {
+        squares += value * value;
+        total += value;
+        let mean = total / divisor;
+        total -= oldest;
+        let mut variance = squares / divisor;
+        squares -= oldest * oldest;
+        variance -= mean * mean;
+        let deviation = if variance < 0.00000001 { 0.0 } else { variance.sqrt() };
+        upper[offset] = mean + deviation * deviations_up;
+        middle[offset] = mean;
+        lower[offset] = mean - deviation * deviations_down;
+    }
+    (begin, [upper, middle, lower])
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::super::{Atr, Bar, Bars, Bbands, Ema, MaType, Obv, Rsi, Sma, Stoch, Study, WillR, Wma, by_machine};
+
+    /// Random bars: a walk of closes with highs and lows around them, flat
+    /// stretches included (they take the "no change" branches).
+    fn bars() -> impl Strategy<Value = Bars> {
+        proptest::collection::vec((-3i32..=3, 0.0f64..2.0, 0.0f64..2.0, 0.0f64..1e6), 0..300).prop_map(|steps| {
+            let mut close = 100.0;
+            steps
+                .into_iter()
+                .map(|(step, up, down, volume)| {
+                    let open = close;
+                    close += f64::from(step) * 0.25;
+                    Bar { open, high: open.max(close) + up, low: open.min(close) - down, close, volume: volume.round() }
+                })
+                .collect()
+        })
+    }
+
+    /// The kernel's series against the machine's, value by value, within
+    /// 1e-12 relative (they do the same operations, so they agree exactly).
+    fn agree(study: impl Study, bars: &Bars, outputs: usize) -> Result<(), TestCaseError> {
+        let (kernel_begin, kernel) = study.series(bars, outputs);
+        let (machine_begin, machine) = by_machine(study, bars, outputs);
+        prop_assert_eq!(kernel_begin, machine_begin);
+        prop_assert_eq!(kernel.len(), outputs);
+        for (output, (kernel, machine)) in kernel.iter().zip(&machine).enumerate() {
+            prop_assert_eq!(kernel.len(), machine.len(), "output {}", output);
+            for (at, (kernel, machine)) in kernel.iter().zip(machine).enumerate() {
+                let scale = kernel.abs().max(machine.abs()).max(f64::MIN_POSITIVE);
+                prop_assert!(
+                    (kernel - machine).abs() <= 1e-12 * scale,
+                    "output {} value {}: {} vs {}",
+                    output,
+                    at,
+                    kernel,
+                    machine
+                );
+            }
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #[test]
+        fn every_kernel_agrees_with_its_state_machine(
+            bars in bars(),
+            period in 1usize..40,
+            smoothing in (1usize..8, 1usize..8),
+            deviations in (0.5f64..3.0, 0.5f64..3.0),
+            average in prop_oneof![Just(MaType::Sma), Just(MaType::Ema), Just(MaType::Wma), Just(MaType::Kama)],
+        ) {
+            agree(Sma::new(period), &bars, 1)?;
+            agree(Ema::new(period), &bars, 1)?;
+            agree(Wma::new(period), &bars, 1)?;
+            agree(Rsi::new(period), &bars, 1)?;
+            agree(Atr::new(period), &bars, 1)?;
+            agree(Obv::default(), &bars, 1)?;
+            agree(WillR::new(period), &bars, 1)?;
+            agree(Stoch::new(period, smoothing.0, average, smoothing.1, MaType::Sma), &bars, 2)?;
+            agree(Stoch::new(period, smoothing.0, MaType::Sma, smoothing.1, average), &bars, 2)?;
+            agree(Bbands::new(period, deviations.0, deviations.1, MaType::Sma), &bars, 3)?;
+            agree(Bbands::new(period, deviations.0, deviations.1, average), &bars, 3)?;
+        }
+    }
+}
