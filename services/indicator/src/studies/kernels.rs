@@ -267,11 +267,81 @@ pub fn bbands_sma(close: &[f64], period: usize, deviations_up: f64, deviations_d
     (begin, [upper, middle, lower])
 }
 
+/// MACD, its signal and their difference in one pass: the slow EMA, the
+/// fast EMA seeded where the slow one first has a value (with the mean of
+/// the `fast` closes ending there, as TA-Lib does) and the signal EMA of
+/// their difference run side by side, three independent chains. They keep
+/// the machine's order of operations: a reassociated average would be
+/// exact enough alone, but MACD subtracts two nearly equal averages, which
+/// would magnify the difference. MACD, signal, histogram.
+pub fn macd(close: &[f64], fast: usize, slow: usize, signal: usize) -> (usize, [Vec<f64>; 3]) {
+    // TA-Lib swaps periods given the wrong way round.
+    let (fast, slow) = if slow < fast { (slow, fast) } else { (fast, slow) };
+    let count = close.len();
+    let begin = ((slow - 1) + (signal - 1)).min(count);
+    let (mut lines, mut signals, mut histogram) = (output(count, begin), output(count, begin), output(count, begin));
+    if begin == count {
+        return (begin, [lines, signals, histogram]);
+    }
+    let ema = |period: usize| 2.0 / (period as f64 + 1.0);
+    let (k_fast, k_slow, k_signal) = (ema(fast), ema(slow), ema(signal));
+    let mut slow_average = close[..slow].iter().sum::<f64>() / slow as f64;
+    let mut fast_average = close[slow - fast..slow].iter().sum::<f64>() / fast as f64;
+    let mut line = fast_average - slow_average;
+    let mut signal_total = line;
+    for value in &close[slow..=begin] {
+        slow_average = ((value - slow_average) * k_slow) + slow_average;
+        fast_average = ((value - fast_average) * k_fast) + fast_average;
+        line = fast_average - slow_average;
+        signal_total += line;
+    }
+    let mut signal_average = signal_total / signal as f64;
+    (lines[0], signals[0], histogram[0]) = (line, signal_average, line - signal_average);
+    for (offset, value) in close[begin + 1..].iter().enumerate() {
+        slow_average = ((value - slow_average) * k_slow) + slow_average;
+        fast_average = ((value - fast_average) * k_fast) + fast_average;
+        line = fast_average - slow_average;
+        signal_average = ((line - signal_average) * k_signal) + signal_average;
+        let at = offset + 1;
+        (lines[at], signals[at], histogram[at]) = (line, signal_average, line - signal_average);
+    }
+    (begin, [lines, signals, histogram])
+}
+
+/// Commodity Channel Index: the typical prices once, then each window's
+/// mean and mean deviation straight from that slice.
+pub fn cci(high: &[f64], low: &[f64], close: &[f64], period: usize) -> Series {
+    let count = close.len();
+    let begin = (period - 1).min(count);
+    let mut out = output(count, begin);
+    let typical: Vec<f64> = high[..count]
+        .iter()
+        .zip(&low[..count])
+        .zip(close)
+        .map(|((high, low), close)| (high + low + close) / 3.0)
+        .collect();
+    let divisor = period as f64;
+    for (slot, window) in out.iter_mut().zip(typical.windows(period)) {
+        let average = window.iter().sum::<f64>() / divisor;
+        let deviation: f64 = window.iter().map(|value| (value - average).abs()).sum();
+        let distance = window[period - 1] - average;
+        // TA-Lib treats near-zero (1e-8) distances and deviations as zero.
+        *slot = if !super::is_zero(distance) && !super::is_zero(deviation) {
+            distance / (0.015 * (deviation / divisor))
+        } else {
+            0.0
+        };
+    }
+    (begin, out)
+}
+
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
 
-    use super::super::{Atr, Bar, Bars, Bbands, Ema, MaType, Obv, Rsi, Sma, Stoch, Study, WillR, Wma, by_machine};
+    use super::super::{
+        Atr, Bar, Bars, Bbands, Cci, Ema, MaType, Macd, Obv, Rsi, Sma, Stoch, Study, WillR, Wma, by_machine,
+    };
 
     /// Random bars: a walk of closes with highs and lows around them, flat
     /// stretches included (they take the "no change" branches).
@@ -333,6 +403,9 @@ mod tests {
             agree(Stoch::new(period, smoothing.0, MaType::Sma, smoothing.1, average), &bars, 2)?;
             agree(Bbands::new(period, deviations.0, deviations.1, MaType::Sma), &bars, 3)?;
             agree(Bbands::new(period, deviations.0, deviations.1, average), &bars, 3)?;
+            agree(Cci::new(period), &bars, 1)?;
+            agree(Macd::new(smoothing.0, period, smoothing.1), &bars, 3)?;
+            agree(Macd::new(period, smoothing.0, smoothing.1), &bars, 3)?;
         }
     }
 }

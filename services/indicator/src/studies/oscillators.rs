@@ -129,6 +129,11 @@ impl Study for Macd {
         out[2] = macd - signal;
         true
     }
+
+    fn series(&self, bars: &Bars, _outputs: usize) -> (usize, Vec<Vec<f64>>) {
+        let (begin, outputs) = kernels::macd(&bars.close, self.fast_period, self.slow_period, self.signal_period);
+        (begin, outputs.into())
+    }
 }
 
 /// Stochastic: %K over `fast_k` bars, smoothed into slow %K, and its
@@ -243,6 +248,11 @@ impl Study for Cci {
         out[0] =
             if !is_zero(distance) && !is_zero(deviation) { distance / (0.015 * (deviation / period)) } else { 0.0 };
         true
+    }
+
+    fn series(&self, bars: &Bars, _outputs: usize) -> (usize, Vec<Vec<f64>>) {
+        let (begin, values) = kernels::cci(&bars.high, &bars.low, &bars.close, self.period);
+        (begin, vec![values])
     }
 }
 
