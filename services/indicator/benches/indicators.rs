@@ -12,6 +12,10 @@ use wizdata_indicator::catalog::{self, INDICATORS};
 use wizdata_indicator::run;
 use wizdata_indicator::studies::{Bar, Bars};
 
+/// The allocator the `wizdata` binary runs with, so the times are the service's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn bars() -> Bars {
     let path = std::env::var("WIZDATA_BENCH_BARS")
         .expect("WIZDATA_BENCH_BARS names the bars file; `make bench-indicators` writes it");
