@@ -16,6 +16,8 @@ use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use tonic::body::Body;
 
+use crate::server::text;
+
 /// The dashboard's files by the path they are served at.
 pub struct Dashboard {
     assets: HashMap<String, Asset>,
@@ -47,21 +49,12 @@ impl Dashboard {
                 assets.insert(path.clone(), Asset::new(&path, body)?);
             }
         }
-        if let Some(index) = assets.get("/index.html") {
-            let root = Asset {
-                body: index.body.clone(),
-                gzipped: index.gzipped.clone(),
-                content_type: index.content_type,
-                cache_control: index.cache_control,
-            };
-            assets.insert("/".to_owned(), root);
-        }
         Ok(Self { assets, dir: dir.to_owned() })
     }
 
-    /// How many files it serves (`/` and `/index.html` once).
+    /// How many files it serves.
     pub fn file_count(&self) -> usize {
-        self.assets.keys().filter(|path| *path != "/").count()
+        self.assets.len()
     }
 
     /// Whether this request is for the dashboard: a GET or HEAD of `/` or of
@@ -72,13 +65,17 @@ impl Dashboard {
     }
 
     pub fn answer(&self, request: &Request<Body>) -> Response<Body> {
-        let Some(asset) = self.assets.get(request.uri().path()) else {
+        let path = match request.uri().path() {
+            "/" => "/index.html",
+            path => path,
+        };
+        let Some(asset) = self.assets.get(path) else {
             let message = format!(
                 "The dashboard is not built: `make web` builds it into web/dist (this gateway looked in {:?}; \
                  see --dashboard-dir). Every API is served without it.\n",
                 self.dir
             );
-            return plain(StatusCode::NOT_FOUND, message);
+            return text(StatusCode::NOT_FOUND, message, "text/plain; charset=utf-8");
         };
         let gzip = asset.gzipped.as_ref().filter(|_| accepts_gzip(request));
         let body = gzip.unwrap_or(&asset.body).clone();
@@ -142,13 +139,6 @@ fn content_type_of(path: &str) -> &'static str {
 
 fn accepts_gzip(request: &Request<Body>) -> bool {
     crate::transcode::compression::accepts_gzip(request.headers().get(header::ACCEPT_ENCODING))
-}
-
-fn plain(status: StatusCode, message: String) -> Response<Body> {
-    let mut response = Response::new(Body::new(http_body_util::Full::new(Bytes::from(message))));
-    *response.status_mut() = status;
-    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
-    response
 }
 
 #[cfg(test)]

@@ -312,7 +312,7 @@ fn grpc_protocol(request: &Request<Body>) -> Option<GrpcProtocol> {
     (is("application/grpc") && request.version() >= http::Version::HTTP_2).then_some(GrpcProtocol::Native)
 }
 
-fn text(status: StatusCode, body: impl Into<Bytes>, content_type: &'static str) -> Response<Body> {
+pub(crate) fn text(status: StatusCode, body: impl Into<Bytes>, content_type: &'static str) -> Response<Body> {
     let mut response = Response::new(Body::new(http_body_util::Full::new(body.into())));
     *response.status_mut() = status;
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
