@@ -124,17 +124,23 @@ async fn one_gateway_call_is_one_connected_trace_across_the_services() {
         .await
         .unwrap();
 
-    // The spans arrive in batches: wait for the whole chain.
+    // The spans arrive in batches, each service exporting on its own: wait
+    // for the whole chain and for every parent its spans name, or a child
+    // can be here while the span between it and the gateway is still on its way.
     let chain = [
         "wizdata.indicator.v1.IndicatorService/ComputeIndicators",
         "wizdata.marketdata.v1.MarketDataService/GetCandles",
         "wizdata.registry.v1.RegistryService/GetSymbol",
     ];
+    let every_parent_received = |spans: &[ReceivedSpan]| {
+        let received: std::collections::HashSet<&[u8]> = spans.iter().map(|span| span.span_id.as_slice()).collect();
+        spans.iter().all(|span| span.parent_span_id.is_empty() || received.contains(span.parent_span_id.as_slice()))
+    };
     let mut spans = Vec::new();
     for _ in 0..100 {
         telemetry.flush();
         spans = collector.spans.lock().unwrap().clone();
-        if chain.iter().all(|name| spans.iter().any(|span| span.name == *name)) {
+        if chain.iter().all(|name| spans.iter().any(|span| span.name == *name)) && every_parent_received(&spans) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
