@@ -25,6 +25,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // The google.api.http annotations are read from the descriptor set
         // by the gateway, never as Rust types: no code for them.
         .extern_path(".google.api", "::unused_google_api")
+        // Indicator updates are several times the size of the other events:
+        // boxed, every MarketEvent (one per subscriber in flight) stays small.
+        .boxed(".wizdata.streaming.v1.MarketEvent.payload.indicator")
         .compile_fds(compiler.file_descriptor_set())?;
     Ok(())
 }

@@ -39,14 +39,20 @@ fn subscribe_request(symbols: &[&str], channels: &[Channel]) -> SubscribeRequest
         symbols: symbols.iter().map(|symbol| (*symbol).to_owned()).collect(),
         channels: channels.iter().map(|channel| *channel as i32).collect(),
         candle_interval: Interval::OneMinute as i32,
+        indicators: Vec::new(),
     }
 }
 
 fn subscribe_command(id: &str, symbols: &[&str], channels: &[Channel]) -> SessionRequest {
-    let SubscribeRequest { symbols, channels, candle_interval } = subscribe_request(symbols, channels);
+    let SubscribeRequest { symbols, channels, candle_interval, indicators } = subscribe_request(symbols, channels);
     SessionRequest {
         command_id: id.to_owned(),
-        command: Some(session_request::Command::Subscribe(SubscribeCommand { symbols, channels, candle_interval })),
+        command: Some(session_request::Command::Subscribe(SubscribeCommand {
+            symbols,
+            channels,
+            candle_interval,
+            indicators,
+        })),
     }
 }
 

@@ -10,6 +10,7 @@ mod discovery;
 mod faults;
 mod gateway;
 mod indicators;
+mod live_indicators;
 mod market_data;
 mod platform;
 mod registry;

@@ -23,6 +23,7 @@ fn request(symbols: &[&str], channels: &[Channel], interval: Interval) -> Subscr
         symbols: symbols.iter().map(|symbol| (*symbol).to_owned()).collect(),
         channels: channels.iter().map(|channel| *channel as i32).collect(),
         candle_interval: interval as i32,
+        indicators: Vec::new(),
     }
 }
 
@@ -233,6 +234,7 @@ async fn bad_subscriptions_are_refused_with_every_bad_field() {
         symbols: vec!["AAPL".into()],
         channels: vec![0, 9, Channel::Candles as i32],
         candle_interval: 0,
+        indicators: Vec::new(),
     };
     assert_eq!(invalid_fields(refused(bad).await), ["channels[0]", "channels[1]", "candle_interval"]);
     let unsupported = request(&["AAPL"], &[Channel::Candles], Interval::Unspecified);
@@ -259,6 +261,7 @@ async fn bad_subscriptions_are_refused_with_every_bad_field() {
             symbols: symbols.iter().map(|symbol| (*symbol).to_owned()).collect(),
             channels: vec![Channel::Trades as i32],
             candle_interval: 0,
+            indicators: Vec::new(),
         })),
     };
     let commands = tokio_stream::iter(vec![command("a", &["AAPL", "MSFT", "TSLA"]), command("b", &["GOOGL", "NPN"])]);
@@ -283,6 +286,7 @@ async fn session_commands_are_acknowledged_and_unsubscribing_the_unsubscribed_is
             symbols: symbols.iter().map(|symbol| (*symbol).to_owned()).collect(),
             channels: vec![channel as i32],
             candle_interval: 0,
+            indicators: Vec::new(),
         })),
     };
     let unsubscribe = |id: &str, symbols: &[&str], channel: Channel| SessionRequest {
@@ -291,6 +295,7 @@ async fn session_commands_are_acknowledged_and_unsubscribing_the_unsubscribed_is
             symbols: symbols.iter().map(|symbol| (*symbol).to_owned()).collect(),
             channels: vec![channel as i32],
             candle_interval: 0,
+            indicators: Vec::new(),
         })),
     };
     let (commands, receiver) = tokio::sync::mpsc::channel(8);

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use wizdata::indicator::v1::{IndicatorDescriptor, ParameterDescriptor, ParameterKind};
+use wizdata::indicator::v1::{IndicatorDescriptor, IndicatorSpec, ParameterDescriptor, ParameterKind};
 use wizdata_common::FieldViolations;
 
 use crate::studies::{
@@ -248,6 +248,15 @@ impl Configured {
     /// A fresh study, ready for the first bar.
     pub fn study(&self) -> Box<dyn AnyStudy> {
         (self.indicator.build)(&self.values)
+    }
+
+    /// The spec under the indicator's canonical name with every parameter
+    /// set: equal for every way of asking for the same computation.
+    pub fn canonical_spec(&self) -> IndicatorSpec {
+        IndicatorSpec {
+            name: self.indicator.name.into(),
+            parameters: self.values.0.iter().map(|(name, value)| ((*name).to_owned(), *value)).collect(),
+        }
     }
 }
 

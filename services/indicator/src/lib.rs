@@ -4,7 +4,7 @@
 //! data within the caller's deadline (ComputeIndicators, BatchCompute), whose
 //! results are cached by the candles they were computed from.
 
-mod candles;
+pub mod candles;
 pub mod catalog;
 mod results;
 pub mod studies;
@@ -116,23 +116,25 @@ fn bars_of(candles: &[Candle], violations: &mut FieldViolations) -> Bars {
 
 /// One requested indicator, checked and configured.
 #[derive(Clone)]
-struct Planned {
+pub struct Planned {
     /// The caller's spec under the indicator's canonical name.
-    spec: IndicatorSpec,
-    configured: Configured,
+    pub spec: IndicatorSpec,
+    pub configured: Configured,
 }
 
-/// The indicators `specs` ask for, or every problem with them.
-fn plan(specs: &[IndicatorSpec], violations: &mut FieldViolations) -> Vec<Planned> {
+/// The indicators `specs` (the request's field `field`) ask for, or every
+/// problem with them: the one check of indicator specs, shared with the
+/// streaming service's live indicators.
+pub fn plan(field: &str, specs: &[IndicatorSpec], violations: &mut FieldViolations) -> Vec<Planned> {
     if specs.is_empty() {
-        violations.add("indicators", "name at least one indicator");
+        violations.add(field, "name at least one indicator");
     }
     if specs.len() > MAX_INDICATORS {
-        violations.add("indicators", format!("at most {MAX_INDICATORS} per request (got {})", specs.len()));
+        violations.add(field, format!("at most {MAX_INDICATORS} per request (got {})", specs.len()));
     }
     let mut planned = Vec::new();
     for (index, spec) in specs.iter().enumerate() {
-        let field = format!("indicators[{index}]");
+        let field = format!("{field}[{index}]");
         let Some(indicator) = catalog::find(&spec.name) else {
             let known: Vec<&str> = catalog::INDICATORS.iter().map(|indicator| indicator.name).collect();
             violations.add(
@@ -238,7 +240,7 @@ impl Indicators {
         }
         let mut violations = FieldViolations::default();
         let bars = bars_of(&request.candles, &mut violations);
-        let planned = plan(&request.indicators, &mut violations);
+        let planned = plan("indicators", &request.indicators, &mut violations);
         violations.into_result()?;
         Ok(ComputeSeriesResponse { results: self.evaluate_all(planned, Arc::new(bars)).await? })
     }
@@ -291,7 +293,7 @@ impl Indicators {
         }
         let interval = interval_of(request.interval, &mut violations);
         let range = range_of(request.start_time.as_ref(), request.end_time.as_ref(), &mut violations);
-        let planned = plan(&request.indicators, &mut violations);
+        let planned = plan("indicators", &request.indicators, &mut violations);
         violations.into_result()?;
         self.compute_for_symbol(request.symbol.trim(), interval, range, &planned, deadline, caller).await
     }
@@ -306,7 +308,7 @@ impl Indicators {
         let symbols = batch_symbols(&request.symbols, &mut violations);
         let interval = interval_of(request.interval, &mut violations);
         let (start, end) = range_of(request.start_time.as_ref(), request.end_time.as_ref(), &mut violations);
-        let planned = plan(&request.indicators, &mut violations);
+        let planned = plan("indicators", &request.indicators, &mut violations);
         let computations = symbols.len() * planned.len();
         if computations > MAX_BATCH_COMPUTATIONS {
             violations.add(

@@ -219,10 +219,15 @@ impl Worker {
             let symbol: Arc<str> = row.symbol.as_str().into();
             let event = convert::candle_event(&row, interval, now);
             let key = (symbol, interval);
-            if !bar_is_closed(interval, row.open_time, now)
-                && self.open_bars.get(&key).is_none_or(|open| open.open_time <= row.open_time)
-            {
-                self.open_bars.insert(key.clone(), row);
+            if !bar_is_closed(interval, row.open_time, now) {
+                if self.open_bars.get(&key).is_none_or(|open| open.open_time <= row.open_time) {
+                    self.open_bars.insert(key.clone(), row);
+                }
+            } else if self.open_bars.get(&key).is_some_and(|open| open.open_time == row.open_time) {
+                // A trade after the bar's end but before the sweep: this event
+                // announces its close with the trade in it, and the sweep must
+                // not announce it again from the state before the trade.
+                self.open_bars.remove(&key);
             }
             match series.last_mut() {
                 Some((last, events)) if *last == key => events.push(event),

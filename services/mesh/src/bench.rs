@@ -193,6 +193,7 @@ pub async fn subscribe(target: &str, credentials: Credentials, bench: SubscribeB
                 symbols: vec![bench.symbols[index % bench.symbols.len()].clone()],
                 channels: vec![StreamChannel::Trades as i32],
                 candle_interval: 0,
+                indicators: Vec::new(),
             };
             async move { client.subscribe(request).await.map(|response| response.into_inner()) }
         })
@@ -446,6 +447,7 @@ pub async fn soak(target: &str, credentials: Credentials, bench: SoakBench) -> a
             symbols: vec![bench.symbols[index % bench.symbols.len()].clone()],
             channels: vec![StreamChannel::Trades as i32, StreamChannel::Quotes as i32],
             candle_interval: 0,
+            indicators: Vec::new(),
         };
         tokio::spawn(async move {
             // Read until cancelled; a stream the server ends is opened again.

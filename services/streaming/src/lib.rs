@@ -2,8 +2,12 @@
 //! come from the bus market data publishes on; each replica subscribes only
 //! to the topics its own clients need (`hub`) and gives every subscriber a
 //! bounded outbox of its own (`outbox`), so a slow client hurts nobody else.
+//! Live indicators (`live`) run the indicator engine's incremental studies
+//! over the candle events, one computation per symbol, interval and
+//! indicator, shared by its subscribers.
 
 mod hub;
+mod live;
 mod outbox;
 mod service;
 mod stats;

@@ -38,7 +38,23 @@ pub enum Outgoing {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Closed;
 
-type GapKey = (String, i32);
+/// Whose drops one gap marker collects: a symbol and channel, and for
+/// indicators the indicator (each is its own sequence of events).
+type GapKey = (String, i32, String);
+
+fn gap_key(event: &MarketEvent) -> GapKey {
+    let indicator = match &event.payload {
+        Some(Payload::Indicator(update)) => update.spec.as_ref(),
+        Some(Payload::Gap(gap)) => gap.indicator.as_ref(),
+        _ => None,
+    };
+    let indicator = indicator.map_or_else(String::new, |spec| {
+        let mut parameters: Vec<_> = spec.parameters.iter().collect();
+        parameters.sort_by(|a, b| a.0.cmp(b.0));
+        format!("{}{parameters:?}", spec.name)
+    });
+    (event.symbol.clone(), event.channel, indicator)
+}
 
 /// Acknowledgements queued at most; the next command is read once one is sent.
 pub const MAX_PENDING_ACKS: usize = 256;
@@ -119,7 +135,7 @@ impl Outbox {
                 state.quote_order.push_back(symbol);
             }
         } else {
-            let key = (event.symbol.clone(), event.channel);
+            let key = gap_key(&event);
             if state.events_queued < self.capacity {
                 state.open_gaps.remove(&key);
                 state.events_queued += 1;
@@ -142,8 +158,13 @@ impl Outbox {
                     _ => {
                         let id = state.next_id;
                         state.open_gaps.insert(key, id);
+                        let indicator = match &event.payload {
+                            Some(Payload::Indicator(update)) => update.spec.clone(),
+                            _ => None,
+                        };
+                        let gap = Gap { dropped: 1, reason: GapReason::SubscriberBehind as i32, indicator };
                         state.push_queue(Outgoing::Event(MarketEvent {
-                            payload: Some(Payload::Gap(Gap { dropped: 1, reason: GapReason::SubscriberBehind as i32 })),
+                            payload: Some(Payload::Gap(gap)),
                             snapshot: false,
                             ..event
                         }));
@@ -221,7 +242,7 @@ impl Outbox {
                 self.ack_room.notify_one();
             }
             if let Some(Outgoing::Event(event)) = &item {
-                let key = (event.symbol.clone(), event.channel);
+                let key = gap_key(event);
                 if matches!(event.payload, Some(Payload::Gap(_))) {
                     if state.open_gaps.get(&key) == Some(&front_id) {
                         state.open_gaps.remove(&key);

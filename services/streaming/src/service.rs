@@ -14,6 +14,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
+use wizdata::indicator::v1::IndicatorSpec;
 use wizdata::marketdata::v1::market_data_service_client::MarketDataServiceClient;
 use wizdata::marketdata::v1::{GetCandlesRequest, GetQuotesRequest};
 use wizdata::streaming::v1::market_event::Payload;
@@ -33,6 +34,7 @@ use wizdata_common::{ApiError, ErrorCode, FieldViolations, interval};
 
 use crate::StreamingConfig;
 use crate::hub::{Hub, SubscriberId, TopicKey};
+use crate::live::{LiveSpec, Seeder};
 use crate::outbox::{Outbox, Outgoing};
 use crate::stats::Stats;
 
@@ -68,7 +70,7 @@ impl Streamer {
         let stats = Arc::new(Stats::new());
         Self {
             inner: Arc::new(Inner {
-                hub: Hub::new(bus, stats.clone()),
+                hub: Hub::new(bus, stats.clone(), Seeder::new(market_data.clone())),
                 stats,
                 symbols,
                 market_data: MarketDataServiceClient::new(market_data),
@@ -83,23 +85,47 @@ impl Streamer {
 
 /// What a subscription asks for, read from the request alone: the unique
 /// symbols (with their index in the request, for field violations), the
-/// channels and the candle interval.
+/// channels, the candle interval and the indicators.
 struct TopicRequest<'a> {
     field_prefix: &'static str,
     symbols: Vec<(usize, &'a str)>,
     channels: BTreeSet<Channel>,
     interval: Interval,
+    indicators: BTreeSet<LiveSpec>,
 }
 
+/// The fields of a Subscribe request, SubscribeCommand or UnsubscribeCommand.
+struct Asked<'a> {
+    symbols: &'a [String],
+    channels: &'a [i32],
+    candle_interval: i32,
+    indicators: &'a [IndicatorSpec],
+}
+
+/// Session commands name topics as Subscribe does.
+macro_rules! asked_from_command {
+    ($command:ty) => {
+        impl<'a> From<&'a $command> for Asked<'a> {
+            fn from(command: &'a $command) -> Self {
+                Asked {
+                    symbols: &command.symbols,
+                    channels: &command.channels,
+                    candle_interval: command.candle_interval,
+                    indicators: &command.indicators,
+                }
+            }
+        }
+    };
+}
+
+asked_from_command!(SubscribeCommand);
+asked_from_command!(UnsubscribeCommand);
+
 impl<'a> TopicRequest<'a> {
-    /// Every bad field reported at once; `max` bounds symbols x channels.
-    fn parse(
-        field_prefix: &'static str,
-        symbols: &'a [String],
-        channels: &[i32],
-        candle_interval: i32,
-        max: usize,
-    ) -> Result<Self, ApiError> {
+    /// Every bad field reported at once; `max` bounds the subscriptions:
+    /// symbols x channels, each indicator counting as a channel.
+    fn parse(field_prefix: &'static str, asked: Asked<'a>, max: usize) -> Result<Self, ApiError> {
+        let Asked { symbols, channels, candle_interval, indicators } = asked;
         let field = |name: &str| format!("{field_prefix}{name}");
         let mut violations = FieldViolations::default();
         if symbols.is_empty() {
@@ -113,16 +139,31 @@ impl<'a> TopicRequest<'a> {
             match Channel::try_from(*value) {
                 Ok(Channel::Unspecified) | Err(_) => violations.add(
                     format!("{}[{index}]", field("channels")),
-                    format!("{value} is not a channel; use CHANNEL_QUOTES, CHANNEL_TRADES or CHANNEL_CANDLES"),
+                    format!(
+                        "{value} is not a channel; use CHANNEL_QUOTES, CHANNEL_TRADES, CHANNEL_CANDLES or CHANNEL_INDICATORS"
+                    ),
                 ),
                 Ok(channel) => {
                     wanted.insert(channel);
                 }
             }
         }
-        let interval = match wanted.contains(&Channel::Candles) {
+        let by_interval = wanted.contains(&Channel::Candles) || wanted.contains(&Channel::Indicators);
+        let interval = match by_interval {
             true => violations.check(&field("candle_interval"), interval::from_request(candle_interval)),
             false => Some(Interval::Unspecified),
+        };
+        let live: BTreeSet<LiveSpec> = match wanted.contains(&Channel::Indicators) {
+            true => wizdata_indicator::plan(&field("indicators"), indicators, &mut violations)
+                .into_iter()
+                .map(LiveSpec::new)
+                .collect(),
+            false => {
+                if !indicators.is_empty() {
+                    violations.add(field("indicators"), "name indicators only with CHANNEL_INDICATORS");
+                }
+                BTreeSet::new()
+            }
         };
         let mut unique: Vec<(usize, &str)> = Vec::new();
         for (index, symbol) in symbols.iter().enumerate() {
@@ -136,13 +177,14 @@ impl<'a> TopicRequest<'a> {
                 },
             }
         }
-        if unique.len() * wanted.len() > max {
+        // Each indicator is a subscription of its own, in place of the channel.
+        let per_symbol = wanted.len() - usize::from(wanted.contains(&Channel::Indicators)) + live.len();
+        if unique.len() * per_symbol > max {
             violations.add(
                 field("symbols"),
                 format!(
-                    "at most {max} subscriptions per call (got {} symbols x {} channels)",
+                    "at most {max} subscriptions per call (got {} symbols x {per_symbol} channels and indicators)",
                     unique.len(),
-                    wanted.len()
                 ),
             );
         }
@@ -152,6 +194,7 @@ impl<'a> TopicRequest<'a> {
             symbols: unique,
             channels: wanted,
             interval: interval.expect("a bad interval is a violation above"),
+            indicators: live,
         })
     }
 }
@@ -179,17 +222,21 @@ impl Inner {
             }
         }
         violations.into_result()?;
-        let (channels, interval) = (&request.channels, request.interval);
-        Ok(tickers
-            .iter()
-            .flat_map(|symbol| {
-                channels.iter().map(move |channel| TopicKey {
-                    symbol: symbol.clone(),
-                    channel: *channel,
-                    interval: if *channel == Channel::Candles { interval } else { Interval::Unspecified },
-                })
-            })
-            .collect())
+        let mut keys = Vec::new();
+        for symbol in &tickers {
+            for channel in &request.channels {
+                let key =
+                    |interval, indicator| TopicKey { symbol: symbol.clone(), channel: *channel, interval, indicator };
+                match channel {
+                    Channel::Indicators => keys.extend(
+                        request.indicators.iter().map(|indicator| key(request.interval, Some(indicator.clone()))),
+                    ),
+                    Channel::Candles => keys.push(key(request.interval, None)),
+                    _ => keys.push(key(Interval::Unspecified, None)),
+                }
+            }
+        }
+        Ok(keys)
     }
 
     async fn snapshot(&self, joined: &[(TopicKey, u64)], caller: &Caller) -> Result<Vec<MarketEvent>, ApiError> {
@@ -291,7 +338,7 @@ impl Session {
             if self.topics().contains(&key) {
                 continue;
             }
-            let sequence = self.inner.hub.join(&key, self.id, self.outbox.clone()).await?;
+            let sequence = self.inner.hub.join(&key, self.id, self.outbox.clone(), &self.caller).await?;
             self.topics().insert(key.clone());
             joined.push((key, sequence));
         }
@@ -319,8 +366,7 @@ impl Session {
     /// Adds topics to a session, within the per-call limit.
     async fn subscribe(&self, command: SubscribeCommand) -> Result<(), ApiError> {
         let max = self.inner.config.max_subscriptions_per_call as usize;
-        let request =
-            TopicRequest::parse("subscribe.", &command.symbols, &command.channels, command.candle_interval, max)?;
+        let request = TopicRequest::parse("subscribe.", Asked::from(&command), max)?;
         let keys = self.resolve(request, true).await?;
         let after = self.topics().union(&keys.iter().cloned().collect()).count();
         if after > max {
@@ -336,15 +382,10 @@ impl Session {
     /// does not hold.
     async fn unsubscribe(&self, command: UnsubscribeCommand) -> Result<(), ApiError> {
         let max = self.inner.config.max_subscriptions_per_call as usize;
-        let request =
-            TopicRequest::parse("unsubscribe.", &command.symbols, &command.channels, command.candle_interval, max)?;
+        let request = TopicRequest::parse("unsubscribe.", Asked::from(&command), max)?;
         let keys = self.resolve(request, false).await?;
         let mut topics = self.topics();
-        let missing: Vec<String> = keys
-            .iter()
-            .filter(|key| !topics.contains(*key))
-            .map(|key| format!("{} {}", key.symbol, key.channel.as_str_name()))
-            .collect();
+        let missing: Vec<String> = keys.iter().filter(|key| !topics.contains(*key)).map(TopicKey::describe).collect();
         if !missing.is_empty() {
             return Err(ApiError::new(ErrorCode::NotFound, format!("not subscribed: {}", missing.join(", "))));
         }
@@ -527,9 +568,10 @@ impl StreamingService for Streamer {
 
     async fn subscribe(&self, request: Request<SubscribeRequest>) -> Result<Response<Self::SubscribeStream>, Status> {
         let session = Session::open(&self.inner, &request)?;
-        let SubscribeRequest { symbols, channels, candle_interval } = request.into_inner();
+        let SubscribeRequest { symbols, channels, candle_interval, indicators } = request.into_inner();
         let max = self.inner.config.max_subscriptions_per_call as usize;
-        let topics = TopicRequest::parse("", &symbols, &channels, candle_interval, max)?;
+        let asked = Asked { symbols: &symbols, channels: &channels, candle_interval, indicators: &indicators };
+        let topics = TopicRequest::parse("", asked, max)?;
         let keys = session.resolve(topics, true).await?;
         session.join(keys).await?;
         Ok(Response::new(Arc::new(session).pump(None, subscribe_response, subscribe_heartbeat)))

@@ -13,6 +13,7 @@ pub struct Stats {
     events_dropped: AtomicU64,
     quotes_conflated: AtomicU64,
     connections: AtomicU64,
+    live_indicators: AtomicU64,
     subscriptions: Mutex<HashMap<String, u64>>,
 }
 
@@ -27,6 +28,7 @@ impl Stats {
         metrics::counter!("streaming_quotes_conflated_total").increment(0);
         metrics::gauge!("streaming_connections").increment(0.0);
         metrics::gauge!("streaming_subscriptions").increment(0.0);
+        metrics::gauge!("streaming_live_indicators").increment(0.0);
         Self::default()
     }
 
@@ -60,6 +62,16 @@ impl Stats {
         metrics::gauge!("streaming_connections").decrement(1.0);
     }
 
+    pub fn live_indicator_started(&self) {
+        self.live_indicators.fetch_add(1, Ordering::Relaxed);
+        metrics::gauge!("streaming_live_indicators").increment(1.0);
+    }
+
+    pub fn live_indicator_stopped(&self) {
+        self.live_indicators.fetch_sub(1, Ordering::Relaxed);
+        metrics::gauge!("streaming_live_indicators").decrement(1.0);
+    }
+
     pub fn subscribed(&self, symbol: &str) {
         *self.subscriptions.lock().expect("stats lock is not poisoned").entry(symbol.to_owned()).or_default() += 1;
         metrics::gauge!("streaming_subscriptions").increment(1.0);
@@ -91,6 +103,7 @@ impl Stats {
             events_out: self.events_out.load(Ordering::Relaxed),
             events_dropped: self.events_dropped.load(Ordering::Relaxed),
             quotes_conflated: self.quotes_conflated.load(Ordering::Relaxed),
+            live_indicators: self.live_indicators.load(Ordering::Relaxed),
         }
     }
 }

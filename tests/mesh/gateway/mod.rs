@@ -193,6 +193,7 @@ async fn a_server_stream_over_grpc_web_carries_what_a_native_stream_does() {
         symbols: vec!["MSFT".into()],
         channels: vec![Channel::Trades as i32],
         candle_interval: Interval::Unspecified as i32,
+        indicators: Vec::new(),
     };
     let path = "/wizdata.streaming.v1.StreamingService/Subscribe";
     let mut native =
@@ -447,6 +448,7 @@ async fn callers_are_held_to_their_rate_limit_and_told_when_to_retry() {
         symbols: vec!["AAPL".into()],
         channels: vec![Channel::Trades as i32],
         candle_interval: Interval::Unspecified as i32,
+        indicators: Vec::new(),
     };
     let first = streams.subscribe(subscribe.clone()).await.unwrap();
     let _second = streams.subscribe(subscribe.clone()).await.unwrap();
@@ -653,6 +655,7 @@ async fn anonymous_streams_behind_the_gateway_are_counted_per_client_not_per_gat
         symbols: vec!["AAPL".into()],
         channels: vec![Channel::Trades as i32],
         candle_interval: Interval::Unspecified as i32,
+        indicators: Vec::new(),
     };
     let mut first = from([127, 0, 0, 1]).await;
     let mut second = from([127, 0, 0, 2]).await;

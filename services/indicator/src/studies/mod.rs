@@ -117,6 +117,10 @@ pub trait AnyStudy: Send {
 
     /// A whole series from this fresh study ([`Study::series`]).
     fn series(&self, bars: &Bars, outputs: usize) -> (usize, Vec<Vec<f64>>);
+
+    /// A copy in the same state: a live indicator steps a copy through the
+    /// open bar and keeps the original at the last closed one.
+    fn boxed_clone(&self) -> Box<dyn AnyStudy>;
 }
 
 impl<S: Study> AnyStudy for S {
@@ -130,6 +134,10 @@ impl<S: Study> AnyStudy for S {
 
     fn series(&self, bars: &Bars, outputs: usize) -> (usize, Vec<Vec<f64>>) {
         Study::series(self, bars, outputs)
+    }
+
+    fn boxed_clone(&self) -> Box<dyn AnyStudy> {
+        Box::new(self.clone())
     }
 }
 

@@ -25,56 +25,63 @@ _sym_db = _symbol_database.Default()
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from wizdata.auth.v1 import access_pb2 as wizdata_dot_auth_dot_v1_dot_access__pb2
+from wizdata.indicator.v1 import indicator_service_pb2 as wizdata_dot_indicator_dot_v1_dot_indicator__service__pb2
 from wizdata.type.v1 import market_pb2 as wizdata_dot_type_dot_v1_dot_market__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n,wizdata/streaming/v1/streaming_service.proto\x12\x14wizdata.streaming.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1cwizdata/auth/v1/access.proto\x1a\x1cwizdata/type/v1/market.proto\"6\n\nTradePrint\x12\x14\n\x05price\x18\x01 \x01(\x01R\x05price\x12\x12\n\x04size\x18\x02 \x01(\x01R\x04size\"v\n\x0c\x43\x61ndleUpdate\x12\x35\n\x08interval\x18\x01 \x01(\x0e\x32\x19.wizdata.type.v1.IntervalR\x08interval\x12/\n\x06\x63\x61ndle\x18\x02 \x01(\x0b\x32\x17.wizdata.type.v1.CandleR\x06\x63\x61ndle\"X\n\x03Gap\x12\x18\n\x07\x64ropped\x18\x01 \x01(\x04R\x07\x64ropped\x12\x37\n\x06reason\x18\x02 \x01(\x0e\x32\x1f.wizdata.streaming.v1.GapReasonR\x06reason\"\xb3\x03\n\x0bMarketEvent\x12\x16\n\x06symbol\x18\x01 \x01(\tR\x06symbol\x12\x37\n\x07\x63hannel\x18\x02 \x01(\x0e\x32\x1d.wizdata.streaming.v1.ChannelR\x07\x63hannel\x12\x1a\n\x08sequence\x18\x03 \x01(\x04R\x08sequence\x12\x39\n\nevent_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\teventTime\x12\x1a\n\x08snapshot\x18\x05 \x01(\x08R\x08snapshot\x12.\n\x05quote\x18\x06 \x01(\x0b\x32\x16.wizdata.type.v1.QuoteH\x00R\x05quote\x12\x38\n\x05trade\x18\x07 \x01(\x0b\x32 .wizdata.streaming.v1.TradePrintH\x00R\x05trade\x12<\n\x06\x63\x61ndle\x18\x08 \x01(\x0b\x32\".wizdata.streaming.v1.CandleUpdateH\x00R\x06\x63\x61ndle\x12-\n\x03gap\x18\t \x01(\x0b\x32\x19.wizdata.streaming.v1.GapH\x00R\x03gapB\t\n\x07payload\";\n\tHeartbeat\x12.\n\x04time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x04time\"\xab\x01\n\x10SubscribeRequest\x12\x18\n\x07symbols\x18\x01 \x03(\tR\x07symbols\x12\x39\n\x08\x63hannels\x18\x02 \x03(\x0e\x32\x1d.wizdata.streaming.v1.ChannelR\x08\x63hannels\x12\x42\n\x0f\x63\x61ndle_interval\x18\x03 \x01(\x0e\x32\x19.wizdata.type.v1.IntervalR\x0e\x63\x61ndleInterval\"\x9a\x01\n\x11SubscribeResponse\x12\x39\n\x05\x65vent\x18\x01 \x01(\x0b\x32!.wizdata.streaming.v1.MarketEventH\x00R\x05\x65vent\x12?\n\theartbeat\x18\x02 \x01(\x0b\x32\x1f.wizdata.streaming.v1.HeartbeatH\x00R\theartbeatB\t\n\x07payload\"\xab\x01\n\x10SubscribeCommand\x12\x18\n\x07symbols\x18\x01 \x03(\tR\x07symbols\x12\x39\n\x08\x63hannels\x18\x02 \x03(\x0e\x32\x1d.wizdata.streaming.v1.ChannelR\x08\x63hannels\x12\x42\n\x0f\x63\x61ndle_interval\x18\x03 \x01(\x0e\x32\x19.wizdata.type.v1.IntervalR\x0e\x63\x61ndleInterval\"\xad\x01\n\x12UnsubscribeCommand\x12\x18\n\x07symbols\x18\x01 \x03(\tR\x07symbols\x12\x39\n\x08\x63hannels\x18\x02 \x03(\x0e\x32\x1d.wizdata.streaming.v1.ChannelR\x08\x63hannels\x12\x42\n\x0f\x63\x61ndle_interval\x18\x03 \x01(\x0e\x32\x19.wizdata.type.v1.IntervalR\x0e\x63\x61ndleInterval\"\xd0\x01\n\x0eSessionRequest\x12\x1d\n\ncommand_id\x18\x01 \x01(\tR\tcommandId\x12\x46\n\tsubscribe\x18\x02 \x01(\x0b\x32&.wizdata.streaming.v1.SubscribeCommandH\x00R\tsubscribe\x12L\n\x0bunsubscribe\x18\x03 \x01(\x0b\x32(.wizdata.streaming.v1.UnsubscribeCommandH\x00R\x0bunsubscribeB\t\n\x07\x63ommand\"\x8c\x01\n\nCommandAck\x12\x1d\n\ncommand_id\x18\x01 \x01(\tR\tcommandId\x12\x12\n\x04\x63ode\x18\x02 \x01(\x05R\x04\x63ode\x12\x18\n\x07message\x18\x03 \x01(\tR\x07message\x12\x31\n\x14\x61\x63tive_subscriptions\x18\x04 \x01(\rR\x13\x61\x63tiveSubscriptions\"\xce\x01\n\x0fSessionResponse\x12\x34\n\x03\x61\x63k\x18\x01 \x01(\x0b\x32 .wizdata.streaming.v1.CommandAckH\x00R\x03\x61\x63k\x12\x39\n\x05\x65vent\x18\x02 \x01(\x0b\x32!.wizdata.streaming.v1.MarketEventH\x00R\x05\x65vent\x12?\n\theartbeat\x18\x03 \x01(\x0b\x32\x1f.wizdata.streaming.v1.HeartbeatH\x00R\theartbeatB\t\n\x07payload\"\x17\n\x15GetStreamStatsRequest\"K\n\x0bSymbolStats\x12\x16\n\x06symbol\x18\x01 \x01(\tR\x06symbol\x12$\n\rsubscriptions\x18\x02 \x01(\x04R\rsubscriptions\"\xab\x02\n\x16GetStreamStatsResponse\x12 \n\x0b\x63onnections\x18\x01 \x01(\x04R\x0b\x63onnections\x12$\n\rsubscriptions\x18\x02 \x01(\x04R\rsubscriptions\x12;\n\x07symbols\x18\x03 \x03(\x0b\x32!.wizdata.streaming.v1.SymbolStatsR\x07symbols\x12\x1b\n\tevents_in\x18\x04 \x01(\x04R\x08\x65ventsIn\x12\x1d\n\nevents_out\x18\x05 \x01(\x04R\teventsOut\x12%\n\x0e\x65vents_dropped\x18\x06 \x01(\x04R\reventsDropped\x12)\n\x10quotes_conflated\x18\x07 \x01(\x04R\x0fquotesConflated*_\n\x07\x43hannel\x12\x17\n\x13\x43HANNEL_UNSPECIFIED\x10\x00\x12\x12\n\x0e\x43HANNEL_QUOTES\x10\x01\x12\x12\n\x0e\x43HANNEL_TRADES\x10\x02\x12\x13\n\x0f\x43HANNEL_CANDLES\x10\x03*\x88\x01\n\tGapReason\x12\x1a\n\x16GAP_REASON_UNSPECIFIED\x10\x00\x12 \n\x1cGAP_REASON_SUBSCRIBER_BEHIND\x10\x01\x12\x1d\n\x19GAP_REASON_REPLICA_BEHIND\x10\x02\x12\x1e\n\x1aGAP_REASON_BUS_INTERRUPTED\x10\x03\x32\xb0\x03\n\x10StreamingService\x12\x89\x01\n\tSubscribe\x12&.wizdata.streaming.v1.SubscribeRequest\x1a\'.wizdata.streaming.v1.SubscribeResponse\")\xa2\xbb\x18\x10\n\x0estreaming:read\x82\xd3\xe4\x93\x02\x0f\x12\r/v1/subscribe0\x01\x12p\n\x07Session\x12$.wizdata.streaming.v1.SessionRequest\x1a%.wizdata.streaming.v1.SessionResponse\"\x14\xa2\xbb\x18\x10\n\x0estreaming:read(\x01\x30\x01\x12\x9d\x01\n\x0eGetStreamStats\x12+.wizdata.streaming.v1.GetStreamStatsRequest\x1a,.wizdata.streaming.v1.GetStreamStatsResponse\"0\x90\x02\x01\xa2\xbb\x18\x10\n\x0estreaming:read\x82\xd3\xe4\x93\x02\x13\x12\x11/v1/streams/statsb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n,wizdata/streaming/v1/streaming_service.proto\x12\x14wizdata.streaming.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1cwizdata/auth/v1/access.proto\x1a,wizdata/indicator/v1/indicator_service.proto\x1a\x1cwizdata/type/v1/market.proto\"6\n\nTradePrint\x12\x14\n\x05price\x18\x01 \x01(\x01R\x05price\x12\x12\n\x04size\x18\x02 \x01(\x01R\x04size\"v\n\x0c\x43\x61ndleUpdate\x12\x35\n\x08interval\x18\x01 \x01(\x0e\x32\x19.wizdata.type.v1.IntervalR\x08interval\x12/\n\x06\x63\x61ndle\x18\x02 \x01(\x0b\x32\x17.wizdata.type.v1.CandleR\x06\x63\x61ndle\"\xc1\x03\n\x0fIndicatorUpdate\x12\x35\n\x08interval\x18\x01 \x01(\x0e\x32\x19.wizdata.type.v1.IntervalR\x08interval\x12\x37\n\x04spec\x18\x02 \x01(\x0b\x32#.wizdata.indicator.v1.IndicatorSpecR\x04spec\x12\x35\n\x08\x62\x61r_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x07\x62\x61rTime\x12\x16\n\x06\x63losed\x18\x04 \x01(\x08R\x06\x63losed\x12I\n\x06values\x18\x05 \x03(\x0b\x32\x31.wizdata.streaming.v1.IndicatorUpdate.ValuesEntryR\x06values\x12\x1f\n\x0b\x62\x61rs_needed\x18\x06 \x01(\rR\nbarsNeeded\x12H\n\x12\x63orrected_bar_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x10\x63orrectedBarTime\x1a\x39\n\x0bValuesEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\x01R\x05value:\x02\x38\x01\"\x9b\x01\n\x03Gap\x12\x18\n\x07\x64ropped\x18\x01 \x01(\x04R\x07\x64ropped\x12\x37\n\x06reason\x18\x02 \x01(\x0e\x32\x1f.wizdata.streaming.v1.GapReasonR\x06reason\x12\x41\n\tindicator\x18\x03 \x01(\x0b\x32#.wizdata.indicator.v1.IndicatorSpecR\tindicator\"\xfa\x03\n\x0bMarketEvent\x12\x16\n\x06symbol\x18\x01 \x01(\tR\x06symbol\x12\x37\n\x07\x63hannel\x18\x02 \x01(\x0e\x32\x1d.wizdata.streaming.v1.ChannelR\x07\x63hannel\x12\x1a\n\x08sequence\x18\x03 \x01(\x04R\x08sequence\x12\x39\n\nevent_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\teventTime\x12\x1a\n\x08snapshot\x18\x05 \x01(\x08R\x08snapshot\x12.\n\x05quote\x18\x06 \x01(\x0b\x32\x16.wizdata.type.v1.QuoteH\x00R\x05quote\x12\x38\n\x05trade\x18\x07 \x01(\x0b\x32 .wizdata.streaming.v1.TradePrintH\x00R\x05trade\x12<\n\x06\x63\x61ndle\x18\x08 \x01(\x0b\x32\".wizdata.streaming.v1.CandleUpdateH\x00R\x06\x63\x61ndle\x12-\n\x03gap\x18\t \x01(\x0b\x32\x19.wizdata.streaming.v1.GapH\x00R\x03gap\x12\x45\n\tindicator\x18\n \x01(\x0b\x32%.wizdata.streaming.v1.IndicatorUpdateH\x00R\tindicatorB\t\n\x07payload\";\n\tHeartbeat\x12.\n\x04time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x04time\"\xf0\x01\n\x10SubscribeRequest\x12\x18\n\x07symbols\x18\x01 \x03(\tR\x07symbols\x12\x39\n\x08\x63hannels\x18\x02 \x03(\x0e\x32\x1d.wizdata.streaming.v1.ChannelR\x08\x63hannels\x12\x42\n\x0f\x63\x61ndle_interval\x18\x03 \x01(\x0e\x32\x19.wizdata.type.v1.IntervalR\x0e\x63\x61ndleInterval\x12\x43\n\nindicators\x18\x04 \x03(\x0b\x32#.wizdata.indicator.v1.IndicatorSpecR\nindicators\"\x9a\x01\n\x11SubscribeResponse\x12\x39\n\x05\x65vent\x18\x01 \x01(\x0b\x32!.wizdata.streaming.v1.MarketEventH\x00R\x05\x65vent\x12?\n\theartbeat\x18\x02 \x01(\x0b\x32\x1f.wizdata.streaming.v1.HeartbeatH\x00R\theartbeatB\t\n\x07payload\"\xf0\x01\n\x10SubscribeCommand\x12\x18\n\x07symbols\x18\x01 \x03(\tR\x07symbols\x12\x39\n\x08\x63hannels\x18\x02 \x03(\x0e\x32\x1d.wizdata.streaming.v1.ChannelR\x08\x63hannels\x12\x42\n\x0f\x63\x61ndle_interval\x18\x03 \x01(\x0e\x32\x19.wizdata.type.v1.IntervalR\x0e\x63\x61ndleInterval\x12\x43\n\nindicators\x18\x04 \x03(\x0b\x32#.wizdata.indicator.v1.IndicatorSpecR\nindicators\"\xf2\x01\n\x12UnsubscribeCommand\x12\x18\n\x07symbols\x18\x01 \x03(\tR\x07symbols\x12\x39\n\x08\x63hannels\x18\x02 \x03(\x0e\x32\x1d.wizdata.streaming.v1.ChannelR\x08\x63hannels\x12\x42\n\x0f\x63\x61ndle_interval\x18\x03 \x01(\x0e\x32\x19.wizdata.type.v1.IntervalR\x0e\x63\x61ndleInterval\x12\x43\n\nindicators\x18\x04 \x03(\x0b\x32#.wizdata.indicator.v1.IndicatorSpecR\nindicators\"\xd0\x01\n\x0eSessionRequest\x12\x1d\n\ncommand_id\x18\x01 \x01(\tR\tcommandId\x12\x46\n\tsubscribe\x18\x02 \x01(\x0b\x32&.wizdata.streaming.v1.SubscribeCommandH\x00R\tsubscribe\x12L\n\x0bunsubscribe\x18\x03 \x01(\x0b\x32(.wizdata.streaming.v1.UnsubscribeCommandH\x00R\x0bunsubscribeB\t\n\x07\x63ommand\"\x8c\x01\n\nCommandAck\x12\x1d\n\ncommand_id\x18\x01 \x01(\tR\tcommandId\x12\x12\n\x04\x63ode\x18\x02 \x01(\x05R\x04\x63ode\x12\x18\n\x07message\x18\x03 \x01(\tR\x07message\x12\x31\n\x14\x61\x63tive_subscriptions\x18\x04 \x01(\rR\x13\x61\x63tiveSubscriptions\"\xce\x01\n\x0fSessionResponse\x12\x34\n\x03\x61\x63k\x18\x01 \x01(\x0b\x32 .wizdata.streaming.v1.CommandAckH\x00R\x03\x61\x63k\x12\x39\n\x05\x65vent\x18\x02 \x01(\x0b\x32!.wizdata.streaming.v1.MarketEventH\x00R\x05\x65vent\x12?\n\theartbeat\x18\x03 \x01(\x0b\x32\x1f.wizdata.streaming.v1.HeartbeatH\x00R\theartbeatB\t\n\x07payload\"\x17\n\x15GetStreamStatsRequest\"K\n\x0bSymbolStats\x12\x16\n\x06symbol\x18\x01 \x01(\tR\x06symbol\x12$\n\rsubscriptions\x18\x02 \x01(\x04R\rsubscriptions\"\xd4\x02\n\x16GetStreamStatsResponse\x12 \n\x0b\x63onnections\x18\x01 \x01(\x04R\x0b\x63onnections\x12$\n\rsubscriptions\x18\x02 \x01(\x04R\rsubscriptions\x12;\n\x07symbols\x18\x03 \x03(\x0b\x32!.wizdata.streaming.v1.SymbolStatsR\x07symbols\x12\x1b\n\tevents_in\x18\x04 \x01(\x04R\x08\x65ventsIn\x12\x1d\n\nevents_out\x18\x05 \x01(\x04R\teventsOut\x12%\n\x0e\x65vents_dropped\x18\x06 \x01(\x04R\reventsDropped\x12)\n\x10quotes_conflated\x18\x07 \x01(\x04R\x0fquotesConflated\x12\'\n\x0flive_indicators\x18\x08 \x01(\x04R\x0eliveIndicators*w\n\x07\x43hannel\x12\x17\n\x13\x43HANNEL_UNSPECIFIED\x10\x00\x12\x12\n\x0e\x43HANNEL_QUOTES\x10\x01\x12\x12\n\x0e\x43HANNEL_TRADES\x10\x02\x12\x13\n\x0f\x43HANNEL_CANDLES\x10\x03\x12\x16\n\x12\x43HANNEL_INDICATORS\x10\x04*\x88\x01\n\tGapReason\x12\x1a\n\x16GAP_REASON_UNSPECIFIED\x10\x00\x12 \n\x1cGAP_REASON_SUBSCRIBER_BEHIND\x10\x01\x12\x1d\n\x19GAP_REASON_REPLICA_BEHIND\x10\x02\x12\x1e\n\x1aGAP_REASON_BUS_INTERRUPTED\x10\x03\x32\xb0\x03\n\x10StreamingService\x12\x89\x01\n\tSubscribe\x12&.wizdata.streaming.v1.SubscribeRequest\x1a\'.wizdata.streaming.v1.SubscribeResponse\")\xa2\xbb\x18\x10\n\x0estreaming:read\x82\xd3\xe4\x93\x02\x0f\x12\r/v1/subscribe0\x01\x12p\n\x07Session\x12$.wizdata.streaming.v1.SessionRequest\x1a%.wizdata.streaming.v1.SessionResponse\"\x14\xa2\xbb\x18\x10\n\x0estreaming:read(\x01\x30\x01\x12\x9d\x01\n\x0eGetStreamStats\x12+.wizdata.streaming.v1.GetStreamStatsRequest\x1a,.wizdata.streaming.v1.GetStreamStatsResponse\"0\x90\x02\x01\xa2\xbb\x18\x10\n\x0estreaming:read\x82\xd3\xe4\x93\x02\x13\x12\x11/v1/streams/statsb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'wizdata.streaming.v1.streaming_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_INDICATORUPDATE_VALUESENTRY']._loaded_options = None
+  _globals['_INDICATORUPDATE_VALUESENTRY']._serialized_options = b'8\001'
   _globals['_STREAMINGSERVICE'].methods_by_name['Subscribe']._loaded_options = None
   _globals['_STREAMINGSERVICE'].methods_by_name['Subscribe']._serialized_options = b'\242\273\030\020\n\016streaming:read\202\323\344\223\002\017\022\r/v1/subscribe'
   _globals['_STREAMINGSERVICE'].methods_by_name['Session']._loaded_options = None
   _globals['_STREAMINGSERVICE'].methods_by_name['Session']._serialized_options = b'\242\273\030\020\n\016streaming:read'
   _globals['_STREAMINGSERVICE'].methods_by_name['GetStreamStats']._loaded_options = None
   _globals['_STREAMINGSERVICE'].methods_by_name['GetStreamStats']._serialized_options = b'\220\002\001\242\273\030\020\n\016streaming:read\202\323\344\223\002\023\022\021/v1/streams/stats'
-  _globals['_CHANNEL']._serialized_start=2606
-  _globals['_CHANNEL']._serialized_end=2701
-  _globals['_GAPREASON']._serialized_start=2704
-  _globals['_GAPREASON']._serialized_end=2840
-  _globals['_TRADEPRINT']._serialized_start=193
-  _globals['_TRADEPRINT']._serialized_end=247
-  _globals['_CANDLEUPDATE']._serialized_start=249
-  _globals['_CANDLEUPDATE']._serialized_end=367
-  _globals['_GAP']._serialized_start=369
-  _globals['_GAP']._serialized_end=457
-  _globals['_MARKETEVENT']._serialized_start=460
-  _globals['_MARKETEVENT']._serialized_end=895
-  _globals['_HEARTBEAT']._serialized_start=897
-  _globals['_HEARTBEAT']._serialized_end=956
-  _globals['_SUBSCRIBEREQUEST']._serialized_start=959
-  _globals['_SUBSCRIBEREQUEST']._serialized_end=1130
-  _globals['_SUBSCRIBERESPONSE']._serialized_start=1133
-  _globals['_SUBSCRIBERESPONSE']._serialized_end=1287
-  _globals['_SUBSCRIBECOMMAND']._serialized_start=1290
-  _globals['_SUBSCRIBECOMMAND']._serialized_end=1461
-  _globals['_UNSUBSCRIBECOMMAND']._serialized_start=1464
-  _globals['_UNSUBSCRIBECOMMAND']._serialized_end=1637
-  _globals['_SESSIONREQUEST']._serialized_start=1640
-  _globals['_SESSIONREQUEST']._serialized_end=1848
-  _globals['_COMMANDACK']._serialized_start=1851
-  _globals['_COMMANDACK']._serialized_end=1991
-  _globals['_SESSIONRESPONSE']._serialized_start=1994
-  _globals['_SESSIONRESPONSE']._serialized_end=2200
-  _globals['_GETSTREAMSTATSREQUEST']._serialized_start=2202
-  _globals['_GETSTREAMSTATSREQUEST']._serialized_end=2225
-  _globals['_SYMBOLSTATS']._serialized_start=2227
-  _globals['_SYMBOLSTATS']._serialized_end=2302
-  _globals['_GETSTREAMSTATSRESPONSE']._serialized_start=2305
-  _globals['_GETSTREAMSTATSRESPONSE']._serialized_end=2604
-  _globals['_STREAMINGSERVICE']._serialized_start=2843
-  _globals['_STREAMINGSERVICE']._serialized_end=3275
+  _globals['_CHANNEL']._serialized_start=3491
+  _globals['_CHANNEL']._serialized_end=3610
+  _globals['_GAPREASON']._serialized_start=3613
+  _globals['_GAPREASON']._serialized_end=3749
+  _globals['_TRADEPRINT']._serialized_start=239
+  _globals['_TRADEPRINT']._serialized_end=293
+  _globals['_CANDLEUPDATE']._serialized_start=295
+  _globals['_CANDLEUPDATE']._serialized_end=413
+  _globals['_INDICATORUPDATE']._serialized_start=416
+  _globals['_INDICATORUPDATE']._serialized_end=865
+  _globals['_INDICATORUPDATE_VALUESENTRY']._serialized_start=808
+  _globals['_INDICATORUPDATE_VALUESENTRY']._serialized_end=865
+  _globals['_GAP']._serialized_start=868
+  _globals['_GAP']._serialized_end=1023
+  _globals['_MARKETEVENT']._serialized_start=1026
+  _globals['_MARKETEVENT']._serialized_end=1532
+  _globals['_HEARTBEAT']._serialized_start=1534
+  _globals['_HEARTBEAT']._serialized_end=1593
+  _globals['_SUBSCRIBEREQUEST']._serialized_start=1596
+  _globals['_SUBSCRIBEREQUEST']._serialized_end=1836
+  _globals['_SUBSCRIBERESPONSE']._serialized_start=1839
+  _globals['_SUBSCRIBERESPONSE']._serialized_end=1993
+  _globals['_SUBSCRIBECOMMAND']._serialized_start=1996
+  _globals['_SUBSCRIBECOMMAND']._serialized_end=2236
+  _globals['_UNSUBSCRIBECOMMAND']._serialized_start=2239
+  _globals['_UNSUBSCRIBECOMMAND']._serialized_end=2481
+  _globals['_SESSIONREQUEST']._serialized_start=2484
+  _globals['_SESSIONREQUEST']._serialized_end=2692
+  _globals['_COMMANDACK']._serialized_start=2695
+  _globals['_COMMANDACK']._serialized_end=2835
+  _globals['_SESSIONRESPONSE']._serialized_start=2838
+  _globals['_SESSIONRESPONSE']._serialized_end=3044
+  _globals['_GETSTREAMSTATSREQUEST']._serialized_start=3046
+  _globals['_GETSTREAMSTATSREQUEST']._serialized_end=3069
+  _globals['_SYMBOLSTATS']._serialized_start=3071
+  _globals['_SYMBOLSTATS']._serialized_end=3146
+  _globals['_GETSTREAMSTATSRESPONSE']._serialized_start=3149
+  _globals['_GETSTREAMSTATSRESPONSE']._serialized_end=3489
+  _globals['_STREAMINGSERVICE']._serialized_start=3752
+  _globals['_STREAMINGSERVICE']._serialized_end=4184
 # @@protoc_insertion_point(module_scope)

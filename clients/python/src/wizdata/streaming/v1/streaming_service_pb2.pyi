@@ -3,6 +3,7 @@ import datetime
 from google.api import annotations_pb2 as _annotations_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from wizdata.auth.v1 import access_pb2 as _access_pb2
+from wizdata.indicator.v1 import indicator_service_pb2 as _indicator_service_pb2
 from wizdata.type.v1 import market_pb2 as _market_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
@@ -19,6 +20,7 @@ class Channel(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     CHANNEL_QUOTES: _ClassVar[Channel]
     CHANNEL_TRADES: _ClassVar[Channel]
     CHANNEL_CANDLES: _ClassVar[Channel]
+    CHANNEL_INDICATORS: _ClassVar[Channel]
 
 class GapReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -30,6 +32,7 @@ CHANNEL_UNSPECIFIED: Channel
 CHANNEL_QUOTES: Channel
 CHANNEL_TRADES: Channel
 CHANNEL_CANDLES: Channel
+CHANNEL_INDICATORS: Channel
 GAP_REASON_UNSPECIFIED: GapReason
 GAP_REASON_SUBSCRIBER_BEHIND: GapReason
 GAP_REASON_REPLICA_BEHIND: GapReason
@@ -51,16 +54,43 @@ class CandleUpdate(_message.Message):
     candle: _market_pb2.Candle
     def __init__(self, interval: _Optional[_Union[_market_pb2.Interval, str]] = ..., candle: _Optional[_Union[_market_pb2.Candle, _Mapping]] = ...) -> None: ...
 
+class IndicatorUpdate(_message.Message):
+    __slots__ = ("interval", "spec", "bar_time", "closed", "values", "bars_needed", "corrected_bar_time")
+    class ValuesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    INTERVAL_FIELD_NUMBER: _ClassVar[int]
+    SPEC_FIELD_NUMBER: _ClassVar[int]
+    BAR_TIME_FIELD_NUMBER: _ClassVar[int]
+    CLOSED_FIELD_NUMBER: _ClassVar[int]
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    BARS_NEEDED_FIELD_NUMBER: _ClassVar[int]
+    CORRECTED_BAR_TIME_FIELD_NUMBER: _ClassVar[int]
+    interval: _market_pb2.Interval
+    spec: _indicator_service_pb2.IndicatorSpec
+    bar_time: _timestamp_pb2.Timestamp
+    closed: bool
+    values: _containers.ScalarMap[str, float]
+    bars_needed: int
+    corrected_bar_time: _timestamp_pb2.Timestamp
+    def __init__(self, interval: _Optional[_Union[_market_pb2.Interval, str]] = ..., spec: _Optional[_Union[_indicator_service_pb2.IndicatorSpec, _Mapping]] = ..., bar_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., closed: _Optional[bool] = ..., values: _Optional[_Mapping[str, float]] = ..., bars_needed: _Optional[int] = ..., corrected_bar_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
 class Gap(_message.Message):
-    __slots__ = ("dropped", "reason")
+    __slots__ = ("dropped", "reason", "indicator")
     DROPPED_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
+    INDICATOR_FIELD_NUMBER: _ClassVar[int]
     dropped: int
     reason: GapReason
-    def __init__(self, dropped: _Optional[int] = ..., reason: _Optional[_Union[GapReason, str]] = ...) -> None: ...
+    indicator: _indicator_service_pb2.IndicatorSpec
+    def __init__(self, dropped: _Optional[int] = ..., reason: _Optional[_Union[GapReason, str]] = ..., indicator: _Optional[_Union[_indicator_service_pb2.IndicatorSpec, _Mapping]] = ...) -> None: ...
 
 class MarketEvent(_message.Message):
-    __slots__ = ("symbol", "channel", "sequence", "event_time", "snapshot", "quote", "trade", "candle", "gap")
+    __slots__ = ("symbol", "channel", "sequence", "event_time", "snapshot", "quote", "trade", "candle", "gap", "indicator")
     SYMBOL_FIELD_NUMBER: _ClassVar[int]
     CHANNEL_FIELD_NUMBER: _ClassVar[int]
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
@@ -70,6 +100,7 @@ class MarketEvent(_message.Message):
     TRADE_FIELD_NUMBER: _ClassVar[int]
     CANDLE_FIELD_NUMBER: _ClassVar[int]
     GAP_FIELD_NUMBER: _ClassVar[int]
+    INDICATOR_FIELD_NUMBER: _ClassVar[int]
     symbol: str
     channel: Channel
     sequence: int
@@ -79,7 +110,8 @@ class MarketEvent(_message.Message):
     trade: TradePrint
     candle: CandleUpdate
     gap: Gap
-    def __init__(self, symbol: _Optional[str] = ..., channel: _Optional[_Union[Channel, str]] = ..., sequence: _Optional[int] = ..., event_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., snapshot: _Optional[bool] = ..., quote: _Optional[_Union[_market_pb2.Quote, _Mapping]] = ..., trade: _Optional[_Union[TradePrint, _Mapping]] = ..., candle: _Optional[_Union[CandleUpdate, _Mapping]] = ..., gap: _Optional[_Union[Gap, _Mapping]] = ...) -> None: ...
+    indicator: IndicatorUpdate
+    def __init__(self, symbol: _Optional[str] = ..., channel: _Optional[_Union[Channel, str]] = ..., sequence: _Optional[int] = ..., event_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., snapshot: _Optional[bool] = ..., quote: _Optional[_Union[_market_pb2.Quote, _Mapping]] = ..., trade: _Optional[_Union[TradePrint, _Mapping]] = ..., candle: _Optional[_Union[CandleUpdate, _Mapping]] = ..., gap: _Optional[_Union[Gap, _Mapping]] = ..., indicator: _Optional[_Union[IndicatorUpdate, _Mapping]] = ...) -> None: ...
 
 class Heartbeat(_message.Message):
     __slots__ = ("time",)
@@ -88,14 +120,16 @@ class Heartbeat(_message.Message):
     def __init__(self, time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class SubscribeRequest(_message.Message):
-    __slots__ = ("symbols", "channels", "candle_interval")
+    __slots__ = ("symbols", "channels", "candle_interval", "indicators")
     SYMBOLS_FIELD_NUMBER: _ClassVar[int]
     CHANNELS_FIELD_NUMBER: _ClassVar[int]
     CANDLE_INTERVAL_FIELD_NUMBER: _ClassVar[int]
+    INDICATORS_FIELD_NUMBER: _ClassVar[int]
     symbols: _containers.RepeatedScalarFieldContainer[str]
     channels: _containers.RepeatedScalarFieldContainer[Channel]
     candle_interval: _market_pb2.Interval
-    def __init__(self, symbols: _Optional[_Iterable[str]] = ..., channels: _Optional[_Iterable[_Union[Channel, str]]] = ..., candle_interval: _Optional[_Union[_market_pb2.Interval, str]] = ...) -> None: ...
+    indicators: _containers.RepeatedCompositeFieldContainer[_indicator_service_pb2.IndicatorSpec]
+    def __init__(self, symbols: _Optional[_Iterable[str]] = ..., channels: _Optional[_Iterable[_Union[Channel, str]]] = ..., candle_interval: _Optional[_Union[_market_pb2.Interval, str]] = ..., indicators: _Optional[_Iterable[_Union[_indicator_service_pb2.IndicatorSpec, _Mapping]]] = ...) -> None: ...
 
 class SubscribeResponse(_message.Message):
     __slots__ = ("event", "heartbeat")
@@ -106,24 +140,28 @@ class SubscribeResponse(_message.Message):
     def __init__(self, event: _Optional[_Union[MarketEvent, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ...) -> None: ...
 
 class SubscribeCommand(_message.Message):
-    __slots__ = ("symbols", "channels", "candle_interval")
+    __slots__ = ("symbols", "channels", "candle_interval", "indicators")
     SYMBOLS_FIELD_NUMBER: _ClassVar[int]
     CHANNELS_FIELD_NUMBER: _ClassVar[int]
     CANDLE_INTERVAL_FIELD_NUMBER: _ClassVar[int]
+    INDICATORS_FIELD_NUMBER: _ClassVar[int]
     symbols: _containers.RepeatedScalarFieldContainer[str]
     channels: _containers.RepeatedScalarFieldContainer[Channel]
     candle_interval: _market_pb2.Interval
-    def __init__(self, symbols: _Optional[_Iterable[str]] = ..., channels: _Optional[_Iterable[_Union[Channel, str]]] = ..., candle_interval: _Optional[_Union[_market_pb2.Interval, str]] = ...) -> None: ...
+    indicators: _containers.RepeatedCompositeFieldContainer[_indicator_service_pb2.IndicatorSpec]
+    def __init__(self, symbols: _Optional[_Iterable[str]] = ..., channels: _Optional[_Iterable[_Union[Channel, str]]] = ..., candle_interval: _Optional[_Union[_market_pb2.Interval, str]] = ..., indicators: _Optional[_Iterable[_Union[_indicator_service_pb2.IndicatorSpec, _Mapping]]] = ...) -> None: ...
 
 class UnsubscribeCommand(_message.Message):
-    __slots__ = ("symbols", "channels", "candle_interval")
+    __slots__ = ("symbols", "channels", "candle_interval", "indicators")
     SYMBOLS_FIELD_NUMBER: _ClassVar[int]
     CHANNELS_FIELD_NUMBER: _ClassVar[int]
     CANDLE_INTERVAL_FIELD_NUMBER: _ClassVar[int]
+    INDICATORS_FIELD_NUMBER: _ClassVar[int]
     symbols: _containers.RepeatedScalarFieldContainer[str]
     channels: _containers.RepeatedScalarFieldContainer[Channel]
     candle_interval: _market_pb2.Interval
-    def __init__(self, symbols: _Optional[_Iterable[str]] = ..., channels: _Optional[_Iterable[_Union[Channel, str]]] = ..., candle_interval: _Optional[_Union[_market_pb2.Interval, str]] = ...) -> None: ...
+    indicators: _containers.RepeatedCompositeFieldContainer[_indicator_service_pb2.IndicatorSpec]
+    def __init__(self, symbols: _Optional[_Iterable[str]] = ..., channels: _Optional[_Iterable[_Union[Channel, str]]] = ..., candle_interval: _Optional[_Union[_market_pb2.Interval, str]] = ..., indicators: _Optional[_Iterable[_Union[_indicator_service_pb2.IndicatorSpec, _Mapping]]] = ...) -> None: ...
 
 class SessionRequest(_message.Message):
     __slots__ = ("command_id", "subscribe", "unsubscribe")
@@ -170,7 +208,7 @@ class SymbolStats(_message.Message):
     def __init__(self, symbol: _Optional[str] = ..., subscriptions: _Optional[int] = ...) -> None: ...
 
 class GetStreamStatsResponse(_message.Message):
-    __slots__ = ("connections", "subscriptions", "symbols", "events_in", "events_out", "events_dropped", "quotes_conflated")
+    __slots__ = ("connections", "subscriptions", "symbols", "events_in", "events_out", "events_dropped", "quotes_conflated", "live_indicators")
     CONNECTIONS_FIELD_NUMBER: _ClassVar[int]
     SUBSCRIPTIONS_FIELD_NUMBER: _ClassVar[int]
     SYMBOLS_FIELD_NUMBER: _ClassVar[int]
@@ -178,6 +216,7 @@ class GetStreamStatsResponse(_message.Message):
     EVENTS_OUT_FIELD_NUMBER: _ClassVar[int]
     EVENTS_DROPPED_FIELD_NUMBER: _ClassVar[int]
     QUOTES_CONFLATED_FIELD_NUMBER: _ClassVar[int]
+    LIVE_INDICATORS_FIELD_NUMBER: _ClassVar[int]
     connections: int
     subscriptions: int
     symbols: _containers.RepeatedCompositeFieldContainer[SymbolStats]
@@ -185,4 +224,5 @@ class GetStreamStatsResponse(_message.Message):
     events_out: int
     events_dropped: int
     quotes_conflated: int
-    def __init__(self, connections: _Optional[int] = ..., subscriptions: _Optional[int] = ..., symbols: _Optional[_Iterable[_Union[SymbolStats, _Mapping]]] = ..., events_in: _Optional[int] = ..., events_out: _Optional[int] = ..., events_dropped: _Optional[int] = ..., quotes_conflated: _Optional[int] = ...) -> None: ...
+    live_indicators: int
+    def __init__(self, connections: _Optional[int] = ..., subscriptions: _Optional[int] = ..., symbols: _Optional[_Iterable[_Union[SymbolStats, _Mapping]]] = ..., events_in: _Optional[int] = ..., events_out: _Optional[int] = ..., events_dropped: _Optional[int] = ..., quotes_conflated: _Optional[int] = ..., live_indicators: _Optional[int] = ...) -> None: ...

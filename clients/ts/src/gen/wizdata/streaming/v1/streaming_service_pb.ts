@@ -8,6 +8,8 @@ import { file_google_api_annotations } from "../../../google/api/annotations_pb.
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import { file_wizdata_auth_v1_access } from "../../auth/v1/access_pb.js";
+import type { IndicatorSpec } from "../../indicator/v1/indicator_service_pb.js";
+import { file_wizdata_indicator_v1_indicator_service } from "../../indicator/v1/indicator_service_pb.js";
 import type { Candle, Interval, Quote } from "../../type/v1/market_pb.js";
 import { file_wizdata_type_v1_market } from "../../type/v1/market_pb.js";
 import type { Message } from "@bufbuild/protobuf";
@@ -16,7 +18,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file wizdata/streaming/v1/streaming_service.proto.
  */
 export const file_wizdata_streaming_v1_streaming_service: GenFile = /*@__PURE__*/
-  fileDesc("Cix3aXpkYXRhL3N0cmVhbWluZy92MS9zdHJlYW1pbmdfc2VydmljZS5wcm90bxIUd2l6ZGF0YS5zdHJlYW1pbmcudjEiKQoKVHJhZGVQcmludBINCgVwcmljZRgBIAEoARIMCgRzaXplGAIgASgBImQKDENhbmRsZVVwZGF0ZRIrCghpbnRlcnZhbBgBIAEoDjIZLndpemRhdGEudHlwZS52MS5JbnRlcnZhbBInCgZjYW5kbGUYAiABKAsyFy53aXpkYXRhLnR5cGUudjEuQ2FuZGxlIkcKA0dhcBIPCgdkcm9wcGVkGAEgASgEEi8KBnJlYXNvbhgCIAEoDjIfLndpemRhdGEuc3RyZWFtaW5nLnYxLkdhcFJlYXNvbiLoAgoLTWFya2V0RXZlbnQSDgoGc3ltYm9sGAEgASgJEi4KB2NoYW5uZWwYAiABKA4yHS53aXpkYXRhLnN0cmVhbWluZy52MS5DaGFubmVsEhAKCHNlcXVlbmNlGAMgASgEEi4KCmV2ZW50X3RpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCHNuYXBzaG90GAUgASgIEicKBXF1b3RlGAYgASgLMhYud2l6ZGF0YS50eXBlLnYxLlF1b3RlSAASMQoFdHJhZGUYByABKAsyIC53aXpkYXRhLnN0cmVhbWluZy52MS5UcmFkZVByaW50SAASNAoGY2FuZGxlGAggASgLMiIud2l6ZGF0YS5zdHJlYW1pbmcudjEuQ2FuZGxlVXBkYXRlSAASKAoDZ2FwGAkgASgLMhkud2l6ZGF0YS5zdHJlYW1pbmcudjEuR2FwSABCCQoHcGF5bG9hZCI1CglIZWFydGJlYXQSKAoEdGltZRgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiiAEKEFN1YnNjcmliZVJlcXVlc3QSDwoHc3ltYm9scxgBIAMoCRIvCghjaGFubmVscxgCIAMoDjIdLndpemRhdGEuc3RyZWFtaW5nLnYxLkNoYW5uZWwSMgoPY2FuZGxlX2ludGVydmFsGAMgASgOMhkud2l6ZGF0YS50eXBlLnYxLkludGVydmFsIogBChFTdWJzY3JpYmVSZXNwb25zZRIyCgVldmVudBgBIAEoCzIhLndpemRhdGEuc3RyZWFtaW5nLnYxLk1hcmtldEV2ZW50SAASNAoJaGVhcnRiZWF0GAIgASgLMh8ud2l6ZGF0YS5zdHJlYW1pbmcudjEuSGVhcnRiZWF0SABCCQoHcGF5bG9hZCKIAQoQU3Vic2NyaWJlQ29tbWFuZBIPCgdzeW1ib2xzGAEgAygJEi8KCGNoYW5uZWxzGAIgAygOMh0ud2l6ZGF0YS5zdHJlYW1pbmcudjEuQ2hhbm5lbBIyCg9jYW5kbGVfaW50ZXJ2YWwYAyABKA4yGS53aXpkYXRhLnR5cGUudjEuSW50ZXJ2YWwiigEKElVuc3Vic2NyaWJlQ29tbWFuZBIPCgdzeW1ib2xzGAEgAygJEi8KCGNoYW5uZWxzGAIgAygOMh0ud2l6ZGF0YS5zdHJlYW1pbmcudjEuQ2hhbm5lbBIyCg9jYW5kbGVfaW50ZXJ2YWwYAyABKA4yGS53aXpkYXRhLnR5cGUudjEuSW50ZXJ2YWwirQEKDlNlc3Npb25SZXF1ZXN0EhIKCmNvbW1hbmRfaWQYASABKAkSOwoJc3Vic2NyaWJlGAIgASgLMiYud2l6ZGF0YS5zdHJlYW1pbmcudjEuU3Vic2NyaWJlQ29tbWFuZEgAEj8KC3Vuc3Vic2NyaWJlGAMgASgLMigud2l6ZGF0YS5zdHJlYW1pbmcudjEuVW5zdWJzY3JpYmVDb21tYW5kSABCCQoHY29tbWFuZCJdCgpDb21tYW5kQWNrEhIKCmNvbW1hbmRfaWQYASABKAkSDAoEY29kZRgCIAEoBRIPCgdtZXNzYWdlGAMgASgJEhwKFGFjdGl2ZV9zdWJzY3JpcHRpb25zGAQgASgNIrcBCg9TZXNzaW9uUmVzcG9uc2USLwoDYWNrGAEgASgLMiAud2l6ZGF0YS5zdHJlYW1pbmcudjEuQ29tbWFuZEFja0gAEjIKBWV2ZW50GAIgASgLMiEud2l6ZGF0YS5zdHJlYW1pbmcudjEuTWFya2V0RXZlbnRIABI0CgloZWFydGJlYXQYAyABKAsyHy53aXpkYXRhLnN0cmVhbWluZy52MS5IZWFydGJlYXRIAEIJCgdwYXlsb2FkIhcKFUdldFN0cmVhbVN0YXRzUmVxdWVzdCI0CgtTeW1ib2xTdGF0cxIOCgZzeW1ib2wYASABKAkSFQoNc3Vic2NyaXB0aW9ucxgCIAEoBCLRAQoWR2V0U3RyZWFtU3RhdHNSZXNwb25zZRITCgtjb25uZWN0aW9ucxgBIAEoBBIVCg1zdWJzY3JpcHRpb25zGAIgASgEEjIKB3N5bWJvbHMYAyADKAsyIS53aXpkYXRhLnN0cmVhbWluZy52MS5TeW1ib2xTdGF0cxIRCglldmVudHNfaW4YBCABKAQSEgoKZXZlbnRzX291dBgFIAEoBBIWCg5ldmVudHNfZHJvcHBlZBgGIAEoBBIYChBxdW90ZXNfY29uZmxhdGVkGAcgASgEKl8KB0NoYW5uZWwSFwoTQ0hBTk5FTF9VTlNQRUNJRklFRBAAEhIKDkNIQU5ORUxfUVVPVEVTEAESEgoOQ0hBTk5FTF9UUkFERVMQAhITCg9DSEFOTkVMX0NBTkRMRVMQAyqIAQoJR2FwUmVhc29uEhoKFkdBUF9SRUFTT05fVU5TUEVDSUZJRUQQABIgChxHQVBfUkVBU09OX1NVQlNDUklCRVJfQkVISU5EEAESHQoZR0FQX1JFQVNPTl9SRVBMSUNBX0JFSElORBACEh4KGkdBUF9SRUFTT05fQlVTX0lOVEVSUlVQVEVEEAMysAMKEFN0cmVhbWluZ1NlcnZpY2USiQEKCVN1YnNjcmliZRImLndpemRhdGEuc3RyZWFtaW5nLnYxLlN1YnNjcmliZVJlcXVlc3QaJy53aXpkYXRhLnN0cmVhbWluZy52MS5TdWJzY3JpYmVSZXNwb25zZSIporsYEAoOc3RyZWFtaW5nOnJlYWSC0+STAg8SDS92MS9zdWJzY3JpYmUwARJwCgdTZXNzaW9uEiQud2l6ZGF0YS5zdHJlYW1pbmcudjEuU2Vzc2lvblJlcXVlc3QaJS53aXpkYXRhLnN0cmVhbWluZy52MS5TZXNzaW9uUmVzcG9uc2UiFKK7GBAKDnN0cmVhbWluZzpyZWFkKAEwARKdAQoOR2V0U3RyZWFtU3RhdHMSKy53aXpkYXRhLnN0cmVhbWluZy52MS5HZXRTdHJlYW1TdGF0c1JlcXVlc3QaLC53aXpkYXRhLnN0cmVhbWluZy52MS5HZXRTdHJlYW1TdGF0c1Jlc3BvbnNlIjCQAgGiuxgQCg5zdHJlYW1pbmc6cmVhZILT5JMCExIRL3YxL3N0cmVhbXMvc3RhdHNiBnByb3RvMw", [file_google_api_annotations, file_google_protobuf_timestamp, file_wizdata_auth_v1_access, file_wizdata_type_v1_market]);
+  fileDesc("Cix3aXpkYXRhL3N0cmVhbWluZy92MS9zdHJlYW1pbmdfc2VydmljZS5wcm90bxIUd2l6ZGF0YS5zdHJlYW1pbmcudjEiKQoKVHJhZGVQcmludBINCgVwcmljZRgBIAEoARIMCgRzaXplGAIgASgBImQKDENhbmRsZVVwZGF0ZRIrCghpbnRlcnZhbBgBIAEoDjIZLndpemRhdGEudHlwZS52MS5JbnRlcnZhbBInCgZjYW5kbGUYAiABKAsyFy53aXpkYXRhLnR5cGUudjEuQ2FuZGxlIu4CCg9JbmRpY2F0b3JVcGRhdGUSKwoIaW50ZXJ2YWwYASABKA4yGS53aXpkYXRhLnR5cGUudjEuSW50ZXJ2YWwSMQoEc3BlYxgCIAEoCzIjLndpemRhdGEuaW5kaWNhdG9yLnYxLkluZGljYXRvclNwZWMSLAoIYmFyX3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg4KBmNsb3NlZBgEIAEoCBJBCgZ2YWx1ZXMYBSADKAsyMS53aXpkYXRhLnN0cmVhbWluZy52MS5JbmRpY2F0b3JVcGRhdGUuVmFsdWVzRW50cnkSEwoLYmFyc19uZWVkZWQYBiABKA0SNgoSY29ycmVjdGVkX2Jhcl90aW1lGAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBotCgtWYWx1ZXNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAE6AjgBIn8KA0dhcBIPCgdkcm9wcGVkGAEgASgEEi8KBnJlYXNvbhgCIAEoDjIfLndpemRhdGEuc3RyZWFtaW5nLnYxLkdhcFJlYXNvbhI2CglpbmRpY2F0b3IYAyABKAsyIy53aXpkYXRhLmluZGljYXRvci52MS5JbmRpY2F0b3JTcGVjIqQDCgtNYXJrZXRFdmVudBIOCgZzeW1ib2wYASABKAkSLgoHY2hhbm5lbBgCIAEoDjIdLndpemRhdGEuc3RyZWFtaW5nLnYxLkNoYW5uZWwSEAoIc2VxdWVuY2UYAyABKAQSLgoKZXZlbnRfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEAoIc25hcHNob3QYBSABKAgSJwoFcXVvdGUYBiABKAsyFi53aXpkYXRhLnR5cGUudjEuUXVvdGVIABIxCgV0cmFkZRgHIAEoCzIgLndpemRhdGEuc3RyZWFtaW5nLnYxLlRyYWRlUHJpbnRIABI0CgZjYW5kbGUYCCABKAsyIi53aXpkYXRhLnN0cmVhbWluZy52MS5DYW5kbGVVcGRhdGVIABIoCgNnYXAYCSABKAsyGS53aXpkYXRhLnN0cmVhbWluZy52MS5HYXBIABI6CglpbmRpY2F0b3IYCiABKAsyJS53aXpkYXRhLnN0cmVhbWluZy52MS5JbmRpY2F0b3JVcGRhdGVIAEIJCgdwYXlsb2FkIjUKCUhlYXJ0YmVhdBIoCgR0aW1lGAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCLBAQoQU3Vic2NyaWJlUmVxdWVzdBIPCgdzeW1ib2xzGAEgAygJEi8KCGNoYW5uZWxzGAIgAygOMh0ud2l6ZGF0YS5zdHJlYW1pbmcudjEuQ2hhbm5lbBIyCg9jYW5kbGVfaW50ZXJ2YWwYAyABKA4yGS53aXpkYXRhLnR5cGUudjEuSW50ZXJ2YWwSNwoKaW5kaWNhdG9ycxgEIAMoCzIjLndpemRhdGEuaW5kaWNhdG9yLnYxLkluZGljYXRvclNwZWMiiAEKEVN1YnNjcmliZVJlc3BvbnNlEjIKBWV2ZW50GAEgASgLMiEud2l6ZGF0YS5zdHJlYW1pbmcudjEuTWFya2V0RXZlbnRIABI0CgloZWFydGJlYXQYAiABKAsyHy53aXpkYXRhLnN0cmVhbWluZy52MS5IZWFydGJlYXRIAEIJCgdwYXlsb2FkIsEBChBTdWJzY3JpYmVDb21tYW5kEg8KB3N5bWJvbHMYASADKAkSLwoIY2hhbm5lbHMYAiADKA4yHS53aXpkYXRhLnN0cmVhbWluZy52MS5DaGFubmVsEjIKD2NhbmRsZV9pbnRlcnZhbBgDIAEoDjIZLndpemRhdGEudHlwZS52MS5JbnRlcnZhbBI3CgppbmRpY2F0b3JzGAQgAygLMiMud2l6ZGF0YS5pbmRpY2F0b3IudjEuSW5kaWNhdG9yU3BlYyLDAQoSVW5zdWJzY3JpYmVDb21tYW5kEg8KB3N5bWJvbHMYASADKAkSLwoIY2hhbm5lbHMYAiADKA4yHS53aXpkYXRhLnN0cmVhbWluZy52MS5DaGFubmVsEjIKD2NhbmRsZV9pbnRlcnZhbBgDIAEoDjIZLndpemRhdGEudHlwZS52MS5JbnRlcnZhbBI3CgppbmRpY2F0b3JzGAQgAygLMiMud2l6ZGF0YS5pbmRpY2F0b3IudjEuSW5kaWNhdG9yU3BlYyKtAQoOU2Vzc2lvblJlcXVlc3QSEgoKY29tbWFuZF9pZBgBIAEoCRI7CglzdWJzY3JpYmUYAiABKAsyJi53aXpkYXRhLnN0cmVhbWluZy52MS5TdWJzY3JpYmVDb21tYW5kSAASPwoLdW5zdWJzY3JpYmUYAyABKAsyKC53aXpkYXRhLnN0cmVhbWluZy52MS5VbnN1YnNjcmliZUNvbW1hbmRIAEIJCgdjb21tYW5kIl0KCkNvbW1hbmRBY2sSEgoKY29tbWFuZF9pZBgBIAEoCRIMCgRjb2RlGAIgASgFEg8KB21lc3NhZ2UYAyABKAkSHAoUYWN0aXZlX3N1YnNjcmlwdGlvbnMYBCABKA0itwEKD1Nlc3Npb25SZXNwb25zZRIvCgNhY2sYASABKAsyIC53aXpkYXRhLnN0cmVhbWluZy52MS5Db21tYW5kQWNrSAASMgoFZXZlbnQYAiABKAsyIS53aXpkYXRhLnN0cmVhbWluZy52MS5NYXJrZXRFdmVudEgAEjQKCWhlYXJ0YmVhdBgDIAEoCzIfLndpemRhdGEuc3RyZWFtaW5nLnYxLkhlYXJ0YmVhdEgAQgkKB3BheWxvYWQiFwoVR2V0U3RyZWFtU3RhdHNSZXF1ZXN0IjQKC1N5bWJvbFN0YXRzEg4KBnN5bWJvbBgBIAEoCRIVCg1zdWJzY3JpcHRpb25zGAIgASgEIuoBChZHZXRTdHJlYW1TdGF0c1Jlc3BvbnNlEhMKC2Nvbm5lY3Rpb25zGAEgASgEEhUKDXN1YnNjcmlwdGlvbnMYAiABKAQSMgoHc3ltYm9scxgDIAMoCzIhLndpemRhdGEuc3RyZWFtaW5nLnYxLlN5bWJvbFN0YXRzEhEKCWV2ZW50c19pbhgEIAEoBBISCgpldmVudHNfb3V0GAUgASgEEhYKDmV2ZW50c19kcm9wcGVkGAYgASgEEhgKEHF1b3Rlc19jb25mbGF0ZWQYByABKAQSFwoPbGl2ZV9pbmRpY2F0b3JzGAggASgEKncKB0NoYW5uZWwSFwoTQ0hBTk5FTF9VTlNQRUNJRklFRBAAEhIKDkNIQU5ORUxfUVVPVEVTEAESEgoOQ0hBTk5FTF9UUkFERVMQAhITCg9DSEFOTkVMX0NBTkRMRVMQAxIWChJDSEFOTkVMX0lORElDQVRPUlMQBCqIAQoJR2FwUmVhc29uEhoKFkdBUF9SRUFTT05fVU5TUEVDSUZJRUQQABIgChxHQVBfUkVBU09OX1NVQlNDUklCRVJfQkVISU5EEAESHQoZR0FQX1JFQVNPTl9SRVBMSUNBX0JFSElORBACEh4KGkdBUF9SRUFTT05fQlVTX0lOVEVSUlVQVEVEEAMysAMKEFN0cmVhbWluZ1NlcnZpY2USiQEKCVN1YnNjcmliZRImLndpemRhdGEuc3RyZWFtaW5nLnYxLlN1YnNjcmliZVJlcXVlc3QaJy53aXpkYXRhLnN0cmVhbWluZy52MS5TdWJzY3JpYmVSZXNwb25zZSIporsYEAoOc3RyZWFtaW5nOnJlYWSC0+STAg8SDS92MS9zdWJzY3JpYmUwARJwCgdTZXNzaW9uEiQud2l6ZGF0YS5zdHJlYW1pbmcudjEuU2Vzc2lvblJlcXVlc3QaJS53aXpkYXRhLnN0cmVhbWluZy52MS5TZXNzaW9uUmVzcG9uc2UiFKK7GBAKDnN0cmVhbWluZzpyZWFkKAEwARKdAQoOR2V0U3RyZWFtU3RhdHMSKy53aXpkYXRhLnN0cmVhbWluZy52MS5HZXRTdHJlYW1TdGF0c1JlcXVlc3QaLC53aXpkYXRhLnN0cmVhbWluZy52MS5HZXRTdHJlYW1TdGF0c1Jlc3BvbnNlIjCQAgGiuxgQCg5zdHJlYW1pbmc6cmVhZILT5JMCExIRL3YxL3N0cmVhbXMvc3RhdHNiBnByb3RvMw", [file_google_api_annotations, file_google_protobuf_timestamp, file_wizdata_auth_v1_access, file_wizdata_indicator_v1_indicator_service, file_wizdata_type_v1_market]);
 
 /**
  * @generated from message wizdata.streaming.v1.TradePrint
@@ -63,6 +65,78 @@ export const CandleUpdateSchema: GenMessage<CandleUpdate> = /*@__PURE__*/
   messageDesc(file_wizdata_streaming_v1_streaming_service, 1);
 
 /**
+ * One indicator's values at one bar, computed by the indicator engine's
+ * incremental studies from the symbol's stored candles (the range an
+ * unbounded ComputeIndicators reads) and then from live candle updates, so
+ * the values equal ComputeIndicators' over the same candles.
+ *
+ * @generated from message wizdata.streaming.v1.IndicatorUpdate
+ */
+export type IndicatorUpdate = Message<"wizdata.streaming.v1.IndicatorUpdate"> & {
+  /**
+   * @generated from field: wizdata.type.v1.Interval interval = 1;
+   */
+  interval: Interval;
+
+  /**
+   * The indicator under its canonical name, every parameter set (the
+   * defaults filled in): the same for every way of asking for it.
+   *
+   * @generated from field: wizdata.indicator.v1.IndicatorSpec spec = 2;
+   */
+  spec?: IndicatorSpec | undefined;
+
+  /**
+   * Open time of the bar the values belong to; unset while warming up.
+   *
+   * @generated from field: google.protobuf.Timestamp bar_time = 3;
+   */
+  barTime?: Timestamp | undefined;
+
+  /**
+   * False while the bar is open (the value is provisional and moves with
+   * the bar); true once the bar has closed and the value is final.
+   *
+   * @generated from field: bool closed = 4;
+   */
+  closed: boolean;
+
+  /**
+   * One value per output, by the output names ListIndicators gives. Empty
+   * while the indicator is warming up (bars_needed > 0).
+   *
+   * @generated from field: map<string, double> values = 5;
+   */
+  values: { [key: string]: number };
+
+  /**
+   * More closed bars the indicator needs before its first value; 0 once it
+   * has values. Stored history shorter than the indicator's lookback gives
+   * a snapshot with no values and this count.
+   *
+   * @generated from field: uint32 bars_needed = 6;
+   */
+  barsNeeded: number;
+
+  /**
+   * Set on a correction: a trade or an import changed this bar after it had
+   * closed, so every value from it on was recomputed from stored history.
+   * The values are then the latest ones; read earlier ones again with
+   * ComputeIndicators.
+   *
+   * @generated from field: google.protobuf.Timestamp corrected_bar_time = 7;
+   */
+  correctedBarTime?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message wizdata.streaming.v1.IndicatorUpdate.
+ * Use `create(IndicatorUpdateSchema)` to create a new message.
+ */
+export const IndicatorUpdateSchema: GenMessage<IndicatorUpdate> = /*@__PURE__*/
+  messageDesc(file_wizdata_streaming_v1_streaming_service, 2);
+
+/**
  * Events were lost for this symbol and channel. The gap's sequence number
  * is past every lost one, so the numbers jump even for a client that
  * skips gaps.
@@ -81,6 +155,13 @@ export type Gap = Message<"wizdata.streaming.v1.Gap"> & {
    * @generated from field: wizdata.streaming.v1.GapReason reason = 2;
    */
   reason: GapReason;
+
+  /**
+   * For CHANNEL_INDICATORS: the indicator whose events were lost.
+   *
+   * @generated from field: wizdata.indicator.v1.IndicatorSpec indicator = 3;
+   */
+  indicator?: IndicatorSpec | undefined;
 };
 
 /**
@@ -88,7 +169,7 @@ export type Gap = Message<"wizdata.streaming.v1.Gap"> & {
  * Use `create(GapSchema)` to create a new message.
  */
 export const GapSchema: GenMessage<Gap> = /*@__PURE__*/
-  messageDesc(file_wizdata_streaming_v1_streaming_service, 2);
+  messageDesc(file_wizdata_streaming_v1_streaming_service, 3);
 
 /**
  * @generated from message wizdata.streaming.v1.MarketEvent
@@ -152,6 +233,12 @@ export type MarketEvent = Message<"wizdata.streaming.v1.MarketEvent"> & {
      */
     value: Gap;
     case: "gap";
+  } | {
+    /**
+     * @generated from field: wizdata.streaming.v1.IndicatorUpdate indicator = 10;
+     */
+    value: IndicatorUpdate;
+    case: "indicator";
   } | { case: undefined; value?: undefined };
 };
 
@@ -160,7 +247,7 @@ export type MarketEvent = Message<"wizdata.streaming.v1.MarketEvent"> & {
  * Use `create(MarketEventSchema)` to create a new message.
  */
 export const MarketEventSchema: GenMessage<MarketEvent> = /*@__PURE__*/
-  messageDesc(file_wizdata_streaming_v1_streaming_service, 3);
+  messageDesc(file_wizdata_streaming_v1_streaming_service, 4);
 
 /**
  * @generated from message wizdata.streaming.v1.Heartbeat
@@ -177,7 +264,7 @@ export type Heartbeat = Message<"wizdata.streaming.v1.Heartbeat"> & {
  * Use `create(HeartbeatSchema)` to create a new message.
  */
 export const HeartbeatSchema: GenMessage<Heartbeat> = /*@__PURE__*/
-  messageDesc(file_wizdata_streaming_v1_streaming_service, 4);
+  messageDesc(file_wizdata_streaming_v1_streaming_service, 5);
 
 /**
  * @generated from message wizdata.streaming.v1.SubscribeRequest
@@ -194,11 +281,20 @@ export type SubscribeRequest = Message<"wizdata.streaming.v1.SubscribeRequest"> 
   channels: Channel[];
 
   /**
-   * Required when channels include CHANNEL_CANDLES.
+   * Required when channels include CHANNEL_CANDLES or CHANNEL_INDICATORS.
    *
    * @generated from field: wizdata.type.v1.Interval candle_interval = 3;
    */
   candleInterval: Interval;
+
+  /**
+   * Required when channels include CHANNEL_INDICATORS: the indicators to
+   * stream, checked as ComputeIndicators checks them. Each counts as one
+   * subscription per symbol.
+   *
+   * @generated from field: repeated wizdata.indicator.v1.IndicatorSpec indicators = 4;
+   */
+  indicators: IndicatorSpec[];
 };
 
 /**
@@ -206,7 +302,7 @@ export type SubscribeRequest = Message<"wizdata.streaming.v1.SubscribeRequest"> 
  * Use `create(SubscribeRequestSchema)` to create a new message.
  */
 export const SubscribeRequestSchema: GenMessage<SubscribeRequest> = /*@__PURE__*/
-  messageDesc(file_wizdata_streaming_v1_streaming_service, 5);
+  messageDesc(file_wizdata_streaming_v1_streaming_service, 6);
 
 /**
  * @generated from message wizdata.streaming.v1.SubscribeResponse
@@ -235,7 +331,7 @@ export type SubscribeResponse = Message<"wizdata.streaming.v1.SubscribeResponse"
  * Use `create(SubscribeResponseSchema)` to create a new message.
  */
 export const SubscribeResponseSchema: GenMessage<SubscribeResponse> = /*@__PURE__*/
-  messageDesc(file_wizdata_streaming_v1_streaming_service, 6);
+  messageDesc(file_wizdata_streaming_v1_streaming_service, 7);
 
 /**
  * @generated from message wizdata.streaming.v1.SubscribeCommand
@@ -255,6 +351,11 @@ export type SubscribeCommand = Message<"wizdata.streaming.v1.SubscribeCommand"> 
    * @generated from field: wizdata.type.v1.Interval candle_interval = 3;
    */
   candleInterval: Interval;
+
+  /**
+   * @generated from field: repeated wizdata.indicator.v1.IndicatorSpec indicators = 4;
+   */
+  indicators: IndicatorSpec[];
 };
 
 /**
@@ -262,7 +363,7 @@ export type SubscribeCommand = Message<"wizdata.streaming.v1.SubscribeCommand"> 
  * Use `create(SubscribeCommandSchema)` to create a new message.
  */
 export const SubscribeCommandSchema: GenMessage<SubscribeCommand> = /*@__PURE__*/
-  messageDesc(file_wizdata_streaming_v1_streaming_service, 7);
+  messageDesc(file_wizdata_streaming_v1_streaming_service, 8);
 
 /**
  * @generated from message wizdata.streaming.v1.UnsubscribeCommand
@@ -282,6 +383,11 @@ export type UnsubscribeCommand = Message<"wizdata.streaming.v1.UnsubscribeComman
    * @generated from field: wizdata.type.v1.Interval candle_interval = 3;
    */
   candleInterval: Interval;
+
+  /**
+   * @generated from field: repeated wizdata.indicator.v1.IndicatorSpec indicators = 4;
+   */
+  indicators: IndicatorSpec[];
 };
 
 /**
@@ -289,7 +395,7 @@ export type UnsubscribeCommand = Message<"wizdata.streaming.v1.UnsubscribeComman
  * Use `create(UnsubscribeCommandSchema)` to create a new message.
  */
 export const UnsubscribeCommandSchema: GenMessage<UnsubscribeCommand> = /*@__PURE__*/
-  messageDesc(file_wizdata_streaming_v1_streaming_service, 8);
+  messageDesc(file_wizdata_streaming_v1_streaming_service, 9);
 
 /**
  * @generated from message wizdata.streaming.v1.SessionRequest
@@ -325,7 +431,7 @@ export type SessionRequest = Message<"wizdata.streaming.v1.SessionRequest"> & {
  * Use `create(SessionRequestSchema)` to create a new message.
  */
 export const SessionRequestSchema: GenMessage<SessionRequest> = /*@__PURE__*/
-  messageDesc(file_wizdata_streaming_v1_streaming_service, 9);
+  messageDesc(file_wizdata_streaming_v1_streaming_service, 10);
 
 /**
  * @generated from message wizdata.streaming.v1.CommandAck
@@ -361,7 +467,7 @@ export type CommandAck = Message<"wizdata.streaming.v1.CommandAck"> & {
  * Use `create(CommandAckSchema)` to create a new message.
  */
 export const CommandAckSchema: GenMessage<CommandAck> = /*@__PURE__*/
-  messageDesc(file_wizdata_streaming_v1_streaming_service, 10);
+  messageDesc(file_wizdata_streaming_v1_streaming_service, 11);
 
 /**
  * @generated from message wizdata.streaming.v1.SessionResponse
@@ -396,7 +502,7 @@ export type SessionResponse = Message<"wizdata.streaming.v1.SessionResponse"> & 
  * Use `create(SessionResponseSchema)` to create a new message.
  */
 export const SessionResponseSchema: GenMessage<SessionResponse> = /*@__PURE__*/
-  messageDesc(file_wizdata_streaming_v1_streaming_service, 11);
+  messageDesc(file_wizdata_streaming_v1_streaming_service, 12);
 
 /**
  * @generated from message wizdata.streaming.v1.GetStreamStatsRequest
@@ -409,7 +515,7 @@ export type GetStreamStatsRequest = Message<"wizdata.streaming.v1.GetStreamStats
  * Use `create(GetStreamStatsRequestSchema)` to create a new message.
  */
 export const GetStreamStatsRequestSchema: GenMessage<GetStreamStatsRequest> = /*@__PURE__*/
-  messageDesc(file_wizdata_streaming_v1_streaming_service, 12);
+  messageDesc(file_wizdata_streaming_v1_streaming_service, 13);
 
 /**
  * @generated from message wizdata.streaming.v1.SymbolStats
@@ -431,7 +537,7 @@ export type SymbolStats = Message<"wizdata.streaming.v1.SymbolStats"> & {
  * Use `create(SymbolStatsSchema)` to create a new message.
  */
 export const SymbolStatsSchema: GenMessage<SymbolStats> = /*@__PURE__*/
-  messageDesc(file_wizdata_streaming_v1_streaming_service, 13);
+  messageDesc(file_wizdata_streaming_v1_streaming_service, 14);
 
 /**
  * @generated from message wizdata.streaming.v1.GetStreamStatsResponse
@@ -471,6 +577,14 @@ export type GetStreamStatsResponse = Message<"wizdata.streaming.v1.GetStreamStat
    * @generated from field: uint64 quotes_conflated = 7;
    */
   quotesConflated: bigint;
+
+  /**
+   * Live indicator computations running on this replica: one per symbol,
+   * interval and indicator, however many subscribers share it.
+   *
+   * @generated from field: uint64 live_indicators = 8;
+   */
+  liveIndicators: bigint;
 };
 
 /**
@@ -478,7 +592,7 @@ export type GetStreamStatsResponse = Message<"wizdata.streaming.v1.GetStreamStat
  * Use `create(GetStreamStatsResponseSchema)` to create a new message.
  */
 export const GetStreamStatsResponseSchema: GenMessage<GetStreamStatsResponse> = /*@__PURE__*/
-  messageDesc(file_wizdata_streaming_v1_streaming_service, 14);
+  messageDesc(file_wizdata_streaming_v1_streaming_service, 15);
 
 /**
  * @generated from enum wizdata.streaming.v1.Channel
@@ -509,6 +623,17 @@ export enum Channel {
    * @generated from enum value: CHANNEL_CANDLES = 3;
    */
   CANDLES = 3,
+
+  /**
+   * Live values of the subscription's indicators over candles of its
+   * candle_interval: the latest values on subscribe, a provisional value at
+   * every update of the open bar, the final value when it closes, and a
+   * correction when a late trade changes a closed bar. Each indicator is
+   * its own sequence of events.
+   *
+   * @generated from enum value: CHANNEL_INDICATORS = 4;
+   */
+  INDICATORS = 4,
 }
 
 /**
