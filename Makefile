@@ -99,9 +99,14 @@ bench:
 	target/release/wizdata bench --target http://$(BENCH_ADDR) --api-key $$key candles
 
 ## bench-indicators: ns/bar of every indicator over 1,000,000 bars (criterion),
-## next to TA-Lib's on the same bars timed in the same run, with the ratio
+## next to TA-Lib's, Tulip's and kand's on the same bars timed in the same run,
+## with the ratio to the fastest
 BENCH_BARS := target/bench/bars-1m.f64
-bench-indicators: $(PYTHON)
+BENCH_PEERS := .venv/.bench-peers
+$(BENCH_PEERS): bench/requirements.txt $(PYTHON)
+	$(PYTHON) -m pip install -q --disable-pip-version-check -r bench/requirements.txt
+	touch $@
+bench-indicators: $(PYTHON) $(BENCH_PEERS)
 	$(PYTHON) bench/indicators.py bars $(BENCH_BARS)
 	WIZDATA_BENCH_BARS=$(abspath $(BENCH_BARS)) $(CARGO) bench -p wizdata-indicator --bench indicators
 	$(PYTHON) bench/indicators.py compare $(BENCH_BARS) target/criterion

@@ -1,7 +1,7 @@
 //! Directional movement: +DI, -DI and ADX, with Wilder's smoothing exactly
 //! as TA-Lib runs it.
 
-use super::{Bar, Study, is_zero, true_range};
+use super::{Bar, Bars, Study, by_machine, is_zero, kernels, true_range};
 
 /// One bar's directional movement against the bar before.
 struct Movement {
@@ -114,6 +114,15 @@ impl Study for DirectionalIndex {
         };
         true
     }
+
+    fn series(&self, bars: &Bars, outputs: usize) -> (usize, Vec<Vec<f64>>) {
+        if self.period == 1 {
+            return by_machine(self.clone(), bars, outputs);
+        }
+        let plus_side = self.side == Side::Plus;
+        let (begin, values) = kernels::directional_index(&bars.high, &bars.low, &bars.close, self.period, plus_side);
+        (begin, vec![values])
+    }
 }
 
 /// Average Directional Index: the mean of the first `period` DX values, then
@@ -173,5 +182,10 @@ impl Study for Adx {
         }
         out[0] = self.value;
         true
+    }
+
+    fn series(&self, bars: &Bars, _outputs: usize) -> (usize, Vec<Vec<f64>>) {
+        let (begin, values) = kernels::adx(&bars.high, &bars.low, &bars.close, self.period);
+        (begin, vec![values])
     }
 }

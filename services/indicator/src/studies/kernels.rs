@@ -14,7 +14,7 @@
 //! every kernel to its machine within 1e-12 relative over random bars and
 //! parameters, and the TA-Lib oracle holds both within 1e-9.
 
-use super::true_range;
+use super::{is_zero, true_range};
 
 /// The values of a series from its first bar with a value: `(begin, values)`.
 pub type Series = (usize, Vec<f64>);
@@ -155,6 +155,96 @@ pub fn atr(high: &[f64], low: &[f64], close: &[f64], period: usize) -> Series {
         value = value * keep + range * weight;
         *slot = value;
     }
+    (begin, out)
+}
+
+/// One bar's +DM, -DM and true range against the bar before, branch-free:
+/// the larger of the up and down moves counts when it is positive.
+#[inline(always)]
+fn movement(high: &[f64], low: &[f64], close: &[f64], index: usize) -> (f64, f64, f64) {
+    let up = high[index] - high[index - 1];
+    let down = low[index - 1] - low[index];
+    let plus = if up > down && up > 0.0 { up } else { 0.0 };
+    let minus = if down > up && down > 0.0 { down } else { 0.0 };
+    (plus, minus, true_range(high[index], low[index], close[index - 1]))
+}
+
+/// Wilder's smoothing of +DM, -DM and true range as TA-Lib runs it: the
+/// first `period - 1` movements summed, then `x - x / period + new` (kept in
+/// that form: the DIs divide one smoothed sum by another, and DX subtracts
+/// the DIs, so these sums must be the machine's to the bit). Calls `each`
+/// with the bar's index and the smoothed sums from the `period`-th movement
+/// on. Periods of 1 are the machines' (raw movements, no smoothing).
+#[inline(always)]
+fn for_each_smoothed(
+    high: &[f64],
+    low: &[f64],
+    close: &[f64],
+    period: usize,
+    mut each: impl FnMut(usize, f64, f64, f64),
+) {
+    let count = close.len();
+    let (high, low, close) = (&high[..count], &low[..count], &close[..count]);
+    let (mut plus, mut minus, mut range) = (0.0, 0.0, 0.0);
+    for index in 1..period.min(count) {
+        let (p, m, r) = movement(high, low, close, index);
+        plus += p;
+        minus += m;
+        range += r;
+    }
+    let divisor = period as f64;
+    for index in period.max(1)..count {
+        let (p, m, r) = movement(high, low, close, index);
+        plus = plus - (plus / divisor) + p;
+        minus = minus - (minus / divisor) + m;
+        range = range - (range / divisor) + r;
+        each(index, plus, minus, range);
+    }
+}
+
+/// +DI or -DI (period 2 or more): the smoothed movement over the smoothed
+/// range, 0 where the range is (nearly) zero.
+pub fn directional_index(high: &[f64], low: &[f64], close: &[f64], period: usize, plus_side: bool) -> Series {
+    let count = close.len();
+    let begin = period.min(count);
+    let mut out = output(count, begin);
+    for_each_smoothed(high, low, close, period, |index, plus, minus, range| {
+        let movement = if plus_side { plus } else { minus };
+        out[index - period] = if is_zero(range) { 0.0 } else { 100.0 * (movement / range) };
+    });
+    (begin, out)
+}
+
+/// ADX: DX from the smoothed sums, the mean of its first `period` values,
+/// then Wilder's smoothing; a bar whose DX is undefined (a zero range or
+/// zero DIs) keeps the previous ADX, as TA-Lib does.
+pub fn adx(high: &[f64], low: &[f64], close: &[f64], period: usize) -> Series {
+    let count = close.len();
+    let lookback = 2 * period - 1;
+    let begin = lookback.min(count);
+    let mut out = output(count, begin);
+    let divisor = period as f64;
+    let (mut seen, mut total, mut value) = (0, 0.0, 0.0);
+    for_each_smoothed(high, low, close, period, |index, plus, minus, range| {
+        let dx = if is_zero(range) {
+            None
+        } else {
+            let (plus, minus) = (100.0 * (plus / range), 100.0 * (minus / range));
+            let sum = minus + plus;
+            (!is_zero(sum)).then(|| 100.0 * ((minus - plus).abs() / sum))
+        };
+        seen += 1;
+        if seen <= period {
+            total += dx.unwrap_or(0.0);
+            if seen < period {
+                return;
+            }
+            value = total / divisor;
+        } else if let Some(dx) = dx {
+            value = ((value * (divisor - 1.0)) + dx) / divisor;
+        }
+        out[index - lookback] = value;
+    });
     (begin, out)
 }
 
@@ -340,7 +430,8 @@ mod tests {
     use proptest::prelude::*;
 
     use super::super::{
-        Atr, Bar, Bars, Bbands, Cci, Ema, MaType, Macd, Obv, Rsi, Sma, Stoch, Study, WillR, Wma, by_machine,
+        Adx, Atr, Bar, Bars, Bbands, Cci, DirectionalIndex, Ema, MaType, Macd, Obv, Rsi, Side, Sma, Stoch, Study,
+        WillR, Wma, by_machine,
     };
 
     /// Random bars: a walk of closes with highs and lows around them, flat
@@ -406,6 +497,9 @@ mod tests {
             agree(Cci::new(period), &bars, 1)?;
             agree(Macd::new(smoothing.0, period, smoothing.1), &bars, 3)?;
             agree(Macd::new(period, smoothing.0, smoothing.1), &bars, 3)?;
+            agree(DirectionalIndex::new(Side::Plus, period), &bars, 1)?;
+            agree(DirectionalIndex::new(Side::Minus, period), &bars, 1)?;
+            agree(Adx::new(period.max(2)), &bars, 1)?;
         }
     }
 }
