@@ -208,10 +208,29 @@ async fn subscribers_of_one_indicator_share_one_computation_and_a_short_history_
     let (event, update) = next_update(&mut short).await;
     assert!(event.snapshot && update.values.is_empty());
     assert_eq!(update.bars_needed, 15 - 3, "RSI(14) needs 15 bars; 3 are stored");
+    // One bar short: the next bar brings the first (provisional) value,
+    // ComputeIndicators' over the same four bars.
+    let sma = spec("SMA", &[("time_period", 4.0)]);
+    let mut almost = client.subscribe(subscription(&["TSLA"], vec![sma.clone()])).await.unwrap().into_inner();
+    let (_, update) = next_update(&mut almost).await;
+    assert!(update.values.is_empty());
+    assert_eq!(update.bars_needed, 1);
+    ingest_accepted(&mesh, vec![trade("TSLA", now_seconds(), 250.0, 1.0)]).await;
+    let (event, first) = next_update(&mut almost).await;
+    assert!(!event.snapshot && first.bars_needed == 0, "{first:?}");
+    let request = ComputeIndicatorsRequest {
+        symbol: "TSLA".into(),
+        interval: Interval::OneMinute as i32,
+        indicators: vec![sma],
+        ..Default::default()
+    };
+    let computed = mesh.indicators().await.compute_indicators(request).await.unwrap().into_inner();
+    assert_eq!(computed.times.len(), 4);
+    assert_matches(&first, &computed);
 
     let mut streaming = mesh.streaming().await;
     let stats = streaming.get_stream_stats(GetStreamStatsRequest {}).await.unwrap().into_inner();
-    assert_eq!(stats.live_indicators, 2, "one for MSFT's RSI, however many subscribe, and one for TSLA's");
+    assert_eq!(stats.live_indicators, 3, "one for MSFT's RSI, however many subscribe, and TSLA's RSI and SMA");
 
     // In a Session, subscribed and unsubscribed by any spelling of the spec.
     let command = |id: &str, subscribe: bool| SessionRequest {
@@ -276,6 +295,8 @@ async fn bad_indicator_subscriptions_are_refused_with_every_bad_field() {
     // The channel without indicators or an interval; indicators without the channel.
     let bare = SubscribeRequest { candle_interval: 0, indicators: Vec::new(), ..subscription(&["AAPL"], Vec::new()) };
     assert_eq!(invalid_fields(refused(bare).await), ["candle_interval", "indicators"]);
+    let unoffered = SubscribeRequest { candle_interval: 42, ..subscription(&["AAPL"], vec![spec("RSI", &[])]) };
+    assert_eq!(invalid_fields(refused(unoffered).await), ["candle_interval"]);
     let stray =
         SubscribeRequest { channels: vec![Channel::Trades as i32], ..subscription(&["AAPL"], vec![spec("RSI", &[])]) };
     assert_eq!(invalid_fields(refused(stray).await), ["indicators"]);

@@ -271,8 +271,13 @@ message_limits!(
     wizdata::marketdata::v1::market_data_service_server::MarketDataServiceServer<wizdata_market_data::MarketData>,
     wizdata::indicator::v1::indicator_service_server::IndicatorServiceServer<wizdata_indicator::Indicators>,
     wizdata::auth::v1::auth_service_server::AuthServiceServer<wizdata_auth::Auth>,
-    wizdata::streaming::v1::streaming_service_server::StreamingServiceServer<wizdata_streaming::Streamer>,
 );
+
+impl MessageLimits for wizdata_streaming::StreamingRoutes {
+    fn with_message_limits(self, max_request_bytes: usize, max_response_bytes: usize) -> Self {
+        wizdata_streaming::StreamingRoutes::with_message_limits(self, max_request_bytes, max_response_bytes)
+    }
+}
 
 /// Adds `service` to `services` with the process's message limits.
 pub fn mount<S>(services: Services, service: S, server: &ServerConfig) -> Services

@@ -24,6 +24,7 @@ use wizdata_common::auth::Caller;
 use wizdata_common::bus::{Bus, Delivery, Subscription};
 use wizdata_common::market_events;
 
+use crate::encoded::SharedEvent;
 use crate::live::{Applied, LiveIndicator, LiveSpec, Seeder};
 use crate::outbox::Outbox;
 use crate::stats::Stats;
@@ -229,9 +230,10 @@ fn fan_out(key: &TopicKey, topic: &Topic, events: Vec<MarketEvent>, stats: &Stat
         };
         event.sequence = state.sequence;
         stats.event_in();
+        let shared = SharedEvent::new(event);
         let mut closed = Vec::new();
         for (id, outbox) in &state.subscribers {
-            let pushed = outbox.push(event.clone(), stats);
+            let pushed = outbox.push(&shared, stats);
             if pushed.is_err() || (resync && outbox.push_resync(key.clone(), state.sequence).is_err()) {
                 closed.push(*id);
             }
@@ -315,9 +317,10 @@ async fn read_indicator(
             // The state afresh after the gap, as other channels send it.
             Reseed::AfterGap(..) => {
                 let state = topic.state.lock().expect("topic lock is not poisoned");
+                let fresh = SharedEvent::new(indicator_event(&key, state.sequence, latest.clone(), true));
                 for outbox in state.subscribers.values() {
                     // A closed outbox ends its call; the next fan-out lets it go.
-                    let _ = outbox.push(indicator_event(&key, state.sequence, latest.clone(), true), &stats);
+                    let _ = outbox.push(&fresh, &stats);
                 }
             }
         }

@@ -2,25 +2,28 @@
 //! come from the bus market data publishes on; each replica subscribes only
 //! to the topics its own clients need (`hub`) and gives every subscriber a
 //! bounded outbox of its own (`outbox`), so a slow client hurts nobody else.
-//! Live indicators (`live`) run the indicator engine's incremental studies
+//! A topic's event is encoded once for all its subscribers (`encoded`,
+//! served by `routes`). Live indicators (`live`) run the indicator engine's incremental studies
 //! over the candle events, one computation per symbol, interval and
 //! indicator, shared by its subscribers.
 
+mod encoded;
 mod hub;
 mod live;
 mod outbox;
+mod routes;
 mod service;
 mod stats;
 
 use std::time::Duration;
 
 use tokio::sync::watch;
-use wizdata::streaming::v1::streaming_service_server::StreamingServiceServer;
 use wizdata_common::bus::Bus;
 use wizdata_common::config::parse_duration;
 use wizdata_common::endpoints::ServiceChannel;
 use wizdata_common::symbols::SymbolDirectory;
 
+pub use routes::StreamingRoutes;
 pub use service::Streamer;
 
 pub const SERVICE_NAME: &str = wizdata::streaming::v1::streaming_service_server::SERVICE_NAME;
@@ -66,6 +69,6 @@ pub fn service(
     market_data: ServiceChannel,
     stopping: watch::Receiver<bool>,
     config: &StreamingConfig,
-) -> StreamingServiceServer<Streamer> {
-    StreamingServiceServer::new(Streamer::new(bus, symbols, market_data, stopping, config.clone()))
+) -> StreamingRoutes {
+    StreamingRoutes::new(Streamer::new(bus, symbols, market_data, stopping, config.clone()))
 }

@@ -13,21 +13,25 @@
 //! slowed by HTTP/2 flow control instead of growing the server's memory.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 use wizdata::streaming::v1::market_event::Payload;
 use wizdata::streaming::v1::{Channel, CommandAck, Gap, GapReason, MarketEvent};
 
+use crate::encoded::SharedEvent;
 use crate::hub::TopicKey;
 
 use crate::stats::Stats;
 
 /// What a subscriber is sent, in order.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub enum Outgoing {
-    Event(MarketEvent),
+    /// A topic's event, shared with (and encoded once for) its other subscribers.
+    Shared(Arc<SharedEvent>),
+    /// An event of this subscriber's own: a snapshot, or a gap its queue made.
+    Own(MarketEvent),
     Ack(CommandAck),
     /// The topic's state, as of this sequence number, is to be read afresh
     /// and sent as snapshot events (after the bus was interrupted).
@@ -74,7 +78,7 @@ struct State {
     // Sent before anything else: the state a subscription starts from.
     snapshots: VecDeque<Outgoing>,
     // The newest unsent quote per symbol, in the order symbols first waited.
-    quotes: HashMap<String, MarketEvent>,
+    quotes: HashMap<String, Arc<SharedEvent>>,
     quote_order: VecDeque<String>,
     // Trades, candle events, gap markers and acknowledgements, in order.
     queue: VecDeque<Outgoing>,
@@ -110,7 +114,8 @@ impl Outbox {
 
     /// Queues a live event. `Err(Closed)` once the outbox is closed,
     /// including by this push when the subscriber has been stuck too long.
-    pub fn push(&self, event: MarketEvent, stats: &Stats) -> Result<(), Closed> {
+    pub fn push(&self, shared: &Arc<SharedEvent>, stats: &Stats) -> Result<(), Closed> {
+        let event = &shared.event;
         let mut state = self.state.lock().expect("outbox lock is not poisoned");
         if state.closed {
             return Err(Closed);
@@ -129,27 +134,24 @@ impl Outbox {
         }
         if event.channel == Channel::Quotes as i32 {
             let symbol = event.symbol.clone();
-            if state.quotes.insert(symbol.clone(), event).is_some() {
+            if state.quotes.insert(symbol.clone(), shared.clone()).is_some() {
                 stats.quote_conflated();
             } else {
                 state.quote_order.push_back(symbol);
             }
         } else {
-            let key = gap_key(&event);
+            let key = gap_key(event);
             if state.events_queued < self.capacity {
                 state.open_gaps.remove(&key);
                 state.events_queued += 1;
-                state.push_queue(Outgoing::Event(event));
+                state.push_queue(Outgoing::Shared(shared.clone()));
             } else {
                 stats.event_dropped();
                 let front_id = state.next_id - state.queue.len() as u64;
                 let open = state.open_gaps.get(&key).map(|id| (id - front_id) as usize);
                 match open.and_then(|index| state.queue.get_mut(index)) {
-                    Some(Outgoing::Event(MarketEvent {
-                        payload: Some(Payload::Gap(gap)),
-                        sequence,
-                        event_time,
-                        ..
+                    Some(Outgoing::Own(MarketEvent {
+                        payload: Some(Payload::Gap(gap)), sequence, event_time, ..
                     })) => {
                         gap.dropped += 1;
                         *sequence = event.sequence;
@@ -163,10 +165,13 @@ impl Outbox {
                             _ => None,
                         };
                         let gap = Gap { dropped: 1, reason: GapReason::SubscriberBehind as i32, indicator };
-                        state.push_queue(Outgoing::Event(MarketEvent {
-                            payload: Some(Payload::Gap(gap)),
+                        state.push_queue(Outgoing::Own(MarketEvent {
+                            symbol: event.symbol.clone(),
+                            channel: event.channel,
+                            sequence: event.sequence,
+                            event_time: event.event_time,
                             snapshot: false,
-                            ..event
+                            payload: Some(Payload::Gap(gap)),
                         }));
                     }
                 }
@@ -180,7 +185,7 @@ impl Outbox {
     /// Queues a snapshot event, sent before every live event.
     pub fn push_snapshot(&self, event: MarketEvent) {
         let mut state = self.state.lock().expect("outbox lock is not poisoned");
-        state.snapshots.push_back(Outgoing::Event(event));
+        state.snapshots.push_back(Outgoing::Own(event));
         drop(state);
         self.ready.notify_one();
     }
@@ -233,7 +238,7 @@ impl Outbox {
         let item = if let Some(item) = state.snapshots.pop_front() {
             Some(item)
         } else if let Some(symbol) = state.quote_order.pop_front() {
-            state.quotes.remove(&symbol).map(Outgoing::Event)
+            state.quotes.remove(&symbol).map(Outgoing::Shared)
         } else {
             let front_id = state.next_id - state.queue.len() as u64;
             let item = state.queue.pop_front();
@@ -241,15 +246,16 @@ impl Outbox {
                 state.acks_queued -= 1;
                 self.ack_room.notify_one();
             }
-            if let Some(Outgoing::Event(event)) = &item {
-                let key = gap_key(event);
-                if matches!(event.payload, Some(Payload::Gap(_))) {
+            match &item {
+                // The queue's own events are the gaps it made.
+                Some(Outgoing::Own(event)) => {
+                    let key = gap_key(event);
                     if state.open_gaps.get(&key) == Some(&front_id) {
                         state.open_gaps.remove(&key);
                     }
-                } else {
-                    state.events_queued -= 1;
                 }
+                Some(Outgoing::Shared(_)) => state.events_queued -= 1,
+                _ => {}
             }
             item
         };
@@ -295,25 +301,30 @@ mod tests {
 
     use super::*;
 
-    fn event(symbol: &str, channel: Channel, sequence: u64) -> MarketEvent {
+    fn event(symbol: &str, channel: Channel, sequence: u64) -> Arc<SharedEvent> {
         let payload = match channel {
             Channel::Quotes => {
                 Payload::Quote(wizdata::r#type::v1::Quote { last_price: sequence as f64, ..Default::default() })
             }
             _ => Payload::Trade(wizdata::streaming::v1::TradePrint { price: sequence as f64, size: 1.0 }),
         };
-        MarketEvent {
+        SharedEvent::new(MarketEvent {
             symbol: symbol.into(),
             channel: channel as i32,
             sequence,
             payload: Some(payload),
             ..Default::default()
-        }
+        })
     }
 
     fn drain(outbox: &Outbox) -> Vec<(String, u64, String)> {
         let mut taken = Vec::new();
-        while let Some(Outgoing::Event(event)) = outbox.take().unwrap() {
+        while let Some(item) = outbox.take().unwrap() {
+            let event = match item {
+                Outgoing::Shared(shared) => shared.event.clone(),
+                Outgoing::Own(event) => event,
+                other => panic!("an event, not {other:?}"),
+            };
             let kind = match event.payload.unwrap() {
                 Payload::Gap(gap) => format!("gap {}", gap.dropped),
                 Payload::Quote(_) => "quote".into(),
@@ -329,8 +340,8 @@ mod tests {
         let stats = Stats::default();
         let outbox = Outbox::new(2, Duration::from_secs(60));
         for sequence in 1..=5 {
-            outbox.push(event("AAPL", Channel::Trades, sequence), &stats).unwrap();
-            outbox.push(event("AAPL", Channel::Quotes, sequence), &stats).unwrap();
+            outbox.push(&event("AAPL", Channel::Trades, sequence), &stats).unwrap();
+            outbox.push(&event("AAPL", Channel::Quotes, sequence), &stats).unwrap();
         }
         let taken = drain(&outbox);
         let expected = [("AAPL", 5, "quote"), ("AAPL", 1, "trade"), ("AAPL", 2, "trade"), ("AAPL", 5, "gap 3")];
@@ -343,11 +354,11 @@ mod tests {
     fn after_a_gap_the_next_event_follows_it() {
         let stats = Stats::default();
         let outbox = Outbox::new(1, Duration::from_secs(60));
-        outbox.push(event("MSFT", Channel::Trades, 1), &stats).unwrap();
-        outbox.push(event("MSFT", Channel::Trades, 2), &stats).unwrap();
-        assert!(matches!(outbox.take().unwrap(), Some(Outgoing::Event(MarketEvent { sequence: 1, .. }))));
-        outbox.push(event("MSFT", Channel::Trades, 3), &stats).unwrap();
-        outbox.push(event("MSFT", Channel::Trades, 4), &stats).unwrap();
+        outbox.push(&event("MSFT", Channel::Trades, 1), &stats).unwrap();
+        outbox.push(&event("MSFT", Channel::Trades, 2), &stats).unwrap();
+        assert!(matches!(outbox.take().unwrap(), Some(Outgoing::Shared(shared)) if shared.event.sequence == 1));
+        outbox.push(&event("MSFT", Channel::Trades, 3), &stats).unwrap();
+        outbox.push(&event("MSFT", Channel::Trades, 4), &stats).unwrap();
         let taken = drain(&outbox);
         let expected = [("MSFT", 2, "gap 1"), ("MSFT", 3, "trade"), ("MSFT", 4, "gap 1")];
         assert_eq!(taken, expected.map(|(s, n, k)| (s.to_owned(), n, k.to_owned())));
@@ -367,7 +378,7 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert!(!waiting.is_finished(), "the next acknowledgement waits while the queue is full");
         let first = outbox.take().unwrap();
-        assert_eq!(first, Some(Outgoing::Ack(ack(0))));
+        assert!(matches!(first, Some(Outgoing::Ack(first)) if first == ack(0)));
         waiting.await.unwrap().expect("queued once one was sent");
         let mut ids = Vec::new();
         while let Some(Outgoing::Ack(ack)) = outbox.take().unwrap() {
@@ -391,9 +402,9 @@ mod tests {
     fn a_subscriber_stuck_past_the_limit_is_closed() {
         let stats = Stats::default();
         let outbox = Outbox::new(4, Duration::ZERO);
-        outbox.push(event("AAPL", Channel::Trades, 1), &stats).unwrap();
+        outbox.push(&event("AAPL", Channel::Trades, 1), &stats).unwrap();
         std::thread::sleep(Duration::from_millis(5));
-        assert_eq!(outbox.push(event("AAPL", Channel::Trades, 2), &stats), Err(Closed));
-        assert_eq!(outbox.take(), Err(Closed));
+        assert_eq!(outbox.push(&event("AAPL", Channel::Trades, 2), &stats), Err(Closed));
+        assert!(matches!(outbox.take(), Err(Closed)));
     }
 }

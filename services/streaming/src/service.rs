@@ -1,18 +1,18 @@
 //! The StreamingService RPCs: Subscribe and Session hand each caller an
-//! outbox fed by the hub and pumped to the client by a task of its own.
+//! outbox fed by the hub, drained by the call's response stream as its
+//! HTTP/2 connection polls it.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, VecDeque};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::StreamExt;
 use futures_util::future::join_all;
 use prost_types::Timestamp;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::watch;
 use tokio_stream::Stream;
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 use wizdata::indicator::v1::IndicatorSpec;
 use wizdata::marketdata::v1::market_data_service_client::MarketDataServiceClient;
@@ -22,7 +22,7 @@ use wizdata::streaming::v1::streaming_service_server::StreamingService;
 use wizdata::streaming::v1::{
     CandleUpdate, Channel, CommandAck, GetStreamStatsRequest, GetStreamStatsResponse, Heartbeat, MarketEvent,
     SessionRequest, SessionResponse, SubscribeCommand, SubscribeRequest, SubscribeResponse, UnsubscribeCommand,
-    session_request, session_response, subscribe_response,
+    session_request,
 };
 use wizdata::r#type::v1::Interval;
 use wizdata_common::auth::{Caller, client_address};
@@ -33,15 +33,13 @@ use wizdata_common::time::{now_ns, now_timestamp};
 use wizdata_common::{ApiError, ErrorCode, FieldViolations, interval};
 
 use crate::StreamingConfig;
+use crate::encoded::{EncodeAs, Encoded};
 use crate::hub::{Hub, SubscriberId, TopicKey};
 use crate::live::{LiveSpec, Seeder};
 use crate::outbox::{Outbox, Outgoing};
 use crate::stats::Stats;
 
-type EventStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
-
-/// Items buffered between a subscriber's pump and its HTTP/2 stream.
-const PUMP_BUFFER: usize = 16;
+pub type EventStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
 #[derive(Clone)]
 pub struct Streamer {
@@ -297,9 +295,11 @@ struct Session {
     id: SubscriberId,
     outbox: Arc<Outbox>,
     // Behind a lock: a Session's commands change the topics from the command
-    // reader while the pump may end the call and let go of them.
+    // reader while the response stream may end the call and let go of them.
     topics: Mutex<BTreeSet<TopicKey>>,
-    _slot: StreamSlot,
+    // Given back when the call ends, even while a stuck client keeps its
+    // HTTP/2 stream (and so this session) open.
+    slot: Mutex<Option<StreamSlot>>,
 }
 
 impl Session {
@@ -318,7 +318,14 @@ impl Session {
         })?;
         let id = inner.next_subscriber.fetch_add(1, Ordering::Relaxed);
         let outbox = Outbox::new(inner.config.subscriber_queue as usize, inner.config.slow_subscriber_timeout);
-        Ok(Self { inner: inner.clone(), caller, id, outbox: Arc::new(outbox), topics: Mutex::default(), _slot: slot })
+        Ok(Self {
+            inner: inner.clone(),
+            caller,
+            id,
+            outbox: Arc::new(outbox),
+            topics: Mutex::default(),
+            slot: Mutex::new(Some(slot)),
+        })
     }
 
     fn topics(&self) -> std::sync::MutexGuard<'_, BTreeSet<TopicKey>> {
@@ -396,106 +403,154 @@ impl Session {
         Ok(())
     }
 
-    /// Sends what the outbox holds to the client until the client goes, the
-    /// outbox closes (a stuck subscriber) or the server stops; then lets go
-    /// of everything the call held. `commands` is a Session's command
-    /// reader, stopped with the call.
-    fn pump<R: Send + 'static>(
+    /// The call's responses: what the outbox holds, encoded as `response`,
+    /// with heartbeats while idle, until the client goes, the outbox closes
+    /// (a stuck subscriber) or the server stops. Polled by the HTTP/2
+    /// connection itself, so an event costs no task switch of its own. The
+    /// call lets go of everything it holds when the stream is dropped, or at
+    /// once when its outbox closes: a stuck client reads nothing, so its
+    /// stream is not polled. `commands` is a Session's command reader,
+    /// stopped with the call.
+    fn responses(
         self: Arc<Self>,
         commands: Option<tokio::task::JoinHandle<()>>,
-        convert: fn(Outgoing) -> R,
-        heartbeat: fn(Heartbeat) -> R,
-    ) -> EventStream<R> {
-        let (sender, receiver) = mpsc::channel::<Result<R, Status>>(PUMP_BUFFER);
-        // The pump decides why the call ended; the response stream reports
-        // it after the last event the pump queued.
-        let (ended, ending) = oneshot::channel::<Option<Status>>();
-        let stats = self.inner.stats.clone();
-        stats.connected();
-        tokio::spawn(async move {
-            let config = &self.inner.config;
-            let every = config.heartbeat_interval;
-            let mut heartbeats = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-            let mut stopping = self.inner.stopping.clone();
-            let outbox = &self.outbox;
-            let status = loop {
-                let item = match outbox.take() {
-                    Err(_closed) => break Some(stuck(config.slow_subscriber_timeout)),
-                    Ok(item) => item,
-                };
-                if let Some(Outgoing::Resync(key, sequence)) = item {
-                    if self.resync(key, sequence, &sender, convert).await.is_err() {
-                        break None;
-                    }
+        response: EncodeAs,
+    ) -> EventStream<Encoded> {
+        let call = Arc::new(Call::new(self.clone(), commands));
+        tokio::spawn({
+            let call = call.clone();
+            async move {
+                call.session.outbox.closed().await;
+                call.release();
+            }
+        });
+        let every = self.inner.config.heartbeat_interval;
+        let state = Responses {
+            release: ReleaseOnDrop(call),
+            heartbeats: tokio::time::interval_at(tokio::time::Instant::now() + every, every),
+            stopping: self.inner.stopping.clone(),
+            session: self,
+            response,
+            resynced: VecDeque::new(),
+            ended: false,
+        };
+        Box::pin(futures_util::stream::unfold(state, |mut state| async move {
+            let item = state.next().await?;
+            Some((item, state))
+        }))
+    }
+
+    /// Closes the outbox and leaves every topic: when the call ends, or
+    /// when it is dropped before it streamed.
+    fn end(&self) {
+        self.outbox.close();
+        self.slot.lock().expect("session slot lock is not poisoned").take();
+        for key in std::mem::take(&mut *self.topics()) {
+            self.inner.hub.leave(&key, self.id);
+        }
+    }
+}
+
+/// A call's hold on its session, counted as a connection until released.
+struct Call {
+    session: Arc<Session>,
+    commands: Option<tokio::task::JoinHandle<()>>,
+    released: AtomicBool,
+}
+
+impl Call {
+    fn new(session: Arc<Session>, commands: Option<tokio::task::JoinHandle<()>>) -> Self {
+        session.inner.stats.connected();
+        Self { session, commands, released: AtomicBool::new(false) }
+    }
+
+    /// Lets go of the session's topics and outbox and stops its command
+    /// reader; the first call does it, later ones nothing.
+    fn release(&self) {
+        if self.released.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        if let Some(commands) = &self.commands {
+            commands.abort();
+        }
+        self.session.end();
+        self.session.inner.stats.disconnected();
+    }
+}
+
+/// Releases the call when its response stream is dropped, however it ends.
+struct ReleaseOnDrop(Arc<Call>);
+
+impl Drop for ReleaseOnDrop {
+    fn drop(&mut self) {
+        self.0.release();
+    }
+}
+
+/// What a call's response stream holds between items.
+struct Responses {
+    session: Arc<Session>,
+    response: EncodeAs,
+    heartbeats: tokio::time::Interval,
+    stopping: watch::Receiver<bool>,
+    /// Snapshot events read after a bus interruption, sent before the rest.
+    resynced: VecDeque<Encoded>,
+    /// The ending status was sent: nothing follows it.
+    ended: bool,
+    release: ReleaseOnDrop,
+}
+
+impl Responses {
+    async fn next(&mut self) -> Option<Result<Encoded, Status>> {
+        if self.ended {
+            return None;
+        }
+        let stats = self.session.inner.stats.clone();
+        loop {
+            if let Some(encoded) = self.resynced.pop_front() {
+                stats.event_out();
+                return Some(Ok(encoded));
+            }
+            let encoded = match self.session.outbox.take() {
+                Err(_closed) => return self.end_with(stuck(self.session.inner.config.slow_subscriber_timeout)),
+                Ok(Some(Outgoing::Resync(key, sequence))) => {
+                    self.resync(key, sequence).await;
                     continue;
                 }
-                if let Some(item) = item {
-                    let is_event = matches!(item, Outgoing::Event(_));
+                Ok(Some(Outgoing::Shared(shared))) => self.response.shared(&shared),
+                Ok(Some(Outgoing::Own(event))) => self.response.event(&event),
+                Ok(Some(Outgoing::Ack(ack))) => return Some(Ok(self.response.ack(&ack))),
+                Ok(None) => {
                     tokio::select! {
-                        sent = sender.send(Ok(convert(item))) => if sent.is_err() { break None },
-                        () = outbox.closed() => break Some(stuck(config.slow_subscriber_timeout)),
-                    }
-                    if is_event {
-                        stats.event_out();
-                    }
-                    continue;
-                }
-                tokio::select! {
-                    () = outbox.ready() => {}
-                    _ = heartbeats.tick() => {
-                        let beat = heartbeat(Heartbeat { time: Some(now_timestamp()) });
-                        if sender.send(Ok(beat)).await.is_err() {
-                            break None;
+                        () = self.session.outbox.ready() => continue,
+                        _ = self.heartbeats.tick() => {
+                            return Some(Ok(self.response.heartbeat(&Heartbeat { time: Some(now_timestamp()) })));
                         }
-                    }
-                    () = sender.closed() => break None,
-                    () = until_stopping(&mut stopping) => {
-                        break Some(Status::unavailable("the server is shutting down; subscribe again"));
+                        () = until_stopping(&mut self.stopping) => {
+                            return self.end_with(Status::unavailable("the server is shutting down; subscribe again"));
+                        }
                     }
                 }
             };
-            if let Some(commands) = commands {
-                commands.abort();
-            }
-            self.end();
-            stats.disconnected();
-            let _ = ended.send(status);
-        });
-        let last = futures_util::stream::once(async move { ending.await.ok().flatten() })
-            .filter_map(|status| async move { status.map(Err) });
-        Box::pin(ReceiverStream::new(receiver).chain(last))
-    }
-
-    /// Sends `key`'s state afresh, as snapshot events numbered `sequence`
-    /// (after the gap that made it necessary). `Err` once the client is gone.
-    async fn resync<R>(
-        &self,
-        key: TopicKey,
-        sequence: u64,
-        sender: &mpsc::Sender<Result<R, Status>>,
-        convert: fn(Outgoing) -> R,
-    ) -> Result<(), ()> {
-        let events = match self.inner.snapshot(&[(key, sequence)], &self.caller).await {
-            Ok(events) => events,
-            Err(error) => {
-                // The gap already told the client; live events bring the state back.
-                tracing::debug!(%error, "cannot read a snapshot to resynchronise after a bus interruption");
-                return Ok(());
-            }
-        };
-        for event in events {
-            sender.send(Ok(convert(Outgoing::Event(event)))).await.map_err(drop)?;
-            self.inner.stats.event_out();
+            stats.event_out();
+            return Some(Ok(encoded));
         }
-        Ok(())
     }
 
-    /// Closes the outbox and leaves every topic: when the pump ends the
-    /// call, or when the call is dropped before it streamed.
-    fn end(&self) {
-        self.outbox.close();
-        for key in std::mem::take(&mut *self.topics()) {
-            self.inner.hub.leave(&key, self.id);
+    /// The call's last item: why it ended.
+    fn end_with(&mut self, status: Status) -> Option<Result<Encoded, Status>> {
+        self.ended = true;
+        self.release.0.release();
+        Some(Err(status))
+    }
+
+    /// Reads `key`'s state afresh, to be sent as snapshot events numbered
+    /// `sequence` (after the gap that made it necessary).
+    async fn resync(&mut self, key: TopicKey, sequence: u64) {
+        match self.session.inner.snapshot(&[(key, sequence)], &self.session.caller).await {
+            Ok(events) => self.resynced.extend(events.iter().map(|event| self.response.event(event))),
+            // The gap already told the client; live events bring the state back.
+            Err(error) => tracing::debug!(%error, "cannot read a snapshot to resynchronise after a bus interruption"),
         }
     }
 }
@@ -535,38 +590,13 @@ fn upstream_failure(status: Status) -> ApiError {
     }
 }
 
-fn subscribe_response(item: Outgoing) -> SubscribeResponse {
-    let payload = match item {
-        Outgoing::Event(event) => subscribe_response::Payload::Event(event),
-        Outgoing::Ack(_) => unreachable!("Subscribe takes no commands"),
-        Outgoing::Resync(..) => unreachable!("the pump resynchronises topics itself"),
-    };
-    SubscribeResponse { payload: Some(payload) }
-}
-
-fn subscribe_heartbeat(heartbeat: Heartbeat) -> SubscribeResponse {
-    SubscribeResponse { payload: Some(subscribe_response::Payload::Heartbeat(heartbeat)) }
-}
-
-fn session_response(item: Outgoing) -> SessionResponse {
-    let payload = match item {
-        Outgoing::Event(event) => session_response::Payload::Event(event),
-        Outgoing::Ack(ack) => session_response::Payload::Ack(ack),
-        Outgoing::Resync(..) => unreachable!("the pump resynchronises topics itself"),
-    };
-    SessionResponse { payload: Some(payload) }
-}
-
-fn session_heartbeat(heartbeat: Heartbeat) -> SessionResponse {
-    SessionResponse { payload: Some(session_response::Payload::Heartbeat(heartbeat)) }
-}
-
-#[tonic::async_trait]
-impl StreamingService for Streamer {
-    type SubscribeStream = EventStream<SubscribeResponse>;
-    type SessionStream = EventStream<SessionResponse>;
-
-    async fn subscribe(&self, request: Request<SubscribeRequest>) -> Result<Response<Self::SubscribeStream>, Status> {
+impl Streamer {
+    /// Subscribe, its responses encoded (a topic's event once for all its
+    /// subscribers): what [`crate::StreamingRoutes`] serves.
+    pub async fn subscribe_encoded(
+        &self,
+        request: Request<SubscribeRequest>,
+    ) -> Result<Response<EventStream<Encoded>>, Status> {
         let session = Session::open(&self.inner, &request)?;
         let SubscribeRequest { symbols, channels, candle_interval, indicators } = request.into_inner();
         let max = self.inner.config.max_subscriptions_per_call as usize;
@@ -574,18 +604,19 @@ impl StreamingService for Streamer {
         let topics = TopicRequest::parse("", asked, max)?;
         let keys = session.resolve(topics, true).await?;
         session.join(keys).await?;
-        Ok(Response::new(Arc::new(session).pump(None, subscribe_response, subscribe_heartbeat)))
+        Ok(Response::new(Arc::new(session).responses(None, EncodeAs::Subscribe)))
     }
 
-    async fn session(
+    /// Session, its responses encoded as [`Streamer::subscribe_encoded`]'s.
+    pub async fn session_encoded(
         &self,
         request: Request<Streaming<SessionRequest>>,
-    ) -> Result<Response<Self::SessionStream>, Status> {
+    ) -> Result<Response<EventStream<Encoded>>, Status> {
         let session = Arc::new(Session::open(&self.inner, &request)?);
         let mut commands = request.into_inner();
         let reader = tokio::spawn({
-            // Shared with the pump: commands change the session's topics
-            // while the pump streams their events.
+            // Shared with the response stream: commands change the session's
+            // topics while their events stream.
             let session = session.clone();
             async move {
                 // Commands end when the client half-closes; events keep flowing.
@@ -599,7 +630,34 @@ impl StreamingService for Streamer {
                 }
             }
         });
-        Ok(Response::new(session.pump(Some(reader), session_response, session_heartbeat)))
+        Ok(Response::new(session.responses(Some(reader), EncodeAs::Session)))
+    }
+}
+
+/// Encoded responses read back as typed ones.
+fn decoded<M: prost::Message + Default + 'static>(stream: EventStream<Encoded>) -> EventStream<M> {
+    Box::pin(stream.map(|item| {
+        item.and_then(|Encoded(bytes)| M::decode(bytes).map_err(|_| Status::internal("a response failed to decode")))
+    }))
+}
+
+/// The typed RPCs, for callers of the generated server. Served by
+/// [`crate::StreamingRoutes`], Subscribe and Session never come here: it
+/// sends their encoded responses as they are.
+#[tonic::async_trait]
+impl StreamingService for Streamer {
+    type SubscribeStream = EventStream<SubscribeResponse>;
+    type SessionStream = EventStream<SessionResponse>;
+
+    async fn subscribe(&self, request: Request<SubscribeRequest>) -> Result<Response<Self::SubscribeStream>, Status> {
+        Ok(self.subscribe_encoded(request).await?.map(decoded))
+    }
+
+    async fn session(
+        &self,
+        request: Request<Streaming<SessionRequest>>,
+    ) -> Result<Response<Self::SessionStream>, Status> {
+        Ok(self.session_encoded(request).await?.map(decoded))
     }
 
     async fn get_stream_stats(
