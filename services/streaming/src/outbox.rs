@@ -16,6 +16,9 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use std::task::Poll;
+
+use futures_util::task::AtomicWaker;
 use tokio::sync::Notify;
 use wizdata::streaming::v1::market_event::Payload;
 use wizdata::streaming::v1::{Channel, CommandAck, Gap, GapReason, MarketEvent};
@@ -65,7 +68,9 @@ pub const MAX_PENDING_ACKS: usize = 256;
 
 pub struct Outbox {
     state: Mutex<State>,
-    ready: Notify,
+    // The response stream waiting for something to send: woken by each push
+    // (lighter than a Notify, whose waiter list is locked on every wait).
+    ready: AtomicWaker,
     closing: Notify,
     // Woken when an acknowledgement leaves the queue, or the outbox closes.
     ack_room: Notify,
@@ -104,7 +109,7 @@ impl Outbox {
     pub fn new(capacity: usize, stuck_after: Duration) -> Self {
         Self {
             state: Mutex::default(),
-            ready: Notify::new(),
+            ready: AtomicWaker::new(),
             closing: Notify::new(),
             ack_room: Notify::new(),
             capacity,
@@ -125,7 +130,7 @@ impl Outbox {
             Some(since) if state.has_pending() && now.duration_since(since) > self.stuck_after => {
                 state.closed = true;
                 drop(state);
-                self.ready.notify_one();
+                self.ready.wake();
                 self.closing.notify_waiters();
                 return Err(Closed);
             }
@@ -178,7 +183,7 @@ impl Outbox {
             }
         }
         drop(state);
-        self.ready.notify_one();
+        self.ready.wake();
         Ok(())
     }
 
@@ -187,7 +192,7 @@ impl Outbox {
         let mut state = self.state.lock().expect("outbox lock is not poisoned");
         state.snapshots.push_back(Outgoing::Own(event));
         drop(state);
-        self.ready.notify_one();
+        self.ready.wake();
     }
 
     /// Queues a resynchronisation of `key` after what is queued already.
@@ -198,7 +203,7 @@ impl Outbox {
         }
         state.push_queue(Outgoing::Resync(key, sequence));
         drop(state);
-        self.ready.notify_one();
+        self.ready.wake();
         Ok(())
     }
 
@@ -220,7 +225,7 @@ impl Outbox {
                     state.acks_queued += 1;
                     state.push_queue(Outgoing::Ack(ack));
                     drop(state);
-                    self.ready.notify_one();
+                    self.ready.wake();
                     return Ok(());
                 }
             }
@@ -265,7 +270,13 @@ impl Outbox {
 
     /// Waits until something may have been queued (or the outbox closed).
     pub async fn ready(&self) {
-        self.ready.notified().await;
+        std::future::poll_fn(|context| {
+            // Registered before the check, so a push in between is not missed.
+            self.ready.register(context.waker());
+            let state = self.state.lock().expect("outbox lock is not poisoned");
+            if state.closed || state.has_pending() { Poll::Ready(()) } else { Poll::Pending }
+        })
+        .await;
     }
 
     /// Resolves once the outbox is closed.
@@ -282,7 +293,7 @@ impl Outbox {
 
     pub fn close(&self) {
         self.state.lock().expect("outbox lock is not poisoned").closed = true;
-        self.ready.notify_one();
+        self.ready.wake();
         self.closing.notify_waiters();
         self.ack_room.notify_waiters();
     }
