@@ -255,12 +255,13 @@ pub fn obv(close: &[f64], volume: &[f64]) -> Series {
     let Some(&first) = volume.first() else { return (0, out) };
     let mut total = first;
     out[0] = total;
-    for ((slot, pair), volume) in out[1..].iter_mut().zip(close.windows(2)).zip(&volume[1..count]) {
-        if pair[1] > pair[0] {
-            total += volume;
-        } else if pair[1] < pair[0] {
-            total -= volume;
-        }
+    // The direction picks what is added (a select, not a branch the
+    // random walk of closes would mispredict half the time); adding 0.0
+    // or -volume gives the bits the machine's += and -= give.
+    for ((slot, pair), &volume) in out[1..].iter_mut().zip(close.windows(2)).zip(&volume[1..count]) {
+        let change = if pair[1] > pair[0] { volume } else { 0.0 };
+        let change = if pair[1] < pair[0] { -volume } else { change };
+        total += change;
         *slot = total;
     }
     (0, out)
