@@ -60,7 +60,7 @@ impl Writer {
         metrics::counter!("marketdata_candles_written_total").increment(0);
         let (commands, queue) = mpsc::channel(QUEUE);
         let (publish, to_publish) = mpsc::channel(PUBLISH_QUEUE);
-        let worker = Worker { store, quotes, publish, open_bars: HashMap::new() };
+        let worker = Worker { store, quotes, publish, open_bars: OpenBars::default() };
         let tasks = vec![tokio::spawn(worker.run(queue)), tokio::spawn(publish_loop(bus, to_publish))];
         (Self { commands }, tasks)
     }
@@ -96,7 +96,39 @@ struct Worker {
     publish: mpsc::Sender<Vec<(String, Bytes)>>,
     /// The newest bar of each series still open by the wall clock: announced
     /// closed when its time is up.
-    open_bars: HashMap<SeriesKey, candle::Model>,
+    open_bars: OpenBars,
+}
+
+/// The newest bar of each series still open by the wall clock, kept to
+/// announce its close once its time is up.
+#[derive(Default)]
+struct OpenBars(HashMap<SeriesKey, candle::Model>);
+
+impl OpenBars {
+    /// Follows a written bar: a newer open one is tracked; a closed one
+    /// that is the tracked bar (a trade after its end, before the sweep)
+    /// announced its own close with that trade in it, so the sweep must not
+    /// announce it again from the state before the trade.
+    fn written(&mut self, key: &SeriesKey, row: candle::Model, now: i64) {
+        if !bar_is_closed(key.1, row.open_time, now) {
+            if self.0.get(key).is_none_or(|open| open.open_time <= row.open_time) {
+                self.0.insert(key.clone(), row);
+            }
+        } else if self.0.get(key).is_some_and(|open| open.open_time == row.open_time) {
+            self.0.remove(key);
+        }
+    }
+
+    /// The tracked bars whose time is up, no longer tracked.
+    fn take_due(&mut self, now: i64) -> Vec<(SeriesKey, candle::Model)> {
+        let due: Vec<SeriesKey> = self
+            .0
+            .iter()
+            .filter(|((_, interval), row)| bar_is_closed(*interval, row.open_time, now))
+            .map(|(key, _)| key.clone())
+            .collect();
+        due.into_iter().filter_map(|key| self.0.remove(&key).map(|row| (key, row))).collect()
+    }
 }
 
 impl Worker {
@@ -219,16 +251,7 @@ impl Worker {
             let symbol: Arc<str> = row.symbol.as_str().into();
             let event = convert::candle_event(&row, interval, now);
             let key = (symbol, interval);
-            if !bar_is_closed(interval, row.open_time, now) {
-                if self.open_bars.get(&key).is_none_or(|open| open.open_time <= row.open_time) {
-                    self.open_bars.insert(key.clone(), row);
-                }
-            } else if self.open_bars.get(&key).is_some_and(|open| open.open_time == row.open_time) {
-                // A trade after the bar's end but before the sweep: this event
-                // announces its close with the trade in it, and the sweep must
-                // not announce it again from the state before the trade.
-                self.open_bars.remove(&key);
-            }
+            self.open_bars.written(&key, row, now);
             match series.last_mut() {
                 Some((last, events)) if *last == key => events.push(event),
                 _ => series.push((key, vec![event])),
@@ -243,22 +266,17 @@ impl Worker {
     /// Announces, once, each tracked bar whose time is up.
     async fn close_due_bars(&mut self) {
         let now = now_ns();
-        let due: Vec<SeriesKey> = self
-            .open_bars
-            .iter()
-            .filter(|((_, interval), row)| bar_is_closed(*interval, row.open_time, now))
-            .map(|(key, _)| key.clone())
-            .collect();
+        let due = self.open_bars.take_due(now);
         if due.is_empty() {
             return;
         }
-        let mut messages = Vec::with_capacity(due.len());
-        for key in due {
-            let Some(row) = self.open_bars.remove(&key) else { continue };
-            let (symbol, interval) = key;
-            let event = convert::candle_event(&row, interval, now);
-            messages.push((events::candles_topic(&symbol, interval), events::encode(vec![event])));
-        }
+        let messages = due
+            .into_iter()
+            .map(|((symbol, interval), row)| {
+                let event = convert::candle_event(&row, interval, now);
+                (events::candles_topic(&symbol, interval), events::encode(vec![event]))
+            })
+            .collect();
         let _ = self.publish.send(messages).await;
     }
 }
@@ -296,5 +314,59 @@ async fn publish_loop(bus: Bus, mut queue: mpsc::Receiver<Vec<(String, Bytes)>>)
             }
             was_publishing = publishing;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINUTE: i64 = 60;
+    const SECOND_NS: i64 = 1_000_000_000;
+
+    fn bar(open_time: i64, close: f64) -> candle::Model {
+        candle::Model {
+            symbol: "AAPL".into(),
+            interval: "1m".into(),
+            open_time,
+            open: close,
+            high: close,
+            low: close,
+            close,
+            volume: 1.0,
+            trade_count: 1,
+            first_trade_ns: open_time * SECOND_NS,
+            last_trade_ns: open_time * SECOND_NS,
+        }
+    }
+
+    #[test]
+    fn an_open_bar_is_announced_once_when_its_time_is_up() {
+        let key: SeriesKey = ("AAPL".into(), Interval::OneMinute);
+        let mut open = OpenBars::default();
+        let during = (600 + 30) * SECOND_NS;
+        open.written(&key, bar(600, 10.0), during);
+        open.written(&key, bar(600, 11.0), during);
+        assert!(open.take_due(during).is_empty(), "not before its end");
+        let after = (600 + MINUTE + 1) * SECOND_NS;
+        let due = open.take_due(after);
+        assert_eq!(due.len(), 1);
+        assert_eq!(due[0].1.close, 11.0, "announced as last written");
+        assert!(open.take_due(after).is_empty(), "once");
+    }
+
+    #[test]
+    fn a_trade_after_the_end_and_before_the_sweep_closes_the_bar_itself() {
+        let key: SeriesKey = ("AAPL".into(), Interval::OneMinute);
+        let mut open = OpenBars::default();
+        open.written(&key, bar(600, 10.0), (600 + 30) * SECOND_NS);
+        // Written after the bar's end: its event says closed, with this trade.
+        let late = (600 + MINUTE) * SECOND_NS + 1;
+        open.written(&key, bar(600, 12.0), late);
+        assert!(open.take_due(late + SECOND_NS).is_empty(), "the sweep does not announce the older state again");
+        // A late trade into an older bar leaves the tracked open one alone.
+        open.written(&key, bar(660, 13.0), late);
+        open.written(&key, bar(540, 9.0), late);
+        assert_eq!(open.take_due((660 + MINUTE) * SECOND_NS).len(), 1);
     }
 }
