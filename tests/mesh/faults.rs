@@ -555,3 +555,60 @@ async fn a_broken_bus_connection_is_a_gap_on_every_stream_and_delivery_resumes()
     feeding.abort();
     drop(redis);
 }
+
+/// A live indicator misses the candles published while the bus was down:
+/// its stream gets the gap, naming the indicator, and then the values
+/// afresh from stored history, which holds what was missed.
+#[tokio::test]
+async fn a_broken_bus_reseeds_live_indicators_after_the_gap() {
+    use wizdata::indicator::v1::{ComputeIndicatorsRequest, IndicatorSpec};
+
+    let Some(redis) = redis_or_skip("the bus interruption of a live indicator").await else { return };
+    let (proxy, via_proxy) = redis.behind_proxy().await;
+    let flags = ["--redis-url", &via_proxy, "--redis-prefix", &redis.prefix, "--redis-health-interval", "200ms"];
+    let mesh = TestMesh::serve("all").flags(&flags).start().await;
+    let mut market_data = mesh.market_data().await;
+    let minute = now_seconds() - now_seconds().rem_euclid(60);
+    let history = (1..=5).map(|back| trade("AAPL", minute - back * 60 + 10, 100.0 + back as f64, 1.0)).collect();
+    ingest(&mut market_data, vec![history]).await.unwrap();
+    let sma = IndicatorSpec { name: "SMA".into(), parameters: [("time_period".to_owned(), 2.0)].into() };
+    let request = SubscribeRequest {
+        symbols: vec!["AAPL".into()],
+        channels: vec![Channel::Indicators as i32],
+        candle_interval: Interval::OneMinute as i32,
+        indicators: vec![sma.clone()],
+    };
+    let mut stream = StreamingServiceClient::new(mesh.anonymous_channel().await).subscribe(request).await.unwrap();
+    let stream = stream.get_mut();
+    let (_, snapshot) = events_until(stream, |event| event.snapshot).await;
+
+    proxy.cut();
+    assert!(wait_for_health(&mesh, "dependency/redis", ServingStatus::NotServing, WAIT).await, "Redis is seen gone");
+    // Written while the bus is down: the last closed bar changes, unannounced.
+    ingest(&mut market_data, vec![vec![trade("AAPL", minute - 60 + 20, 150.0, 1.0)]]).await.unwrap();
+    proxy.restore();
+
+    let (_, gap) = events_until(stream, |event| matches!(event.payload, Some(Payload::Gap(_)))).await;
+    let Some(Payload::Gap(explained)) = &gap.payload else { unreachable!() };
+    assert_eq!(explained.reason(), GapReason::BusInterrupted, "{gap:?}");
+    assert_eq!(explained.indicator.as_ref().map(|spec| spec.name.as_str()), Some("SMA"), "the gap names the indicator");
+    assert!(gap.sequence > snapshot.sequence);
+    let (_, fresh) = events_until(stream, |event| event.snapshot).await;
+    let Some(Payload::Indicator(update)) = &fresh.payload else { panic!("{fresh:?}") };
+    let computed = mesh
+        .indicators()
+        .await
+        .compute_indicators(ComputeIndicatorsRequest {
+            symbol: "AAPL".into(),
+            interval: Interval::OneMinute as i32,
+            indicators: vec![sma],
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let last = *computed.results[0].outputs[0].values.last().unwrap();
+    assert_eq!(update.bar_time, computed.times.last().copied());
+    assert_eq!(update.values["real"], last, "the missed trade is in the fresh values");
+    drop(redis);
+}
