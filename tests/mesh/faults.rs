@@ -25,9 +25,11 @@ use wizdata::streaming::v1::streaming_service_client::StreamingServiceClient;
 use wizdata::streaming::v1::*;
 use wizdata::r#type::v1::{Candle, Interval};
 use wizdata_common::auth::credentials::Credentials;
+use wizdata_common::testing::TcpProxy;
 use wizdata_test_support::ClientChannel;
 use wizdata_test_support::{
-    TestDatabase, TestMesh, at, eventually, ingest, now_seconds, redis_or_skip, trade, trade_now, wait_for_health,
+    TestDatabase, TestMesh, TestRedis, at, eventually, ingest, now_seconds, redis_or_skip, trade, trade_now,
+    wait_for_health,
 };
 
 type Streams = StreamingServiceClient<ClientChannel>;
@@ -487,16 +489,23 @@ async fn events_until(
     }
 }
 
+/// `serve all` on Redis reached through a proxy the test cuts; `None`
+/// without Redis. The returned `TestRedis` owns the prefix and cleans it up.
+async fn mesh_on_cuttable_redis(needed_for: &str) -> Option<(TestRedis, TcpProxy, TestMesh)> {
+    let redis = redis_or_skip(needed_for).await?;
+    let (proxy, via_proxy) = redis.behind_proxy().await;
+    let flags = ["--redis-url", &via_proxy, "--redis-prefix", &redis.prefix, "--redis-health-interval", "200ms"];
+    let mesh = TestMesh::serve("all").flags(&flags).start().await;
+    Some((redis, proxy, mesh))
+}
+
 /// Redis between the mesh and the test runs through a proxy the test cuts:
 /// when the bus connection comes back, every stream (directly and through
 /// the gateway) gets a gap that takes a sequence number, quotes a fresh
 /// snapshot, and live events resume after it.
 #[tokio::test]
 async fn a_broken_bus_connection_is_a_gap_on_every_stream_and_delivery_resumes() {
-    let Some(redis) = redis_or_skip("the bus interruption").await else { return };
-    let (proxy, via_proxy) = redis.behind_proxy().await;
-    let flags = ["--redis-url", &via_proxy, "--redis-prefix", &redis.prefix, "--redis-health-interval", "200ms"];
-    let mesh = TestMesh::serve("all").flags(&flags).start().await;
+    let Some((redis, proxy, mesh)) = mesh_on_cuttable_redis("the bus interruption").await else { return };
     let channels = [Channel::Trades, Channel::Quotes];
     let mut direct = StreamingServiceClient::new(mesh.anonymous_channel().await);
     let mut through_gateway = StreamingServiceClient::new(mesh.gateway_channel_as(Credentials::none()).await);
@@ -563,10 +572,9 @@ async fn a_broken_bus_connection_is_a_gap_on_every_stream_and_delivery_resumes()
 async fn a_broken_bus_reseeds_live_indicators_after_the_gap() {
     use wizdata::indicator::v1::{ComputeIndicatorsRequest, IndicatorSpec};
 
-    let Some(redis) = redis_or_skip("the bus interruption of a live indicator").await else { return };
-    let (proxy, via_proxy) = redis.behind_proxy().await;
-    let flags = ["--redis-url", &via_proxy, "--redis-prefix", &redis.prefix, "--redis-health-interval", "200ms"];
-    let mesh = TestMesh::serve("all").flags(&flags).start().await;
+    let Some((redis, proxy, mesh)) = mesh_on_cuttable_redis("the bus interruption of a live indicator").await else {
+        return;
+    };
     let mut market_data = mesh.market_data().await;
     let minute = now_seconds() - now_seconds().rem_euclid(60);
     let history = (1..=5).map(|back| trade("AAPL", minute - back * 60 + 10, 100.0 + back as f64, 1.0)).collect();

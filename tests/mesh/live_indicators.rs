@@ -92,11 +92,12 @@ async fn one_each(stream: &mut tonic::Streaming<SubscribeResponse>) -> HashMap<S
     updates
 }
 
-async fn compute(mesh: &TestMesh, symbol: &str) -> ComputeIndicatorsResponse {
+/// ComputeIndicators over all of `symbol`'s stored one-minute candles.
+async fn compute(mesh: &TestMesh, symbol: &str, indicators: Vec<IndicatorSpec>) -> ComputeIndicatorsResponse {
     let request = ComputeIndicatorsRequest {
         symbol: symbol.into(),
         interval: Interval::OneMinute as i32,
-        indicators: five(),
+        indicators,
         ..Default::default()
     };
     mesh.indicators().await.compute_indicators(request).await.unwrap().into_inner()
@@ -126,7 +127,7 @@ async fn live_values_equal_compute_indicators_from_the_snapshot_through_a_correc
 
     // The snapshot: the last closed bar's final values (no bar is open).
     let snapshot = one_each(&mut stream).await;
-    let computed = compute(&mesh, "AAPL").await;
+    let computed = compute(&mesh, "AAPL", five()).await;
     for (event, update) in snapshot.values() {
         assert!(event.snapshot && update.closed, "{update:?}");
         assert_eq!(update.bars_needed, 0);
@@ -143,7 +144,7 @@ async fn live_values_equal_compute_indicators_from_the_snapshot_through_a_correc
     let open_time = this_minute();
     ingest_accepted(&mesh, vec![trade("AAPL", now_seconds(), 131.0, 2.0)]).await;
     let provisional = one_each(&mut stream).await;
-    let computed = compute(&mesh, "AAPL").await;
+    let computed = compute(&mesh, "AAPL", five()).await;
     let mut last_sequence: HashMap<String, u64> =
         snapshot.iter().map(|(name, (event, _))| (name.clone(), event.sequence)).collect();
     for (name, (event, update)) in &provisional {
@@ -170,7 +171,7 @@ async fn live_values_equal_compute_indicators_from_the_snapshot_through_a_correc
         last_sequence.insert(name.clone(), event.sequence);
         finals.insert(name, update);
     }
-    let computed = compute(&mesh, "AAPL").await;
+    let computed = compute(&mesh, "AAPL", five()).await;
     for update in finals.values() {
         assert_matches(update, &computed);
     }
@@ -180,7 +181,7 @@ async fn live_values_equal_compute_indicators_from_the_snapshot_through_a_correc
     let late_bar = this_minute() - 10 * 60;
     ingest_accepted(&mesh, vec![trade("AAPL", late_bar + 30, 175.0, 9.0)]).await;
     let corrections = one_each(&mut stream).await;
-    let computed = compute(&mesh, "AAPL").await;
+    let computed = compute(&mesh, "AAPL", five()).await;
     for (name, (event, update)) in &corrections {
         assert_eq!(update.corrected_bar_time, Some(Timestamp { seconds: late_bar, nanos: 0 }), "{name}");
         assert_eq!(event.sequence, last_sequence[name] + 1, "{name}: numbered next");
@@ -218,13 +219,7 @@ async fn subscribers_of_one_indicator_share_one_computation_and_a_short_history_
     ingest_accepted(&mesh, vec![trade("TSLA", now_seconds(), 250.0, 1.0)]).await;
     let (event, first) = next_update(&mut almost).await;
     assert!(!event.snapshot && first.bars_needed == 0, "{first:?}");
-    let request = ComputeIndicatorsRequest {
-        symbol: "TSLA".into(),
-        interval: Interval::OneMinute as i32,
-        indicators: vec![sma],
-        ..Default::default()
-    };
-    let computed = mesh.indicators().await.compute_indicators(request).await.unwrap().into_inner();
+    let computed = compute(&mesh, "TSLA", vec![sma]).await;
     assert_eq!(computed.times.len(), 4);
     assert_matches(&first, &computed);
 

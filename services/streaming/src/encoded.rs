@@ -11,6 +11,8 @@ use prost::Message;
 use prost::encoding::{DecodeContext, WireType};
 use wizdata::streaming::v1::{CommandAck, Heartbeat, MarketEvent};
 
+use crate::outbox::{GapKey, gap_key};
+
 /// The field numbers of the response oneofs (streaming_service.proto).
 const SUBSCRIBE_EVENT: u32 = 1;
 const SUBSCRIBE_HEARTBEAT: u32 = 2;
@@ -22,13 +24,15 @@ const SESSION_HEARTBEAT: u32 = 3;
 #[derive(Debug)]
 pub struct SharedEvent {
     pub event: MarketEvent,
+    /// Whose sequence it belongs to, for the outboxes' gap markers.
+    pub gap_key: GapKey,
     as_subscribe: OnceLock<Bytes>,
     as_session: OnceLock<Bytes>,
 }
 
 impl SharedEvent {
     pub fn new(event: MarketEvent) -> Arc<Self> {
-        Arc::new(Self { event, as_subscribe: OnceLock::new(), as_session: OnceLock::new() })
+        Arc::new(Self { gap_key: gap_key(&event), event, as_subscribe: OnceLock::new(), as_session: OnceLock::new() })
     }
 }
 

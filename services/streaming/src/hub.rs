@@ -79,9 +79,6 @@ struct Topic {
     state: Mutex<TopicState>,
     // Reads the bus; aborted when the topic's last subscriber leaves.
     reader: Mutex<Option<tokio::task::JoinHandle<()>>>,
-    // Counted in the stats' live indicators while it exists.
-    live_indicator: bool,
-    stats: Arc<Stats>,
 }
 
 #[derive(Default)]
@@ -101,9 +98,6 @@ impl Drop for Topic {
     fn drop(&mut self) {
         if let Some(reader) = self.reader.get_mut().expect("reader lock is not poisoned").take() {
             reader.abort();
-        }
-        if self.live_indicator {
-            self.stats.live_indicator_stopped();
         }
     }
 }
@@ -152,15 +146,12 @@ impl Hub {
             if topics.contains_key(key) {
                 continue;
             }
-            let live_indicator = key.indicator.is_some();
             let topic = Arc::new(Topic {
                 state: Mutex::new(TopicState { seed_as: Some(caller.clone()), ..TopicState::default() }),
                 reader: Mutex::new(None),
-                live_indicator,
-                stats: self.stats.clone(),
             });
             let (weak, stats) = (Arc::downgrade(&topic), self.stats.clone());
-            let reader = match live_indicator {
+            let reader = match key.indicator.is_some() {
                 true => {
                     stats.live_indicator_started();
                     tokio::spawn(read_indicator(key.clone(), subscription, weak, stats, self.seeder.clone()))
@@ -188,6 +179,9 @@ impl Hub {
         if state.subscribers.is_empty() {
             drop(state);
             topics.remove(key);
+            if key.indicator.is_some() {
+                self.stats.live_indicator_stopped();
+            }
         }
         removed
     }

@@ -3,9 +3,9 @@
 //! to the topics its own clients need (`hub`) and gives every subscriber a
 //! bounded outbox of its own (`outbox`), so a slow client hurts nobody else.
 //! A topic's event is encoded once for all its subscribers (`encoded`,
-//! served by `routes`). Live indicators (`live`) run the indicator engine's incremental studies
-//! over the candle events, one computation per symbol, interval and
-//! indicator, shared by its subscribers.
+//! served by `routes`). Live indicators (`live`) run the indicator engine's
+//! incremental studies over the candle events, one computation per symbol,
+//! interval and indicator, shared by its subscribers.
 
 mod encoded;
 mod hub;

@@ -47,9 +47,9 @@ pub struct Closed;
 
 /// Whose drops one gap marker collects: a symbol and channel, and for
 /// indicators the indicator (each is its own sequence of events).
-type GapKey = (String, i32, String);
+pub type GapKey = (String, i32, String);
 
-fn gap_key(event: &MarketEvent) -> GapKey {
+pub fn gap_key(event: &MarketEvent) -> GapKey {
     let indicator = match &event.payload {
         Some(Payload::Indicator(update)) => update.spec.as_ref(),
         Some(Payload::Gap(gap)) => gap.indicator.as_ref(),
@@ -145,15 +145,16 @@ impl Outbox {
                 state.quote_order.push_back(symbol);
             }
         } else {
-            let key = gap_key(event);
+            // Computed once per event, not per subscriber.
+            let key = &shared.gap_key;
             if state.events_queued < self.capacity {
-                state.open_gaps.remove(&key);
+                state.open_gaps.remove(key);
                 state.events_queued += 1;
                 state.push_queue(Outgoing::Shared(shared.clone()));
             } else {
                 stats.event_dropped();
                 let front_id = state.next_id - state.queue.len() as u64;
-                let open = state.open_gaps.get(&key).map(|id| (id - front_id) as usize);
+                let open = state.open_gaps.get(key).map(|id| (id - front_id) as usize);
                 match open.and_then(|index| state.queue.get_mut(index)) {
                     Some(Outgoing::Own(MarketEvent {
                         payload: Some(Payload::Gap(gap)), sequence, event_time, ..
@@ -164,7 +165,7 @@ impl Outbox {
                     }
                     _ => {
                         let id = state.next_id;
-                        state.open_gaps.insert(key, id);
+                        state.open_gaps.insert(key.clone(), id);
                         let indicator = match &event.payload {
                             Some(Payload::Indicator(update)) => update.spec.clone(),
                             _ => None,

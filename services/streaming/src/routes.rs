@@ -4,7 +4,6 @@
 //! the generated server. Both read the same message limits.
 
 use std::convert::Infallible;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use futures_util::future::BoxFuture;
@@ -24,7 +23,7 @@ const SESSION: &str = "/wizdata.streaming.v1.StreamingService/Session";
 
 #[derive(Clone)]
 pub struct StreamingRoutes {
-    streamer: Arc<Streamer>,
+    streamer: Streamer,
     generated: StreamingServiceServer<Streamer>,
     max_request_bytes: Option<usize>,
     max_response_bytes: Option<usize>,
@@ -34,7 +33,7 @@ impl StreamingRoutes {
     pub fn new(streamer: Streamer) -> Self {
         Self {
             generated: StreamingServiceServer::new(streamer.clone()),
-            streamer: Arc::new(streamer),
+            streamer,
             max_request_bytes: None,
             max_response_bytes: None,
         }
@@ -87,7 +86,7 @@ impl tower::Service<http::Request<Body>> for StreamingRoutes {
     }
 }
 
-struct Subscribe(Arc<Streamer>);
+struct Subscribe(Streamer);
 
 impl ServerStreamingService<SubscribeRequest> for Subscribe {
     type Response = Encoded;
@@ -100,7 +99,7 @@ impl ServerStreamingService<SubscribeRequest> for Subscribe {
     }
 }
 
-struct Session(Arc<Streamer>);
+struct Session(Streamer);
 
 impl BidiStreaming<SessionRequest> for Session {
     type Response = Encoded;

@@ -100,8 +100,8 @@ struct Asked<'a> {
     indicators: &'a [IndicatorSpec],
 }
 
-/// Session commands name topics as Subscribe does.
-macro_rules! asked_from_command {
+/// Subscribe and the Session commands name topics with the same fields.
+macro_rules! asked_from {
     ($command:ty) => {
         impl<'a> From<&'a $command> for Asked<'a> {
             fn from(command: &'a $command) -> Self {
@@ -116,8 +116,9 @@ macro_rules! asked_from_command {
     };
 }
 
-asked_from_command!(SubscribeCommand);
-asked_from_command!(UnsubscribeCommand);
+asked_from!(SubscribeRequest);
+asked_from!(SubscribeCommand);
+asked_from!(UnsubscribeCommand);
 
 impl<'a> TopicRequest<'a> {
     /// Every bad field reported at once; `max` bounds the subscriptions:
@@ -505,10 +506,9 @@ impl Responses {
         if self.ended {
             return None;
         }
-        let stats = self.session.inner.stats.clone();
         loop {
             if let Some(encoded) = self.resynced.pop_front() {
-                stats.event_out();
+                self.session.inner.stats.event_out();
                 return Some(Ok(encoded));
             }
             let encoded = match self.session.outbox.take() {
@@ -532,7 +532,7 @@ impl Responses {
                     }
                 }
             };
-            stats.event_out();
+            self.session.inner.stats.event_out();
             return Some(Ok(encoded));
         }
     }
@@ -598,10 +598,9 @@ impl Streamer {
         request: Request<SubscribeRequest>,
     ) -> Result<Response<EventStream<Encoded>>, Status> {
         let session = Session::open(&self.inner, &request)?;
-        let SubscribeRequest { symbols, channels, candle_interval, indicators } = request.into_inner();
+        let request = request.into_inner();
         let max = self.inner.config.max_subscriptions_per_call as usize;
-        let asked = Asked { symbols: &symbols, channels: &channels, candle_interval, indicators: &indicators };
-        let topics = TopicRequest::parse("", asked, max)?;
+        let topics = TopicRequest::parse("", Asked::from(&request), max)?;
         let keys = session.resolve(topics, true).await?;
         session.join(keys).await?;
         Ok(Response::new(Arc::new(session).responses(None, EncodeAs::Subscribe)))
