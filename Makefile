@@ -96,6 +96,7 @@ bench:
 	sleep 1; \
 	key=$$(target/release/wizdata keys create --data-dir $$data --name bench --scopes all --tier internal); \
 	target/release/wizdata bench --target http://$(BENCH_ADDR) --api-key $$key ingest && \
+	target/release/wizdata bench --target http://$(BENCH_ADDR) --api-key $$key ingest --trade-ids --passes 2 && \
 	target/release/wizdata bench --target http://$(BENCH_ADDR) --api-key $$key candles
 
 ## bench-indicators: ns/bar of every indicator over 1,000,000 bars (criterion),

@@ -18,6 +18,8 @@ use wizdata_test_support::{
     violated_fields,
 };
 
+mod trade_ids;
+
 type Client = MarketDataServiceClient<Channel>;
 
 /// 2024-03-05T13:00:00Z: on a boundary of every interval but the day.

@@ -572,7 +572,11 @@ mod tests {
             sequence: u64::MAX,
             event_time: None,
             snapshot: false,
-            payload: Some(streaming::market_event::Payload::Trade(streaming::TradePrint { price: 0.0, size: 2.5 })),
+            payload: Some(streaming::market_event::Payload::Trade(streaming::TradePrint {
+                price: 0.0,
+                size: 2.5,
+                ..Default::default()
+            })),
         };
         both_ways(
             &streaming::SubscribeResponse { payload: Some(streaming::subscribe_response::Payload::Event(event)) },

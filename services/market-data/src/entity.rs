@@ -93,3 +93,30 @@ pub mod quote {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+pub mod trade_id {
+    use sea_orm::entity::prelude::*;
+
+    /// A trade id applied within the dedupe window: its primary key is the
+    /// claim that makes a repeat a duplicate, on every replica sharing the
+    /// database.
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "market_trade_id")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub symbol: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub source: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub trade_id: String,
+        /// When it was applied (ns since the epoch): the window is pruned by it.
+        pub applied_ns: i64,
+        /// The random token of the transaction that applied it.
+        pub claim: i64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

@@ -50,6 +50,22 @@ pub struct MarketDataConfig {
     /// Quotes not updated for this long are flagged stale.
     #[arg(long, env = "WIZDATA_QUOTE_STALENESS", default_value = "1m", value_parser = parse_duration)]
     pub quote_staleness: Duration,
+
+    /// How long the ids of applied trades are remembered, so that a feed's
+    /// replay within it is dropped as duplicate (at least a minute).
+    #[arg(long, env = "WIZDATA_TRADE_DEDUPE_WINDOW", default_value = "24h", value_parser = parse_dedupe_window)]
+    pub trade_dedupe_window: Duration,
+}
+
+/// The dedupe window: at least a minute, because ids are forgotten by a
+/// sweep each minute, and a shorter window would promise what the sweep
+/// cannot keep.
+fn parse_dedupe_window(text: &str) -> Result<Duration, String> {
+    let window = parse_duration(text)?;
+    if window < Duration::from_secs(60) {
+        return Err(format!("{text:?} is shorter than the minimum of 1m"));
+    }
+    Ok(window)
 }
 
 /// The service and the background tasks it needs (the writer and the bus
@@ -66,7 +82,7 @@ pub fn service(
     ticks::export_counters();
     let store = store::Store::new(db);
     let quotes = quotes::QuoteCache::new(cache);
-    let (writer, tasks) = writer::Writer::start(store.clone(), quotes.clone(), bus);
+    let (writer, tasks) = writer::Writer::start(store.clone(), quotes.clone(), bus, config.trade_dedupe_window);
     let max_future_ns = i64::try_from(config.max_future_skew.as_nanos()).unwrap_or(i64::MAX);
     let market_data = MarketData {
         store,
@@ -78,4 +94,17 @@ pub fn service(
         staleness: config.quote_staleness,
     };
     (MarketDataServiceServer::new(market_data), tasks)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_dedupe_window_is_a_duration_of_at_least_a_minute() {
+        assert_eq!(parse_dedupe_window("24h"), Ok(Duration::from_secs(86_400)));
+        assert_eq!(parse_dedupe_window("1m"), Ok(Duration::from_secs(60)));
+        assert!(parse_dedupe_window("59s").unwrap_err().contains("minimum of 1m"));
+        assert!(parse_dedupe_window("soon").is_err());
+    }
 }

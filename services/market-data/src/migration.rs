@@ -8,7 +8,7 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(CreateTables)]
+        vec![Box::new(CreateTables), Box::new(CreateTradeIds)]
     }
 
     fn migration_table_name() -> DynIden {
@@ -104,5 +104,69 @@ impl MigrationTrait for CreateTables {
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         manager.drop_table(Table::drop().table(MarketQuote::Table).to_owned()).await?;
         manager.drop_table(Table::drop().table(MarketCandle::Table).to_owned()).await
+    }
+}
+
+#[derive(DeriveIden)]
+enum MarketTradeId {
+    Table,
+    Symbol,
+    Source,
+    TradeId,
+    AppliedNs,
+    Claim,
+}
+
+/// The trade ids applied within the dedupe window (see `entity::trade_id`).
+struct CreateTradeIds;
+
+impl MigrationName for CreateTradeIds {
+    fn name(&self) -> &str {
+        "m20261203_000001_create_trade_ids"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for CreateTradeIds {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        // The primary key is the claim a repeat collides with. On SQLite the
+        // table is that key's B-tree itself (WITHOUT ROWID): one tree fewer
+        // to write per trade.
+        let mut table = Table::create();
+        if manager.get_database_backend() == sea_orm::DbBackend::Sqlite {
+            table.extra("WITHOUT ROWID");
+        }
+        manager
+            .create_table(
+                table
+                    .table(MarketTradeId::Table)
+                    .col(string_len(MarketTradeId::Symbol, 32))
+                    .col(string_len(MarketTradeId::Source, 32))
+                    .col(string_len(MarketTradeId::TradeId, 128))
+                    .col(big_integer(MarketTradeId::AppliedNs))
+                    .col(big_integer(MarketTradeId::Claim))
+                    .primary_key(
+                        Index::create()
+                            .col(MarketTradeId::Symbol)
+                            .col(MarketTradeId::Source)
+                            .col(MarketTradeId::TradeId),
+                    )
+                    .to_owned(),
+            )
+            .await?;
+        // Pruning the window walks this index instead of the whole table.
+        manager
+            .create_index(
+                Index::create()
+                    .name("market_trade_id_applied_ns")
+                    .table(MarketTradeId::Table)
+                    .col(MarketTradeId::AppliedNs)
+                    .to_owned(),
+            )
+            .await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager.drop_table(Table::drop().table(MarketTradeId::Table).to_owned()).await
     }
 }

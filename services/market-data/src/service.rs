@@ -196,7 +196,7 @@ impl MarketData {
         loop {
             tokio::select! {
                 // A failed write fails the call at once: the feed must resend.
-                Some(written) = pending.next(), if !pending.is_empty() => written?,
+                Some(written) = pending.next(), if !pending.is_empty() => summary.duplicates(written?),
                 message = stream.message() => {
                     let Some(message) = message? else { break };
                     let (ticks, ended) = with_messages_received(message.ticks, &mut stream)?;
@@ -212,7 +212,7 @@ impl MarketData {
             }
         }
         while let Some(written) = pending.next().await {
-            written?;
+            summary.duplicates(written?);
         }
         Ok(summary.into_response())
     }

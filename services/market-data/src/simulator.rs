@@ -88,7 +88,11 @@ impl Simulator {
         let price = round_to_tick(walk.price);
         let time = Some(timestamp_from_ns(time_ns));
         [
-            Tick { symbol: symbol.clone(), time, kind: Some(tick::Kind::Trade(Trade { price, size })) },
+            Tick {
+                symbol: symbol.clone(),
+                time,
+                kind: Some(tick::Kind::Trade(Trade { price, size, ..Default::default() })),
+            },
             Tick {
                 symbol: symbol.clone(),
                 time,

@@ -3,21 +3,20 @@
 //! same order-independent merge as `bars`, so concurrent writers (several
 //! ingest calls, several replicas on PostgreSQL) never lose a trade.
 
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::collections::HashSet;
 
-use sea_orm::sea_query::{Expr, OnConflict};
+use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect, TransactionTrait,
+    ActiveValue::Set, ColumnTrait, DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait, PaginatorTrait,
+    QueryFilter, QueryOrder, QuerySelect, TransactionTrait, TryInsertResult,
 };
 use wizdata::r#type::v1::{Interval, Quote};
 use wizdata_common::time::NANOS_PER_SECOND;
 
 use crate::bars::{BarState, QuoteState};
-use crate::batch::BarKey;
+use crate::batch::{BarKey, Batch, IdentifiedTrade, TradeKey, TradeKeyRef};
 use crate::convert;
-use crate::entity::{BarRow, NEVER, candle, quote};
+use crate::entity::{BarRow, NEVER, candle, quote, trade_id};
 use crate::interval::code;
 
 /// Rows per INSERT: 12 parameters each stays far below SQLite's 32,766 and
@@ -69,6 +68,9 @@ fn quote_merge() -> OnConflict {
 pub struct Written {
     pub candles: Vec<candle::Model>,
     pub quotes: Vec<quote::Model>,
+    /// The identified trades not applied, being repeats, with their
+    /// positions in the batch's identified list.
+    pub duplicates: Vec<(usize, IdentifiedTrade)>,
 }
 
 #[derive(Clone)]
@@ -81,16 +83,31 @@ impl Store {
         Self { db }
     }
 
-    /// Merges `bars` and `quotes` into what is stored, in one transaction,
-    /// and returns the merged rows.
-    pub async fn write(
-        &self,
-        bars: &HashMap<BarKey, BarState>,
-        quotes: &HashMap<Arc<str>, QuoteState>,
-    ) -> Result<Written, DbErr> {
+    /// Claims the ids of the batch's identified trades, folds in those it
+    /// claimed, and merges its bars and quotes into what is stored, all in
+    /// one transaction; returns the merged rows and the duplicates. The
+    /// claim and the merge commit together, so a trade is counted exactly
+    /// when its id is remembered, whichever replica wrote it.
+    pub async fn write(&self, batch: &mut Batch, applied_ns: i64) -> Result<Written, DbErr> {
         let transaction = self.db.begin().await?;
-        let mut written = Written { candles: Vec::with_capacity(bars.len()), quotes: Vec::with_capacity(quotes.len()) };
-        let bar_rows: Vec<candle::ActiveModel> = bars.iter().map(|(key, bar)| bar_row(key, bar)).collect();
+        let duplicates = if batch.identified.is_empty() {
+            Vec::new()
+        } else {
+            let already_applied = claim_trade_ids(&transaction, batch.keys_to_claim(), applied_ns).await?;
+            batch.settle(&already_applied)
+        };
+        let (bars, quotes) = (&batch.bars, &batch.quotes);
+        let mut written =
+            Written { candles: Vec::with_capacity(bars.len()), quotes: Vec::with_capacity(quotes.len()), duplicates };
+        // Rows in one order on every writer, so concurrent upserts of the
+        // same bars (replicas on one PostgreSQL) queue instead of deadlocking.
+        let mut bars: Vec<_> = bars.iter().collect();
+        bars.sort_unstable_by(|(a, _), (b, _)| {
+            (&a.symbol, a.interval, a.open_time).cmp(&(&b.symbol, b.interval, b.open_time))
+        });
+        let mut quotes: Vec<_> = quotes.iter().collect();
+        quotes.sort_unstable_by_key(|(symbol, _)| *symbol);
+        let bar_rows: Vec<candle::ActiveModel> = bars.into_iter().map(|(key, bar)| bar_row(key, bar)).collect();
         for chunk in bar_rows.chunks(ROWS_PER_STATEMENT) {
             let rows = candle::Entity::insert_many(chunk.to_vec())
                 .on_conflict(candle_merge())
@@ -99,7 +116,7 @@ impl Store {
             written.candles.extend(rows);
         }
         let quote_rows: Vec<quote::ActiveModel> =
-            quotes.iter().map(|(symbol, state)| quote_row(symbol, state)).collect();
+            quotes.into_iter().map(|(symbol, state)| quote_row(symbol, state)).collect();
         for chunk in quote_rows.chunks(ROWS_PER_STATEMENT) {
             let rows = quote::Entity::insert_many(chunk.to_vec())
                 .on_conflict(quote_merge())
@@ -109,6 +126,14 @@ impl Store {
         }
         transaction.commit().await?;
         Ok(written)
+    }
+
+    /// Forgets the trade ids applied before `cutoff_ns`: a repeat of one of
+    /// them is no longer recognised. Returns how many were forgotten.
+    pub async fn forget_trade_ids(&self, cutoff_ns: i64) -> Result<u64, DbErr> {
+        let deleted =
+            trade_id::Entity::delete_many().filter(trade_id::Column::AppliedNs.lt(cutoff_ns)).exec(&self.db).await?;
+        Ok(deleted.rows_affected)
     }
 
     /// Bars of `symbol` at `interval` with `start <= open_time < end` and
@@ -198,6 +223,60 @@ impl Store {
     }
 }
 
+/// Claims `keys` for this transaction and returns those it could not
+/// claim: already applied (by an earlier write, or by another replica whose
+/// transaction held them first). Each row is stamped with a random claim
+/// token, so a statement that claimed fewer rows than it offered can tell
+/// its own rows from those that were there: the common case, all new, needs
+/// no answer per row. On PostgreSQL a key another transaction holds
+/// uncommitted waits for it; SQLite serialises writers.
+async fn claim_trade_ids(
+    transaction: &DatabaseTransaction,
+    keys: Vec<TradeKeyRef<'_>>,
+    applied_ns: i64,
+) -> Result<HashSet<TradeKey>, DbErr> {
+    let token: i64 = rand::random();
+    let mut taken = HashSet::new();
+    for chunk in keys.chunks(ROWS_PER_STATEMENT) {
+        let rows = chunk.iter().map(|(symbol, source, trade_id)| trade_id::ActiveModel {
+            symbol: Set((*symbol).to_owned()),
+            source: Set((*source).to_owned()),
+            trade_id: Set((*trade_id).to_owned()),
+            applied_ns: Set(applied_ns),
+            claim: Set(token),
+        });
+        let claimed = match trade_id::Entity::insert_many(rows)
+            .on_conflict_do_nothing()
+            .exec_without_returning(transaction)
+            .await?
+        {
+            TryInsertResult::Inserted(count) => count,
+            TryInsertResult::Conflicted | TryInsertResult::Empty => 0,
+        };
+        if claimed == chunk.len() as u64 {
+            continue;
+        }
+        let key = Expr::tuple([
+            Expr::col(trade_id::Column::Symbol),
+            Expr::col(trade_id::Column::Source),
+            Expr::col(trade_id::Column::TradeId),
+        ]);
+        let offered = chunk.iter().map(|(symbol, source, trade_id)| {
+            Expr::tuple([Expr::val(*symbol), Expr::val(*source), Expr::val(*trade_id)])
+        });
+        let held: Vec<TradeKey> = trade_id::Entity::find()
+            .select_only()
+            .columns([trade_id::Column::Symbol, trade_id::Column::Source, trade_id::Column::TradeId])
+            .filter(key.is_in(offered))
+            .filter(trade_id::Column::Claim.ne(token))
+            .into_tuple()
+            .all(transaction)
+            .await?;
+        taken.extend(held);
+    }
+    Ok(taken)
+}
+
 fn bar_row(key: &BarKey, bar: &BarState) -> candle::ActiveModel {
     candle::ActiveModel {
         symbol: Set(key.symbol.to_string()),
@@ -246,5 +325,51 @@ pub fn imported_row(symbol: &str, interval: Interval, open_time: i64, width: i64
         trade_count: 0,
         first_trade_ns: open_time * NANOS_PER_SECOND,
         last_trade_ns: (open_time + width) * NANOS_PER_SECOND - 1,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use wizdata_common::testing::TestDatabase;
+
+    use super::*;
+    use crate::batch::TradeEvent;
+
+    fn identified(trade_id: &str) -> Batch {
+        let mut batch = Batch::default();
+        let trade = TradeEvent {
+            symbol: "BTC/USDT".into(),
+            time_ns: 1_709_643_600_000_000_000,
+            price: 10.0,
+            size: 2.0,
+            source: "binance".into(),
+            trade_id: trade_id.into(),
+        };
+        batch.add_identified(7, trade);
+        batch
+    }
+
+    /// On PostgreSQL when WIZDATA_TEST_DATABASE_URL is set, else SQLite.
+    #[tokio::test]
+    async fn a_trade_id_is_applied_once_until_the_window_forgets_it() {
+        let database = TestDatabase::new().await;
+        let db = wizdata_common::db::connect(&database.config).await.unwrap();
+        wizdata_common::db::migrate::<crate::Migrator>(&db).await.unwrap();
+        let store = Store::new(db);
+
+        let written = store.write(&mut identified("42"), 1_000).await.unwrap();
+        assert!(written.duplicates.is_empty());
+        assert_eq!(written.candles.len(), 5, "one bar per interval");
+        assert!(written.candles.iter().all(|bar| (bar.trade_count, bar.volume) == (1, 2.0)));
+
+        let written = store.write(&mut identified("42"), 2_000).await.unwrap();
+        assert_eq!(written.duplicates.iter().map(|(_, held)| held.index).collect::<Vec<_>>(), [7]);
+        assert!(written.candles.is_empty(), "a duplicate writes no bar");
+
+        assert_eq!(store.forget_trade_ids(1_000).await.unwrap(), 0, "applied at the cutoff: still remembered");
+        assert_eq!(store.forget_trade_ids(1_001).await.unwrap(), 1);
+        let written = store.write(&mut identified("42"), 3_000).await.unwrap();
+        assert!(written.duplicates.is_empty(), "forgotten, so applied again");
+        assert!(written.candles.iter().all(|bar| (bar.trade_count, bar.volume) == (2, 4.0)));
     }
 }

@@ -9,10 +9,14 @@ use wizdata::marketdata::v1::{IngestTicksResponse, RejectedTick, RejectionCount,
 use wizdata_common::time::ns_from_timestamp;
 
 use crate::bars::TopOfBook;
-use crate::batch::Batch;
+use crate::batch::{Batch, IdentifiedTrade, TradeEvent};
 
 /// Rejected ticks described in the response, to help a feed find its bug.
 pub const MAX_SAMPLES: usize = 10;
+/// The longest trade source, in characters (the column's width).
+pub const MAX_SOURCE_CHARS: usize = 32;
+/// The longest trade id, in characters (the column's width).
+pub const MAX_TRADE_ID_CHARS: usize = 128;
 
 /// The running summary of one IngestTicks call.
 #[derive(Debug, Default)]
@@ -42,6 +46,18 @@ impl Summary {
         *self.by_reason.entry(reason as i32).or_default() += 1;
         if self.samples.len() < MAX_SAMPLES {
             self.samples.push(RejectedTick { index, reason: reason as i32, detail });
+        }
+    }
+
+    /// Counts trades accepted at admission that the writer found to be
+    /// repeats as rejected duplicates instead.
+    pub fn duplicates(&mut self, duplicates: Vec<IdentifiedTrade>) {
+        for held in duplicates {
+            self.accepted -= 1;
+            let trade = held.trade;
+            let detail =
+                format!("trade {:?} from {:?} of {} was already applied", trade.trade_id, trade.source, trade.symbol);
+            self.reject(held.index, TickRejection::Duplicate, detail);
         }
     }
 
@@ -83,7 +99,22 @@ impl Admission {
                 Ok((symbol, time_ns)) => {
                     summary.accepted += 1;
                     match tick.kind {
-                        Some(Kind::Trade(trade)) => batch.add_trade(&symbol, time_ns, trade.price, trade.size),
+                        Some(Kind::Trade(trade)) => {
+                            let identified = !trade.trade_id.is_empty();
+                            let trade = TradeEvent {
+                                symbol,
+                                time_ns,
+                                price: trade.price,
+                                size: trade.size,
+                                source: trade.source,
+                                trade_id: trade.trade_id,
+                            };
+                            if identified {
+                                batch.add_identified(index, trade);
+                            } else {
+                                batch.add_trade(trade);
+                            }
+                        }
                         Some(Kind::BidAsk(book)) => batch.add_top_of_book(
                             &symbol,
                             TopOfBook {
@@ -130,6 +161,7 @@ impl Admission {
             Some(Kind::Trade(trade)) => {
                 positive_price("trade.price", trade.price)?;
                 size("trade.size", trade.size)?;
+                trade_identity(&trade.source, &trade.trade_id)?;
                 Ok((symbol.clone(), time_ns))
             }
             Some(Kind::BidAsk(book)) => {
@@ -149,6 +181,27 @@ fn positive_price(field: &str, price: f64) -> Result<(), (TickRejection, String)
     } else {
         Err((TickRejection::InvalidPrice, format!("{field} {price} is not a finite positive number")))
     }
+}
+
+fn trade_identity(source: &str, trade_id: &str) -> Result<(), (TickRejection, String)> {
+    let invalid = |detail: String| Err((TickRejection::InvalidTradeId, detail));
+    if !trade_id.is_empty() && source.is_empty() {
+        return invalid("trade.trade_id needs trade.source, naming whose id it is".into());
+    }
+    for (field, value, most) in
+        [("trade.source", source, MAX_SOURCE_CHARS), ("trade.trade_id", trade_id, MAX_TRADE_ID_CHARS)]
+    {
+        let chars = value.chars().count();
+        if chars > most {
+            return invalid(format!("{field} has {chars} characters; at most {most}"));
+        }
+        // PostgreSQL's text cannot hold NUL, and a control character in an
+        // id is a feed's bug, not an id.
+        if value.chars().any(char::is_control) {
+            return invalid(format!("{field} contains a control character"));
+        }
+    }
+    Ok(())
 }
 
 fn size(field: &str, size: f64) -> Result<(), (TickRejection, String)> {

@@ -19,7 +19,7 @@ use wizdata_common::{ApiError, ErrorCode};
 
 use wizdata_common::time::{now_ns, timestamp_from_ns};
 
-use crate::batch::Batch;
+use crate::batch::{Batch, IdentifiedTrade};
 use crate::convert;
 use crate::entity::candle;
 use crate::events;
@@ -35,14 +35,19 @@ const MAX_GROUP: usize = 128;
 const PUBLISH_QUEUE: usize = 1024;
 /// How often bars whose time is up are announced closed.
 const CLOSE_SWEEP: Duration = Duration::from_millis(500);
+/// How often trade ids older than the dedupe window are forgotten.
+const FORGET_SWEEP: Duration = Duration::from_secs(60);
 
 /// A symbol's bars of one interval.
 type SeriesKey = (Arc<str>, Interval);
 
-pub type Ack = oneshot::Receiver<Result<(), ApiError>>;
+/// Resolves once a batch is durably written, with its identified trades
+/// that were not applied, being repeats.
+pub type Ack = oneshot::Receiver<Result<Vec<IdentifiedTrade>, ApiError>>;
+type AckSender = oneshot::Sender<Result<Vec<IdentifiedTrade>, ApiError>>;
 
 enum Command {
-    Write(Batch, oneshot::Sender<Result<(), ApiError>>),
+    Write(Batch, AckSender),
     /// Re-read these symbols' quotes into the cache (after a cache miss, or
     /// an import that changed daily bars).
     Refresh(Vec<Arc<str>>),
@@ -54,13 +59,16 @@ pub struct Writer {
 }
 
 impl Writer {
-    pub fn start(store: Store, quotes: QuoteCache, bus: Bus) -> (Self, Vec<JoinHandle<()>>) {
+    /// Starts the writer; trade ids are remembered for `dedupe_window`.
+    pub fn start(store: Store, quotes: QuoteCache, bus: Bus, dedupe_window: Duration) -> (Self, Vec<JoinHandle<()>>) {
         // Exported at zero, so `rate()` and alerts see the series from the start.
         metrics::counter!("marketdata_commits_total").increment(0);
         metrics::counter!("marketdata_candles_written_total").increment(0);
+        metrics::counter!("marketdata_trade_ids_forgotten_total").increment(0);
         let (commands, queue) = mpsc::channel(QUEUE);
         let (publish, to_publish) = mpsc::channel(PUBLISH_QUEUE);
-        let worker = Worker { store, quotes, publish, open_bars: OpenBars::default() };
+        let dedupe_window_ns = i64::try_from(dedupe_window.as_nanos()).unwrap_or(i64::MAX);
+        let worker = Worker { store, quotes, publish, open_bars: OpenBars::default(), dedupe_window_ns };
         let tasks = vec![tokio::spawn(worker.run(queue)), tokio::spawn(publish_loop(bus, to_publish))];
         (Self { commands }, tasks)
     }
@@ -85,8 +93,8 @@ fn stopped() -> ApiError {
     ApiError::unavailable("the market data writer is stopping; retry on another replica")
 }
 
-/// Waits for an acknowledgement.
-pub async fn acknowledged(ack: Ack) -> Result<(), ApiError> {
+/// Waits for an acknowledgement: the batch's duplicates once written.
+pub async fn acknowledged(ack: Ack) -> Result<Vec<IdentifiedTrade>, ApiError> {
     ack.await.unwrap_or_else(|_| Err(stopped()))
 }
 
@@ -97,6 +105,8 @@ struct Worker {
     /// The newest bar of each series still open by the wall clock: announced
     /// closed when its time is up.
     open_bars: OpenBars,
+    /// Trade ids applied longer ago than this are forgotten.
+    dedupe_window_ns: i64,
 }
 
 /// The newest bar of each series still open by the wall clock, kept to
@@ -135,6 +145,8 @@ impl Worker {
     async fn run(mut self, mut queue: mpsc::Receiver<Command>) {
         let mut sweep = tokio::time::interval(CLOSE_SWEEP);
         sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut forget = tokio::time::interval(FORGET_SWEEP);
+        forget.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 command = queue.recv() => {
@@ -159,6 +171,7 @@ impl Worker {
                     }
                 }
                 _ = sweep.tick() => self.close_due_bars().await,
+                _ = forget.tick() => self.forget_old_trade_ids().await,
             }
         }
     }
@@ -167,13 +180,15 @@ impl Worker {
     /// `Err` when the database could not be reached.
     async fn apply(&mut self, group: Vec<Command>) -> Result<(), ApiError> {
         let mut batch = Batch::default();
-        let mut acks = Vec::new();
+        // Each part's acknowledgement, and where its identified trades start
+        // in the merged batch's.
+        let mut acks: Vec<(AckSender, usize)> = Vec::new();
         let mut refresh = BTreeSet::new();
         for command in group {
             match command {
                 Command::Write(part, ack) => {
+                    acks.push((ack, batch.identified.len()));
                     batch.absorb(part);
-                    acks.push(ack);
                 }
                 Command::Refresh(symbols) => refresh.extend(symbols),
             }
@@ -181,12 +196,13 @@ impl Worker {
 
         let mut messages = Vec::new();
         let mut changed = BTreeSet::new();
+        let mut duplicates: Vec<Vec<IdentifiedTrade>> = acks.iter().map(|_| Vec::new()).collect();
         if !batch.is_empty() {
-            let written = match self.store.write(&batch.bars, &batch.quotes).await {
+            let written = match self.store.write(&mut batch, now_ns()).await {
                 Ok(written) => written,
                 Err(error) => {
                     let error = ApiError::from(error);
-                    for ack in acks {
+                    for (ack, _) in acks {
                         let _ = ack.send(Err(error.clone()));
                     }
                     return match error.code() {
@@ -195,6 +211,10 @@ impl Worker {
                     };
                 }
             };
+            for (position, held) in written.duplicates {
+                let part = acks.partition_point(|(_, first)| *first <= position) - 1;
+                duplicates[part].push(held);
+            }
             metrics::counter!("marketdata_commits_total").increment(1);
             metrics::counter!("marketdata_candles_written_total").increment(written.candles.len() as u64);
             changed.extend(written.quotes.iter().map(|row| Arc::<str>::from(row.symbol.as_str())));
@@ -204,8 +224,8 @@ impl Worker {
         }
         let quotes = self.read_quotes(&refresh).await;
         self.quotes.fill(&quotes).await;
-        for ack in acks {
-            let _ = ack.send(Ok(()));
+        for ((ack, _), duplicates) in acks.into_iter().zip(duplicates) {
+            let _ = ack.send(Ok(duplicates));
         }
         messages.extend(quotes.into_iter().filter(|quote| changed.contains(quote.symbol.as_str())).map(|quote| {
             let event = MarketDataEvent {
@@ -263,6 +283,16 @@ impl Worker {
             .collect()
     }
 
+    /// Forgets the trade ids older than the window; on failure, the next
+    /// sweep tries again (until then, older repeats are still recognised).
+    async fn forget_old_trade_ids(&self) {
+        let cutoff = now_ns().saturating_sub(self.dedupe_window_ns);
+        match self.store.forget_trade_ids(cutoff).await {
+            Ok(forgotten) => metrics::counter!("marketdata_trade_ids_forgotten_total").increment(forgotten),
+            Err(error) => tracing::warn!(error = %ApiError::from(error), "cannot forget old trade ids"),
+        }
+    }
+
     /// Announces, once, each tracked bar whose time is up.
     async fn close_due_bars(&mut self) {
         let now = now_ns();
@@ -293,7 +323,12 @@ fn trade_messages(batch: &Batch) -> Vec<(String, Bytes)> {
         by_symbol[slot].1.push(MarketDataEvent {
             symbol: trade.symbol.to_string(),
             event_time: Some(timestamp_from_ns(trade.time_ns)),
-            kind: Some(market_data_event::Kind::Trade(Trade { price: trade.price, size: trade.size })),
+            kind: Some(market_data_event::Kind::Trade(Trade {
+                price: trade.price,
+                size: trade.size,
+                source: trade.source.clone(),
+                trade_id: trade.trade_id.clone(),
+            })),
         });
     }
     by_symbol.into_iter().map(|(symbol, events)| (events::trades_topic(&symbol), events::encode(events))).collect()

@@ -27,6 +27,14 @@ pub struct IngestBench {
     /// Symbols the ticks are spread over.
     #[arg(long, value_delimiter = ',', default_value = "AAPL,MSFT,GOOGL,TSLA,BTC/USDT,ETH/USDT,EUR/USD,USD/ZAR")]
     pub symbols: Vec<String>,
+    /// Give every trade a source and an id, as a live feed does, so market
+    /// data checks each for a repeat.
+    #[arg(long)]
+    pub trade_ids: bool,
+    /// Send the same ticks this many times over (with --trade-ids, every
+    /// pass after the first is all duplicates).
+    #[arg(long, default_value_t = 1)]
+    pub passes: usize,
 }
 
 #[derive(clap::Args, Debug)]
@@ -68,7 +76,12 @@ pub async fn ingest(channel: Channel, bench: IngestBench) -> anyhow::Result<()> 
                             seconds: time_ns.div_euclid(1_000_000_000),
                             nanos: time_ns.rem_euclid(1_000_000_000) as i32,
                         }),
-                        kind: Some(tick::Kind::Trade(Trade { price, size: 1.0 + (n % 7) as f64 })),
+                        kind: Some(tick::Kind::Trade(Trade {
+                            price,
+                            size: 1.0 + (n % 7) as f64,
+                            source: if bench.trade_ids { "bench".into() } else { String::new() },
+                            trade_id: if bench.trade_ids { n.to_string() } else { String::new() },
+                        })),
                     }
                 })
                 .collect::<Vec<_>>()
@@ -77,20 +90,25 @@ pub async fn ingest(channel: Channel, bench: IngestBench) -> anyhow::Result<()> 
                 .collect()
         })
         .collect();
-    let started = Instant::now();
-    let calls = messages.into_iter().map(|messages| {
-        let mut client = MarketDataServiceClient::new(channel.clone()).max_encoding_message_size(64 << 20);
-        async move { client.ingest_ticks(tokio_stream::iter(messages)).await.map(|r| r.into_inner().accepted) }
-    });
-    let accepted: u64 = futures_util::future::try_join_all(calls).await?.into_iter().sum();
-    let elapsed = started.elapsed();
-    println!(
-        "ingest: {accepted} ticks over {} streams in batches of {} in {:.2} s = {:.0} ticks/s",
-        bench.streams,
-        bench.batch,
-        elapsed.as_secs_f64(),
-        accepted as f64 / elapsed.as_secs_f64()
-    );
+    for pass in 1..=bench.passes {
+        let started = Instant::now();
+        let calls = messages.iter().cloned().map(|messages| {
+            let mut client = MarketDataServiceClient::new(channel.clone()).max_encoding_message_size(64 << 20);
+            async move { client.ingest_ticks(tokio_stream::iter(messages)).await.map(|r| r.into_inner()) }
+        });
+        let summaries = futures_util::future::try_join_all(calls).await?;
+        let elapsed = started.elapsed();
+        let accepted: u64 = summaries.iter().map(|summary| summary.accepted).sum();
+        let rejected: u64 = summaries.iter().map(|summary| summary.rejected).sum();
+        println!(
+            "ingest{}, pass {pass}: {accepted} ticks accepted and {rejected} rejected over {} streams in batches of {} in {:.2} s = {:.0} ticks/s",
+            if bench.trade_ids { " with trade ids" } else { "" },
+            bench.streams,
+            bench.batch,
+            elapsed.as_secs_f64(),
+            (accepted + rejected) as f64 / elapsed.as_secs_f64()
+        );
+    }
     Ok(())
 }
 
@@ -300,7 +318,8 @@ fn paced_trades(
             let time =
                 Some(prost_types::Timestamp { seconds: now.timestamp(), nanos: now.timestamp_subsec_nanos() as i32 });
             let price = 100.0 + (n % 100) as f64 / 100.0;
-            let trade = Tick { symbol, time, kind: Some(tick::Kind::Trade(Trade { price, size: 1.0 })) };
+            let trade =
+                Tick { symbol, time, kind: Some(tick::Kind::Trade(Trade { price, size: 1.0, ..Default::default() })) };
             Some((IngestTicksRequest { ticks: vec![trade] }, (timer, n + 1)))
         }
     })

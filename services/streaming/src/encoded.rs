@@ -121,7 +121,7 @@ mod tests {
             symbol: "AAPL".into(),
             channel: Channel::Trades as i32,
             sequence: 7,
-            payload: Some(Payload::Trade(TradePrint { price: 191.5, size: 3.0 })),
+            payload: Some(Payload::Trade(TradePrint { price: 191.5, size: 3.0, ..Default::default() })),
             ..Default::default()
         }
     }

@@ -393,7 +393,12 @@ fn gap(key: &TopicKey, dropped: u64, reason: GapReason) -> MarketEvent {
 fn market_event(key: &TopicKey, event: MarketDataEvent) -> Option<MarketEvent> {
     let payload = match (key.channel, event.kind?) {
         (Channel::Quotes, Kind::Quote(quote)) => Payload::Quote(quote),
-        (Channel::Trades, Kind::Trade(trade)) => Payload::Trade(TradePrint { price: trade.price, size: trade.size }),
+        (Channel::Trades, Kind::Trade(trade)) => Payload::Trade(TradePrint {
+            price: trade.price,
+            size: trade.size,
+            source: trade.source,
+            trade_id: trade.trade_id,
+        }),
         (Channel::Candles, Kind::Candle(candle)) => {
             Payload::Candle(CandleUpdate { interval: candle.interval, candle: candle.candle })
         }

@@ -318,7 +318,11 @@ mod tests {
             Channel::Quotes => {
                 Payload::Quote(wizdata::r#type::v1::Quote { last_price: sequence as f64, ..Default::default() })
             }
-            _ => Payload::Trade(wizdata::streaming::v1::TradePrint { price: sequence as f64, size: 1.0 }),
+            _ => Payload::Trade(wizdata::streaming::v1::TradePrint {
+                price: sequence as f64,
+                size: 1.0,
+                ..Default::default()
+            }),
         };
         SharedEvent::new(MarketEvent {
             symbol: symbol.into(),

@@ -32,7 +32,14 @@ pub fn now_ns() -> i64 {
 
 /// A trade of `size` at `price`, `seconds` after the epoch.
 pub fn trade(symbol: &str, seconds: i64, price: f64, size: f64) -> Tick {
-    Tick { symbol: symbol.into(), time: Some(at(seconds)), kind: Some(tick::Kind::Trade(Trade { price, size })) }
+    let trade = Trade { price, size, ..Default::default() };
+    Tick { symbol: symbol.into(), time: Some(at(seconds)), kind: Some(tick::Kind::Trade(trade)) }
+}
+
+/// A trade with `source`'s id `trade_id`, which market data applies once.
+pub fn identified_trade(symbol: &str, seconds: i64, price: f64, size: f64, source: &str, trade_id: &str) -> Tick {
+    let trade = Trade { price, size, source: source.into(), trade_id: trade_id.into() };
+    Tick { symbol: symbol.into(), time: Some(at(seconds)), kind: Some(tick::Kind::Trade(trade)) }
 }
 
 /// A trade of one unit at `price`, now.

@@ -23,6 +23,8 @@ class TickRejection(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     TICK_REJECTION_MISSING_TIME: _ClassVar[TickRejection]
     TICK_REJECTION_MISSING_KIND: _ClassVar[TickRejection]
     TICK_REJECTION_INVALID_TIME: _ClassVar[TickRejection]
+    TICK_REJECTION_DUPLICATE: _ClassVar[TickRejection]
+    TICK_REJECTION_INVALID_TRADE_ID: _ClassVar[TickRejection]
 TICK_REJECTION_UNSPECIFIED: TickRejection
 TICK_REJECTION_UNKNOWN_SYMBOL: TickRejection
 TICK_REJECTION_INVALID_PRICE: TickRejection
@@ -31,6 +33,8 @@ TICK_REJECTION_FUTURE_TIME: TickRejection
 TICK_REJECTION_MISSING_TIME: TickRejection
 TICK_REJECTION_MISSING_KIND: TickRejection
 TICK_REJECTION_INVALID_TIME: TickRejection
+TICK_REJECTION_DUPLICATE: TickRejection
+TICK_REJECTION_INVALID_TRADE_ID: TickRejection
 
 class GetQuoteRequest(_message.Message):
     __slots__ = ("symbol",)
@@ -87,12 +91,16 @@ class GetCandlesResponse(_message.Message):
     def __init__(self, symbol: _Optional[str] = ..., interval: _Optional[_Union[_market_pb2.Interval, str]] = ..., candles: _Optional[_Iterable[_Union[_market_pb2.Candle, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class Trade(_message.Message):
-    __slots__ = ("price", "size")
+    __slots__ = ("price", "size", "source", "trade_id")
     PRICE_FIELD_NUMBER: _ClassVar[int]
     SIZE_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    TRADE_ID_FIELD_NUMBER: _ClassVar[int]
     price: float
     size: float
-    def __init__(self, price: _Optional[float] = ..., size: _Optional[float] = ...) -> None: ...
+    source: str
+    trade_id: str
+    def __init__(self, price: _Optional[float] = ..., size: _Optional[float] = ..., source: _Optional[str] = ..., trade_id: _Optional[str] = ...) -> None: ...
 
 class BidAsk(_message.Message):
     __slots__ = ("bid", "bid_size", "ask", "ask_size")

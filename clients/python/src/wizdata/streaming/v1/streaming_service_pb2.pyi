@@ -39,12 +39,16 @@ GAP_REASON_REPLICA_BEHIND: GapReason
 GAP_REASON_BUS_INTERRUPTED: GapReason
 
 class TradePrint(_message.Message):
-    __slots__ = ("price", "size")
+    __slots__ = ("price", "size", "source", "trade_id")
     PRICE_FIELD_NUMBER: _ClassVar[int]
     SIZE_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    TRADE_ID_FIELD_NUMBER: _ClassVar[int]
     price: float
     size: float
-    def __init__(self, price: _Optional[float] = ..., size: _Optional[float] = ...) -> None: ...
+    source: str
+    trade_id: str
+    def __init__(self, price: _Optional[float] = ..., size: _Optional[float] = ..., source: _Optional[str] = ..., trade_id: _Optional[str] = ...) -> None: ...
 
 class CandleUpdate(_message.Message):
     __slots__ = ("interval", "candle")
