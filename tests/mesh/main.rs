@@ -8,6 +8,7 @@ mod auth;
 mod contracts;
 mod discovery;
 mod faults;
+mod feeds;
 mod gateway;
 mod indicators;
 mod live_indicators;

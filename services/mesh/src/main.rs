@@ -84,6 +84,25 @@ enum FeedCommand {
     /// Geometric-Brownian trades and quotes for registry symbols, through
     /// IngestTicks.
     Simulate(Box<SimulateArgs>),
+    /// Binance spot: live trades and best bid/ask over its WebSocket
+    /// streams, history from its klines, into IngestTicks and ImportCandles.
+    Binance(Box<BinanceArgs>),
+}
+
+#[derive(clap::Args)]
+struct BinanceArgs {
+    /// The mesh (or market data service) to feed.
+    #[arg(long, env = "WIZDATA_TARGET", default_value = "http://127.0.0.1:50051")]
+    target: String,
+    /// API key (wiz_...) with the marketdata:write scope.
+    #[arg(long, env = "WIZDATA_API_KEY", hide_env_values = true)]
+    api_key: Option<SecretString>,
+    #[command(flatten)]
+    binance: wizdata_feeds::binance::BinanceConfig,
+    #[command(flatten)]
+    session: wizdata_feeds::SessionConfig,
+    #[command(flatten)]
+    telemetry: TelemetryConfig,
 }
 
 #[derive(clap::Args)]
@@ -181,6 +200,12 @@ async fn main() -> anyhow::Result<ExitCode> {
             let channel = tool_channel(&args.target)?;
             let channel = Credentials::from_optional(args.api_key.as_ref())?.on(channel);
             wizdata_market_data::simulator::run(channel, args.feed, wizdata_common::server::shutdown_signal()).await?;
+        }
+        Command::Feed(FeedCommand::Binance(args)) => {
+            let _telemetry = wizdata_common::telemetry::init(&args.telemetry, "wizdata-feed");
+            let channel = Credentials::from_optional(args.api_key.as_ref())?.on(tool_channel(&args.target)?);
+            wizdata_feeds::binance::run(args.binance, args.session, channel, wizdata_common::server::shutdown_signal())
+                .await?;
         }
         Command::Import(ImportCommand::Candles(args)) => return import_candles(args).await,
         Command::Keys(KeysCommand::Create(args)) => return create_key(args).await,

@@ -4,6 +4,7 @@
 //! WIZDATA_TEST_REDIS_URL is set; the fixtures every area's tests build on.
 
 pub mod dns;
+pub mod fake_provider;
 pub mod fixtures;
 pub mod grpc_web;
 pub mod http;
