@@ -27,25 +27,88 @@ fn fixture(path: &str) -> String {
     std::fs::read_to_string(&path).unwrap_or_else(|error| panic!("{path}: {error}"))
 }
 
-/// A fixture's frames with their times ("E", "T") moved by `by_ms`; frames
-/// that are not JSON are kept as they are.
+/// Moves every time in `value` by `by_ms`: Binance's millisecond "E" and
+/// "T", and RFC 3339 "time" strings (Coinbase).
+fn shift_times(value: &mut Value, by_ms: i64) {
+    match value {
+        Value::Object(fields) => {
+            for (name, field) in fields.iter_mut() {
+                match (name.as_str(), &field) {
+                    ("E" | "T", Value::Number(ms)) => *field = (ms.as_i64().unwrap() + by_ms).into(),
+                    ("time", Value::String(text)) => {
+                        let time =
+                            chrono::DateTime::parse_from_rfc3339(text).unwrap() + chrono::Duration::milliseconds(by_ms);
+                        *field = time.to_rfc3339_opts(chrono::SecondsFormat::Micros, true).into();
+                    }
+                    _ => shift_times(field, by_ms),
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(|item| shift_times(item, by_ms)),
+        _ => {}
+    }
+}
+
+/// A fixture's frames with their times moved by `by_ms`; frames that are
+/// not JSON are sent as they are.
 fn frames(path: &str, by_ms: i64) -> Vec<Step> {
     fixture(path)
         .lines()
         .map(|line| match serde_json::from_str::<Value>(line) {
             Ok(mut frame) => {
-                if let Some(data) = frame.get_mut("data").and_then(Value::as_object_mut) {
-                    for field in ["E", "T"] {
-                        if let Some(time) = data.get(field).and_then(Value::as_i64) {
-                            data.insert(field.into(), (time + by_ms).into());
-                        }
-                    }
-                }
+                shift_times(&mut frame, by_ms);
                 Step::Send(frame.to_string())
             }
             Err(_) => Step::Send(line.to_owned()),
         })
         .collect()
+}
+
+/// The fixtures' first minute moved to the minute before last: (its open
+/// time in seconds, the shift in ms).
+fn minute_before_last() -> (i64, i64) {
+    let now_s = now_ns() / NANOS;
+    let bar = now_s - now_s % 60 - 120;
+    (bar, bar * 1000 - FIXTURE_BASE_MS)
+}
+
+/// The trade ids of the next `count` trades a Subscribe stream delivers.
+async fn trade_ids(
+    trades: &mut tonic::Streaming<wizdata::streaming::v1::SubscribeResponse>,
+    source: &str,
+    count: usize,
+) -> Vec<String> {
+    let mut ids = Vec::new();
+    while ids.len() < count {
+        let message = tokio::time::timeout(Duration::from_secs(20), trades.message()).await.expect("trades in time");
+        if let Some(subscribe_response::Payload::Event(event)) = message.unwrap().unwrap().payload
+            && let Some(Payload::Trade(trade)) = event.payload
+        {
+            assert_eq!(trade.source, source);
+            ids.push(trade.trade_id);
+        }
+    }
+    ids
+}
+
+async fn subscribe_trades(
+    mesh: &TestMesh,
+    symbol: &str,
+) -> tonic::Streaming<wizdata::streaming::v1::SubscribeResponse> {
+    let mut streams = StreamingServiceClient::new(mesh.anonymous_channel().await);
+    let request =
+        SubscribeRequest { symbols: vec![symbol.into()], channels: vec![Channel::Trades as i32], ..Default::default() };
+    streams.subscribe(request).await.unwrap().into_inner()
+}
+
+fn candles(symbol: &str, interval: Interval, start: i64, end: i64) -> GetCandlesRequest {
+    GetCandlesRequest {
+        symbol: symbol.into(),
+        interval: interval as i32,
+        start_time: Some(at(start)),
+        end_time: Some(at(end)),
+        ..Default::default()
+    }
 }
 
 fn session_config() -> SessionConfig {
@@ -71,6 +134,17 @@ fn ohlcv(candle: &Candle) -> (i64, f64, f64, f64, f64, f64, u64) {
     (open_time, candle.open, candle.high, candle.low, candle.close, candle.volume, candle.trade_count)
 }
 
+/// `symbol`'s 1m bars opening in `[start, end)`, as (open time, OHLCV, trades).
+async fn minute_bars(mesh: &TestMesh, symbol: &str, start: i64, end: i64) -> Vec<(i64, f64, f64, f64, f64, f64, u64)> {
+    let mut market = mesh.market_data().await;
+    all_candles(&mut market, candles(symbol, Interval::OneMinute, start, end), 10).await.iter().map(ohlcv).collect()
+}
+
+async fn quote_of(mesh: &TestMesh, symbol: &str) -> wizdata::r#type::v1::Quote {
+    let mut market = mesh.market_data().await;
+    market.get_quote(GetQuoteRequest { symbol: symbol.into() }).await.unwrap().into_inner().quote.unwrap()
+}
+
 /// A recorded Binance session: the first connection carries trades, a
 /// book ticker and every kind of bad frame, answers a ping, and closes
 /// mid-stream; the second replays two trades and adds one, then goes
@@ -80,10 +154,7 @@ fn ohlcv(candle: &Candle) -> (i64, f64, f64, f64, f64, f64, u64) {
 #[tokio::test]
 async fn a_binance_session_with_a_cut_a_replay_a_stall_and_a_rate_limit_lands_each_trade_once() {
     let mesh = TestMesh::all().await;
-    // The fixtures' first minute becomes the minute before last.
-    let now_s = now_ns() / NANOS;
-    let bar = now_s - now_s % 60 - 120;
-    let shift_ms = bar * 1000 - FIXTURE_BASE_MS;
+    let (bar, shift_ms) = minute_before_last();
 
     let mut first = vec![Step::Receive];
     first.extend(frames("binance/first-connection.jsonl", shift_ms));
@@ -119,13 +190,7 @@ async fn a_binance_session_with_a_cut_a_replay_a_stall_and_a_rate_limit_lands_ea
     })
     .await;
 
-    let mut streams = StreamingServiceClient::new(mesh.anonymous_channel().await);
-    let subscribe = SubscribeRequest {
-        symbols: vec!["BTC/USDT".into()],
-        channels: vec![Channel::Trades as i32],
-        ..Default::default()
-    };
-    let mut trades = streams.subscribe(subscribe).await.unwrap().into_inner();
+    let mut trades = subscribe_trades(&mesh, "BTC/USDT").await;
 
     let config = BinanceConfig {
         ws_url: provider.url("/stream"),
@@ -140,17 +205,7 @@ async fn a_binance_session_with_a_cut_a_replay_a_stall_and_a_rate_limit_lands_ea
     }));
 
     // Trades reach a subscriber once each, in the provider's order.
-    let mut ids = Vec::new();
-    while ids.len() < 5 {
-        let message = tokio::time::timeout(Duration::from_secs(20), trades.message()).await.expect("trades in time");
-        if let Some(subscribe_response::Payload::Event(event)) = message.unwrap().unwrap().payload
-            && let Some(Payload::Trade(trade)) = event.payload
-        {
-            assert_eq!(trade.source, "binance");
-            ids.push(trade.trade_id);
-        }
-    }
-    assert_eq!(ids, ["1001", "1002", "1003", "1004", "1005"]);
+    assert_eq!(trade_ids(&mut trades, "binance", 5).await, ["1001", "1002", "1003", "1004", "1005"]);
     assert!(
         eventually(Duration::from_secs(20), async || provider.connections() >= 4).await,
         "a stalled connection is replaced, and a 429 waited out: {} connections",
@@ -170,38 +225,96 @@ async fn a_binance_session_with_a_cut_a_replay_a_stall_and_a_rate_limit_lands_ea
     );
 
     let mut market = mesh.market_data().await;
-    let candles = |interval: Interval, start: i64, end: i64| GetCandlesRequest {
-        symbol: "BTC/USDT".into(),
-        interval: interval as i32,
-        start_time: Some(at(start)),
-        end_time: Some(at(end)),
-        ..Default::default()
-    };
-    let minutes: Vec<_> =
-        all_candles(&mut market, candles(Interval::OneMinute, bar, bar + 180), 10).await.iter().map(ohlcv).collect();
     assert_eq!(
-        minutes,
+        minute_bars(&mesh, "BTC/USDT", bar, bar + 180).await,
         [(bar, 42000.1, 42010.0, 41985.0, 42005.0, 3.5, 0), (bar + 120, 42020.5, 42020.5, 42020.5, 42020.5, 0.125, 1)],
         "the cut minute as Binance's kline has it, not added to by the replayed trades; then the new trade"
     );
-    let days = all_candles(&mut market, candles(Interval::OneDay, bar - 86_400, bar + 86_400), 10).await;
+    let days = all_candles(&mut market, candles("BTC/USDT", Interval::OneDay, bar - 86_400, bar + 86_400), 10).await;
     let (volume, count) =
         days.iter().fold((0.0, 0), |(volume, count), day| (volume + day.volume, count + day.trade_count));
     assert_eq!((volume, count), (0.5 + 0.25 + 1.0 + 0.75 + 0.125, 5), "every trade once in the day");
-    let quote =
-        market.get_quote(GetQuoteRequest { symbol: "BTC/USDT".into() }).await.unwrap().into_inner().quote.unwrap();
+    let quote = quote_of(&mesh, "BTC/USDT").await;
     assert_eq!((quote.last_price, quote.last_size), (42020.5, 0.125));
     assert_eq!((quote.bid, quote.bid_size, quote.ask, quote.ask_size), (42000.0, 31.21, 42000.2, 40.66));
     let requests = rest.requests();
     assert!(requests.iter().any(|path| path.contains("symbol=BTCUSDT&interval=1m")), "the gap: {requests:?}");
     assert!(requests.iter().any(|path| path.contains("symbol=ETHUSDT")), "{requests:?}");
-    let eth = all_candles(
-        &mut market,
-        GetCandlesRequest { symbol: "ETH/USDT".into(), ..candles(Interval::OneMinute, bar, bar + 180) },
-        10,
-    )
-    .await;
+    let eth = all_candles(&mut market, candles("ETH/USDT", Interval::OneMinute, bar, bar + 180), 10).await;
     assert!(eth.is_empty(), "an error body imports nothing, and the feed carried on: {eth:?}");
+
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), feed).await.expect("the feed stops").unwrap().unwrap();
+}
+
+/// A recorded Coinbase session: the first connection carries a last_match,
+/// trades, a ticker, a repeated and an out-of-order sequence, a heartbeat,
+/// bad messages, and a trade whose id skips two (filled from REST), then
+/// closes; the second repeats its last_match and names, by heartbeat, two
+/// trades it never sent (filled from REST), then one more, and goes silent.
+/// Each trade lands once, in trade-id order, in candles, quote and streams.
+#[tokio::test]
+async fn a_coinbase_session_with_repeats_and_gaps_lands_each_trade_once_in_order() {
+    let mesh = TestMesh::all().await;
+    let (bar, shift_ms) = minute_before_last();
+    let mut first = vec![Step::Receive];
+    first.extend(frames("coinbase/first-connection.jsonl", shift_ms));
+    first.push(Step::Close);
+    let mut second = vec![Step::Receive];
+    second.extend(frames("coinbase/second-connection.jsonl", shift_ms));
+    second.push(Step::Silence);
+    let provider = FakeWebSocket::start(vec![Script::Upgrade(first), Script::Upgrade(second)]).await;
+    let mut trades_page: Value = serde_json::from_str(&fixture("coinbase/trades.json")).unwrap();
+    shift_times(&mut trades_page, shift_ms);
+    // Coinbase's trades endpoint: newest first, ids below the `after` cursor.
+    let rest = FakeRest::start(move |path| {
+        if !path.starts_with("/products/BTC-USDT/trades?") {
+            return (404, vec![], r#"{"message":"NotFound"}"#.into());
+        }
+        let after: u64 = query_value(path, "after").parse().unwrap();
+        let older: Vec<&Value> = trades_page
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|trade| trade["trade_id"].as_u64().unwrap() < after)
+            .collect();
+        (200, vec![], serde_json::to_string(&older).unwrap())
+    })
+    .await;
+    let mut trades = subscribe_trades(&mesh, "BTC/USDT").await;
+
+    let config = wizdata_feeds::coinbase::CoinbaseConfig {
+        ws_url: provider.url("/"),
+        rest_url: rest.url(),
+        symbols: vec!["BTC/USDT".into()],
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let feed = tokio::spawn(wizdata_feeds::coinbase::run(config, session_config(), feed_channel(&mesh), async {
+        let _ = stopped.await;
+    }));
+
+    let expected: Vec<String> = (99..=106).map(|id: u64| id.to_string()).collect();
+    assert_eq!(trade_ids(&mut trades, "coinbase", 8).await, expected, "once each, the gaps' trades in their place");
+    assert!(
+        eventually(Duration::from_secs(20), async || provider.connections() >= 3).await,
+        "a silent connection is replaced"
+    );
+    let subscribe: Value = serde_json::from_str(&provider.received()[0].1).unwrap();
+    assert_eq!(subscribe["type"], "subscribe");
+    assert_eq!(subscribe["product_ids"], serde_json::json!(["BTC-USDT"]));
+    assert_eq!(subscribe["channels"], serde_json::json!(["matches", "ticker", "heartbeat"]));
+    let requests = rest.requests();
+    assert!(requests.iter().any(|path| path.ends_with("after=103")), "the jump from 100 to 103: {requests:?}");
+    assert!(requests.iter().any(|path| path.ends_with("after=106")), "the heartbeat naming 105: {requests:?}");
+
+    assert_eq!(
+        minute_bars(&mesh, "BTC/USDT", bar, bar + 60).await,
+        [(bar, 16800.0, 16805.25, 16798.5, 16804.75, 0.5 + 0.25 + 0.125 + 1.0 + 0.75 + 0.5 + 0.25 + 2.0, 8)],
+        "trades 99 to 106 once each; the repeated 100 and the out-of-order 98 not at all"
+    );
+    let quote = quote_of(&mesh, "BTC/USDT").await;
+    assert_eq!((quote.last_price, quote.last_size), (16804.75, 2.0));
+    assert_eq!((quote.bid, quote.bid_size, quote.ask, quote.ask_size), (16801.0, 1.25, 16802.0, 0.75));
 
     stop.send(()).unwrap();
     tokio::time::timeout(Duration::from_secs(10), feed).await.expect("the feed stops").unwrap().unwrap();

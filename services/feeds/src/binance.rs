@@ -17,6 +17,7 @@ use wizdata_common::interval::{INTERVALS, code, width_seconds};
 use wizdata_common::time::{NANOS_PER_SECOND, now_ns, timestamp_from_ns};
 
 use crate::backoff::Backoff;
+use crate::parse::{Skipped, number, registry_symbol, skipped};
 use crate::rest::Rest;
 use crate::stats::{FeedStats, MessageKind};
 use crate::symbols::SymbolMap;
@@ -84,17 +85,6 @@ pub enum Frame {
     Refused(String),
 }
 
-/// A frame that is skipped, with its kind for the metrics and why.
-#[derive(Debug, PartialEq)]
-pub struct Skipped {
-    pub kind: MessageKind,
-    pub why: String,
-}
-
-fn skipped(kind: MessageKind, why: impl Into<String>) -> Skipped {
-    Skipped { kind, why: why.into() }
-}
-
 #[derive(Deserialize)]
 struct TradeData {
     #[serde(rename = "s")]
@@ -121,13 +111,6 @@ struct BookTickerData {
     ask: String,
     #[serde(rename = "A")]
     ask_quantity: String,
-}
-
-fn number(field: &str, text: &str) -> Result<f64, Skipped> {
-    text.parse::<f64>()
-        .ok()
-        .filter(|value| value.is_finite())
-        .ok_or_else(|| skipped(MessageKind::Malformed, format!("{field} {text:?} is not a number")))
 }
 
 /// Reads one frame of the combined stream. `received_ns` stamps a
@@ -171,13 +154,6 @@ pub fn parse(text: &str, symbols: &SymbolMap, received_ns: i64) -> Result<Frame,
     }
 }
 
-fn registry_symbol(symbols: &SymbolMap, name: &str) -> Result<String, Skipped> {
-    symbols
-        .registry_symbol(name)
-        .map(str::to_owned)
-        .ok_or_else(|| skipped(MessageKind::Unmapped, format!("{name} is not in the symbol map")))
-}
-
 /// Klines (`[open ms, "open", "high", "low", "close", "volume", ...]`) as
 /// candles.
 pub fn parse_klines(json: &Value) -> Result<Vec<Candle>, FeedError> {
@@ -211,18 +187,8 @@ pub async fn run(
     channel: wizdata_common::auth::credentials::AuthenticatedChannel,
     stop: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    crate::install_tls_provider();
-    let feed = Binance::new(config, session)?;
-    let (publisher, sending) = Publisher::start(channel, PROVIDER);
-    let result = tokio::select! {
-        result = feed.run(&publisher) => result,
-        _ = stop => Ok(()),
-    };
-    // What was received is sent before the process ends.
-    publisher.flush().await;
-    drop(publisher);
-    let _ = sending.await;
-    result
+    let mut feed = Binance::new(config, session)?;
+    crate::publish_until(PROVIDER, channel, stop, |publisher| async move { feed.run(&publisher).await }).await
 }
 
 pub struct Binance {
@@ -231,6 +197,9 @@ pub struct Binance {
     symbols: SymbolMap,
     rest: Rest,
     stats: FeedStats,
+    /// The newest trade time received: after a reconnect, the bars from
+    /// there on are refilled from klines.
+    last_trade_ns: Option<i64>,
 }
 
 impl Binance {
@@ -238,43 +207,31 @@ impl Binance {
         let symbols =
             SymbolMap::parse(&config.symbols, spell).map_err(|why| anyhow::anyhow!("--binance-symbols: {why}"))?;
         let rest = Rest::new(&config.rest_url, session.request_timeout)?;
-        Ok(Self { config, session, symbols, rest, stats: FeedStats::new(PROVIDER) })
+        Ok(Self { config, session, symbols, rest, stats: FeedStats::new(PROVIDER), last_trade_ns: None })
     }
 
     /// Backfills, then streams until a fatal error (credentials) or forever.
-    pub async fn run(&self, publisher: &Publisher) -> anyhow::Result<()> {
+    pub async fn run(&mut self, publisher: &Publisher) -> anyhow::Result<()> {
         if !self.config.backfill.is_zero() {
             let now = now_ns();
             let from = now.saturating_sub(i64::try_from(self.config.backfill.as_nanos()).unwrap_or(i64::MAX));
             self.import_closed_bars(publisher, from, now).await;
         }
-        let mut backoff = Backoff::new(self.session.reconnect_min, self.session.reconnect_max);
-        // The newest trade time received: after a reconnect, the bars from
-        // there on are refilled from klines.
-        let mut last_trade_ns = None;
-        loop {
-            let error = self.session(publisher, &mut backoff, &mut last_trade_ns).await;
-            self.stats.connected(false);
-            let wait = match &error {
-                error if error.is_fatal() => return Err(anyhow::anyhow!("binance: {error}")),
-                FeedError::Aged(_) => Duration::ZERO,
-                FeedError::RateLimited(wait) => *wait,
-                _ => backoff.next_delay(),
-            };
-            tracing::warn!(provider = PROVIDER, %error, ?wait, "feed disconnected; reconnecting");
-            self.stats.reconnect();
-            tokio::time::sleep(wait).await;
-        }
+        let session = self.session.clone();
+        crate::keep_connected(self, publisher, &session).await
+    }
+}
+
+impl crate::Live for Binance {
+    const PROVIDER: &'static str = PROVIDER;
+
+    fn stats(&self) -> &FeedStats {
+        &self.stats
     }
 
     /// One connection: subscribe, fill the gap since the last one, then
     /// stream until it fails (always with the reason).
-    async fn session(
-        &self,
-        publisher: &Publisher,
-        backoff: &mut Backoff,
-        last_trade_ns: &mut Option<i64>,
-    ) -> FeedError {
+    async fn session(&mut self, publisher: &Publisher, backoff: &mut Backoff) -> FeedError {
         let mut socket = match ws::connect(&self.config.ws_url, self.session.connect_timeout).await {
             Ok(socket) => socket,
             Err(error) => return error,
@@ -308,7 +265,7 @@ impl Binance {
                 Ok(Frame::Trade { tick, event_ns }) => {
                     self.stats.message(MessageKind::Trade);
                     self.stats.lag(event_ns);
-                    *last_trade_ns = Some(last_trade_ns.map_or(event_ns, |last: i64| last.max(event_ns)));
+                    self.last_trade_ns = Some(self.last_trade_ns.map_or(event_ns, |last| last.max(event_ns)));
                     publisher.tick(tick).await;
                 }
                 Ok(Frame::Quote(tick)) => {
@@ -322,7 +279,7 @@ impl Binance {
                         self.stats.connected(true);
                         backoff.reset();
                         tracing::info!(provider = PROVIDER, symbols = params.len() / 2, "subscribed");
-                        if let Some(from) = *last_trade_ns {
+                        if let Some(from) = self.last_trade_ns {
                             // Trades still queued from before the cut land
                             // first, so the refilled bars replace them.
                             publisher.flush().await;
@@ -341,7 +298,9 @@ impl Binance {
             }
         }
     }
+}
 
+impl Binance {
     /// Imports, at every interval, the bars that opened at or after `from`'s
     /// bar and closed by `to` (ns). A failure is logged: the live stream
     /// carries on without that history.

@@ -11,7 +11,9 @@
 
 pub mod backoff;
 pub mod binance;
+pub mod coinbase;
 pub mod error;
+pub mod parse;
 pub mod rest;
 pub mod sink;
 pub mod stats;
@@ -26,7 +28,8 @@ pub use error::FeedError;
 pub use sink::Publisher;
 
 /// Installs ring as the process's TLS provider (once; later calls do
-/// nothing), so `wss://` and `https://` work without aws-lc.
+/// nothing), so `wss://` and `https://` work without aws-lc. Called where a
+/// TLS client is made (`rest`, `ws`).
 pub fn install_tls_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
@@ -54,4 +57,74 @@ pub struct SessionConfig {
     /// Deadline of each REST call.
     #[arg(long = "feed-request-timeout", env = "WIZDATA_FEED_REQUEST_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub request_timeout: Duration,
+}
+
+/// A provider's live connection, which [`keep_connected`] runs again and
+/// again.
+pub trait Live {
+    const PROVIDER: &'static str;
+
+    fn stats(&self) -> &stats::FeedStats;
+
+    /// One connection, from connecting to its end: always the reason it
+    /// ended. It resets `backoff` once the provider has accepted it.
+    fn session(
+        &mut self,
+        publisher: &Publisher,
+        backoff: &mut backoff::Backoff,
+    ) -> impl std::future::Future<Output = FeedError> + Send;
+}
+
+/// Runs `live`'s connections one after another, waiting between them as
+/// [`reconnect_delay`] says, until an error retrying cannot help.
+pub async fn keep_connected<L: Live>(
+    live: &mut L,
+    publisher: &Publisher,
+    session: &SessionConfig,
+) -> anyhow::Result<()> {
+    let mut backoff = backoff::Backoff::new(session.reconnect_min, session.reconnect_max);
+    loop {
+        let error = live.session(publisher, &mut backoff).await;
+        live.stats().connected(false);
+        let Some(wait) = reconnect_delay(&error, &mut backoff) else {
+            return Err(anyhow::anyhow!("{}: {error}", L::PROVIDER));
+        };
+        tracing::warn!(provider = L::PROVIDER, %error, ?wait, "feed disconnected; reconnecting");
+        live.stats().reconnect();
+        tokio::time::sleep(wait).await;
+    }
+}
+
+/// After a connection ended with `error`, how long to wait before the
+/// next; `None` when retrying cannot help.
+fn reconnect_delay(error: &FeedError, backoff: &mut backoff::Backoff) -> Option<Duration> {
+    match error {
+        error if error.is_fatal() => None,
+        // Renewing an old connection is planned, not a failure.
+        FeedError::Aged(_) => Some(Duration::ZERO),
+        FeedError::RateLimited(wait) => Some(*wait),
+        _ => Some(backoff.next_delay()),
+    }
+}
+
+/// Runs `feed` with a publisher into the mesh behind `channel` until it
+/// ends or `stop` fires; what it received is sent before this returns.
+pub async fn publish_until<Feed>(
+    provider: &'static str,
+    channel: wizdata_common::auth::credentials::AuthenticatedChannel,
+    stop: impl std::future::Future<Output = ()>,
+    feed: impl FnOnce(Publisher) -> Feed,
+) -> anyhow::Result<()>
+where
+    Feed: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let (publisher, sending) = Publisher::start(channel, provider);
+    let result = tokio::select! {
+        result = feed(publisher.clone()) => result,
+        _ = stop => Ok(()),
+    };
+    publisher.flush().await;
+    drop(publisher);
+    let _ = sending.await;
+    result
 }

@@ -18,6 +18,7 @@ pub struct Rest {
 
 impl Rest {
     pub fn new(base: &str, timeout: Duration) -> anyhow::Result<Self> {
+        crate::install_tls_provider();
         let client = reqwest::Client::builder().timeout(timeout).user_agent("wizdata-feeds").build()?;
         Ok(Self { client, base: base.trim_end_matches('/').to_owned() })
     }

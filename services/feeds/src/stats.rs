@@ -17,18 +17,21 @@ pub enum MessageKind {
     Unknown,
     /// Data for a symbol the map does not carry: skipped.
     Unmapped,
+    /// A duplicate or out of order by the provider's numbering: skipped.
+    Stale,
     /// An error the provider sent.
     Error,
 }
 
 impl MessageKind {
-    const ALL: [MessageKind; 7] = [
+    const ALL: [MessageKind; 8] = [
         MessageKind::Trade,
         MessageKind::Quote,
         MessageKind::Control,
         MessageKind::Malformed,
         MessageKind::Unknown,
         MessageKind::Unmapped,
+        MessageKind::Stale,
         MessageKind::Error,
     ];
 
@@ -40,6 +43,7 @@ impl MessageKind {
             MessageKind::Malformed => "malformed",
             MessageKind::Unknown => "unknown",
             MessageKind::Unmapped => "unmapped",
+            MessageKind::Stale => "stale",
             MessageKind::Error => "error",
         }
     }

@@ -16,6 +16,7 @@ pub type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 /// Opens `url` (ws:// or wss://). A provider's HTTP refusal of the upgrade
 /// is typed: 429 a rate limit, 401/403 rejected credentials.
 pub async fn connect(url: &str, within: Duration) -> Result<Socket, FeedError> {
+    crate::install_tls_provider();
     match tokio::time::timeout(within, tokio_tungstenite::connect_async(url)).await {
         Err(_) => Err(FeedError::Connect(format!("no answer within {within:?}"))),
         Ok(Ok((socket, _))) => Ok(socket),
