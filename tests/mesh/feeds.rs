@@ -28,14 +28,14 @@ fn fixture(path: &str) -> String {
 }
 
 /// Moves every time in `value` by `by_ms`: Binance's millisecond "E" and
-/// "T", and RFC 3339 "time" strings (Coinbase).
+/// "T", and RFC 3339 "time" (Coinbase) and "timestamp" (Kraken) strings.
 fn shift_times(value: &mut Value, by_ms: i64) {
     match value {
         Value::Object(fields) => {
             for (name, field) in fields.iter_mut() {
                 match (name.as_str(), &field) {
                     ("E" | "T", Value::Number(ms)) => *field = (ms.as_i64().unwrap() + by_ms).into(),
-                    ("time", Value::String(text)) => {
+                    ("time" | "timestamp", Value::String(text)) => {
                         let time =
                             chrono::DateTime::parse_from_rfc3339(text).unwrap() + chrono::Duration::milliseconds(by_ms);
                         *field = time.to_rfc3339_opts(chrono::SecondsFormat::Micros, true).into();
@@ -315,6 +315,56 @@ async fn a_coinbase_session_with_repeats_and_gaps_lands_each_trade_once_in_order
     let quote = quote_of(&mesh, "BTC/USDT").await;
     assert_eq!((quote.last_price, quote.last_size), (16804.75, 2.0));
     assert_eq!((quote.bid, quote.bid_size, quote.ask, quote.ask_size), (16801.0, 1.25, 16802.0, 0.75));
+
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), feed).await.expect("the feed stops").unwrap().unwrap();
+}
+
+/// A recorded Kraken v2 session: status, acknowledgements (one pair
+/// refused), trades, a ticker, a heartbeat, a list mixing good and bad
+/// trades, a message cut short and an unknown channel, then a close; the
+/// second connection replays one trade and adds one, then goes silent.
+#[tokio::test]
+async fn a_kraken_session_with_bad_items_a_refused_pair_and_a_replay_lands_each_trade_once() {
+    let mesh = TestMesh::all().await;
+    let (bar, shift_ms) = minute_before_last();
+    let mut first = vec![Step::Receive, Step::Receive];
+    first.extend(frames("kraken/first-connection.jsonl", shift_ms));
+    first.push(Step::Close);
+    let mut second = vec![Step::Receive, Step::Receive];
+    second.extend(frames("kraken/second-connection.jsonl", shift_ms));
+    second.push(Step::Silence);
+    let provider = FakeWebSocket::start(vec![Script::Upgrade(first), Script::Upgrade(second)]).await;
+    let mut trades = subscribe_trades(&mesh, "BTC/USDT").await;
+
+    let config = wizdata_feeds::kraken::KrakenConfig { ws_url: provider.url("/v2"), symbols: vec!["BTC/USDT".into()] };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let feed = tokio::spawn(wizdata_feeds::kraken::run(config, session_config(), feed_channel(&mesh), async {
+        let _ = stopped.await;
+    }));
+
+    assert_eq!(trade_ids(&mut trades, "kraken", 4).await, ["700", "701", "702", "703"], "the replayed 702 once");
+    assert!(
+        eventually(Duration::from_secs(20), async || provider.connections() >= 3).await,
+        "a silent connection is replaced"
+    );
+    let received = provider.received();
+    let requests: Vec<Value> = received.iter().take(2).map(|(_, text)| serde_json::from_str(text).unwrap()).collect();
+    assert_eq!(requests[0]["method"], "subscribe");
+    assert_eq!(
+        requests[0]["params"],
+        serde_json::json!({"channel": "trade", "symbol": ["BTC/USDT"], "snapshot": false})
+    );
+    assert_eq!(requests[1]["params"], serde_json::json!({"channel": "ticker", "symbol": ["BTC/USDT"]}));
+
+    assert_eq!(
+        minute_bars(&mesh, "BTC/USDT", bar, bar + 60).await,
+        [(bar, 16800.0, 16810.0, 16790.5, 16805.0, 0.5 + 0.25 + 0.125 + 2.0, 4)],
+        "the good trades of the mixed list, and the replay once"
+    );
+    let quote = quote_of(&mesh, "BTC/USDT").await;
+    assert_eq!((quote.last_price, quote.last_size), (16805.0, 2.0));
+    assert_eq!((quote.bid, quote.bid_size, quote.ask, quote.ask_size), (16790.0, 1.5, 16791.0, 2.25));
 
     stop.send(()).unwrap();
     tokio::time::timeout(Duration::from_secs(10), feed).await.expect("the feed stops").unwrap().unwrap();

@@ -292,8 +292,7 @@ impl crate::Live for Binance {
                     return FeedError::Subscription(why);
                 }
                 Err(skipped) => {
-                    self.stats.message(skipped.kind);
-                    tracing::debug!(provider = PROVIDER, kind = skipped.kind.label(), why = %skipped.why, "frame skipped");
+                    self.stats.skipped(&skipped);
                 }
             }
         }

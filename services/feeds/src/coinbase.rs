@@ -331,8 +331,7 @@ impl crate::Live for Coinbase {
             let frame = match parse(&text, &self.symbols) {
                 Ok(frame) => frame,
                 Err(skipped) => {
-                    self.stats.message(skipped.kind);
-                    tracing::debug!(provider = PROVIDER, kind = skipped.kind.label(), why = %skipped.why, "message skipped");
+                    self.stats.skipped(&skipped);
                     continue;
                 }
             };

@@ -13,6 +13,7 @@ pub mod backoff;
 pub mod binance;
 pub mod coinbase;
 pub mod error;
+pub mod kraken;
 pub mod parse;
 pub mod rest;
 pub mod sink;

@@ -74,6 +74,12 @@ impl FeedStats {
         metrics::counter!("feed_messages_total", "provider" => self.provider, "kind" => kind.label()).increment(1);
     }
 
+    /// Counts a skipped message by its kind; why is for debugging a feed.
+    pub fn skipped(&self, skipped: &crate::parse::Skipped) {
+        self.message(skipped.kind);
+        tracing::debug!(provider = self.provider, kind = skipped.kind.label(), why = %skipped.why, "skipped");
+    }
+
     pub fn reconnect(&self) {
         metrics::counter!("feed_reconnects_total", "provider" => self.provider).increment(1);
     }

@@ -90,6 +90,24 @@ enum FeedCommand {
     /// Coinbase Exchange: trades (matches) and best bid/ask (ticker) over
     /// its WebSocket feed, gaps in its trade numbering filled from REST.
     Coinbase(Box<CoinbaseArgs>),
+    /// Kraken: trades and best bid/ask over its WebSocket v2 channels.
+    Kraken(Box<KrakenArgs>),
+}
+
+#[derive(clap::Args)]
+struct KrakenArgs {
+    /// The mesh (or market data service) to feed.
+    #[arg(long, env = "WIZDATA_TARGET", default_value = "http://127.0.0.1:50051")]
+    target: String,
+    /// API key (wiz_...) with the marketdata:write scope.
+    #[arg(long, env = "WIZDATA_API_KEY", hide_env_values = true)]
+    api_key: Option<SecretString>,
+    #[command(flatten)]
+    kraken: wizdata_feeds::kraken::KrakenConfig,
+    #[command(flatten)]
+    session: wizdata_feeds::SessionConfig,
+    #[command(flatten)]
+    telemetry: TelemetryConfig,
 }
 
 #[derive(clap::Args)]
@@ -236,6 +254,12 @@ async fn main() -> anyhow::Result<ExitCode> {
                 wizdata_common::server::shutdown_signal(),
             )
             .await?;
+        }
+        Command::Feed(FeedCommand::Kraken(args)) => {
+            let _telemetry = wizdata_common::telemetry::init(&args.telemetry, "wizdata-feed");
+            let channel = Credentials::from_optional(args.api_key.as_ref())?.on(tool_channel(&args.target)?);
+            wizdata_feeds::kraken::run(args.kraken, args.session, channel, wizdata_common::server::shutdown_signal())
+                .await?;
         }
         Command::Import(ImportCommand::Candles(args)) => return import_candles(args).await,
         Command::Keys(KeysCommand::Create(args)) => return create_key(args).await,
