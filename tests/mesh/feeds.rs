@@ -370,6 +370,83 @@ async fn a_kraken_session_with_bad_items_a_refused_pair_and_a_replay_lands_each_
     tokio::time::timeout(Duration::from_secs(10), feed).await.expect("the feed stops").unwrap().unwrap();
 }
 
+/// CoinGecko polled through a rate limit: each price lands once (a poll
+/// finding the same update is a duplicate), as a size-0 trade, and moves
+/// the quote.
+#[tokio::test]
+async fn coingecko_prices_land_once_each_across_a_rate_limit() {
+    let mesh = TestMesh::all().await;
+    let (bar, _) = minute_before_last();
+    let (first, second) = (bar + 5, bar + 30);
+    let price = |price: f64, updated: i64| format!(r#"{{"bitcoin":{{"usd":{price},"last_updated_at":{updated}}}}}"#);
+    let answers = [
+        (200, vec![], price(16800.5, first)),
+        (
+            429,
+            vec![("retry-after", "1".to_owned())],
+            r#"{"status":{"error_code":429,"error_message":"You've exceeded the Rate Limit."}}"#.to_owned(),
+        ),
+        (200, vec![], price(16800.5, first)),
+        (200, vec![], price(16810.25, second)),
+    ];
+    let calls = std::sync::atomic::AtomicUsize::new(0);
+    let rest = FakeRest::start(move |path| {
+        assert!(path.starts_with("/simple/price?ids=bitcoin&vs_currencies=usd&include_last_updated_at=true"), "{path}");
+        let call = calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        answers[call.min(answers.len() - 1)].clone()
+    })
+    .await;
+    let mut trades = subscribe_trades(&mesh, "BTC/USDT").await;
+    let config = wizdata_feeds::coingecko::CoingeckoConfig {
+        url: rest.url(),
+        symbols: vec!["BTC/USDT=bitcoin:usd".into()],
+        interval: Duration::from_millis(100),
+        api_key: None,
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let feed = tokio::spawn(wizdata_feeds::coingecko::run(config, session_config(), feed_channel(&mesh), async {
+        let _ = stopped.await;
+    }));
+
+    assert_eq!(trade_ids(&mut trades, "coingecko", 2).await, [first.to_string(), second.to_string()]);
+    assert!(
+        eventually(Duration::from_secs(10), async || rest.requests().len() >= 6).await,
+        "polling goes on after the rate limit"
+    );
+    let minutes = minute_bars(&mesh, "BTC/USDT", bar, bar + 60).await;
+    assert_eq!(
+        minutes,
+        [(bar, 16800.5, 16810.25, 16800.5, 16810.25, 0.0, 2)],
+        "prices, no volume, each poll's update once"
+    );
+    assert_eq!(quote_of(&mesh, "BTC/USDT").await.last_price, 16810.25);
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), feed).await.expect("the feed stops").unwrap().unwrap();
+}
+
+/// A key CoinGecko rejects stops the feed with the provider's words, and
+/// the key itself appears in no error.
+#[tokio::test]
+async fn a_rejected_coingecko_key_stops_the_feed_without_showing_the_key() {
+    let mesh = TestMesh::all().await;
+    let rest = FakeRest::start(|_| {
+        (401, vec![], r#"{"status":{"error_code":10002,"error_message":"Invalid API Key"}}"#.to_owned())
+    })
+    .await;
+    let config = wizdata_feeds::coingecko::CoingeckoConfig {
+        url: rest.url(),
+        symbols: vec!["BTC/USDT=bitcoin:usd".into()],
+        interval: Duration::from_millis(100),
+        api_key: Some("CG-not-a-real-key-3141".to_owned().into()),
+    };
+    let run = wizdata_feeds::coingecko::run(config, session_config(), feed_channel(&mesh), std::future::pending());
+    let error = tokio::time::timeout(Duration::from_secs(10), run).await.expect("a rejected key stops").unwrap_err();
+    let error = format!("{error:#} {error:?}");
+    assert!(error.contains("rejected the credentials") && error.contains("Invalid API Key"), "{error}");
+    assert!(!error.contains("CG-not-a-real-key-3141"), "the key leaked: {error}");
+    assert_eq!(rest.requests().len(), 1, "not retried");
+}
+
 fn query_value<'a>(path: &'a str, name: &str) -> &'a str {
     let query = path.split_once('?').map_or("", |(_, query)| query);
     query.split('&').find_map(|pair| pair.strip_prefix(name)?.strip_prefix('=')).unwrap_or("")

@@ -12,6 +12,7 @@
 pub mod backoff;
 pub mod binance;
 pub mod coinbase;
+pub mod coingecko;
 pub mod error;
 pub mod kraken;
 pub mod parse;

@@ -18,8 +18,27 @@ pub struct Rest {
 
 impl Rest {
     pub fn new(base: &str, timeout: Duration) -> anyhow::Result<Self> {
+        Self::with_key_header(base, timeout, None)
+    }
+
+    /// A client that sends an API key in header `name` on every call; the
+    /// value is marked sensitive, so no debug output of a request shows it.
+    pub fn with_key_header(
+        base: &str,
+        timeout: Duration,
+        key: Option<(&'static str, &secrecy::SecretString)>,
+    ) -> anyhow::Result<Self> {
+        use secrecy::ExposeSecret;
         crate::install_tls_provider();
-        let client = reqwest::Client::builder().timeout(timeout).user_agent("wizdata-feeds").build()?;
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some((name, key)) = key {
+            let mut value = reqwest::header::HeaderValue::from_str(key.expose_secret())
+                .map_err(|_| anyhow::anyhow!("the API key is not a valid header value"))?;
+            value.set_sensitive(true);
+            headers.insert(name, value);
+        }
+        let client =
+            reqwest::Client::builder().timeout(timeout).user_agent("wizdata-feeds").default_headers(headers).build()?;
         Ok(Self { client, base: base.trim_end_matches('/').to_owned() })
     }
 

@@ -92,6 +92,24 @@ enum FeedCommand {
     Coinbase(Box<CoinbaseArgs>),
     /// Kraken: trades and best bid/ask over its WebSocket v2 channels.
     Kraken(Box<KrakenArgs>),
+    /// CoinGecko: prices polled from simple/price, as size-0 trades.
+    Coingecko(Box<CoingeckoArgs>),
+}
+
+#[derive(clap::Args)]
+struct CoingeckoArgs {
+    /// The mesh (or market data service) to feed.
+    #[arg(long, env = "WIZDATA_TARGET", default_value = "http://127.0.0.1:50051")]
+    target: String,
+    /// API key (wiz_...) with the marketdata:write scope.
+    #[arg(long, env = "WIZDATA_API_KEY", hide_env_values = true)]
+    api_key: Option<SecretString>,
+    #[command(flatten)]
+    coingecko: wizdata_feeds::coingecko::CoingeckoConfig,
+    #[command(flatten)]
+    session: wizdata_feeds::SessionConfig,
+    #[command(flatten)]
+    telemetry: TelemetryConfig,
 }
 
 #[derive(clap::Args)]
@@ -260,6 +278,12 @@ async fn main() -> anyhow::Result<ExitCode> {
             let channel = Credentials::from_optional(args.api_key.as_ref())?.on(tool_channel(&args.target)?);
             wizdata_feeds::kraken::run(args.kraken, args.session, channel, wizdata_common::server::shutdown_signal())
                 .await?;
+        }
+        Command::Feed(FeedCommand::Coingecko(args)) => {
+            let _telemetry = wizdata_common::telemetry::init(&args.telemetry, "wizdata-feed");
+            let channel = Credentials::from_optional(args.api_key.as_ref())?.on(tool_channel(&args.target)?);
+            let stop = wizdata_common::server::shutdown_signal();
+            wizdata_feeds::coingecko::run(args.coingecko, args.session, channel, stop).await?;
         }
         Command::Import(ImportCommand::Candles(args)) => return import_candles(args).await,
         Command::Keys(KeysCommand::Create(args)) => return create_key(args).await,
