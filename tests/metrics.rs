@@ -11,28 +11,7 @@ use wizdata::registry::v1::GetSymbolRequest;
 use wizdata::registry::v1::registry_service_client::RegistryServiceClient;
 use wizdata_common::auth::credentials::Credentials;
 use wizdata_test_support::TestMesh;
-
-/// The metrics page, fetched with curl as an operator (or Prometheus) would.
-async fn scrape(port: u16) -> String {
-    // Off the runtime's thread: the metrics endpoint is served by this runtime.
-    let url = format!("http://127.0.0.1:{port}/metrics");
-    let curl =
-        move || std::process::Command::new("curl").args(["--silent", "--fail", "--max-time", "10", &url]).output();
-    let answer = tokio::task::spawn_blocking(curl).await.unwrap().expect("curl runs");
-    assert!(answer.status.success(), "curl: {}", String::from_utf8_lossy(&answer.stderr));
-    String::from_utf8(answer.stdout).expect("Prometheus text is UTF-8")
-}
-
-/// The value of the sample `name` whose labels include every one of `labels`.
-fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    text.lines().filter(|line| !line.starts_with('#')).find_map(|line| {
-        let (series, value) = line.rsplit_once(' ')?;
-        let (series_name, series_labels) = series.split_once('{').unwrap_or((series, ""));
-        let matches = series_name == name
-            && labels.iter().all(|(key, value)| series_labels.contains(&format!("{key}=\"{value}\"")));
-        matches.then(|| value.parse().ok()).flatten()
-    })
-}
+use wizdata_test_support::prometheus::{sample, scrape};
 
 #[tokio::test]
 async fn the_metrics_port_shows_grpc_server_metrics_and_service_counters() {
@@ -47,6 +26,8 @@ async fn the_metrics_port_shows_grpc_server_metrics_and_service_counters() {
         ("gateway_no_healthy_endpoint_total", &[("grpc_service", "wizdata.auth.v1.AuthService")]),
         ("marketdata_ticks_total", &[("outcome", "accepted")]),
         ("marketdata_ticks_total", &[("outcome", "rejected"), ("reason", "TICK_REJECTION_FUTURE_TIME")]),
+        ("marketdata_ticks_total", &[("outcome", "rejected"), ("reason", "TICK_REJECTION_DUPLICATE")]),
+        ("marketdata_trade_ids_forgotten_total", &[]),
         ("marketdata_commits_total", &[]),
         ("marketdata_candles_written_total", &[]),
         ("streaming_events_total", &[("direction", "out")]),

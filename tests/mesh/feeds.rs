@@ -447,6 +447,98 @@ async fn a_rejected_coingecko_key_stops_the_feed_without_showing_the_key() {
     assert_eq!(rest.requests().len(), 1, "not retried");
 }
 
+/// `serve all --feeds kraken`: the feed runs inside the mesh, as its own
+/// internal key, configured by the same flags as `wizdata feed kraken`.
+#[tokio::test]
+async fn serve_all_runs_a_configured_feed_in_process() {
+    let (_, shift_ms) = minute_before_last();
+    let mut first = vec![Step::Receive, Step::Receive];
+    first.extend(frames("kraken/first-connection.jsonl", shift_ms));
+    first.push(Step::Silence);
+    let provider = FakeWebSocket::start(vec![Script::Upgrade(first)]).await;
+    let url = provider.url("/v2");
+    let mesh =
+        TestMesh::all_with(&["--feeds", "kraken", "--kraken-ws-url", &url, "--kraken-symbols", "BTC/USDT"]).await;
+    // The last trade of the session, 702, sets the quote.
+    let quoted = eventually(Duration::from_secs(10), async || quote_of_now(&mesh).await == Some(16810.0)).await;
+    assert!(quoted, "the in-process feed's trades reach market data: {:?}", quote_of_now(&mesh).await);
+    assert_eq!(provider.connections(), 1);
+}
+
+async fn quote_of_now(mesh: &TestMesh) -> Option<f64> {
+    let mut market = mesh.market_data().await;
+    let answer = market.get_quote(GetQuoteRequest { symbol: "BTC/USDT".into() }).await.ok()?;
+    answer.into_inner().quote.map(|quote| quote.last_price)
+}
+
+fn alphavantage(url: String, key: &str, refresh: Duration) -> wizdata_feeds::alphavantage::AlphaVantageConfig {
+    wizdata_feeds::alphavantage::AlphaVantageConfig {
+        url,
+        api_key: Some(key.to_owned().into()),
+        symbols: vec!["AAPL".into()],
+        interval: Interval::OneDay,
+        spacing: Duration::ZERO,
+        refresh,
+    }
+}
+
+/// Alpha Vantage's daily history, after its limit answer, lands as daily
+/// candles of the symbol.
+#[tokio::test]
+async fn alphavantage_history_is_imported_after_a_limit_answer() {
+    let mesh = TestMesh::all().await;
+    let calls = std::sync::atomic::AtomicUsize::new(0);
+    let rest = FakeRest::start(move |path| {
+        if calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+            return (200, vec![], fixture("alphavantage/rate-limit.json"));
+        }
+        assert!(path.starts_with("/query?function=TIME_SERIES_DAILY&symbol=AAPL&outputsize=compact&apikey="), "{path}");
+        (200, vec![], fixture("alphavantage/daily.json"))
+    })
+    .await;
+    let config = alphavantage(rest.url(), "av-test-key", Duration::from_millis(300));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let feed = tokio::spawn(wizdata_feeds::alphavantage::run(config, session_config(), feed_channel(&mesh), async {
+        let _ = stopped.await;
+    }));
+    let (march_21, march_22) = (1_710_979_200, 1_711_065_600);
+    let mut market = mesh.market_data().await;
+    let imported = eventually(Duration::from_secs(10), async || {
+        !all_candles(&mut market, candles("AAPL", Interval::OneDay, march_21, march_22 + 86_400), 10).await.is_empty()
+    })
+    .await;
+    assert!(imported, "history arrives after the limit answer");
+    let days: Vec<_> = all_candles(&mut market, candles("AAPL", Interval::OneDay, march_21, march_22 + 86_400), 10)
+        .await
+        .iter()
+        .map(ohlcv)
+        .collect();
+    assert_eq!(
+        days,
+        [
+            (march_21, 171.76, 173.05, 170.06, 171.37, 51_988_305.0, 0),
+            (march_22, 171.76, 173.05, 170.06, 172.28, 71_160_138.0, 0)
+        ]
+    );
+    assert!(rest.requests().iter().all(|path| path.ends_with("apikey=av-test-key")), "the key is sent");
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), feed).await.expect("the feed stops").unwrap().unwrap();
+}
+
+/// A key Alpha Vantage rejects stops the importer in its words, and the
+/// key, though it travels in the URL, appears in no error.
+#[tokio::test]
+async fn a_rejected_alphavantage_key_stops_the_importer_without_showing_the_key() {
+    let mesh = TestMesh::all().await;
+    let rest = FakeRest::start(|_| (200, vec![], fixture("alphavantage/invalid-key.json"))).await;
+    let config = alphavantage(rest.url(), "av-not-a-real-key-2718", Duration::from_secs(3600));
+    let run = wizdata_feeds::alphavantage::run(config, session_config(), feed_channel(&mesh), std::future::pending());
+    let error = tokio::time::timeout(Duration::from_secs(10), run).await.expect("a rejected key stops").unwrap_err();
+    let error = format!("{error:#} {error:?}");
+    assert!(error.contains("rejected the credentials") && error.contains("apikey is invalid"), "{error}");
+    assert!(!error.contains("av-not-a-real-key-2718"), "the key leaked: {error}");
+}
+
 fn query_value<'a>(path: &'a str, name: &str) -> &'a str {
     let query = path.split_once('?').map_or("", |(_, query)| query);
     query.split('&').find_map(|pair| pair.strip_prefix(name)?.strip_prefix('=')).unwrap_or("")

@@ -33,19 +33,26 @@ pub struct BinanceConfig {
     /// The combined-stream WebSocket endpoint.
     #[arg(
         long = "binance-ws-url",
+        id = "binance-ws-url",
         env = "WIZDATA_BINANCE_WS_URL",
         default_value = "wss://stream.binance.com:9443/stream"
     )]
     pub ws_url: String,
 
     /// The REST API's base URL (klines).
-    #[arg(long = "binance-rest-url", env = "WIZDATA_BINANCE_REST_URL", default_value = "https://api.binance.com")]
+    #[arg(
+        long = "binance-rest-url",
+        id = "binance-rest-url",
+        env = "WIZDATA_BINANCE_REST_URL",
+        default_value = "https://api.binance.com"
+    )]
     pub rest_url: String,
 
     /// Registry symbols to carry, each REGISTRY or REGISTRY=BINANCE (a bare
     /// BTC/USDT is Binance's BTCUSDT).
     #[arg(
         long = "binance-symbols",
+        id = "binance-symbols",
         env = "WIZDATA_BINANCE_SYMBOLS",
         value_delimiter = ',',
         default_value = "BTC/USDT,ETH/USDT"
@@ -53,12 +60,11 @@ pub struct BinanceConfig {
     pub symbols: Vec<String>,
 
     /// History imported from klines at start, at every interval (0s: none).
-    #[arg(long = "binance-backfill", env = "WIZDATA_BINANCE_BACKFILL", default_value = "1d", value_parser = parse_duration)]
+    #[arg(long = "binance-backfill", id = "binance-backfill", env = "WIZDATA_BINANCE_BACKFILL", default_value = "1d", value_parser = parse_duration)]
     pub backfill: Duration,
 
     /// A connection is renewed after this long: Binance cuts each at 24 h.
-    #[arg(
-        long = "binance-max-connection-age",
+    #[arg(long = "binance-max-connection-age", id = "binance-max-connection-age",
         env = "WIZDATA_BINANCE_MAX_CONNECTION_AGE",
         default_value = "23h30m",
         value_parser = parse_duration

@@ -33,6 +33,7 @@ pub struct CoinbaseConfig {
     /// The WebSocket feed.
     #[arg(
         long = "coinbase-ws-url",
+        id = "coinbase-ws-url",
         env = "WIZDATA_COINBASE_WS_URL",
         default_value = "wss://ws-feed.exchange.coinbase.com"
     )]
@@ -41,6 +42,7 @@ pub struct CoinbaseConfig {
     /// The REST API's base URL (trades, to fill gaps).
     #[arg(
         long = "coinbase-rest-url",
+        id = "coinbase-rest-url",
         env = "WIZDATA_COINBASE_REST_URL",
         default_value = "https://api.exchange.coinbase.com"
     )]
@@ -50,6 +52,7 @@ pub struct CoinbaseConfig {
     /// BTC/USDT is Coinbase's BTC-USDT).
     #[arg(
         long = "coinbase-symbols",
+        id = "coinbase-symbols",
         env = "WIZDATA_COINBASE_SYMBOLS",
         value_delimiter = ',',
         default_value = "BTC/USDT,ETH/USDT"

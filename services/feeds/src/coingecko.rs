@@ -26,13 +26,19 @@ pub const PROVIDER: &str = "coingecko";
 #[derive(clap::Args, Debug, Clone)]
 pub struct CoingeckoConfig {
     /// The REST API's base URL.
-    #[arg(long = "coingecko-url", env = "WIZDATA_COINGECKO_URL", default_value = "https://api.coingecko.com/api/v3")]
+    #[arg(
+        long = "coingecko-url",
+        id = "coingecko-url",
+        env = "WIZDATA_COINGECKO_URL",
+        default_value = "https://api.coingecko.com/api/v3"
+    )]
     pub url: String,
 
     /// Registry symbols to carry, each REGISTRY=COIN:CURRENCY (CoinGecko's
     /// coin id and quote currency).
     #[arg(
         long = "coingecko-symbols",
+        id = "coingecko-symbols",
         env = "WIZDATA_COINGECKO_SYMBOLS",
         value_delimiter = ',',
         default_value = "BTC/USDT=bitcoin:usd,ETH/USDT=ethereum:usd"
@@ -41,11 +47,16 @@ pub struct CoingeckoConfig {
 
     /// Time between polls (at least 2s: one call carries every symbol, and
     /// the public API allows about 30 a minute).
-    #[arg(long = "coingecko-interval", env = "WIZDATA_COINGECKO_INTERVAL", default_value = "30s", value_parser = parse_poll_interval)]
+    #[arg(long = "coingecko-interval", id = "coingecko-interval", env = "WIZDATA_COINGECKO_INTERVAL", default_value = "30s", value_parser = parse_poll_interval)]
     pub interval: Duration,
 
     /// A Demo API key, sent as x-cg-demo-api-key (optional; a secret).
-    #[arg(long = "coingecko-api-key", env = "WIZDATA_COINGECKO_API_KEY", hide_env_values = true)]
+    #[arg(
+        long = "coingecko-api-key",
+        id = "coingecko-api-key",
+        env = "WIZDATA_COINGECKO_API_KEY",
+        hide_env_values = true
+    )]
     pub api_key: Option<SecretString>,
 }
 

@@ -21,13 +21,19 @@ pub const PROVIDER: &str = "kraken";
 #[derive(clap::Args, Debug, Clone)]
 pub struct KrakenConfig {
     /// The WebSocket v2 endpoint.
-    #[arg(long = "kraken-ws-url", env = "WIZDATA_KRAKEN_WS_URL", default_value = "wss://ws.kraken.com/v2")]
+    #[arg(
+        long = "kraken-ws-url",
+        id = "kraken-ws-url",
+        env = "WIZDATA_KRAKEN_WS_URL",
+        default_value = "wss://ws.kraken.com/v2"
+    )]
     pub ws_url: String,
 
     /// Registry symbols to carry, each REGISTRY or REGISTRY=PAIR (a bare
     /// BTC/USDT is Kraken's BTC/USDT).
     #[arg(
         long = "kraken-symbols",
+        id = "kraken-symbols",
         env = "WIZDATA_KRAKEN_SYMBOLS",
         value_delimiter = ',',
         default_value = "BTC/USDT,ETH/USDT"

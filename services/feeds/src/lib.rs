@@ -9,6 +9,7 @@
 //! the publisher that batches and retries ([`sink`]), reconnect backoff
 //! ([`backoff`]), the WebSocket session ([`ws`]) and the metrics ([`stats`]).
 
+pub mod alphavantage;
 pub mod backoff;
 pub mod binance;
 pub mod coinbase;
@@ -40,24 +41,24 @@ pub fn install_tls_provider() {
 #[derive(clap::Args, Debug, Clone)]
 pub struct SessionConfig {
     /// A connection (TCP, TLS and the WebSocket upgrade) must open within this.
-    #[arg(long = "feed-connect-timeout", env = "WIZDATA_FEED_CONNECT_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    #[arg(long = "feed-connect-timeout", id = "feed-connect-timeout", env = "WIZDATA_FEED_CONNECT_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub connect_timeout: Duration,
 
     /// Nothing received for this long (not even a ping) is a dead
     /// connection: Binance pings every 20 s, so three missed pings.
-    #[arg(long = "feed-stall-timeout", env = "WIZDATA_FEED_STALL_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    #[arg(long = "feed-stall-timeout", id = "feed-stall-timeout", env = "WIZDATA_FEED_STALL_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
     pub stall_timeout: Duration,
 
     /// The first reconnect waits between half of this and this; each
     /// further one doubles, up to --feed-reconnect-max.
-    #[arg(long = "feed-reconnect-min", env = "WIZDATA_FEED_RECONNECT_MIN", default_value = "1s", value_parser = parse_duration)]
+    #[arg(long = "feed-reconnect-min", id = "feed-reconnect-min", env = "WIZDATA_FEED_RECONNECT_MIN", default_value = "1s", value_parser = parse_duration)]
     pub reconnect_min: Duration,
 
-    #[arg(long = "feed-reconnect-max", env = "WIZDATA_FEED_RECONNECT_MAX", default_value = "60s", value_parser = parse_duration)]
+    #[arg(long = "feed-reconnect-max", id = "feed-reconnect-max", env = "WIZDATA_FEED_RECONNECT_MAX", default_value = "60s", value_parser = parse_duration)]
     pub reconnect_max: Duration,
 
     /// Deadline of each REST call.
-    #[arg(long = "feed-request-timeout", env = "WIZDATA_FEED_REQUEST_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    #[arg(long = "feed-request-timeout", id = "feed-request-timeout", env = "WIZDATA_FEED_REQUEST_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub request_timeout: Duration,
 }
 
@@ -129,4 +130,49 @@ where
     drop(publisher);
     let _ = sending.await;
     result
+}
+
+/// The providers a feed can come from.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Provider {
+    Binance,
+    Coinbase,
+    Kraken,
+    Coingecko,
+    Alphavantage,
+}
+
+/// Every provider's settings, for a process that may run any of them
+/// (`serve all --feeds ...`).
+#[derive(clap::Args, Debug, Clone)]
+pub struct FeedsConfig {
+    #[command(flatten)]
+    pub session: SessionConfig,
+    #[command(flatten)]
+    pub binance: binance::BinanceConfig,
+    #[command(flatten)]
+    pub coinbase: coinbase::CoinbaseConfig,
+    #[command(flatten)]
+    pub kraken: kraken::KrakenConfig,
+    #[command(flatten)]
+    pub coingecko: coingecko::CoingeckoConfig,
+    #[command(flatten)]
+    pub alphavantage: alphavantage::AlphaVantageConfig,
+}
+
+/// Runs `provider`'s feed into the mesh behind `channel` until `stop`.
+pub async fn run(
+    provider: Provider,
+    config: &FeedsConfig,
+    channel: wizdata_common::auth::credentials::AuthenticatedChannel,
+    stop: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let session = config.session.clone();
+    match provider {
+        Provider::Binance => binance::run(config.binance.clone(), session, channel, stop).await,
+        Provider::Coinbase => coinbase::run(config.coinbase.clone(), session, channel, stop).await,
+        Provider::Kraken => kraken::run(config.kraken.clone(), session, channel, stop).await,
+        Provider::Coingecko => coingecko::run(config.coingecko.clone(), session, channel, stop).await,
+        Provider::Alphavantage => alphavantage::run(config.alphavantage.clone(), session, channel, stop).await,
+    }
 }

@@ -81,6 +81,13 @@ pub struct ServeArgs {
     pub simulated_feed: bool,
     #[command(flatten)]
     pub feed: SimulatorConfig,
+    /// With `all`: real feeds to run in-process, comma-separated (binance,
+    /// coinbase, kraken, coingecko, alphavantage), each set by its own
+    /// flags; none by default (they reach the internet).
+    #[arg(long, env = "WIZDATA_FEEDS", value_delimiter = ',')]
+    pub feeds: Vec<wizdata_feeds::Provider>,
+    #[command(flatten)]
+    pub providers: wizdata_feeds::FeedsConfig,
     #[command(flatten)]
     pub telemetry: TelemetryConfig,
     #[command(flatten)]
@@ -90,6 +97,9 @@ pub struct ServeArgs {
 /// The internal key the in-process simulated feed runs as.
 const SIMULATED_FEED: &str = "simulated-feed";
 const SIMULATED_FEED_SCOPES: &[&str] = &["marketdata:read", "marketdata:write", "registry:read"];
+/// The internal key in-process real feeds run as (one for all of them:
+/// provisioning a key revokes the earlier ones of its name).
+const REAL_FEEDS: &str = "real-feeds";
 
 /// One of the services a process can mount on its gRPC port.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -148,6 +158,8 @@ pub struct Plan {
     /// Market data, for the services that read candles or quotes.
     pub market_data: Option<Neighbour>,
     pub simulated_feed: bool,
+    /// Real feeds run in-process (`serve all` only).
+    pub feeds: Vec<wizdata_feeds::Provider>,
 }
 
 impl Plan {
@@ -175,9 +187,13 @@ impl Plan {
             true => Some(neighbour(&args.neighbours.market_data_url, "--market-data-url (WIZDATA_MARKET_DATA_URL)")?),
             false => None,
         };
+        if !all && !args.feeds.is_empty() {
+            anyhow::bail!("--feeds (WIZDATA_FEEDS) runs feeds inside serve all; alone, run `wizdata feed <provider>`");
+        }
         Ok(Self {
             gateway: args.role == Role::Gateway || (all && args.with_gateway),
             simulated_feed: all && args.simulated_feed,
+            feeds: if all { args.feeds.clone() } else { Vec::new() },
             services,
             auth,
             registry,
@@ -482,6 +498,9 @@ impl Mesh {
         if plan.simulated_feed {
             background.push(Self::simulated_feed(&db(), this_process, resolver, &args.feed).await?);
         }
+        if !plan.feeds.is_empty() {
+            background.extend(Self::real_feeds(&db(), this_process, resolver, &plan.feeds, &args.providers).await?);
+        }
         Ok(ServicesProcess { server, bus: connections.bus.clone(), background })
     }
 
@@ -502,6 +521,31 @@ impl Mesh {
                 tracing::error!(%error, "the simulated feed stopped");
             }
         }))
+    }
+
+    /// The configured real feeds, ingesting through this process's port as
+    /// one internal key; a feed that stops (a rejected provider key) is
+    /// logged and the others go on.
+    async fn real_feeds(
+        db: &sea_orm::DatabaseConnection,
+        this_process: &str,
+        resolver: &Resolver,
+        providers: &[wizdata_feeds::Provider],
+        config: &wizdata_feeds::FeedsConfig,
+    ) -> anyhow::Result<Vec<JoinHandle<()>>> {
+        let key = wizdata_auth::provision_internal_key(db, REAL_FEEDS, SIMULATED_FEED_SCOPES).await?;
+        let mut tasks = Vec::with_capacity(providers.len());
+        for &provider in providers {
+            let channel =
+                Credentials::bearer(&key)?.on(channel_to(this_process, MARKET_DATA, Duration::from_secs(5), resolver)?);
+            let config = config.clone();
+            tasks.push(tokio::spawn(async move {
+                if let Err(error) = wizdata_feeds::run(provider, &config, channel, std::future::pending()).await {
+                    tracing::error!(?provider, %error, "a feed stopped");
+                }
+            }));
+        }
+        Ok(tasks)
     }
 
     fn services(&self) -> Option<&ServicesProcess> {
@@ -629,8 +673,14 @@ mod tests {
             (all.auth, all.registry, all.market_data),
             (Neighbour::ThisProcess, Some(Neighbour::ThisProcess), Some(Neighbour::ThisProcess))
         );
+        assert!(all.feeds.is_empty(), "real feeds reach the internet: none unless asked");
         let quiet = plan(&["all", "--with-gateway", "false", "--simulated-feed", "false"]).unwrap();
         assert!(!quiet.gateway && !quiet.simulated_feed);
+        let feeding = plan(&["all", "--feeds", "binance,coingecko"]).unwrap();
+        assert_eq!(feeding.feeds, [wizdata_feeds::Provider::Binance, wizdata_feeds::Provider::Coingecko]);
+        let alone =
+            refusal(&["market-data", "--registry-url", "http://r:1", "--auth-url", "http://a:1", "--feeds", "kraken"]);
+        assert!(alone.contains("wizdata feed <provider>"), "{alone}");
         let elsewhere = plan(&["all", "--registry-url", "http://registry:50051"]).unwrap();
         assert_eq!(elsewhere.registry, Some(Neighbour::At("http://registry:50051".into())));
     }

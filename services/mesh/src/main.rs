@@ -17,9 +17,11 @@ use wizdata::auth::v1::Tier;
 use wizdata::marketdata::v1::market_data_service_client::MarketDataServiceClient;
 use wizdata::r#type::v1::Interval;
 use wizdata_common::auth::access::AccessRules;
+use wizdata_common::auth::credentials::AuthenticatedChannel;
 use wizdata_common::auth::credentials::Credentials;
 use wizdata_common::config::{DatabaseConfig, TelemetryConfig};
 use wizdata_common::endpoints::{DiscoveryConfig, Resolver, ServiceChannel};
+use wizdata_common::metrics::MetricsConfig;
 use wizdata_market_data::simulator::SimulatorConfig;
 use wizdata_market_data::{history, interval};
 use wizdata_mesh::{Mesh, ServeArgs, channel_to};
@@ -86,79 +88,59 @@ enum FeedCommand {
     Simulate(Box<SimulateArgs>),
     /// Binance spot: live trades and best bid/ask over its WebSocket
     /// streams, history from its klines, into IngestTicks and ImportCandles.
-    Binance(Box<BinanceArgs>),
+    Binance(Box<ProviderArgs<wizdata_feeds::binance::BinanceConfig>>),
     /// Coinbase Exchange: trades (matches) and best bid/ask (ticker) over
     /// its WebSocket feed, gaps in its trade numbering filled from REST.
-    Coinbase(Box<CoinbaseArgs>),
+    Coinbase(Box<ProviderArgs<wizdata_feeds::coinbase::CoinbaseConfig>>),
     /// Kraken: trades and best bid/ask over its WebSocket v2 channels.
-    Kraken(Box<KrakenArgs>),
+    Kraken(Box<ProviderArgs<wizdata_feeds::kraken::KrakenConfig>>),
     /// CoinGecko: prices polled from simple/price, as size-0 trades.
-    Coingecko(Box<CoingeckoArgs>),
+    Coingecko(Box<ProviderArgs<wizdata_feeds::coingecko::CoingeckoConfig>>),
+    /// Alpha Vantage: daily or intraday history into ImportCandles.
+    Alphavantage(Box<ProviderArgs<wizdata_feeds::alphavantage::AlphaVantageConfig>>),
 }
 
+/// What every real feed's command takes: where to publish, as whom, how to
+/// keep the connection, and where its metrics are served.
 #[derive(clap::Args)]
-struct CoingeckoArgs {
+struct ProviderArgs<Provider: clap::Args> {
     /// The mesh (or market data service) to feed.
     #[arg(long, env = "WIZDATA_TARGET", default_value = "http://127.0.0.1:50051")]
     target: String,
     /// API key (wiz_...) with the marketdata:write scope.
     #[arg(long, env = "WIZDATA_API_KEY", hide_env_values = true)]
     api_key: Option<SecretString>,
+    /// Where the feed serves its metrics (`GET /metrics`: feed_connected is
+    /// its health); beside a mesh on 9464 by default.
+    #[arg(long, env = "WIZDATA_FEED_METRICS_ADDR", default_value = "127.0.0.1:9465")]
+    metrics_addr: std::net::SocketAddr,
     #[command(flatten)]
-    coingecko: wizdata_feeds::coingecko::CoingeckoConfig,
-    #[command(flatten)]
-    session: wizdata_feeds::SessionConfig,
-    #[command(flatten)]
-    telemetry: TelemetryConfig,
-}
-
-#[derive(clap::Args)]
-struct KrakenArgs {
-    /// The mesh (or market data service) to feed.
-    #[arg(long, env = "WIZDATA_TARGET", default_value = "http://127.0.0.1:50051")]
-    target: String,
-    /// API key (wiz_...) with the marketdata:write scope.
-    #[arg(long, env = "WIZDATA_API_KEY", hide_env_values = true)]
-    api_key: Option<SecretString>,
-    #[command(flatten)]
-    kraken: wizdata_feeds::kraken::KrakenConfig,
+    provider: Provider,
     #[command(flatten)]
     session: wizdata_feeds::SessionConfig,
     #[command(flatten)]
     telemetry: TelemetryConfig,
 }
 
-#[derive(clap::Args)]
-struct CoinbaseArgs {
-    /// The mesh (or market data service) to feed.
-    #[arg(long, env = "WIZDATA_TARGET", default_value = "http://127.0.0.1:50051")]
-    target: String,
-    /// API key (wiz_...) with the marketdata:write scope.
-    #[arg(long, env = "WIZDATA_API_KEY", hide_env_values = true)]
-    api_key: Option<SecretString>,
-    #[command(flatten)]
-    coinbase: wizdata_feeds::coinbase::CoinbaseConfig,
-    #[command(flatten)]
-    session: wizdata_feeds::SessionConfig,
-    #[command(flatten)]
-    telemetry: TelemetryConfig,
+impl<Provider: clap::Args> ProviderArgs<Provider> {
+    /// Telemetry, the metrics endpoint and the channel to the mesh, then
+    /// `run` until a shutdown signal.
+    async fn run<Run>(
+        self,
+        run: impl FnOnce(Provider, wizdata_feeds::SessionConfig, AuthenticatedChannel, ShutdownSignal) -> Run,
+    ) -> anyhow::Result<()>
+    where
+        Run: std::future::Future<Output = anyhow::Result<()>>,
+    {
+        let _telemetry = wizdata_common::telemetry::init(&self.telemetry, "wizdata-feed");
+        let metrics = MetricsConfig { metrics_addr: self.metrics_addr };
+        let _metrics = wizdata_common::metrics::MetricsServer::bind(&metrics).await?.spawn();
+        let channel = Credentials::from_optional(self.api_key.as_ref())?.on(tool_channel(&self.target)?);
+        run(self.provider, self.session, channel, Box::pin(wizdata_common::server::shutdown_signal())).await
+    }
 }
 
-#[derive(clap::Args)]
-struct BinanceArgs {
-    /// The mesh (or market data service) to feed.
-    #[arg(long, env = "WIZDATA_TARGET", default_value = "http://127.0.0.1:50051")]
-    target: String,
-    /// API key (wiz_...) with the marketdata:write scope.
-    #[arg(long, env = "WIZDATA_API_KEY", hide_env_values = true)]
-    api_key: Option<SecretString>,
-    #[command(flatten)]
-    binance: wizdata_feeds::binance::BinanceConfig,
-    #[command(flatten)]
-    session: wizdata_feeds::SessionConfig,
-    #[command(flatten)]
-    telemetry: TelemetryConfig,
-}
+type ShutdownSignal = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
 
 #[derive(clap::Args)]
 struct SimulateArgs {
@@ -256,35 +238,11 @@ async fn main() -> anyhow::Result<ExitCode> {
             let channel = Credentials::from_optional(args.api_key.as_ref())?.on(channel);
             wizdata_market_data::simulator::run(channel, args.feed, wizdata_common::server::shutdown_signal()).await?;
         }
-        Command::Feed(FeedCommand::Binance(args)) => {
-            let _telemetry = wizdata_common::telemetry::init(&args.telemetry, "wizdata-feed");
-            let channel = Credentials::from_optional(args.api_key.as_ref())?.on(tool_channel(&args.target)?);
-            wizdata_feeds::binance::run(args.binance, args.session, channel, wizdata_common::server::shutdown_signal())
-                .await?;
-        }
-        Command::Feed(FeedCommand::Coinbase(args)) => {
-            let _telemetry = wizdata_common::telemetry::init(&args.telemetry, "wizdata-feed");
-            let channel = Credentials::from_optional(args.api_key.as_ref())?.on(tool_channel(&args.target)?);
-            wizdata_feeds::coinbase::run(
-                args.coinbase,
-                args.session,
-                channel,
-                wizdata_common::server::shutdown_signal(),
-            )
-            .await?;
-        }
-        Command::Feed(FeedCommand::Kraken(args)) => {
-            let _telemetry = wizdata_common::telemetry::init(&args.telemetry, "wizdata-feed");
-            let channel = Credentials::from_optional(args.api_key.as_ref())?.on(tool_channel(&args.target)?);
-            wizdata_feeds::kraken::run(args.kraken, args.session, channel, wizdata_common::server::shutdown_signal())
-                .await?;
-        }
-        Command::Feed(FeedCommand::Coingecko(args)) => {
-            let _telemetry = wizdata_common::telemetry::init(&args.telemetry, "wizdata-feed");
-            let channel = Credentials::from_optional(args.api_key.as_ref())?.on(tool_channel(&args.target)?);
-            let stop = wizdata_common::server::shutdown_signal();
-            wizdata_feeds::coingecko::run(args.coingecko, args.session, channel, stop).await?;
-        }
+        Command::Feed(FeedCommand::Binance(args)) => args.run(wizdata_feeds::binance::run).await?,
+        Command::Feed(FeedCommand::Coinbase(args)) => args.run(wizdata_feeds::coinbase::run).await?,
+        Command::Feed(FeedCommand::Kraken(args)) => args.run(wizdata_feeds::kraken::run).await?,
+        Command::Feed(FeedCommand::Coingecko(args)) => args.run(wizdata_feeds::coingecko::run).await?,
+        Command::Feed(FeedCommand::Alphavantage(args)) => args.run(wizdata_feeds::alphavantage::run).await?,
         Command::Import(ImportCommand::Candles(args)) => return import_candles(args).await,
         Command::Keys(KeysCommand::Create(args)) => return create_key(args).await,
         Command::Bench(args) => {

@@ -8,6 +8,7 @@ pub mod fake_provider;
 pub mod fixtures;
 pub mod grpc_web;
 pub mod http;
+pub mod prometheus;
 
 use std::sync::Arc;
 use std::time::Duration;
