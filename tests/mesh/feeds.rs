@@ -7,16 +7,18 @@
 use std::time::Duration;
 
 use serde_json::Value;
-use wizdata::marketdata::v1::{GetCandlesRequest, GetQuoteRequest};
+use wizdata::marketdata::v1::GetQuoteRequest;
 use wizdata::streaming::v1::market_event::Payload;
 use wizdata::streaming::v1::streaming_service_client::StreamingServiceClient;
 use wizdata::streaming::v1::{Channel, SubscribeRequest, subscribe_response};
-use wizdata::r#type::v1::{Candle, Interval};
+use wizdata::r#type::v1::Interval;
 use wizdata_common::endpoints::{DiscoveryConfig, Resolver};
 use wizdata_feeds::SessionConfig;
 use wizdata_feeds::binance::BinanceConfig;
 use wizdata_test_support::fake_provider::{FakeRest, FakeWebSocket, Script, Step};
-use wizdata_test_support::{TestMesh, all_candles, at, eventually, now_ns};
+use wizdata_test_support::{TestMesh, all_candles, eventually, now_ns};
+
+use crate::market_data::{candles_request, ohlcv};
 
 const NANOS: i64 = 1_000_000_000;
 /// The fixtures' times are around this (ms): 2022-12-31T19:43:00Z.
@@ -101,16 +103,6 @@ async fn subscribe_trades(
     streams.subscribe(request).await.unwrap().into_inner()
 }
 
-fn candles(symbol: &str, interval: Interval, start: i64, end: i64) -> GetCandlesRequest {
-    GetCandlesRequest {
-        symbol: symbol.into(),
-        interval: interval as i32,
-        start_time: Some(at(start)),
-        end_time: Some(at(end)),
-        ..Default::default()
-    }
-}
-
 fn session_config() -> SessionConfig {
     SessionConfig {
         connect_timeout: Duration::from_secs(5),
@@ -129,15 +121,14 @@ fn feed_channel(mesh: &TestMesh) -> wizdata_common::auth::credentials::Authentic
     mesh.admin_credentials().on(channel)
 }
 
-fn ohlcv(candle: &Candle) -> (i64, f64, f64, f64, f64, f64, u64) {
-    let open_time = candle.open_time.unwrap().seconds;
-    (open_time, candle.open, candle.high, candle.low, candle.close, candle.volume, candle.trade_count)
-}
-
 /// `symbol`'s 1m bars opening in `[start, end)`, as (open time, OHLCV, trades).
 async fn minute_bars(mesh: &TestMesh, symbol: &str, start: i64, end: i64) -> Vec<(i64, f64, f64, f64, f64, f64, u64)> {
     let mut market = mesh.market_data().await;
-    all_candles(&mut market, candles(symbol, Interval::OneMinute, start, end), 10).await.iter().map(ohlcv).collect()
+    all_candles(&mut market, candles_request(symbol, Interval::OneMinute, start, end), 10)
+        .await
+        .iter()
+        .map(ohlcv)
+        .collect()
 }
 
 async fn quote_of(mesh: &TestMesh, symbol: &str) -> wizdata::r#type::v1::Quote {
@@ -230,7 +221,8 @@ async fn a_binance_session_with_a_cut_a_replay_a_stall_and_a_rate_limit_lands_ea
         [(bar, 42000.1, 42010.0, 41985.0, 42005.0, 3.5, 0), (bar + 120, 42020.5, 42020.5, 42020.5, 42020.5, 0.125, 1)],
         "the cut minute as Binance's kline has it, not added to by the replayed trades; then the new trade"
     );
-    let days = all_candles(&mut market, candles("BTC/USDT", Interval::OneDay, bar - 86_400, bar + 86_400), 10).await;
+    let days =
+        all_candles(&mut market, candles_request("BTC/USDT", Interval::OneDay, bar - 86_400, bar + 86_400), 10).await;
     let (volume, count) =
         days.iter().fold((0.0, 0), |(volume, count), day| (volume + day.volume, count + day.trade_count));
     assert_eq!((volume, count), (0.5 + 0.25 + 1.0 + 0.75 + 0.125, 5), "every trade once in the day");
@@ -240,7 +232,7 @@ async fn a_binance_session_with_a_cut_a_replay_a_stall_and_a_rate_limit_lands_ea
     let requests = rest.requests();
     assert!(requests.iter().any(|path| path.contains("symbol=BTCUSDT&interval=1m")), "the gap: {requests:?}");
     assert!(requests.iter().any(|path| path.contains("symbol=ETHUSDT")), "{requests:?}");
-    let eth = all_candles(&mut market, candles("ETH/USDT", Interval::OneMinute, bar, bar + 180), 10).await;
+    let eth = all_candles(&mut market, candles_request("ETH/USDT", Interval::OneMinute, bar, bar + 180), 10).await;
     assert!(eth.is_empty(), "an error body imports nothing, and the feed carried on: {eth:?}");
 
     stop.send(()).unwrap();
@@ -504,15 +496,18 @@ async fn alphavantage_history_is_imported_after_a_limit_answer() {
     let (march_21, march_22) = (1_710_979_200, 1_711_065_600);
     let mut market = mesh.market_data().await;
     let imported = eventually(Duration::from_secs(10), async || {
-        !all_candles(&mut market, candles("AAPL", Interval::OneDay, march_21, march_22 + 86_400), 10).await.is_empty()
+        !all_candles(&mut market, candles_request("AAPL", Interval::OneDay, march_21, march_22 + 86_400), 10)
+            .await
+            .is_empty()
     })
     .await;
     assert!(imported, "history arrives after the limit answer");
-    let days: Vec<_> = all_candles(&mut market, candles("AAPL", Interval::OneDay, march_21, march_22 + 86_400), 10)
-        .await
-        .iter()
-        .map(ohlcv)
-        .collect();
+    let days: Vec<_> =
+        all_candles(&mut market, candles_request("AAPL", Interval::OneDay, march_21, march_22 + 86_400), 10)
+            .await
+            .iter()
+            .map(ohlcv)
+            .collect();
     assert_eq!(
         days,
         [

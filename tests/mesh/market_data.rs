@@ -26,7 +26,7 @@ type Client = MarketDataServiceClient<Channel>;
 const BASE: i64 = 1_709_643_600;
 const DAY: i64 = 86_400;
 
-fn candles_request(symbol: &str, interval: Interval, start: i64, end: i64) -> GetCandlesRequest {
+pub(crate) fn candles_request(symbol: &str, interval: Interval, start: i64, end: i64) -> GetCandlesRequest {
     GetCandlesRequest {
         symbol: symbol.into(),
         interval: interval as i32,
@@ -36,7 +36,7 @@ fn candles_request(symbol: &str, interval: Interval, start: i64, end: i64) -> Ge
     }
 }
 
-fn ohlcv(candle: &Candle) -> (i64, f64, f64, f64, f64, f64, u64) {
+pub(crate) fn ohlcv(candle: &Candle) -> (i64, f64, f64, f64, f64, f64, u64) {
     let open_time = candle.open_time.unwrap().seconds;
     (open_time, candle.open, candle.high, candle.low, candle.close, candle.volume, candle.trade_count)
 }

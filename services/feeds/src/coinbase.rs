@@ -15,7 +15,7 @@ use wizdata::marketdata::v1::{BidAsk, Tick, Trade, tick};
 use wizdata_common::time::{now_ns, timestamp_from_ns};
 
 use crate::backoff::Backoff;
-use crate::parse::{Skipped, number, registry_symbol, skipped};
+use crate::parse::{Skipped, number, registry_symbol, rfc3339_ns, skipped};
 use crate::rest::Rest;
 use crate::stats::{FeedStats, MessageKind};
 use crate::symbols::SymbolMap;
@@ -132,13 +132,6 @@ struct RestTrade {
     size: String,
 }
 
-fn time_ns(text: &str) -> Result<i64, Skipped> {
-    chrono::DateTime::parse_from_rfc3339(text)
-        .ok()
-        .and_then(|time| time.timestamp_nanos_opt())
-        .ok_or_else(|| skipped(MessageKind::Malformed, format!("time {text:?} is not an RFC 3339 time")))
-}
-
 fn trade_tick(symbol: String, trade_id: u64, time: &str, price: &str, size: &str) -> Result<Tick, Skipped> {
     let trade = Trade {
         price: number("price", price)?,
@@ -146,7 +139,7 @@ fn trade_tick(symbol: String, trade_id: u64, time: &str, price: &str, size: &str
         source: PROVIDER.into(),
         trade_id: trade_id.to_string(),
     };
-    Ok(Tick { symbol, time: Some(timestamp_from_ns(time_ns(time)?)), kind: Some(tick::Kind::Trade(trade)) })
+    Ok(Tick { symbol, time: Some(timestamp_from_ns(rfc3339_ns("time", time)?)), kind: Some(tick::Kind::Trade(trade)) })
 }
 
 /// Reads one feed message.
@@ -176,7 +169,7 @@ pub fn parse(text: &str, symbols: &SymbolMap) -> Result<Frame, Skipped> {
             };
             let tick = Tick {
                 symbol,
-                time: Some(timestamp_from_ns(time_ns(&data.time)?)),
+                time: Some(timestamp_from_ns(rfc3339_ns("time", &data.time)?)),
                 kind: Some(tick::Kind::BidAsk(book)),
             };
             Ok(Frame::Ticker { product: data.product_id, sequence: data.sequence, tick })

@@ -11,7 +11,7 @@ use wizdata::marketdata::v1::{BidAsk, Tick, Trade, tick};
 use wizdata_common::time::{now_ns, timestamp_from_ns};
 
 use crate::backoff::Backoff;
-use crate::parse::{Skipped, registry_symbol, skipped};
+use crate::parse::{Skipped, registry_symbol, rfc3339_ns, skipped};
 use crate::stats::{FeedStats, MessageKind};
 use crate::symbols::SymbolMap;
 use crate::{FeedError, Publisher, SessionConfig, ws};
@@ -79,18 +79,11 @@ struct TickerData {
     ask_qty: f64,
 }
 
-fn time_ns(text: &str) -> Result<i64, Skipped> {
-    chrono::DateTime::parse_from_rfc3339(text)
-        .ok()
-        .and_then(|time| time.timestamp_nanos_opt())
-        .ok_or_else(|| skipped(MessageKind::Malformed, format!("timestamp {text:?} is not an RFC 3339 time")))
-}
-
 fn trade(data: &Value, symbols: &SymbolMap) -> Result<(Tick, i64), Skipped> {
     let trade =
         TradeData::deserialize(data).map_err(|error| skipped(MessageKind::Malformed, format!("trade: {error}")))?;
     let symbol = registry_symbol(symbols, &trade.symbol)?;
-    let event_ns = time_ns(&trade.timestamp)?;
+    let event_ns = rfc3339_ns("timestamp", &trade.timestamp)?;
     let kind = tick::Kind::Trade(Trade {
         price: trade.price,
         size: trade.qty,

@@ -32,3 +32,12 @@ pub fn registry_symbol(symbols: &SymbolMap, name: &str) -> Result<String, Skippe
         .map(str::to_owned)
         .ok_or_else(|| skipped(MessageKind::Unmapped, format!("{name} is not in the symbol map")))
 }
+
+/// An RFC 3339 time (Coinbase's `time`, Kraken's `timestamp`) in ns since
+/// the epoch.
+pub fn rfc3339_ns(field: &str, text: &str) -> Result<i64, Skipped> {
+    chrono::DateTime::parse_from_rfc3339(text)
+        .ok()
+        .and_then(|time| time.timestamp_nanos_opt())
+        .ok_or_else(|| skipped(MessageKind::Malformed, format!("{field} {text:?} is not an RFC 3339 time")))
+}
