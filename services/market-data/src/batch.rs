@@ -4,7 +4,8 @@
 //! has claimed their ids: only then is it known they are not repeats.
 
 use std::collections::hash_map::Entry;
-use std::collections::{HashMap, HashSet};
+
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use std::sync::Arc;
 
 use wizdata::r#type::v1::Interval;
@@ -43,6 +44,99 @@ pub type TradeKeyRef<'a> = (&'a str, &'a str, &'a str);
 impl TradeEvent {
     pub fn key(&self) -> TradeKeyRef<'_> {
         (&self.symbol, &self.source, &self.trade_id)
+    }
+}
+
+/// A trade id in canonical decimal form (digits only, no leading zero)
+/// that fits an `i64`: how exchanges number a symbol's trades. Such ids are
+/// claimed as runs; any other id ("0042", "a1", "-5") is claimed as it is,
+/// so no two distinct ids ever meet as one number.
+pub fn serial_id(trade_id: &str) -> Option<i64> {
+    let canonical = match trade_id.as_bytes() {
+        [b'0'] => true,
+        [b'1'..=b'9', rest @ ..] => rest.iter().all(u8::is_ascii_digit),
+        _ => false,
+    };
+    if canonical { trade_id.parse().ok() } else { None }
+}
+
+/// Consecutive ids `first..=last`.
+pub type IdRun = (i64, i64);
+
+/// Sorted ids (repeats allowed) as the fewest runs covering them.
+pub fn runs_of_sorted(ids: &[i64]) -> Vec<IdRun> {
+    let mut runs: Vec<IdRun> = Vec::new();
+    for &id in ids {
+        match runs.last_mut() {
+            Some((_, last)) if id <= last.saturating_add(1) => *last = id.max(*last),
+            _ => runs.push((id, id)),
+        }
+    }
+    runs
+}
+
+/// The parts of `runs` that no run of `held` covers; both sorted and
+/// disjoint.
+pub fn runs_minus(runs: &[IdRun], held: &[IdRun]) -> Vec<IdRun> {
+    let mut left = Vec::with_capacity(runs.len());
+    let mut passed = 0;
+    for &(first, last) in runs {
+        while held.get(passed).is_some_and(|&(_, held_last)| held_last < first) {
+            passed += 1;
+        }
+        // The first id of the run neither found held nor left yet; `None`
+        // once the run is accounted for to its end.
+        let mut next = Some(first);
+        for &(held_first, held_last) in held[passed..].iter().take_while(|(held_first, _)| *held_first <= last) {
+            let Some(from) = next else { break };
+            if held_first > from {
+                left.push((from, held_first - 1));
+            }
+            next = (held_last < last).then(|| held_last + 1);
+        }
+        if let Some(from) = next {
+            left.push((from, last));
+        }
+    }
+    left
+}
+
+/// The integer ids of one (symbol, source) in a batch.
+#[derive(Debug, PartialEq)]
+pub struct SeriesRuns<'a> {
+    pub symbol: &'a str,
+    pub source: &'a str,
+    /// Sorted, disjoint and not adjacent.
+    pub runs: Vec<IdRun>,
+}
+
+/// The ids a write claims before folding its identified trades in.
+#[derive(Debug, PartialEq)]
+pub struct Claims<'a> {
+    /// Ids that are not integers, each once, sorted.
+    pub keys: Vec<TradeKeyRef<'a>>,
+    /// Integer ids as runs, series sorted.
+    pub series: Vec<SeriesRuns<'a>>,
+}
+
+/// The offered ids an earlier write (or another replica) had applied.
+#[derive(Debug, Default)]
+pub struct AlreadyApplied {
+    pub keys: std::collections::HashSet<TradeKey>,
+    /// Per series, sorted: the stored runs that meet the offered ids.
+    pub runs: Vec<((String, String), Vec<IdRun>)>,
+}
+
+impl AlreadyApplied {
+    /// Whether a stored run holds integer id `id` of (symbol, source).
+    fn holds_serial(&self, symbol: &str, source: &str, id: i64) -> bool {
+        let Ok(series) = self.runs.binary_search_by(|((a, b), _)| (a.as_str(), b.as_str()).cmp(&(symbol, source)))
+        else {
+            return false;
+        };
+        let runs = &self.runs[series].1;
+        let after = runs.partition_point(|(first, _)| *first <= id);
+        after > 0 && runs[after - 1].1 >= id
     }
 }
 
@@ -90,23 +184,41 @@ impl Batch {
         self.identified.push(IdentifiedTrade { index, trade });
     }
 
-    /// The keys to claim: each identified trade's, once, in one order for
-    /// every writer (so two replicas claiming overlapping keys on one
-    /// PostgreSQL wait for each other instead of deadlocking).
-    pub fn keys_to_claim(&self) -> Vec<TradeKeyRef<'_>> {
-        let mut keys: Vec<TradeKeyRef<'_>> = self.identified.iter().map(|held| held.trade.key()).collect();
+    /// What to claim: each identified trade's id once, integer ids as runs
+    /// per series, everything in one order for every writer (so two
+    /// replicas claiming overlapping ids on one PostgreSQL wait for each
+    /// other instead of deadlocking).
+    pub fn claims(&self) -> Claims<'_> {
+        let mut keys = Vec::new();
+        let mut serials: HashMap<(&str, &str), Vec<i64>> = HashMap::new();
+        for held in &self.identified {
+            let key @ (symbol, source, trade_id) = held.trade.key();
+            match serial_id(trade_id) {
+                Some(id) => serials.entry((symbol, source)).or_default().push(id),
+                None => keys.push(key),
+            }
+        }
         keys.sort_unstable();
         keys.dedup();
-        keys
+        let mut series: Vec<SeriesRuns<'_>> = serials
+            .into_iter()
+            .map(|((symbol, source), mut ids)| {
+                ids.sort_unstable();
+                SeriesRuns { symbol, source, runs: runs_of_sorted(&ids) }
+            })
+            .collect();
+        series.sort_unstable_by(|a, b| (a.symbol, a.source).cmp(&(b.symbol, b.source)));
+        Claims { keys, series }
     }
 
-    /// Folds in each identified trade whose key is not `already_applied`
-    /// (the first to arrive, when a key repeats within the batch) and
-    /// returns the rest, the duplicates, with their positions in the
-    /// identified list.
-    pub fn settle(&mut self, already_applied: &HashSet<TradeKey>) -> Vec<(usize, IdentifiedTrade)> {
+    /// Folds in each identified trade that is not `already_applied` (the
+    /// first to arrive, when an id repeats within the batch) and returns
+    /// the rest, the duplicates, with their positions in the identified
+    /// list.
+    pub fn settle(&mut self, already_applied: &AlreadyApplied) -> Vec<(usize, IdentifiedTrade)> {
         let applies: Vec<bool> = {
-            let already_applied: HashSet<TradeKeyRef<'_>> = already_applied
+            let held_keys: HashSet<TradeKeyRef<'_>> = already_applied
+                .keys
                 .iter()
                 .map(|(symbol, source, id)| (symbol.as_str(), source.as_str(), id.as_str()))
                 .collect();
@@ -114,11 +226,16 @@ impl Batch {
             self.identified
                 .iter()
                 .map(|held| {
-                    let key = held.trade.key();
-                    !already_applied.contains(&key) && seen.insert(key)
+                    let key @ (symbol, source, trade_id) = held.trade.key();
+                    let applied = match serial_id(trade_id) {
+                        Some(id) => already_applied.holds_serial(symbol, source, id),
+                        None => held_keys.contains(&key),
+                    };
+                    !applied && seen.insert(key)
                 })
                 .collect()
         };
+        self.trades.reserve(applies.iter().filter(|applies| **applies).count());
         let mut duplicates = Vec::new();
         for ((position, held), applies) in std::mem::take(&mut self.identified).into_iter().enumerate().zip(applies) {
             if applies {
@@ -175,27 +292,75 @@ mod tests {
     #[test]
     fn identified_trades_wait_for_their_claim_and_a_repeat_within_the_batch_is_a_duplicate() {
         let mut batch = Batch::default();
-        batch.add_identified(0, trade("1", 10.0));
-        batch.add_identified(1, trade("2", 11.0));
-        batch.add_identified(2, trade("1", 12.0));
-        batch.add_identified(3, trade("3", 13.0));
+        for (index, (trade_id, price)) in
+            [("1", 10.0), ("2", 11.0), ("1", 12.0), ("3", 13.0), ("a7", 14.0), ("a7", 15.0), ("0042", 16.0)]
+                .into_iter()
+                .enumerate()
+        {
+            batch.add_identified(index as u64, trade(trade_id, price));
+        }
         assert!(batch.bars.is_empty() && batch.trades.is_empty(), "nothing folded before the claim");
         assert!(!batch.is_empty(), "but there is something to write");
-        let keys = batch.keys_to_claim();
-        assert_eq!(keys.iter().map(|key| key.2).collect::<Vec<_>>(), ["1", "2", "3"], "each key once, in order");
+        assert_eq!(
+            batch.claims(),
+            Claims {
+                keys: vec![("BTC/USDT", "binance", "0042"), ("BTC/USDT", "binance", "a7")],
+                series: vec![SeriesRuns { symbol: "BTC/USDT", source: "binance", runs: vec![(1, 3)] }],
+            },
+            "each id once, integers as one run, in order"
+        );
 
-        // "3" was applied by an earlier write: only "1" and "2" are new.
-        let already_applied: HashSet<TradeKey> =
-            keys.into_iter().filter(|key| key.2 == "3").map(|(a, b, c)| (a.into(), b.into(), c.into())).collect();
+        // An earlier write applied 3 to 5 and "0042": of the rest, the
+        // first of each repeated id applies.
+        let already_applied = AlreadyApplied {
+            keys: [("BTC/USDT".into(), "binance".into(), "0042".into())].into(),
+            runs: vec![(("BTC/USDT".into(), "binance".into()), vec![(3, 5)])],
+        };
         let duplicates = batch.settle(&already_applied);
         assert_eq!(
             duplicates.iter().map(|(position, held)| (*position, held.index)).collect::<Vec<_>>(),
-            [(2, 2), (3, 3)]
+            [(2, 2), (3, 3), (5, 5), (6, 6)]
         );
-        assert_eq!(batch.trades, [trade("1", 10.0), trade("2", 11.0)], "the first of a repeated id is applied");
+        assert_eq!(batch.trades, [trade("1", 10.0), trade("2", 11.0), trade("a7", 14.0)]);
         let minute = batch.bars.iter().find(|(key, _)| key.interval == Interval::OneMinute).unwrap().1;
-        assert_eq!((minute.trade_count, minute.volume, minute.open, minute.close), (2, 2.0, 10.0, 11.0));
+        assert_eq!((minute.trade_count, minute.volume, minute.open, minute.close), (3, 3.0, 10.0, 14.0));
         assert!(batch.identified.is_empty());
+    }
+
+    #[test]
+    fn only_canonical_decimal_ids_are_integers() {
+        assert_eq!(serial_id("0"), Some(0));
+        assert_eq!(serial_id("42"), Some(42));
+        assert_eq!(serial_id("9223372036854775807"), Some(i64::MAX));
+        for other in ["", "00", "0042", "+5", "-5", "4 2", "4.0", "1e3", "9223372036854775808", "٣"] {
+            assert_eq!(serial_id(other), None, "{other:?} is claimed as a string");
+        }
+    }
+
+    #[test]
+    fn runs_cover_sorted_ids_with_repeats() {
+        assert_eq!(runs_of_sorted(&[]), []);
+        assert_eq!(
+            runs_of_sorted(&[1, 2, 2, 3, 5, 7, 8, i64::MAX, i64::MAX]),
+            [(1, 3), (5, 5), (7, 8), (i64::MAX, i64::MAX)]
+        );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn runs_minus_leaves_exactly_the_ids_not_held(
+            offered in proptest::collection::vec(0i64..200, 0..60),
+            stored in proptest::collection::vec(0i64..200, 0..60),
+        ) {
+            let (mut offered, mut stored) = (offered, stored);
+            offered.sort_unstable();
+            stored.sort_unstable();
+            let left = runs_minus(&runs_of_sorted(&offered), &runs_of_sorted(&stored));
+            let expected: Vec<i64> = offered.iter().copied().filter(|id| !stored.contains(id)).collect();
+            let mut expected = expected;
+            expected.dedup();
+            proptest::prop_assert_eq!(&left, &runs_of_sorted(&expected));
+        }
     }
 
     #[test]

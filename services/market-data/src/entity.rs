@@ -120,3 +120,56 @@ pub mod trade_id {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+pub mod trade_id_range {
+    use sea_orm::entity::prelude::*;
+
+    /// A run of consecutive integer trade ids of one (symbol, source),
+    /// applied together within the dedupe window. Exchanges number each
+    /// symbol's trades consecutively, so a feed's batch of thousands of
+    /// trades is one row here instead of one row per trade. The runs of a
+    /// series never overlap: a writer stores only what no stored run holds.
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "market_trade_id_range")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub symbol: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub source: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub first_id: i64,
+        /// Inclusive.
+        pub last_id: i64,
+        /// When it was applied (ns since the epoch): the window is pruned by it.
+        pub applied_ns: i64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod trade_series {
+    use sea_orm::entity::prelude::*;
+
+    /// One row per (symbol, source) with integer ids: a writer takes its
+    /// row's lock before reading the series' stored runs, so two replicas
+    /// on one PostgreSQL claiming overlapping runs take turns, and the
+    /// second sees what the first stored.
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "market_trade_series")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub symbol: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub source: String,
+        /// When a writer last claimed ids of this series (ns since the epoch).
+        pub claimed_ns: i64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

@@ -8,7 +8,7 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(CreateTables), Box::new(CreateTradeIds)]
+        vec![Box::new(CreateTables), Box::new(CreateTradeIds), Box::new(CreateTradeIdRanges)]
     }
 
     fn migration_table_name() -> DynIden {
@@ -168,5 +168,85 @@ impl MigrationTrait for CreateTradeIds {
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         manager.drop_table(Table::drop().table(MarketTradeId::Table).to_owned()).await
+    }
+}
+
+#[derive(DeriveIden)]
+enum MarketTradeIdRange {
+    Table,
+    Symbol,
+    Source,
+    FirstId,
+    LastId,
+    AppliedNs,
+}
+
+#[derive(DeriveIden)]
+enum MarketTradeSeries {
+    Table,
+    Symbol,
+    Source,
+    ClaimedNs,
+}
+
+/// Runs of consecutive integer trade ids (see `entity::trade_id_range`) and
+/// the per-series rows whose locks order their writers (see
+/// `entity::trade_series`). Ids in canonical decimal form are stored here
+/// from now on; other ids stay one row each in `market_trade_id`.
+struct CreateTradeIdRanges;
+
+impl MigrationName for CreateTradeIdRanges {
+    fn name(&self) -> &str {
+        "m20261204_000001_create_trade_id_ranges"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for CreateTradeIdRanges {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .create_table(
+                Table::create()
+                    .table(MarketTradeIdRange::Table)
+                    .col(string_len(MarketTradeIdRange::Symbol, 32))
+                    .col(string_len(MarketTradeIdRange::Source, 32))
+                    .col(big_integer(MarketTradeIdRange::FirstId))
+                    .col(big_integer(MarketTradeIdRange::LastId))
+                    .col(big_integer(MarketTradeIdRange::AppliedNs))
+                    .primary_key(
+                        Index::create()
+                            .col(MarketTradeIdRange::Symbol)
+                            .col(MarketTradeIdRange::Source)
+                            .col(MarketTradeIdRange::FirstId),
+                    )
+                    .to_owned(),
+            )
+            .await?;
+        // Pruning the window walks this index instead of the whole table.
+        manager
+            .create_index(
+                Index::create()
+                    .name("market_trade_id_range_applied_ns")
+                    .table(MarketTradeIdRange::Table)
+                    .col(MarketTradeIdRange::AppliedNs)
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_table(
+                Table::create()
+                    .table(MarketTradeSeries::Table)
+                    .col(string_len(MarketTradeSeries::Symbol, 32))
+                    .col(string_len(MarketTradeSeries::Source, 32))
+                    .col(big_integer(MarketTradeSeries::ClaimedNs))
+                    .primary_key(Index::create().col(MarketTradeSeries::Symbol).col(MarketTradeSeries::Source))
+                    .to_owned(),
+            )
+            .await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager.drop_table(Table::drop().table(MarketTradeSeries::Table).to_owned()).await?;
+        manager.drop_table(Table::drop().table(MarketTradeIdRange::Table).to_owned()).await
     }
 }

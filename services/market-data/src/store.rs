@@ -14,9 +14,11 @@ use wizdata::r#type::v1::{Interval, Quote};
 use wizdata_common::time::NANOS_PER_SECOND;
 
 use crate::bars::{BarState, QuoteState};
-use crate::batch::{BarKey, Batch, IdentifiedTrade, TradeKey, TradeKeyRef};
+use crate::batch::{
+    AlreadyApplied, BarKey, Batch, IdRun, IdentifiedTrade, SeriesRuns, TradeKey, TradeKeyRef, runs_minus,
+};
 use crate::convert;
-use crate::entity::{BarRow, NEVER, candle, quote, trade_id};
+use crate::entity::{BarRow, NEVER, candle, quote, trade_id, trade_id_range, trade_series};
 use crate::interval::code;
 
 /// Rows per INSERT: 12 parameters each stays far below SQLite's 32,766 and
@@ -93,7 +95,14 @@ impl Store {
         let duplicates = if batch.identified.is_empty() {
             Vec::new()
         } else {
-            let already_applied = claim_trade_ids(&transaction, batch.keys_to_claim(), applied_ns).await?;
+            let claims = batch.claims();
+            // Keys before series, each in order, on every writer: two
+            // replicas on one PostgreSQL then never wait on each other in a
+            // cycle.
+            let already_applied = AlreadyApplied {
+                keys: claim_trade_ids(&transaction, claims.keys, applied_ns).await?,
+                runs: claim_id_runs(&transaction, &claims.series, applied_ns).await?,
+            };
             batch.settle(&already_applied)
         };
         let (bars, quotes) = (&batch.bars, &batch.quotes);
@@ -131,9 +140,26 @@ impl Store {
     /// Forgets the trade ids applied before `cutoff_ns`: a repeat of one of
     /// them is no longer recognised. Returns how many were forgotten.
     pub async fn forget_trade_ids(&self, cutoff_ns: i64) -> Result<u64, DbErr> {
-        let deleted =
-            trade_id::Entity::delete_many().filter(trade_id::Column::AppliedNs.lt(cutoff_ns)).exec(&self.db).await?;
-        Ok(deleted.rows_affected)
+        let transaction = self.db.begin().await?;
+        let singles = trade_id::Entity::delete_many()
+            .filter(trade_id::Column::AppliedNs.lt(cutoff_ns))
+            .exec(&transaction)
+            .await?
+            .rows_affected;
+        let in_runs: Option<i64> = trade_id_range::Entity::find()
+            .select_only()
+            .column_as(Expr::cust("CAST(SUM(last_id - first_id + 1) AS BIGINT)"), "ids")
+            .filter(trade_id_range::Column::AppliedNs.lt(cutoff_ns))
+            .into_tuple()
+            .one(&transaction)
+            .await?
+            .flatten();
+        trade_id_range::Entity::delete_many()
+            .filter(trade_id_range::Column::AppliedNs.lt(cutoff_ns))
+            .exec(&transaction)
+            .await?;
+        transaction.commit().await?;
+        Ok(singles + in_runs.unwrap_or(0) as u64)
     }
 
     /// Bars of `symbol` at `interval` with `start <= open_time < end` and
@@ -277,6 +303,73 @@ async fn claim_trade_ids(
     Ok(taken)
 }
 
+/// Claims the integer ids of each series, runs at a time, and returns,
+/// per series, the stored runs that hold some of them. Each series' row is
+/// locked first, so on PostgreSQL a second writer of the same series reads
+/// its stored runs only after the first has committed or rolled back; the
+/// runs stored are only the parts no stored run holds, so a series' runs
+/// never overlap and the stored runs meeting `low..=high` are those
+/// starting within it plus at most one starting before it.
+async fn claim_id_runs(
+    transaction: &DatabaseTransaction,
+    series: &[SeriesRuns<'_>],
+    applied_ns: i64,
+) -> Result<Vec<((String, String), Vec<IdRun>)>, DbErr> {
+    let lock = OnConflict::columns([trade_series::Column::Symbol, trade_series::Column::Source])
+        .update_column(trade_series::Column::ClaimedNs)
+        .to_owned();
+    for chunk in series.chunks(ROWS_PER_STATEMENT) {
+        let rows = chunk.iter().map(|series| trade_series::ActiveModel {
+            symbol: Set(series.symbol.to_owned()),
+            source: Set(series.source.to_owned()),
+            claimed_ns: Set(applied_ns),
+        });
+        trade_series::Entity::insert_many(rows).on_conflict(lock.clone()).exec_without_returning(transaction).await?;
+    }
+    let mut held = Vec::new();
+    let mut new_runs = Vec::new();
+    for series in series {
+        let (Some(&(low, _)), Some(&(_, high))) = (series.runs.first(), series.runs.last()) else { continue };
+        let of_series = || {
+            trade_id_range::Entity::find()
+                .select_only()
+                .columns([trade_id_range::Column::FirstId, trade_id_range::Column::LastId])
+                .filter(trade_id_range::Column::Symbol.eq(series.symbol))
+                .filter(trade_id_range::Column::Source.eq(series.source))
+        };
+        let before: Option<IdRun> = of_series()
+            .filter(trade_id_range::Column::FirstId.lt(low))
+            .order_by_desc(trade_id_range::Column::FirstId)
+            .limit(1)
+            .into_tuple()
+            .one(transaction)
+            .await?;
+        let within: Vec<IdRun> = of_series()
+            .filter(trade_id_range::Column::FirstId.between(low, high))
+            .order_by_asc(trade_id_range::Column::FirstId)
+            .into_tuple()
+            .all(transaction)
+            .await?;
+        let stored: Vec<IdRun> = before.filter(|&(_, last)| last >= low).into_iter().chain(within).collect();
+        new_runs.extend(runs_minus(&series.runs, &stored).into_iter().map(|(first_id, last_id)| {
+            trade_id_range::ActiveModel {
+                symbol: Set(series.symbol.to_owned()),
+                source: Set(series.source.to_owned()),
+                first_id: Set(first_id),
+                last_id: Set(last_id),
+                applied_ns: Set(applied_ns),
+            }
+        }));
+        if !stored.is_empty() {
+            held.push(((series.symbol.to_owned(), series.source.to_owned()), stored));
+        }
+    }
+    for chunk in new_runs.chunks(ROWS_PER_STATEMENT) {
+        trade_id_range::Entity::insert_many(chunk.to_vec()).exec_without_returning(transaction).await?;
+    }
+    Ok(held)
+}
+
 fn bar_row(key: &BarKey, bar: &BarState) -> candle::ActiveModel {
     candle::ActiveModel {
         symbol: Set(key.symbol.to_string()),
@@ -352,24 +445,55 @@ mod tests {
     /// On PostgreSQL when WIZDATA_TEST_DATABASE_URL is set, else SQLite.
     #[tokio::test]
     async fn a_trade_id_is_applied_once_until_the_window_forgets_it() {
+        // An integer id is stored in a run, any other as itself.
+        for trade_id in ["42", "x42"] {
+            let database = TestDatabase::new().await;
+            let db = wizdata_common::db::connect(&database.config).await.unwrap();
+            wizdata_common::db::migrate::<crate::Migrator>(&db).await.unwrap();
+            let store = Store::new(db);
+
+            let written = store.write(&mut identified(trade_id), 1_000).await.unwrap();
+            assert!(written.duplicates.is_empty());
+            assert_eq!(written.candles.len(), 5, "one bar per interval");
+            assert!(written.candles.iter().all(|bar| (bar.trade_count, bar.volume) == (1, 2.0)));
+
+            let written = store.write(&mut identified(trade_id), 2_000).await.unwrap();
+            assert_eq!(written.duplicates.iter().map(|(_, held)| held.index).collect::<Vec<_>>(), [7], "{trade_id}");
+            assert!(written.candles.is_empty(), "a duplicate writes no bar");
+
+            assert_eq!(store.forget_trade_ids(1_000).await.unwrap(), 0, "applied at the cutoff: still remembered");
+            assert_eq!(store.forget_trade_ids(1_001).await.unwrap(), 1);
+            let written = store.write(&mut identified(trade_id), 3_000).await.unwrap();
+            assert!(written.duplicates.is_empty(), "forgotten, so applied again");
+            assert!(written.candles.iter().all(|bar| (bar.trade_count, bar.volume) == (2, 4.0)));
+        }
+    }
+
+    #[tokio::test]
+    async fn runs_of_ids_are_claimed_around_what_is_stored_and_forgotten_by_the_id() {
         let database = TestDatabase::new().await;
         let db = wizdata_common::db::connect(&database.config).await.unwrap();
         wizdata_common::db::migrate::<crate::Migrator>(&db).await.unwrap();
         let store = Store::new(db);
+        let batch_of = |ids: std::ops::RangeInclusive<u64>| {
+            let mut batch = Batch::default();
+            for id in ids {
+                batch.absorb(identified(&id.to_string()));
+            }
+            batch
+        };
 
-        let written = store.write(&mut identified("42"), 1_000).await.unwrap();
-        assert!(written.duplicates.is_empty());
-        assert_eq!(written.candles.len(), 5, "one bar per interval");
-        assert!(written.candles.iter().all(|bar| (bar.trade_count, bar.volume) == (1, 2.0)));
+        assert!(store.write(&mut batch_of(10..=19), 1_000).await.unwrap().duplicates.is_empty());
+        assert!(store.write(&mut batch_of(30..=39), 2_000).await.unwrap().duplicates.is_empty());
+        // 5..=44 meets both stored runs and the gaps around and between them.
+        let written = store.write(&mut batch_of(5..=44), 3_000).await.unwrap();
+        assert_eq!(written.duplicates.len(), 20, "10..=19 and 30..=39 were applied");
+        let minute_bar = written.candles.iter().find(|bar| bar.interval == "1m").unwrap();
+        assert_eq!(minute_bar.trade_count, 40, "20 earlier and the 20 new ones");
+        // A replay of everything, in one batch, is all duplicates.
+        assert_eq!(store.write(&mut batch_of(5..=44), 4_000).await.unwrap().duplicates.len(), 40);
 
-        let written = store.write(&mut identified("42"), 2_000).await.unwrap();
-        assert_eq!(written.duplicates.iter().map(|(_, held)| held.index).collect::<Vec<_>>(), [7]);
-        assert!(written.candles.is_empty(), "a duplicate writes no bar");
-
-        assert_eq!(store.forget_trade_ids(1_000).await.unwrap(), 0, "applied at the cutoff: still remembered");
-        assert_eq!(store.forget_trade_ids(1_001).await.unwrap(), 1);
-        let written = store.write(&mut identified("42"), 3_000).await.unwrap();
-        assert!(written.duplicates.is_empty(), "forgotten, so applied again");
-        assert!(written.candles.iter().all(|bar| (bar.trade_count, bar.volume) == (2, 4.0)));
+        assert_eq!(store.forget_trade_ids(2_001).await.unwrap(), 20, "the first two runs' ids");
+        assert_eq!(store.write(&mut batch_of(5..=44), 5_000).await.unwrap().duplicates.len(), 20);
     }
 }

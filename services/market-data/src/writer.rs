@@ -19,7 +19,7 @@ use wizdata_common::{ApiError, ErrorCode};
 
 use wizdata_common::time::{now_ns, timestamp_from_ns};
 
-use crate::batch::{Batch, IdentifiedTrade};
+use crate::batch::{Batch, IdentifiedTrade, TradeEvent};
 use crate::convert;
 use crate::entity::candle;
 use crate::events;
@@ -180,6 +180,15 @@ impl Worker {
     /// `Err` when the database could not be reached.
     async fn apply(&mut self, group: Vec<Command>) -> Result<(), ApiError> {
         let mut batch = Batch::default();
+        let parts = group.iter().filter_map(|command| match command {
+            Command::Write(part, _) => Some(part),
+            Command::Refresh(_) => None,
+        });
+        let (identified, trades) = parts.fold((0, 0), |(identified, trades), part| {
+            (identified + part.identified.len(), trades + part.trades.len())
+        });
+        batch.identified.reserve(identified);
+        batch.trades.reserve(trades);
         // Each part's acknowledgement, and where its identified trades start
         // in the merged batch's.
         let mut acks: Vec<(AckSender, usize)> = Vec::new();
@@ -219,7 +228,7 @@ impl Worker {
             metrics::counter!("marketdata_candles_written_total").increment(written.candles.len() as u64);
             changed.extend(written.quotes.iter().map(|row| Arc::<str>::from(row.symbol.as_str())));
             refresh.extend(changed.iter().cloned());
-            messages.extend(trade_messages(&batch));
+            messages.extend(trade_messages(std::mem::take(&mut batch.trades)));
             messages.extend(self.candle_messages(written.candles));
         }
         let quotes = self.read_quotes(&refresh).await;
@@ -312,26 +321,29 @@ impl Worker {
 }
 
 /// One message per symbol with its trades in arrival order.
-fn trade_messages(batch: &Batch) -> Vec<(String, Bytes)> {
-    let mut by_symbol: Vec<(Arc<str>, Vec<MarketDataEvent>)> = Vec::new();
-    let mut index: HashMap<Arc<str>, usize> = HashMap::new();
-    for trade in &batch.trades {
+fn trade_messages(trades: Vec<TradeEvent>) -> Vec<(String, Bytes)> {
+    // Per symbol, one event reused for each of its trades and appended to
+    // the symbol's payload as it comes: a group holds up to hundreds of
+    // thousands of trades, and no list of their events is ever built.
+    let mut by_symbol: Vec<(MarketDataEvent, Vec<u8>)> = Vec::new();
+    let mut index: foldhash::HashMap<Arc<str>, usize> = foldhash::HashMap::default();
+    for trade in trades {
         let slot = *index.entry(trade.symbol.clone()).or_insert_with(|| {
-            by_symbol.push((trade.symbol.clone(), Vec::new()));
+            let event = MarketDataEvent { symbol: trade.symbol.to_string(), ..MarketDataEvent::default() };
+            by_symbol.push((event, Vec::new()));
             by_symbol.len() - 1
         });
-        by_symbol[slot].1.push(MarketDataEvent {
-            symbol: trade.symbol.to_string(),
-            event_time: Some(timestamp_from_ns(trade.time_ns)),
-            kind: Some(market_data_event::Kind::Trade(Trade {
-                price: trade.price,
-                size: trade.size,
-                source: trade.source.clone(),
-                trade_id: trade.trade_id.clone(),
-            })),
-        });
+        let (event, payload) = &mut by_symbol[slot];
+        event.event_time = Some(timestamp_from_ns(trade.time_ns));
+        event.kind = Some(market_data_event::Kind::Trade(Trade {
+            price: trade.price,
+            size: trade.size,
+            source: trade.source,
+            trade_id: trade.trade_id,
+        }));
+        events::append(payload, event);
     }
-    by_symbol.into_iter().map(|(symbol, events)| (events::trades_topic(&symbol), events::encode(events))).collect()
+    by_symbol.into_iter().map(|(event, payload)| (events::trades_topic(&event.symbol), payload.into())).collect()
 }
 
 /// Publishes in order; while the bus is down, events are dropped (the bus is

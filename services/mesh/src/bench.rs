@@ -62,37 +62,47 @@ pub async fn ingest(channel: Channel, bench: IngestBench) -> anyhow::Result<()> 
         (bench.ticks as i64).saturating_mul(spacing / bench.symbols.len() as i64) < now,
         "--ticks times --spacing reaches back before 1970"
     );
-    let messages: Vec<Vec<IngestTicksRequest>> = (0..bench.streams)
-        .map(|stream| {
-            (0..per_stream)
-                .map(|i| {
-                    let n = (stream * per_stream + i) as i64;
-                    let symbol = &bench.symbols[n as usize % bench.symbols.len()];
-                    let time_ns = now - (bench.ticks as i64 - n) * spacing / bench.symbols.len() as i64;
-                    let price = 100.0 + (n % 1000) as f64 / 100.0;
-                    Tick {
-                        symbol: symbol.clone(),
-                        time: Some(prost_types::Timestamp {
-                            seconds: time_ns.div_euclid(1_000_000_000),
-                            nanos: time_ns.rem_euclid(1_000_000_000) as i32,
-                        }),
-                        kind: Some(tick::Kind::Trade(Trade {
-                            price,
-                            size: 1.0 + (n % 7) as f64,
-                            source: if bench.trade_ids { "bench".into() } else { String::new() },
-                            trade_id: if bench.trade_ids { n.to_string() } else { String::new() },
-                        })),
-                    }
-                })
-                .collect::<Vec<_>>()
-                .chunks(bench.batch)
-                .map(|chunk| IngestTicksRequest { ticks: chunk.to_vec() })
-                .collect()
-        })
-        .collect();
+    // Built anew for each pass, before its clock starts: the client's
+    // copying is not what is timed.
+    let messages = || -> Vec<Vec<IngestTicksRequest>> {
+        (0..bench.streams)
+            .map(|stream| {
+                (0..per_stream)
+                    .map(|i| {
+                        let n = (stream * per_stream + i) as i64;
+                        let symbol = &bench.symbols[n as usize % bench.symbols.len()];
+                        let time_ns = now - (bench.ticks as i64 - n) * spacing / bench.symbols.len() as i64;
+                        let price = 100.0 + (n % 1000) as f64 / 100.0;
+                        Tick {
+                            symbol: symbol.clone(),
+                            time: Some(prost_types::Timestamp {
+                                seconds: time_ns.div_euclid(1_000_000_000),
+                                nanos: time_ns.rem_euclid(1_000_000_000) as i32,
+                            }),
+                            kind: Some(tick::Kind::Trade(Trade {
+                                price,
+                                size: 1.0 + (n % 7) as f64,
+                                source: if bench.trade_ids { "bench".into() } else { String::new() },
+                                // Numbered per symbol, as exchanges number trades.
+                                trade_id: if bench.trade_ids {
+                                    (n / bench.symbols.len() as i64).to_string()
+                                } else {
+                                    String::new()
+                                },
+                            })),
+                        }
+                    })
+                    .collect::<Vec<_>>()
+                    .chunks(bench.batch)
+                    .map(|chunk| IngestTicksRequest { ticks: chunk.to_vec() })
+                    .collect()
+            })
+            .collect()
+    };
     for pass in 1..=bench.passes {
+        let messages = messages();
         let started = Instant::now();
-        let calls = messages.iter().cloned().map(|messages| {
+        let calls = messages.into_iter().map(|messages| {
             let mut client = MarketDataServiceClient::new(channel.clone()).max_encoding_message_size(64 << 20);
             async move { client.ingest_ticks(tokio_stream::iter(messages)).await.map(|r| r.into_inner()) }
         });

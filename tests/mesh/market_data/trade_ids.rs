@@ -151,13 +151,17 @@ fn failed_and_retried_calls_give_the_candles_and_quote_of_one_clean_ingest() {
                     ((day + 3600 + second) * NANOS, f64::from(*cents) / 100.0, f64::from(*size))
                 })
                 .collect();
+            // Mostly integers, claimed as runs (with a gap at every fourth,
+            // which has an id that is not an integer), unique across cases.
+            let trade_id =
+                |n: usize| if n % 4 == 3 { format!("{case}-{n}") } else { (case * 1_000_000 + n as i64).to_string() };
             let with_ids = |symbol: &str| -> Vec<Tick> {
                 trades
                     .iter()
                     .enumerate()
                     .map(|(n, raw)| Tick {
                         time: Some(at_ns(raw.0)),
-                        ..identified_trade(symbol, 0, raw.1, raw.2, "feed", &format!("{case}-{n}"))
+                        ..identified_trade(symbol, 0, raw.1, raw.2, "feed", &trade_id(n))
                     })
                     .collect()
             };
