@@ -7,6 +7,9 @@
 use std::time::Duration;
 
 use serde_json::Value;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
 use wizdata::marketdata::v1::GetQuoteRequest;
 use wizdata::streaming::v1::market_event::Payload;
 use wizdata::streaming::v1::streaming_service_client::StreamingServiceClient;
@@ -16,7 +19,7 @@ use wizdata_common::endpoints::{DiscoveryConfig, Resolver};
 use wizdata_feeds::SessionConfig;
 use wizdata_feeds::binance::BinanceConfig;
 use wizdata_test_support::fake_provider::{FakeRest, FakeWebSocket, Script, Step};
-use wizdata_test_support::{TestMesh, all_candles, eventually, now_ns};
+use wizdata_test_support::{TestMesh, all_candles, eventually, health_of, now_ns};
 
 use crate::market_data::{candles_request, ohlcv};
 
@@ -449,12 +452,39 @@ async fn serve_all_runs_a_configured_feed_in_process() {
     first.push(Step::Silence);
     let provider = FakeWebSocket::start(vec![Script::Upgrade(first)]).await;
     let url = provider.url("/v2");
-    let mesh =
-        TestMesh::all_with(&["--feeds", "kraken", "--kraken-ws-url", &url, "--kraken-symbols", "BTC/USDT"]).await;
+    let mesh = TestMesh::all_with(&[
+        "--feeds",
+        "kraken",
+        "--kraken-ws-url",
+        &url,
+        "--kraken-symbols",
+        "BTC/USDT",
+        "--feed-stall-timeout",
+        "2s",
+    ])
+    .await;
+    let mut health = HealthClient::new(mesh.channel().await)
+        .watch(HealthCheckRequest { service: "feed/kraken".into() })
+        .await
+        .unwrap()
+        .into_inner();
     // The last trade of the session, 702, sets the quote.
     let quoted = eventually(Duration::from_secs(10), async || quote_of_now(&mesh).await == Some(16810.0)).await;
     assert!(quoted, "the in-process feed's trades reach market data: {:?}", quote_of_now(&mesh).await);
-    assert_eq!(provider.connections(), 1);
+
+    // Its health: serving once subscribed, then, silent past the stall
+    // deadline and never subscribed again, not serving, while the process
+    // (and market data) serve on.
+    let mut statuses = Vec::new();
+    while statuses.last() != Some(&ServingStatus::NotServing) || !statuses.contains(&ServingStatus::Serving) {
+        let next = tokio::time::timeout(Duration::from_secs(10), health.message()).await;
+        statuses.push(next.expect("a change within the stall deadline").unwrap().unwrap().status());
+    }
+    statuses.dedup();
+    assert!(statuses.ends_with(&[ServingStatus::Serving, ServingStatus::NotServing]), "{statuses:?}");
+    assert_eq!(health_of(&mesh, "").await.unwrap(), ServingStatus::Serving);
+    let reconnected = eventually(Duration::from_secs(10), async || provider.connections() >= 2).await;
+    assert!(reconnected, "it tries again");
 }
 
 async fn quote_of_now(mesh: &TestMesh) -> Option<f64> {

@@ -5,6 +5,8 @@
 //! to the database, the bus to nothing) are reported under their own name,
 //! `dependency/<name>`, and do not pull "" down: a load balancer should keep
 //! routing to a degraded process, while an operator can see what is missing.
+//! Real feeds running in-process are reported the same way, as
+//! `feed/<provider>`.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -25,6 +27,7 @@ pub struct Health {
 #[derive(Default)]
 struct State {
     serving: BTreeMap<String, bool>,
+    /// Optional dependencies and in-process feeds, by their reported names.
     dependencies: BTreeMap<String, bool>,
     /// Services another process serves and this one routes to (the
     /// gateway): reported under their own names, without deciding "".
@@ -69,6 +72,17 @@ impl Health {
         self.publish(&mut state).await;
     }
 
+    /// Reports whether the feed from `provider` running in this process is
+    /// connected, as `feed/<provider>`, without changing the process's
+    /// overall status: market data serves on without a feed.
+    pub async fn set_feed(&self, provider: &str, connected: bool) {
+        let mut state = self.state.lock().await;
+        if state.dependencies.insert(feed_service_name(provider), connected) == Some(connected) {
+            return;
+        }
+        self.publish(&mut state).await;
+    }
+
     /// Reports whether `service`, served elsewhere, can be reached through
     /// this process, without changing this process's overall status.
     pub async fn set_routed(&self, service: &str, reachable: bool) {
@@ -108,6 +122,11 @@ impl Health {
 /// The health-check name a dependency is reported under.
 pub fn dependency_service_name(name: &str) -> String {
     format!("dependency/{name}")
+}
+
+/// The health-check name a feed running in-process is reported under.
+pub fn feed_service_name(provider: &str) -> String {
+    format!("feed/{provider}")
 }
 
 /// What a dependency's reachability decides.

@@ -66,7 +66,12 @@ fn describe() {
 pub struct MetricsServer {
     listener: tokio::net::TcpListener,
     local_addr: SocketAddr,
+    health: Option<HealthCheck>,
 }
+
+/// Whether a process without a gRPC server (a feed) is healthy, for
+/// `GET /healthz`.
+pub type HealthCheck = Arc<dyn Fn() -> bool + Send + Sync>;
 
 impl MetricsServer {
     pub async fn bind(config: &MetricsConfig) -> anyhow::Result<Self> {
@@ -75,7 +80,13 @@ impl MetricsServer {
             .map_err(|error| anyhow::anyhow!("cannot listen on {}: {error}", config.metrics_addr))?;
         let local_addr = listener.local_addr()?;
         handle();
-        Ok(Self { listener, local_addr })
+        Ok(Self { listener, local_addr, health: None })
+    }
+
+    /// Also answers `GET /healthz`: 200 `SERVING` while `check` holds, else
+    /// 503 `NOT_SERVING` (what an HTTP liveness or readiness probe reads).
+    pub fn with_health_check(self, check: HealthCheck) -> Self {
+        Self { health: Some(check), ..self }
     }
 
     pub fn port(&self) -> u16 {
@@ -87,18 +98,26 @@ impl MetricsServer {
         tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = self.listener.accept().await else { continue };
-                let service = hyper::service::service_fn(|request: Request<hyper::body::Incoming>| async move {
-                    let (status, body) = match request.uri().path() {
-                        "/metrics" => (http::StatusCode::OK, handle().render()),
-                        _ => (http::StatusCode::NOT_FOUND, "metrics are at /metrics\n".to_owned()),
-                    };
-                    let mut response = Response::new(http_body_util::Full::new(Bytes::from(body)));
-                    *response.status_mut() = status;
-                    response.headers_mut().insert(
-                        http::header::CONTENT_TYPE,
-                        http::HeaderValue::from_static("text/plain; version=0.0.4"),
-                    );
-                    Ok::<_, Infallible>(response)
+                let health = self.health.clone();
+                let service = hyper::service::service_fn(move |request: Request<hyper::body::Incoming>| {
+                    let health = health.clone();
+                    async move {
+                        let (status, body) = match (request.uri().path(), health) {
+                            ("/metrics", _) => (http::StatusCode::OK, handle().render()),
+                            ("/healthz", Some(check)) if check() => (http::StatusCode::OK, "SERVING\n".to_owned()),
+                            ("/healthz", Some(_)) => {
+                                (http::StatusCode::SERVICE_UNAVAILABLE, "NOT_SERVING\n".to_owned())
+                            }
+                            _ => (http::StatusCode::NOT_FOUND, "metrics are at /metrics\n".to_owned()),
+                        };
+                        let mut response = Response::new(http_body_util::Full::new(Bytes::from(body)));
+                        *response.status_mut() = status;
+                        response.headers_mut().insert(
+                            http::header::CONTENT_TYPE,
+                            http::HeaderValue::from_static("text/plain; version=0.0.4"),
+                        );
+                        Ok::<_, Infallible>(response)
+                    }
                 });
                 tokio::spawn(async move {
                     let io = hyper_util::rt::TokioIo::new(stream);
@@ -343,7 +362,44 @@ fn code_name(code: tonic::Code) -> &'static str {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
     use super::*;
+
+    async fn get(port: u16, path: &str) -> String {
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).await.unwrap();
+        answer
+    }
+
+    #[tokio::test]
+    async fn healthz_follows_the_check_and_is_absent_without_one() {
+        let config = MetricsConfig { metrics_addr: "127.0.0.1:0".parse().unwrap() };
+        let healthy = Arc::new(AtomicBool::new(false));
+        let check = healthy.clone();
+        let server = MetricsServer::bind(&config)
+            .await
+            .unwrap()
+            .with_health_check(Arc::new(move || check.load(Ordering::SeqCst)));
+        let port = server.port();
+        let _serving = server.spawn();
+        let answer = get(port, "/healthz").await;
+        assert!(answer.starts_with("HTTP/1.1 503") && answer.ends_with("NOT_SERVING\n"), "{answer}");
+        healthy.store(true, Ordering::SeqCst);
+        let answer = get(port, "/healthz").await;
+        assert!(answer.starts_with("HTTP/1.1 200") && answer.ends_with("\r\n\r\nSERVING\n"), "{answer}");
+
+        let plain = MetricsServer::bind(&config).await.unwrap();
+        let port = plain.port();
+        let _serving = plain.spawn();
+        assert!(get(port, "/healthz").await.starts_with("HTTP/1.1 404"));
+        assert!(get(port, "/metrics").await.starts_with("HTTP/1.1 200"));
+    }
 
     #[test]
     fn a_path_keeps_its_handles_and_made_up_paths_cannot_grow_the_series_without_bound() {

@@ -29,6 +29,7 @@ use wizdata_common::config::parse_duration;
 
 pub use error::FeedError;
 pub use sink::Publisher;
+pub use stats::connections;
 
 /// Installs ring as the process's TLS provider (once; later calls do
 /// nothing), so `wss://` and `https://` work without aws-lc. Called where a
@@ -142,6 +143,19 @@ pub enum Provider {
     Alphavantage,
 }
 
+impl Provider {
+    /// Its name in metrics and health checks.
+    pub fn label(self) -> &'static str {
+        match self {
+            Provider::Binance => binance::PROVIDER,
+            Provider::Coinbase => coinbase::PROVIDER,
+            Provider::Kraken => kraken::PROVIDER,
+            Provider::Coingecko => coingecko::PROVIDER,
+            Provider::Alphavantage => alphavantage::PROVIDER,
+        }
+    }
+}
+
 /// Every provider's settings, for a process that may run any of them
 /// (`serve all --feeds ...`).
 #[derive(clap::Args, Debug, Clone)]
@@ -174,5 +188,19 @@ pub async fn run(
         Provider::Kraken => kraken::run(config.kraken.clone(), session, channel, stop).await,
         Provider::Coingecko => coingecko::run(config.coingecko.clone(), session, channel, stop).await,
         Provider::Alphavantage => alphavantage::run(config.alphavantage.clone(), session, channel, stop).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::ValueEnum;
+
+    use super::*;
+
+    #[test]
+    fn a_provider_is_labelled_as_it_is_named_on_the_command_line() {
+        for provider in Provider::value_variants() {
+            assert_eq!(provider.label(), provider.to_possible_value().unwrap().get_name());
+        }
     }
 }

@@ -1,7 +1,28 @@
 //! A feed's metrics, labelled by provider: what arrived by kind, reconnects,
-//! lag behind the provider's clock, and whether it is connected (its health).
+//! lag behind the provider's clock, and whether it is connected (its health,
+//! also kept in [`connections`] for health checks).
 
+use std::collections::BTreeMap;
+use std::sync::LazyLock;
+
+use tokio::sync::watch;
 use wizdata_common::time::now_ns;
+
+/// Whether each feed of this process is connected (a polling feed: its last
+/// call succeeded), by provider. Process-wide, like the metrics beside it.
+static CONNECTIONS: LazyLock<watch::Sender<BTreeMap<&'static str, bool>>> =
+    LazyLock::new(|| watch::Sender::new(BTreeMap::new()));
+
+/// Every started feed's connection, by provider, changing as they do: what
+/// `serve all` reports as grpc.health `feed/<provider>` and `wizdata feed`
+/// answers on `/healthz`.
+pub fn connections() -> watch::Receiver<BTreeMap<&'static str, bool>> {
+    CONNECTIONS.subscribe()
+}
+
+fn set_connected(provider: &'static str, connected: bool) {
+    CONNECTIONS.send_if_modified(|connections| connections.insert(provider, connected) != Some(connected));
+}
 
 /// What a provider's message was, for `feed_messages_total{kind}`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -63,6 +84,7 @@ impl FeedStats {
         }
         metrics::counter!("feed_reconnects_total", "provider" => provider).increment(0);
         metrics::gauge!("feed_connected", "provider" => provider).set(0.0);
+        set_connected(provider, false);
         Self { provider }
     }
 
@@ -92,5 +114,6 @@ impl FeedStats {
 
     pub fn connected(&self, connected: bool) {
         metrics::gauge!("feed_connected", "provider" => self.provider).set(if connected { 1.0 } else { 0.0 });
+        set_connected(self.provider, connected);
     }
 }

@@ -500,6 +500,7 @@ impl Mesh {
         }
         if !plan.feeds.is_empty() {
             background.extend(Self::real_feeds(&db(), this_process, resolver, &plan.feeds, &args.providers).await?);
+            background.push(Self::report_feeds(server.health(), &plan.feeds).await);
         }
         Ok(ServicesProcess { server, bus: connections.bus.clone(), background })
     }
@@ -546,6 +547,30 @@ impl Mesh {
             }));
         }
         Ok(tasks)
+    }
+
+    /// Keeps grpc.health's `feed/<provider>` in step with each feed's
+    /// connection; each reports NOT_SERVING until its feed first connects.
+    async fn report_feeds(health: Health, providers: &[wizdata_feeds::Provider]) -> JoinHandle<()> {
+        for provider in providers {
+            health.set_feed(provider.label(), false).await;
+        }
+        let mut connections = wizdata_feeds::connections();
+        tokio::spawn(async move {
+            loop {
+                let now: Vec<(&'static str, bool)> = connections
+                    .borrow_and_update()
+                    .iter()
+                    .map(|(provider, connected)| (*provider, *connected))
+                    .collect();
+                for (provider, connected) in now {
+                    health.set_feed(provider, connected).await;
+                }
+                if connections.changed().await.is_err() {
+                    return;
+                }
+            }
+        })
     }
 
     fn services(&self) -> Option<&ServicesProcess> {

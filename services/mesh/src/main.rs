@@ -110,8 +110,9 @@ struct ProviderArgs<Provider: clap::Args> {
     /// API key (wiz_...) with the marketdata:write scope.
     #[arg(long, env = "WIZDATA_API_KEY", hide_env_values = true)]
     api_key: Option<SecretString>,
-    /// Where the feed serves its metrics (`GET /metrics`: feed_connected is
-    /// its health); beside a mesh on 9464 by default.
+    /// Where the feed serves its metrics (`GET /metrics`) and its health
+    /// (`GET /healthz`: 200 while connected, else 503); beside a mesh on
+    /// 9464 by default.
     #[arg(long, env = "WIZDATA_FEED_METRICS_ADDR", default_value = "127.0.0.1:9465")]
     metrics_addr: std::net::SocketAddr,
     #[command(flatten)]
@@ -134,7 +135,15 @@ impl<Provider: clap::Args> ProviderArgs<Provider> {
     {
         let _telemetry = wizdata_common::telemetry::init(&self.telemetry, "wizdata-feed");
         let metrics = MetricsConfig { metrics_addr: self.metrics_addr };
-        let _metrics = wizdata_common::metrics::MetricsServer::bind(&metrics).await?.spawn();
+        let connections = wizdata_feeds::connections();
+        let connected = move || {
+            let connections = connections.borrow();
+            !connections.is_empty() && connections.values().all(|connected| *connected)
+        };
+        let _metrics = wizdata_common::metrics::MetricsServer::bind(&metrics)
+            .await?
+            .with_health_check(std::sync::Arc::new(connected))
+            .spawn();
         let channel = Credentials::from_optional(self.api_key.as_ref())?.on(tool_channel(&self.target)?);
         run(self.provider, self.session, channel, Box::pin(wizdata_common::server::shutdown_signal())).await
     }
