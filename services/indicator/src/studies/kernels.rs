@@ -37,17 +37,18 @@ fn output_room(count: usize, begin: usize) -> Vec<f64> {
 pub fn sma(values: &[f64], period: usize) -> Series {
     let count = values.len();
     let begin = (period - 1).min(count);
-    let mut out = output(count, begin);
+    let mut out = output_room(count, begin);
     let divisor = period as f64;
     let mut total = 0.0;
     for value in &values[..begin] {
         total += value;
     }
-    for ((slot, entering), leaving) in out.iter_mut().zip(&values[begin..]).zip(values) {
+    out.extend(values[begin..].iter().zip(values).map(|(entering, leaving)| {
         total += entering;
-        *slot = total / divisor;
+        let average = total / divisor;
         total -= leaving;
-    }
+        average
+    }));
     (begin, out)
 }
 
@@ -104,7 +105,7 @@ fn smooth_in_place(values: &mut [f64], mut average: f64, keep: f64, weight: f64)
 pub fn wma(values: &[f64], period: usize) -> Series {
     let count = values.len();
     let begin = (period - 1).min(count);
-    let mut out = output(count, begin);
+    let mut out = output_room(count, begin);
     let divider = (period * (period + 1)) as f64 / 2.0;
     let weight = period as f64;
     let (mut period_sum, mut period_sub, mut trailing) = (0.0, 0.0, 0.0);
@@ -112,14 +113,15 @@ pub fn wma(values: &[f64], period: usize) -> Series {
         period_sub += value;
         period_sum += value * (index + 1) as f64;
     }
-    for ((slot, value), oldest) in out.iter_mut().zip(&values[begin..]).zip(values) {
+    out.extend(values[begin..].iter().zip(values).map(|(value, oldest)| {
         period_sub += value;
         period_sub -= trailing;
         period_sum += value * weight;
         trailing = *oldest;
-        *slot = period_sum / divider;
+        let average = period_sum / divider;
         period_sum -= period_sub;
-    }
+        average
+    }));
     (begin, out)
 }
 
