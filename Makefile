@@ -14,7 +14,7 @@ CHROMIUM := /usr/bin/chromium
 # promtool checks and unit-tests the alert rules (Debian's prometheus package).
 PROMTOOL := /usr/bin/promtool
 
-.PHONY: web generate check-generated breaking contract-baseline run test test-rust test-python helm-test test-alerts image lint lint-sources clippy build-linted fmt tools bench bench-indicators bench-auth bench-streaming bench-gateway bench-proxies bench-dashboard fuzz soak
+.PHONY: web generate check-generated breaking contract-baseline run test test-rust test-python helm-test test-alerts image lint lint-sources clippy build-linted build-tests fmt tools bench bench-indicators bench-auth bench-streaming bench-gateway bench-proxies bench-dashboard fuzz soak
 
 ## run: the whole mesh on embedded defaults (SQLite under ./data), on loopback:
 ## gRPC on :50051, the gateway (the dashboard at /, gRPC, gRPC-Web, Connect,
@@ -233,16 +233,23 @@ lint-sources: $(BUF) breaking check-generated
 clippy:
 	$(CARGO) clippy --workspace --all-targets -q -- -D warnings
 
-## build-linted: builds every target of the workspace for the tests with
-## clippy's lints applied as it compiles (clippy-driver in place of rustc for
-## the workspace's crates): what CI runs instead of `make clippy`, so the
-## dependencies are compiled once for both, not checked for clippy and then
-## built again for the tests. Every later cargo command must see the same
-## two variables, or the workspace is compiled again without them.
-CLIPPY_DRIVER := $(shell rustc --print sysroot 2>/dev/null)/bin/clippy-driver
-build-linted: export RUSTC_WORKSPACE_WRAPPER = $(CLIPPY_DRIVER)
-build-linted: export CLIPPY_ARGS = -D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__
+## LINT_WHILE_BUILDING=1, set for every make command of a run (.ci/run
+## exports it): clippy-driver in place of rustc for the workspace's crates,
+## so each build applies clippy's lints (-D warnings) as it compiles and the
+## dependencies are compiled once, not checked for clippy and then built
+## again for the tests. A cargo command without it compiles the workspace
+## again.
+ifdef LINT_WHILE_BUILDING
+export RUSTC_WORKSPACE_WRAPPER := $(shell rustc --print sysroot 2>/dev/null)/bin/clippy-driver
+export CLIPPY_ARGS := -D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__
+endif
+
+## build-linted: every target of the workspace built for the tests, linted
+## as it compiles: what CI runs instead of `make clippy`.
 build-linted:
+	$(MAKE) --no-print-directory LINT_WHILE_BUILDING=1 build-tests
+
+build-tests:
 	$(CARGO) test --workspace --all-targets --no-run -q
 
 fmt:

@@ -65,19 +65,21 @@ impl Health {
     /// Reports whether the optional dependency `name` is reachable, as
     /// `dependency/<name>`, without changing the process's overall status.
     pub async fn set_dependency(&self, name: &str, reachable: bool) {
-        let mut state = self.state.lock().await;
-        if state.dependencies.insert(dependency_service_name(name), reachable) == Some(reachable) {
-            return;
-        }
-        self.publish(&mut state).await;
+        self.set_beside_overall(dependency_service_name(name), reachable).await;
     }
 
     /// Reports whether the feed from `provider` running in this process is
     /// connected, as `feed/<provider>`, without changing the process's
     /// overall status: market data serves on without a feed.
     pub async fn set_feed(&self, provider: &str, connected: bool) {
+        self.set_beside_overall(feed_service_name(provider), connected).await;
+    }
+
+    /// Sets a status reported beside the process's own, which it never
+    /// pulls down: an optional dependency's or a feed's.
+    async fn set_beside_overall(&self, service: String, up: bool) {
         let mut state = self.state.lock().await;
-        if state.dependencies.insert(feed_service_name(provider), connected) == Some(connected) {
+        if state.dependencies.insert(service, up) == Some(up) {
             return;
         }
         self.publish(&mut state).await;

@@ -4,9 +4,9 @@
 //! has claimed their ids: only then is it known they are not repeats.
 
 use std::collections::hash_map::Entry;
+use std::sync::Arc;
 
 use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
-use std::sync::Arc;
 
 use wizdata::r#type::v1::Interval;
 
@@ -146,6 +146,8 @@ pub struct IdentifiedTrade {
     /// Its position in its call's stream of ticks, for the call's summary.
     pub index: u64,
     pub trade: TradeEvent,
+    /// Its id as [`serial_id`] reads it, once for the claim and the settle.
+    pub serial: Option<i64>,
 }
 
 #[derive(Debug, Default)]
@@ -181,7 +183,8 @@ impl Batch {
 
     /// Holds a trade with an id until [`Batch::settle`].
     pub fn add_identified(&mut self, index: u64, trade: TradeEvent) {
-        self.identified.push(IdentifiedTrade { index, trade });
+        let serial = serial_id(&trade.trade_id);
+        self.identified.push(IdentifiedTrade { index, trade, serial });
     }
 
     /// What to claim: each identified trade's id once, integer ids as runs
@@ -192,8 +195,8 @@ impl Batch {
         let mut keys = Vec::new();
         let mut serials: HashMap<(&str, &str), Vec<i64>> = HashMap::new();
         for held in &self.identified {
-            let key @ (symbol, source, trade_id) = held.trade.key();
-            match serial_id(trade_id) {
+            let key @ (symbol, source, _) = held.trade.key();
+            match held.serial {
                 Some(id) => serials.entry((symbol, source)).or_default().push(id),
                 None => keys.push(key),
             }
@@ -226,8 +229,8 @@ impl Batch {
             self.identified
                 .iter()
                 .map(|held| {
-                    let key @ (symbol, source, trade_id) = held.trade.key();
-                    let applied = match serial_id(trade_id) {
+                    let key @ (symbol, source, _) = held.trade.key();
+                    let applied = match held.serial {
                         Some(id) => already_applied.holds_serial(symbol, source, id),
                         None => held_keys.contains(&key),
                     };
@@ -356,8 +359,7 @@ mod tests {
             offered.sort_unstable();
             stored.sort_unstable();
             let left = runs_minus(&runs_of_sorted(&offered), &runs_of_sorted(&stored));
-            let expected: Vec<i64> = offered.iter().copied().filter(|id| !stored.contains(id)).collect();
-            let mut expected = expected;
+            let mut expected: Vec<i64> = offered.iter().copied().filter(|id| !stored.contains(id)).collect();
             expected.dedup();
             proptest::prop_assert_eq!(&left, &runs_of_sorted(&expected));
         }

@@ -5,16 +5,22 @@
 //!
 //! Most kernels perform their study's floating-point operations in the
 //! same order as the state machine (and TA-Lib), so the two give the same
-//! bits. The recursive smoothings (EMA, Wilder's RSI and ATR) are
-//! reassociated instead, `average * (1 - weight) + value * weight`, so each
-//! bar's dependency chain is one multiply and one add rather than a
-//! subtract, multiply and add or a multiply, add and divide (EMA and ATR
-//! go further: one multiply and one add per four bars, `smooth_in_place`):
-//! they differ from the machine in the last bits only, and the recursion
-//! damps those differences rather than adding them up. BBANDS multiplies
-//! by the period's reciprocal where the machine divides by the period. The property test below holds
-//! every kernel to its machine within 1e-12 relative over random bars and
-//! parameters, and the TA-Lib oracle holds both within 1e-9.
+//! bits. The exceptions differ from the machine in the last bits only:
+//! - the recursive smoothings (EMA, Wilder's RSI and ATR) are reassociated,
+//!   `average * (1 - weight) + value * weight`, so each bar's dependency
+//!   chain is one multiply and one add rather than a subtract, multiply and
+//!   add or a multiply, add and divide (EMA and ATR go further: one
+//!   multiply and one add per four bars, `smooth_in_place`); the recursion
+//!   damps such differences rather than adding them up;
+//! - BBANDS multiplies by the period's reciprocal where the machine divides
+//!   by the period;
+//! - WILLR divides once a bar where the machine divides twice.
+//!
+//! The property test below holds every kernel to its machine within 1e-12
+//! relative over random bars and parameters, and the TA-Lib oracle holds
+//! both within 1e-9.
+
+use std::ops::Range;
 
 use super::{is_zero, true_range};
 
@@ -31,6 +37,36 @@ fn output(count: usize, begin: usize) -> Vec<f64> {
 /// cheapest kernels take).
 fn output_room(count: usize, begin: usize) -> Vec<f64> {
     Vec::with_capacity(count - begin)
+}
+
+/// Bars per chunk where a kernel works in two steps (a loop carrying the
+/// recursion, then one the compiler vectorises): the chunk's buffers stay
+/// in the first-level cache between the two, and the outputs are written
+/// once, in order.
+const CHUNK: usize = 256;
+
+/// Appends the smoothing of `count` inputs to `out`, a chunk at a time:
+/// `fill` writes the chunk's inputs (positions from 0) into a buffer; they
+/// are weighted in a loop the compiler vectorises, then smoothed where
+/// they lie and appended.
+#[inline(always)]
+fn extend_smoothed(
+    out: &mut Vec<f64>,
+    count: usize,
+    mut average: f64,
+    (keep, weight): (f64, f64),
+    mut fill: impl FnMut(Range<usize>, &mut [f64]),
+) {
+    let mut buffer = [0.0; CHUNK];
+    for start in (0..count).step_by(CHUNK) {
+        let chunk = &mut buffer[..CHUNK.min(count - start)];
+        fill(start..start + chunk.len(), chunk);
+        for value in chunk.iter_mut() {
+            *value *= weight;
+        }
+        average = smooth_in_place(chunk, average, keep);
+        out.extend_from_slice(chunk);
+    }
 }
 
 /// Simple moving average: TA-Lib's running total, the oldest value leaving
@@ -69,26 +105,27 @@ pub fn ema(values: &[f64], period: usize) -> Series {
     let keep = 1.0 - k;
     let average = seed / period as f64;
     out.push(average);
-    out.extend_from_slice(&values[period..]);
-    smooth_in_place(&mut out[1..], average, keep, k);
+    let inputs = &values[period..];
+    extend_smoothed(&mut out, inputs.len(), average, (keep, k), |at, chunk| chunk.copy_from_slice(&inputs[at]));
     (begin, out)
 }
 
-/// Replaces each input with `average = average * keep + input * weight`,
-/// the recursion of EMA and of Wilder's smoothing, four bars per step: each
-/// step's inputs are folded among themselves first (independent of the
-/// average, so the processor runs them ahead), then joined to the average
-/// with `keep`'s powers. The chain from one step's average to the next is
-/// one multiply and one add for four bars instead of for each.
+/// Replaces each weighted input (`input * weight`) with `average =
+/// average * keep + input * weight`, the recursion of EMA and of Wilder's
+/// smoothing, four bars per step: each step's inputs are folded among
+/// themselves first (independent of the average, so the processor runs
+/// them ahead), then joined to the average with `keep`'s powers. The chain
+/// from one step's average to the next is one multiply and one add for
+/// four bars instead of for each. Returns the last average.
 #[inline(always)]
-fn smooth_in_place(values: &mut [f64], mut average: f64, keep: f64, weight: f64) {
+fn smooth_in_place(weighted: &mut [f64], mut average: f64, keep: f64) -> f64 {
     let (keep2, keep3, keep4) = (keep * keep, keep * keep * keep, keep * keep * keep * keep);
-    let mut steps = values.chunks_exact_mut(4);
+    let mut steps = weighted.chunks_exact_mut(4);
     for step in &mut steps {
-        let first = step[0] * weight;
-        let second = first * keep + step[1] * weight;
-        let third = second * keep + step[2] * weight;
-        let fourth = third * keep + step[3] * weight;
+        let first = step[0];
+        let second = first * keep + step[1];
+        let third = second * keep + step[2];
+        let fourth = third * keep + step[3];
         step[0] = average * keep + first;
         step[1] = average * keep2 + second;
         step[2] = average * keep3 + third;
@@ -96,9 +133,10 @@ fn smooth_in_place(values: &mut [f64], mut average: f64, keep: f64, weight: f64)
         average = step[3];
     }
     for slot in steps.into_remainder() {
-        average = average * keep + *slot * weight;
+        average = average * keep + *slot;
         *slot = average;
     }
+    average
 }
 
 /// Weighted moving average (weights 1..period, newest heaviest) with
@@ -183,12 +221,16 @@ pub fn atr(high: &[f64], low: &[f64], close: &[f64], period: usize) -> Series {
     let divisor = period as f64;
     let value = total / divisor;
     out.push(value);
-    // The true ranges first, in one loop the compiler vectorises, then
+    // Each chunk's true ranges in a loop the compiler vectorises, then
     // smoothed where they lie.
-    let previous_close = &close[period..count - 1];
-    let bars = high[period + 1..count].iter().zip(&low[period + 1..count]).zip(previous_close);
-    out.extend(bars.map(|((high, low), previous_close)| true_range(*high, *low, *previous_close)));
-    smooth_in_place(&mut out[1..], value, (divisor - 1.0) / divisor, 1.0 / divisor);
+    let (high, low, previous_close) = (&high[period + 1..count], &low[period + 1..count], &close[period..count - 1]);
+    let weights = ((divisor - 1.0) / divisor, 1.0 / divisor);
+    extend_smoothed(&mut out, count - period - 1, value, weights, |at, chunk| {
+        let bars = high[at.clone()].iter().zip(&low[at.clone()]).zip(&previous_close[at]);
+        for (slot, ((high, low), previous_close)) in chunk.iter_mut().zip(bars) {
+            *slot = true_range(*high, *low, *previous_close);
+        }
+    });
     (begin, out)
 }
 
@@ -301,17 +343,21 @@ pub fn obv(close: &[f64], volume: &[f64]) -> Series {
     (0, out)
 }
 
-/// Each bar's highest high and lowest low over the `period` bars ending
-/// there, from the first full window on, by van Herk and Gil-Werman's
-/// blocks: cut the series into blocks of `period` bars; a window is the end
-/// of one block and the start of the next, so its extreme is the better of
-/// the first block's suffix extreme and the next block's prefix extreme.
-/// Three compares per bar and column, as selects, whatever the data: the
-/// rescans TA-Lib does when an extreme leaves the window are data-dependent
+/// The highest high and lowest low of each window of `period` bars, from
+/// the first full window on, by van Herk and Gil-Werman's blocks: cut the
+/// series into blocks of `period` bars; a window is the end of one block
+/// and the start of the next, so its extreme is the better of the first
+/// block's suffix extreme and the next block's prefix extreme. Three
+/// compares per bar and column, as selects, whatever the data: the rescans
+/// TA-Lib does when an extreme leaves the window are data-dependent
 /// branches that a random walk mispredicts. Extremes are exact, so the
 /// values are the same bits.
+///
+/// Calls `each` once per block with the last bar of its first window and
+/// the extremes of the consecutive windows from there, so the caller's
+/// per-window arithmetic is a loop over slices the compiler vectorises.
 #[inline(always)]
-fn for_each_extreme(high: &[f64], low: &[f64], period: usize, mut each: impl FnMut(usize, f64, f64)) {
+fn for_each_extremes(high: &[f64], low: &[f64], period: usize, mut each: impl FnMut(usize, &[f64], &[f64])) {
     let count = high.len().min(low.len());
     if period == 0 || count < period {
         return;
@@ -319,63 +365,75 @@ fn for_each_extreme(high: &[f64], low: &[f64], period: usize, mut each: impl FnM
     let (high, low) = (&high[..count], &low[..count]);
     let higher = |a: f64, b: f64| if b > a { b } else { a };
     let lower = |a: f64, b: f64| if b < a { b } else { a };
-    // The current block's suffix extremes, then the next block's prefix ones.
+    // The current block's suffix extremes (then its windows' extremes, in
+    // place), and the next block's prefix ones.
     let (mut high_suffix, mut low_suffix) = (vec![0.0; period], vec![0.0; period]);
     let (mut high_prefix, mut low_prefix) = (vec![0.0; period], vec![0.0; period]);
-    let mut block = 0;
-    while block < count {
-        let this = block..(block + period).min(count);
-        let length = this.len();
-        high_suffix[..length].copy_from_slice(&high[this.clone()]);
-        low_suffix[..length].copy_from_slice(&low[this.clone()]);
-        for at in (0..length.saturating_sub(1)).rev() {
-            high_suffix[at] = higher(high_suffix[at], high_suffix[at + 1]);
-            low_suffix[at] = lower(low_suffix[at], low_suffix[at + 1]);
+    // Only a full block starts a window; the last one may be short.
+    for block in (0..=count - period).step_by(period) {
+        // The running extremes are carried in locals: through the slices,
+        // each step would wait on the store of the one before.
+        let this = block..block + period;
+        let (mut highest, mut lowest) = (high[this.end - 1], low[this.end - 1]);
+        let suffixes =
+            high_suffix.iter_mut().zip(low_suffix.iter_mut()).zip(high[this.clone()].iter().zip(&low[this.clone()]));
+        for ((high_slot, low_slot), (high, low)) in suffixes.rev() {
+            (highest, lowest) = (higher(*high, highest), lower(*low, lowest));
+            (*high_slot, *low_slot) = (highest, lowest);
         }
         let next = this.end..(this.end + period).min(count);
         let reach = next.len();
-        high_prefix[..reach].copy_from_slice(&high[next.clone()]);
-        low_prefix[..reach].copy_from_slice(&low[next.clone()]);
-        for at in 1..reach {
-            high_prefix[at] = higher(high_prefix[at], high_prefix[at - 1]);
-            low_prefix[at] = lower(low_prefix[at], low_prefix[at - 1]);
+        if reach > 0 {
+            (highest, lowest) = (high[next.start], low[next.start]);
+        }
+        let prefixes = high_prefix.iter_mut().zip(low_prefix.iter_mut()).zip(high[next.clone()].iter().zip(&low[next]));
+        for ((high_slot, low_slot), (high, low)) in prefixes {
+            (highest, lowest) = (higher(*high, highest), lower(*low, lowest));
+            (*high_slot, *low_slot) = (highest, lowest);
         }
         // The window starting at the block's first bar is the block itself;
         // the one starting `offset` bars in ends `offset` bars into the next.
-        if length == period {
-            each(block + period - 1, high_suffix[0], low_suffix[0]);
+        let windows = 1 + reach.min(period - 1);
+        for (suffix, prefix) in high_suffix[1..windows].iter_mut().zip(&high_prefix) {
+            *suffix = higher(*suffix, *prefix);
         }
-        for offset in 1..=reach.min(period - 1) {
-            let end = this.end + offset - 1;
-            each(
-                end,
-                higher(high_suffix[offset], high_prefix[offset - 1]),
-                lower(low_suffix[offset], low_prefix[offset - 1]),
-            );
+        for (suffix, prefix) in low_suffix[1..windows].iter_mut().zip(&low_prefix) {
+            *suffix = lower(*suffix, *prefix);
         }
-        block = this.end;
+        each(block + period - 1, &high_suffix[..windows], &low_suffix[..windows]);
     }
 }
 
-/// Williams' %R over `period` bars.
+/// Williams' %R over `period` bars. One division a bar where the machine
+/// makes two (the range over -100, then the distance over that): the same
+/// value within an ulp or two.
 pub fn willr(high: &[f64], low: &[f64], close: &[f64], period: usize) -> Series {
     let count = close.len();
     let begin = (period - 1).min(count);
-    let mut out = output(count, begin);
-    for_each_extreme(high, low, period, |index, highest, lowest| {
-        let range = (highest - lowest) / -100.0;
-        out[index - begin] = if range != 0.0 { (highest - close[index]) / range } else { 0.0 };
+    let mut out = output_room(count, begin);
+    for_each_extremes(&high[..count], &low[..count], period, |end, highest, lowest| {
+        let close = &close[end..end + highest.len()];
+        out.extend(highest.iter().zip(lowest).zip(close).map(|((highest, lowest), close)| {
+            let range = highest - lowest;
+            if range != 0.0 { (highest - close) / range * -100.0 } else { 0.0 }
+        }));
     });
     (begin, out)
 }
 
-/// Stochastic's raw %K over `fast_k` bars, from its first full window.
+/// Stochastic's raw %K over `fast_k` bars, from its first full window,
+/// with the machine's two divisions: %K is smoothed next, and an average
+/// kept as running sums (WMA's) turns a last-bit difference in its input
+/// into a residue where the machine has exactly zero.
 pub fn fast_k(high: &[f64], low: &[f64], close: &[f64], fast_k: usize) -> Vec<f64> {
     let count = close.len();
-    let mut out = output(count, (fast_k - 1).min(count));
-    for_each_extreme(high, low, fast_k, |index, highest, lowest| {
-        let range = (highest - lowest) / 100.0;
-        out[index + 1 - fast_k] = if range != 0.0 { (close[index] - lowest) / range } else { 0.0 };
+    let mut out = output_room(count, (fast_k - 1).min(count));
+    for_each_extremes(&high[..count], &low[..count], fast_k, |end, highest, lowest| {
+        let close = &close[end..end + highest.len()];
+        out.extend(highest.iter().zip(lowest).zip(close).map(|((highest, lowest), close)| {
+            let range = (highest - lowest) / 100.0;
+            if range != 0.0 { (close - lowest) / range } else { 0.0 }
+        }));
     });
     out
 }
@@ -387,7 +445,7 @@ pub fn fast_k(high: &[f64], low: &[f64], close: &[f64], fast_k: usize) -> Vec<f6
 pub fn bbands_sma(close: &[f64], period: usize, deviations_up: f64, deviations_down: f64) -> (usize, [Vec<f64>; 3]) {
     let count = close.len();
     let begin = (period - 1).min(count);
-    let (mut upper, mut middle, mut lower) = (output(count, begin), output(count, begin), output(count, begin));
+    let mut outputs = [(); 3].map(|_| output_room(count, begin));
     // Multiplying by the period's reciprocal instead of dividing (as
     // Tulip does): two divisions a bar were most of the kernel's time. The
     // sums are the machine's; the mean and variance differ from its in the
@@ -398,20 +456,36 @@ pub fn bbands_sma(close: &[f64], period: usize, deviations_up: f64, deviations_d
         squares += value * value;
         total += value;
     }
-    for (offset, (value, oldest)) in close[begin..].iter().zip(close).enumerate() {
-        squares += value * value;
-        total += value;
-        let mean = total * reciprocal;
-        total -= oldest;
-        let mut variance = squares * reciprocal;
-        squares -= oldest * oldest;
-        variance -= mean * mean;
-        let deviation = if variance < 0.00000001 { 0.0 } else { variance.sqrt() };
-        upper[offset] = mean + deviation * deviations_up;
-        middle[offset] = mean;
-        lower[offset] = mean - deviation * deviations_down;
+    let (entering, leaving) = (&close[begin..], &close[..count - begin]);
+    let [upper, middle, lower] = &mut outputs;
+    let mut deviations = [0.0; CHUNK];
+    for start in (0..count - begin).step_by(CHUNK) {
+        let chunk = start..(start + CHUNK).min(count - begin);
+        let deviations = &mut deviations[..chunk.len()];
+        // The running sums, a chain from bar to bar: the chunk's means,
+        // appended to the middle band, and its variances ...
+        let bars = entering[chunk.clone()].iter().zip(&leaving[chunk.clone()]).zip(deviations.iter_mut());
+        middle.extend(bars.map(|((value, oldest), variance_slot)| {
+            squares += value * value;
+            total += value;
+            let mean = total * reciprocal;
+            total -= oldest;
+            let mut variance = squares * reciprocal;
+            squares -= oldest * oldest;
+            variance -= mean * mean;
+            *variance_slot = variance;
+            mean
+        }));
+        // ... then, bar by bar independent, loops the compiler vectorises:
+        // the deviations (two square roots at a time) and the outer bands.
+        for deviation in deviations.iter_mut() {
+            *deviation = if *deviation < 0.00000001 { 0.0 } else { deviation.sqrt() };
+        }
+        let means = &middle[chunk];
+        upper.extend(means.iter().zip(deviations.iter()).map(|(mean, deviation)| mean + deviation * deviations_up));
+        lower.extend(means.iter().zip(deviations.iter()).map(|(mean, deviation)| mean - deviation * deviations_down));
     }
-    (begin, [upper, middle, lower])
+    (begin, outputs)
 }
 
 /// MACD, its signal and their difference in one pass: the slow EMA, the
@@ -426,9 +500,9 @@ pub fn macd(close: &[f64], fast: usize, slow: usize, signal: usize) -> (usize, [
     let (fast, slow) = if slow < fast { (slow, fast) } else { (fast, slow) };
     let count = close.len();
     let begin = ((slow - 1) + (signal - 1)).min(count);
-    let (mut lines, mut signals, mut histogram) = (output(count, begin), output(count, begin), output(count, begin));
+    let mut outputs = [(); 3].map(|_| output_room(count, begin));
     if begin == count {
-        return (begin, [lines, signals, histogram]);
+        return (begin, outputs);
     }
     let ema = |period: usize| 2.0 / (period as f64 + 1.0);
     let (k_fast, k_slow, k_signal) = (ema(fast), ema(slow), ema(signal));
@@ -443,24 +517,44 @@ pub fn macd(close: &[f64], fast: usize, slow: usize, signal: usize) -> (usize, [
         signal_total += line;
     }
     let mut signal_average = signal_total / signal as f64;
-    (lines[0], signals[0], histogram[0]) = (line, signal_average, line - signal_average);
-    for (offset, value) in close[begin + 1..].iter().enumerate() {
-        slow_average = ((value - slow_average) * k_slow) + slow_average;
-        fast_average = ((value - fast_average) * k_fast) + fast_average;
-        line = fast_average - slow_average;
-        signal_average = ((line - signal_average) * k_signal) + signal_average;
-        let at = offset + 1;
-        (lines[at], signals[at], histogram[at]) = (line, signal_average, line - signal_average);
+    for (output, first) in outputs.iter_mut().zip([line, signal_average, line - signal_average]) {
+        output.push(first);
     }
-    (begin, [lines, signals, histogram])
+    let rest = &close[begin + 1..];
+    let [lines, signals, histogram] = &mut outputs;
+    let mut signal_buffer = [0.0; CHUNK];
+    for start in (0..rest.len()).step_by(CHUNK) {
+        let chunk = start..(start + CHUNK).min(rest.len());
+        let chunk_signals = &mut signal_buffer[..chunk.len()];
+        // The three chains, appending the lines and keeping the signals ...
+        lines.extend(rest[chunk.clone()].iter().zip(chunk_signals.iter_mut()).map(|(value, signal_slot)| {
+            slow_average = ((value - slow_average) * k_slow) + slow_average;
+            fast_average = ((value - fast_average) * k_fast) + fast_average;
+            let line = fast_average - slow_average;
+            signal_average = ((line - signal_average) * k_signal) + signal_average;
+            *signal_slot = signal_average;
+            line
+        }));
+        // ... then the histogram, in a loop the compiler vectorises.
+        let chunk = start + 1..chunk.end + 1;
+        signals.extend_from_slice(chunk_signals);
+        histogram.extend(lines[chunk].iter().zip(chunk_signals.iter()).map(|(line, signal)| line - signal));
+    }
+    (begin, outputs)
 }
 
+/// Windows whose sums [`cci`] runs side by side: each lane is one window,
+/// summed in the window's own order (so the same bits as one at a time),
+/// and sixteen lanes are enough independent chains to keep the adders busy.
+const CCI_LANES: usize = 16;
+
 /// Commodity Channel Index: the typical prices once, then each window's
-/// mean and mean deviation straight from that slice.
+/// mean and mean deviation straight from that slice, `CCI_LANES` windows
+/// at a time.
 pub fn cci(high: &[f64], low: &[f64], close: &[f64], period: usize) -> Series {
     let count = close.len();
     let begin = (period - 1).min(count);
-    let mut out = output(count, begin);
+    let mut out = output_room(count, begin);
     let typical: Vec<f64> = high[..count]
         .iter()
         .zip(&low[..count])
@@ -468,16 +562,48 @@ pub fn cci(high: &[f64], low: &[f64], close: &[f64], period: usize) -> Series {
         .map(|((high, low), close)| (high + low + close) / 3.0)
         .collect();
     let divisor = period as f64;
-    for (slot, window) in out.iter_mut().zip(typical.windows(period)) {
-        let average = window.iter().sum::<f64>() / divisor;
-        let deviation: f64 = window.iter().map(|value| (value - average).abs()).sum();
-        let distance = window[period - 1] - average;
-        // TA-Lib treats near-zero (1e-8) distances and deviations as zero.
-        *slot = if !super::is_zero(distance) && !super::is_zero(deviation) {
+    // TA-Lib treats near-zero (1e-8) distances and deviations as zero.
+    let index = |distance: f64, deviation: f64| {
+        if !super::is_zero(distance) && !super::is_zero(deviation) {
             distance / (0.015 * (deviation / divisor))
         } else {
             0.0
-        };
+        }
+    };
+    let windows = count - begin;
+    let mut first = 0;
+    while first + CCI_LANES <= windows {
+        // Lane `lane` sums the window starting at `first + lane`; step `at`
+        // adds each window's `at`-th value, a contiguous run of the slice.
+        let mut sums = [0.0; CCI_LANES];
+        for at in 0..period {
+            let values = &typical[first + at..first + at + CCI_LANES];
+            for (sum, value) in sums.iter_mut().zip(values) {
+                *sum += value;
+            }
+        }
+        let averages = sums.map(|sum| sum / divisor);
+        let mut deviations = [0.0; CCI_LANES];
+        for at in 0..period {
+            let values = &typical[first + at..first + at + CCI_LANES];
+            for ((deviation, value), average) in deviations.iter_mut().zip(values).zip(&averages) {
+                *deviation += (value - average).abs();
+            }
+        }
+        let newest = &typical[first + period - 1..first + period - 1 + CCI_LANES];
+        out.extend(
+            newest
+                .iter()
+                .zip(&averages)
+                .zip(&deviations)
+                .map(|((value, average), deviation)| index(value - average, *deviation)),
+        );
+        first += CCI_LANES;
+    }
+    for window in typical[first..].windows(period) {
+        let average = window.iter().sum::<f64>() / divisor;
+        let deviation: f64 = window.iter().map(|value| (value - average).abs()).sum();
+        out.push(index(window[period - 1] - average, deviation));
     }
     (begin, out)
 }
