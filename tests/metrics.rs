@@ -5,10 +5,13 @@
 //! calls, `curl` of it shows the standard gRPC server metrics with the right
 //! labels and counts, and the services' own counters.
 
+use wizdata::indicator::v1::indicator_service_client::IndicatorServiceClient;
+use wizdata::indicator::v1::{ComputeIndicatorsRequest, IndicatorSpec};
 use wizdata::marketdata::v1::market_data_service_client::MarketDataServiceClient;
 use wizdata::marketdata::v1::{GetQuoteRequest, IngestTicksRequest};
 use wizdata::registry::v1::GetSymbolRequest;
 use wizdata::registry::v1::registry_service_client::RegistryServiceClient;
+use wizdata::r#type::v1::Interval;
 use wizdata_common::auth::credentials::Credentials;
 use wizdata_test_support::TestMesh;
 use wizdata_test_support::prometheus::{sample, scrape};
@@ -34,6 +37,8 @@ async fn the_metrics_port_shows_grpc_server_metrics_and_service_counters() {
         ("streaming_events_dropped_total", &[]),
         ("streaming_quotes_conflated_total", &[]),
         ("streaming_connections", &[]),
+        ("indicator_series_cache_hits_total", &[]),
+        ("indicator_candle_fetches_total", &[]),
     ] {
         assert_eq!(sample(&fresh, name, labels), Some(0.0), "{name} {labels:?} at zero: {fresh}");
     }
@@ -103,4 +108,22 @@ async fn the_metrics_port_shows_grpc_server_metrics_and_service_counters() {
     let pool = [("service", "wizdata.registry.v1.RegistryService"), ("state", "idle")];
     assert!(sample(&text, "db_pool_connections", &pool).is_some(), "database pool state: {text}");
     assert!(text.contains("# TYPE grpc_server_handling_seconds histogram"));
+
+    // ComputeIndicators over the same range twice: the second finds every
+    // result under the series' revision and fetches no candles.
+    let mut indicators = IndicatorServiceClient::new(mesh.channel().await);
+    let compute = ComputeIndicatorsRequest {
+        symbol: "AAPL".into(),
+        interval: Interval::OneMinute as i32,
+        start_time: Some(prost_types::Timestamp { seconds: now - 3600, nanos: 0 }),
+        end_time: Some(prost_types::Timestamp { seconds: now + 60, nanos: 0 }),
+        indicators: vec![IndicatorSpec { name: "OBV".into(), parameters: Default::default() }],
+    };
+    let first = indicators.compute_indicators(compute.clone()).await.unwrap().into_inner();
+    let second = indicators.compute_indicators(compute).await.unwrap().into_inner();
+    assert_eq!(first, second);
+    assert_eq!(first.results[0].outputs[0].values, [2.0], "the one trade's size");
+    let text = scrape(mesh.metrics_port).await;
+    assert_eq!(sample(&text, "indicator_candle_fetches_total", &[]), Some(1.0), "{text}");
+    assert_eq!(sample(&text, "indicator_series_cache_hits_total", &[]), Some(1.0), "{text}");
 }

@@ -9,7 +9,7 @@ use tonic::Code;
 use wizdata::indicator::v1::indicator_service_client::IndicatorServiceClient;
 use wizdata::indicator::v1::*;
 use wizdata::r#type::v1::Candle;
-use wizdata_test_support::{TestMesh, all_candles, invalid_fields, violated_fields};
+use wizdata_test_support::{TestMesh, all_candles, at, ingest_accepted, invalid_fields, trade, violated_fields};
 
 fn candles(closes: &[f64]) -> Vec<Candle> {
     closes
@@ -269,8 +269,9 @@ async fn compute_indicators_on_imported_orcl_equals_compute_series() {
     assert_same_as_series(&mesh, "ORCL", expected).await;
 }
 
-/// Results are cached by the candles they come from: asking again reuses
-/// them, and a new candle or a changed one is reflected at once.
+/// Results are cached under the revision of the candles they come from:
+/// asking again reuses them, and a new candle or a changed one is reflected
+/// at once.
 async fn assert_new_candles_are_reflected(mesh: &TestMesh) -> Vec<ComputeIndicatorsResponse> {
     let mut indicators = large_client(mesh).await;
     let sma = || over("MSFT", vec![spec("SMA", &[("time_period", 2.0)]), spec("OBV", &[])]);
@@ -305,6 +306,46 @@ async fn assert_new_candles_are_reflected(mesh: &TestMesh) -> Vec<ComputeIndicat
     vec![first, grown, after_correction]
 }
 
+/// A late trade into a closed bar gives its series a new revision: the next
+/// ComputeIndicators reads the changed candles instead of answering with
+/// the results cached for the old ones.
+#[tokio::test]
+async fn a_late_trade_in_a_closed_bar_is_reflected_not_the_cached_results() {
+    let mesh = TestMesh::all().await;
+    // 2024-03-05T13:00:00Z, on a minute boundary: every bar long closed.
+    const BASE: i64 = 1_709_643_600;
+    let ticks = (0..5).map(|minute| trade("GOOGL", BASE + minute * 60 + 10, 10.0 + minute as f64, 1.0)).collect();
+    ingest_accepted(&mesh, ticks).await;
+    let mut indicators = mesh.indicators().await;
+    let request = ComputeIndicatorsRequest {
+        symbol: "GOOGL".into(),
+        interval: Interval::OneMinute as i32,
+        start_time: Some(at(BASE)),
+        end_time: Some(at(BASE + 300)),
+        indicators: vec![spec("SMA", &[("time_period", 2.0)]), spec("OBV", &[])],
+    };
+    let before = indicators.compute_indicators(request.clone()).await.unwrap().into_inner();
+    assert_eq!(before.results[0].outputs[0].values, [10.5, 11.5, 12.5, 13.5]);
+    assert_eq!(before, indicators.compute_indicators(request.clone()).await.unwrap().into_inner(), "cached");
+
+    // After the second bar's last trade: its close becomes 20, its volume 4.
+    ingest_accepted(&mesh, vec![trade("GOOGL", BASE + 60 + 50, 20.0, 3.0)]).await;
+    let after = indicators.compute_indicators(request.clone()).await.unwrap().into_inner();
+    assert_eq!(after.results[0].outputs[0].values, [15.0, 16.0, 12.5, 13.5]);
+    assert_ne!(after.results[1], before.results[1], "OBV moved with the bar's volume");
+    let mut market_data = MarketDataServiceClient::new(mesh.channel().await);
+    let candles = GetCandlesRequest {
+        symbol: "GOOGL".into(),
+        interval: Interval::OneMinute as i32,
+        start_time: Some(at(BASE)),
+        end_time: Some(at(BASE + 300)),
+        ..Default::default()
+    };
+    let stored = all_candles(&mut market_data, candles, 100).await;
+    let series = ComputeSeriesRequest { candles: stored, indicators: request.indicators };
+    assert_eq!(after.results, indicators.compute_series(series).await.unwrap().into_inner().results);
+}
+
 #[tokio::test]
 async fn a_new_or_changed_candle_is_reflected_at_once() {
     let mesh = TestMesh::all().await;
@@ -312,7 +353,7 @@ async fn a_new_or_changed_candle_is_reflected_at_once() {
 }
 
 /// With Redis, results land there under the mesh's prefix, one entry per
-/// indicator and candle series, shared by every replica.
+/// indicator and revision of the series, shared by every replica.
 #[tokio::test]
 async fn with_redis_results_are_cached_there_by_series() {
     use fred::interfaces::{ClientLike, KeysInterface};
@@ -326,9 +367,10 @@ async fn with_redis_results_are_cached_there_by_series() {
 
     assert_new_candles_are_reflected(&mesh).await;
     let (_, keys): (String, Vec<String>) =
-        direct.scan_page("0", format!("{prefix}indicator:v1:*"), Some(10_000), None).await.unwrap();
-    // Three distinct series (10 candles, 11, then corrected) x two indicators.
-    assert_eq!(keys.len(), 6, "{keys:?}");
+        direct.scan_page("0", format!("{prefix}indicator:v2:*"), Some(10_000), None).await.unwrap();
+    // Three revisions of the series (10 candles, 11, then corrected) x (two
+    // indicators and the candles' times).
+    assert_eq!(keys.len(), 9, "{keys:?}");
     let _ = direct.quit().await;
 }
 

@@ -18,6 +18,7 @@ use wizdata_test_support::{
     violated_fields,
 };
 
+mod revisions;
 mod trade_ids;
 
 type Client = MarketDataServiceClient<Channel>;

@@ -531,6 +531,7 @@ mod tests {
                 interval: 3,
                 candles: vec![candle(1_700_000_000, 0, 1.5, 7, true), candle(0, 123_000_000, f64::NAN, 0, false)],
                 next_page_token: String::new(),
+                revision: u64::MAX,
             },
             "wizdata.marketdata.v1.GetCandlesResponse",
         );
@@ -623,6 +624,7 @@ mod tests {
                 interval: 1,
                 candles: vec![candle(seconds, nanos, price, trades, closed)],
                 next_page_token: "t".into(),
+                revision: trades,
             };
             both_ways(&response, "wizdata.marketdata.v1.GetCandlesResponse");
         }

@@ -1,9 +1,10 @@
 //! A symbol's stored candles, fetched page by page from the market data
-//! service over gRPC within the caller's deadline.
+//! service over gRPC within the caller's deadline, and the revision of
+//! their series.
 
 use prost_types::Timestamp;
-use wizdata::marketdata::v1::GetCandlesRequest;
 use wizdata::marketdata::v1::market_data_service_client::MarketDataServiceClient;
+use wizdata::marketdata::v1::{GetCandlesRequest, GetSeriesRevisionRequest};
 use wizdata::r#type::v1::{Candle, Interval};
 use wizdata_common::auth::Caller;
 use wizdata_common::deadline::Deadline;
@@ -20,6 +21,14 @@ pub struct Candles {
     /// The registry's spelling of the symbol.
     pub symbol: String,
     pub candles: Vec<Candle>,
+    /// The series' revision, read before the first page's candles.
+    pub revision: u64,
+}
+
+/// A series' revision and the registry's spelling of its symbol.
+pub struct Revision {
+    pub symbol: String,
+    pub revision: u64,
 }
 
 #[derive(Clone)]
@@ -53,6 +62,7 @@ impl CandleSource {
             page_token: String::new(),
         };
         let mut candles = Vec::new();
+        let mut revision = None;
         loop {
             let mut outgoing = deadline.request(request.clone())?;
             caller.forward(&mut outgoing);
@@ -64,11 +74,35 @@ impl CandleSource {
                 .map_err(|status| upstream_failure(status, deadline))?
                 .into_inner();
             candles.extend(page.candles);
+            let revision = *revision.get_or_insert(page.revision);
             if page.next_page_token.is_empty() {
-                return Ok(Candles { symbol: page.symbol, candles });
+                return Ok(Candles { symbol: page.symbol, candles, revision });
             }
             request.page_token = page.next_page_token;
         }
+    }
+
+    /// The revision of `symbol`'s candles at `interval`, asked with the
+    /// credentials of the `caller` being served (so an unknown symbol or a
+    /// caller without access fails here as the fetch would).
+    pub async fn revision(
+        &self,
+        symbol: &str,
+        interval: Interval,
+        deadline: Deadline,
+        caller: &Caller,
+    ) -> Result<Revision, ApiError> {
+        let mut outgoing =
+            deadline.request(GetSeriesRevisionRequest { symbol: symbol.to_owned(), interval: interval as i32 })?;
+        caller.forward(&mut outgoing);
+        let answer = self
+            .client
+            .clone()
+            .get_series_revision(outgoing)
+            .await
+            .map_err(|status| upstream_failure(status, deadline))?
+            .into_inner();
+        Ok(Revision { symbol: answer.symbol, revision: answer.revision })
     }
 }
 

@@ -35,7 +35,7 @@ use wizdata_common::{ApiError, FieldViolations};
 
 use crate::candles::CandleSource;
 use crate::catalog::Configured;
-use crate::results::{ResultCache, SeriesDigest};
+use crate::results::{ResultCache, SeriesView};
 use crate::studies::{AnyStudy, Bar, Bars};
 
 pub const SERVICE_NAME: &str = wizdata::indicator::v1::indicator_service_server::SERVICE_NAME;
@@ -167,6 +167,26 @@ fn evaluate(planned: &Planned, bars: &Bars) -> IndicatorResult {
     }
 }
 
+/// The answer for one symbol from a result per planned indicator.
+fn answer(
+    symbol: String,
+    interval: Interval,
+    times: Vec<Timestamp>,
+    results: Vec<Option<IndicatorResult>>,
+    planned: &[Planned],
+) -> ComputeIndicatorsResponse {
+    let results = results
+        .into_iter()
+        .zip(planned)
+        // A cached result names the spec it was first computed for.
+        .map(|(result, planned)| IndicatorResult {
+            spec: Some(planned.spec.clone()),
+            ..result.expect("every result was cached or computed")
+        })
+        .collect();
+    ComputeIndicatorsResponse { symbol, interval: interval as i32, times, results }
+}
+
 /// The time range of a request over stored candles; an unset end means now,
 /// pinned here so that every page of the fetch reads the same range.
 fn range_of(
@@ -211,6 +231,9 @@ impl Indicators {
         config: &IndicatorConfig,
     ) -> Self {
         let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        // Exported at zero, so `rate()` sees the series from the start.
+        metrics::counter!("indicator_series_cache_hits_total").increment(0);
+        metrics::counter!("indicator_candle_fetches_total").increment(0);
         Self {
             candles: CandleSource::new(market_data),
             results: ResultCache::new(cache, config.indicator_cache_ttl),
@@ -245,8 +268,10 @@ impl Indicators {
         Ok(ComputeSeriesResponse { results: self.evaluate_all(planned, Arc::new(bars)).await? })
     }
 
-    /// The indicators over one symbol's stored candles: results cached for
-    /// exactly these candles are reused, the rest computed and cached.
+    /// The indicators over one symbol's stored candles. The series'
+    /// revision comes first: when every result is cached under it, the
+    /// candles are not fetched at all. Otherwise they are, and whatever is
+    /// missing is computed and cached under the revision they were read at.
     async fn compute_for_symbol(
         &self,
         symbol: &str,
@@ -256,29 +281,40 @@ impl Indicators {
         deadline: Deadline,
         caller: &Caller,
     ) -> Result<ComputeIndicatorsResponse, ApiError> {
+        let identities: Vec<&str> = planned.iter().map(|planned| planned.configured.identity.as_str()).collect();
+        let series = self.candles.revision(symbol, interval, deadline, caller).await?;
+        let view = SeriesView::new(&series.symbol, interval, series.revision, start.as_ref(), &end);
+        let mut cached = match &view {
+            Some(view) => self.results.results(view, &identities).await,
+            None => vec![None; planned.len()],
+        };
+        if let Some(view) = view.as_ref().filter(|_| cached.iter().all(Option::is_some))
+            && let Some(times) = self.results.times(view).await
+        {
+            metrics::counter!("indicator_series_cache_hits_total").increment(1);
+            return Ok(answer(series.symbol, interval, times, cached, planned));
+        }
+
+        metrics::counter!("indicator_candle_fetches_total").increment(1);
         let fetched = self.candles.fetch(symbol, interval, start, end, deadline, caller).await?;
         let times: Vec<Timestamp> = fetched.candles.iter().map(|candle| candle.open_time.unwrap_or_default()).collect();
         let bars: Arc<Bars> = Arc::new(fetched.candles.iter().map(bar_of).collect());
-        let digest = SeriesDigest::of(&times, &bars);
-        let keys: Vec<String> = planned.iter().map(|planned| digest.key(&planned.configured.identity)).collect();
-
-        let mut results = self.results.get(&keys).await;
-        let missing: Vec<usize> = (0..planned.len()).filter(|&index| results[index].is_none()).collect();
-        let computed = self.evaluate_all(missing.iter().map(|&index| planned[index].clone()).collect(), bars).await?;
-        self.results.put(missing.iter().map(|&index| keys[index].clone()).zip(&computed).collect()).await;
-        for (index, result) in missing.into_iter().zip(computed) {
-            results[index] = Some(result);
+        let fetched_view = SeriesView::new(&fetched.symbol, interval, fetched.revision, start.as_ref(), &end);
+        if fetched_view != view {
+            // Written meanwhile: what was cached describes older bars.
+            cached = vec![None; planned.len()];
         }
-        let results = results
-            .into_iter()
-            .zip(planned)
-            // A cached result names the spec it was first computed for.
-            .map(|(result, planned)| IndicatorResult {
-                spec: Some(planned.spec.clone()),
-                ..result.expect("every miss was computed above")
-            })
-            .collect();
-        Ok(ComputeIndicatorsResponse { symbol: fetched.symbol, interval: interval as i32, times, results })
+        let missing: Vec<usize> = (0..planned.len()).filter(|&index| cached[index].is_none()).collect();
+        let computed = self.evaluate_all(missing.iter().map(|&index| planned[index].clone()).collect(), bars).await?;
+        if let Some(view) = &fetched_view {
+            self.results.put_times(view, &times).await;
+            let entries = missing.iter().map(|&index| identities[index]).zip(&computed).collect();
+            self.results.put_results(view, entries).await;
+        }
+        for (index, result) in missing.into_iter().zip(computed) {
+            cached[index] = Some(result);
+        }
+        Ok(answer(fetched.symbol, interval, times, cached, planned))
     }
 
     async fn compute_indicators(

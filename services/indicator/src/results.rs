@@ -1,9 +1,15 @@
-//! Computed indicator results, cached by what they were computed from.
+//! Computed indicator results, cached under the revision of the series they
+//! were computed from.
 //!
-//! A key is the SHA-256 of the candles (every time and value) and of the
-//! configured indicator, so a new candle, a late trade in a closed bar or a
-//! re-imported history changes the key: nothing stale can be served, on any
-//! replica, whoever changed the data. The TTL only bounds the memory used.
+//! Market data gives each series (symbol, interval) a revision that changes
+//! with every write to its bars and never returns to an earlier value. A
+//! key names the series, its revision, the bars of the requested range and
+//! the configured indicator, so a new candle, a late trade in a closed bar
+//! or a re-imported history changes the key: nothing stale can be served,
+//! on any replica, whoever changed the data. A call asks market data for
+//! the revision (one indexed read) and, when every result it needs is
+//! cached, skips fetching the candles altogether. The TTL only bounds the
+//! memory used.
 
 use std::time::Duration;
 
@@ -12,39 +18,86 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use prost::Message;
 use prost_types::Timestamp;
 use sha2::{Digest, Sha256};
-use wizdata::indicator::v1::IndicatorResult;
+use wizdata::indicator::v1::{ComputeIndicatorsResponse, IndicatorResult};
+use wizdata::r#type::v1::Interval;
 use wizdata_common::cache::Cache;
-
-#[cfg(test)]
-use crate::studies::Bar;
-use crate::studies::Bars;
+use wizdata_common::interval;
 
 /// Bumped when the encoding of results or the meaning of a key changes.
-const KEY_PREFIX: &str = "indicator:v1:";
+const KEY_PREFIX: &str = "indicator:v2:";
 
-/// A digest of a series of candles: equal exactly for equal series.
-pub struct SeriesDigest([u8; 32]);
+/// The bars a request over stored candles covers, at one revision of their
+/// series: what a cached result was computed from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeriesView {
+    /// The registry's spelling.
+    symbol: String,
+    interval: Interval,
+    revision: u64,
+    /// Bars open on multiples of the interval's width, so a range is the
+    /// bars' numbers it reaches: the first (`None`: as far back as the
+    /// range allows, which follows from the end) and the one past the last.
+    /// Two calls a few seconds apart within one bar read the same bars.
+    first_bar: Option<i64>,
+    end_bar: i64,
+}
 
-impl SeriesDigest {
-    pub fn of(times: &[Timestamp], bars: &Bars) -> Self {
-        let mut hasher = Sha256::new();
-        hasher.update((bars.len() as u64).to_le_bytes());
-        for (time, bar) in times.iter().zip(bars.iter()) {
-            hasher.update(time.seconds.to_le_bytes());
-            hasher.update(time.nanos.to_le_bytes());
-            for value in [bar.open, bar.high, bar.low, bar.close, bar.volume] {
-                hasher.update(value.to_bits().to_le_bytes());
-            }
+impl SeriesView {
+    /// The view of `[start, end)` at `revision`; `None` where nothing may be
+    /// cached: a series never written since revisions began (its revision
+    /// is 0, which a database started afresh would give again) or an
+    /// interval without a fixed width.
+    pub fn new(
+        symbol: &str,
+        interval: Interval,
+        revision: u64,
+        start: Option<&Timestamp>,
+        end: &Timestamp,
+    ) -> Option<Self> {
+        let width = interval::width_seconds(interval)?;
+        if revision == 0 {
+            return None;
         }
-        Self(hasher.finalize().into())
+        let bar_at_or_after = |time: &Timestamp| {
+            let seconds = time.seconds + i64::from(time.nanos > 0);
+            seconds.div_euclid(width) + i64::from(seconds.rem_euclid(width) != 0)
+        };
+        Some(Self {
+            symbol: symbol.to_owned(),
+            interval,
+            revision,
+            first_bar: start.map(bar_at_or_after),
+            end_bar: bar_at_or_after(end),
+        })
     }
 
-    /// The cache key of the indicator `identity` over this series.
-    pub fn key(&self, identity: &str) -> String {
+    fn key(&self, what: &str) -> String {
         let mut hasher = Sha256::new();
-        hasher.update(self.0);
-        hasher.update(identity.as_bytes());
+        let first_bar = self.first_bar.map_or_else(|| "default".to_owned(), |bar| bar.to_string());
+        let fields = [
+            self.symbol.as_str(),
+            interval::code(self.interval),
+            &self.revision.to_string(),
+            &first_bar,
+            &self.end_bar.to_string(),
+            what,
+        ];
+        for field in fields {
+            // Length-prefixed, so no two field lists hash the same bytes.
+            hasher.update((field.len() as u64).to_le_bytes());
+            hasher.update(field.as_bytes());
+        }
         format!("{KEY_PREFIX}{}", URL_SAFE_NO_PAD.encode(hasher.finalize()))
+    }
+
+    /// The key of the indicator `identity` over these bars.
+    pub fn result_key(&self, identity: &str) -> String {
+        self.key(&format!("result:{identity}"))
+    }
+
+    /// The key of the bars' open times (an answer carries them).
+    pub fn times_key(&self) -> String {
+        self.key("times")
     }
 }
 
@@ -59,23 +112,43 @@ impl ResultCache {
         Self { cache, ttl }
     }
 
-    /// The cached result for each key; a miss for anything the cache cannot
-    /// answer or decode (the result is then computed again).
-    pub async fn get(&self, keys: &[String]) -> Vec<Option<IndicatorResult>> {
+    /// The cached message for each key; a miss for anything the cache
+    /// cannot answer or decode (it is then computed again).
+    async fn get<M: Message + Default>(&self, keys: &[String]) -> Vec<Option<M>> {
         match self.cache.get_many(keys).await {
-            Ok(values) => values
-                .into_iter()
-                .map(|value| value.and_then(|bytes| IndicatorResult::decode(bytes.as_slice()).ok()))
-                .collect(),
-            Err(_) => vec![None; keys.len()],
+            Ok(values) => {
+                values.into_iter().map(|value| value.and_then(|bytes| M::decode(bytes.as_slice()).ok())).collect()
+            }
+            Err(_) => (0..keys.len()).map(|_| None).collect(),
         }
     }
 
-    /// Remembers freshly computed results; a cache that cannot take them
+    /// Remembers freshly computed messages; a cache that cannot take them
     /// only costs a recomputation later.
-    pub async fn put(&self, entries: Vec<(String, &IndicatorResult)>) {
-        let entries = entries.into_iter().map(|(key, result)| (key, result.encode_to_vec())).collect();
+    async fn put<M: Message>(&self, entries: Vec<(String, &M)>) {
+        let entries = entries.into_iter().map(|(key, message)| (key, message.encode_to_vec())).collect();
         let _ = self.cache.set_many(entries, self.ttl).await;
+    }
+
+    /// The cached result of each indicator `identities` names over `view`.
+    pub async fn results(&self, view: &SeriesView, identities: &[&str]) -> Vec<Option<IndicatorResult>> {
+        let keys: Vec<String> = identities.iter().map(|identity| view.result_key(identity)).collect();
+        self.get(&keys).await
+    }
+
+    pub async fn put_results(&self, view: &SeriesView, results: Vec<(&str, &IndicatorResult)>) {
+        self.put(results.into_iter().map(|(identity, result)| (view.result_key(identity), result)).collect()).await;
+    }
+
+    /// The open times of `view`'s bars, if cached.
+    pub async fn times(&self, view: &SeriesView) -> Option<Vec<Timestamp>> {
+        let [times] = self.get::<ComputeIndicatorsResponse>(&[view.times_key()]).await.try_into().ok()?;
+        times.map(|answer| answer.times)
+    }
+
+    pub async fn put_times(&self, view: &SeriesView, times: &[Timestamp]) {
+        let answer = ComputeIndicatorsResponse { times: times.to_vec(), ..Default::default() };
+        self.put(vec![(view.times_key(), &answer)]).await;
     }
 }
 
@@ -83,29 +156,44 @@ impl ResultCache {
 mod tests {
     use super::*;
 
-    fn bar(close: f64) -> Bar {
-        Bar { open: close, high: close, low: close, close, volume: 1.0 }
+    fn at(seconds: i64, nanos: i32) -> Timestamp {
+        Timestamp { seconds, nanos }
+    }
+
+    fn view(revision: u64, start: Option<Timestamp>, end: Timestamp) -> SeriesView {
+        SeriesView::new("SBK", Interval::OneMinute, revision, start.as_ref(), &end).expect("cacheable")
     }
 
     #[test]
-    fn any_change_to_the_series_or_the_indicator_changes_the_key() {
-        let times = [Timestamp { seconds: 60, nanos: 0 }, Timestamp { seconds: 120, nanos: 0 }];
-        let bars: Bars = [bar(1.0), bar(2.0)].into_iter().collect();
-        let key = SeriesDigest::of(&times, &bars).key("SMA(time_period=2)");
-        assert_eq!(key, SeriesDigest::of(&times, &bars).key("SMA(time_period=2)"), "stable");
+    fn a_key_changes_with_the_revision_the_bars_and_the_indicator_and_only_with_them() {
+        let key = view(7, Some(at(600, 0)), at(1200, 0)).result_key("SMA(time_period=2)");
         assert!(key.starts_with(KEY_PREFIX));
-
-        let mut changed_value = bars.clone();
-        changed_value.volume[1] = 2.0;
-        let moved = [times[0], Timestamp { seconds: 180, nanos: 0 }];
+        // The same bars: any start after 540 up to 600, any end after 1140 up to 1200.
+        for (start, end) in [(at(541, 0), at(1200, 0)), (at(599, 1), at(1141, 0)), (at(600, 0), at(1140, 1))] {
+            assert_eq!(view(7, Some(start), end).result_key("SMA(time_period=2)"), key, "{start:?}..{end:?}");
+        }
         let others = [
-            SeriesDigest::of(&times, &changed_value).key("SMA(time_period=2)"),
-            SeriesDigest::of(&moved, &bars).key("SMA(time_period=2)"),
-            SeriesDigest::of(&times[..1], &[bar(1.0)].into_iter().collect()).key("SMA(time_period=2)"),
-            SeriesDigest::of(&times, &bars).key("SMA(time_period=3)"),
+            view(8, Some(at(600, 0)), at(1200, 0)).result_key("SMA(time_period=2)"),
+            view(7, Some(at(601, 0)), at(1200, 0)).result_key("SMA(time_period=2)"),
+            view(7, Some(at(540, 0)), at(1200, 0)).result_key("SMA(time_period=2)"),
+            view(7, None, at(1200, 0)).result_key("SMA(time_period=2)"),
+            view(7, Some(at(600, 0)), at(1201, 0)).result_key("SMA(time_period=2)"),
+            view(7, Some(at(600, 0)), at(1200, 0)).result_key("SMA(time_period=3)"),
+            view(7, Some(at(600, 0)), at(1200, 0)).times_key(),
+            SeriesView::new("SBK2", Interval::OneMinute, 7, Some(&at(600, 0)), &at(1200, 0))
+                .unwrap()
+                .result_key("SMA(time_period=2)"),
+            SeriesView::new("SBK", Interval::FiveMinutes, 7, Some(&at(600, 0)), &at(1200, 0))
+                .unwrap()
+                .result_key("SMA(time_period=2)"),
         ];
         for other in others {
             assert_ne!(key, other);
         }
+    }
+
+    #[test]
+    fn a_series_never_written_is_never_cached() {
+        assert_eq!(SeriesView::new("SBK", Interval::OneMinute, 0, None, &at(1200, 0)), None);
     }
 }

@@ -173,3 +173,27 @@ pub mod trade_series {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+pub mod series_revision {
+    use sea_orm::entity::prelude::*;
+
+    /// The revision of a symbol's bars at one interval: set in the same
+    /// transaction as every write to them, to the writer's clock in
+    /// nanoseconds or one past the stored revision, whichever is larger. So
+    /// it only grows, and a database started afresh does not hand out the
+    /// revisions of an earlier one, which caches (Redis) may still hold.
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "market_series_revision")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub symbol: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub interval: String,
+        pub revision: i64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

@@ -8,7 +8,12 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(CreateTables), Box::new(CreateTradeIds), Box::new(CreateTradeIdRanges)]
+        vec![
+            Box::new(CreateTables),
+            Box::new(CreateTradeIds),
+            Box::new(CreateTradeIdRanges),
+            Box::new(CreateSeriesRevisions),
+        ]
     }
 
     fn migration_table_name() -> DynIden {
@@ -248,5 +253,43 @@ impl MigrationTrait for CreateTradeIdRanges {
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         manager.drop_table(Table::drop().table(MarketTradeSeries::Table).to_owned()).await?;
         manager.drop_table(Table::drop().table(MarketTradeIdRange::Table).to_owned()).await
+    }
+}
+
+#[derive(DeriveIden)]
+enum MarketSeriesRevision {
+    Table,
+    Symbol,
+    Interval,
+    Revision,
+}
+
+/// The revision of each series of bars (see `entity::series_revision`).
+struct CreateSeriesRevisions;
+
+impl MigrationName for CreateSeriesRevisions {
+    fn name(&self) -> &str {
+        "m20261205_000001_create_series_revisions"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for CreateSeriesRevisions {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .create_table(
+                Table::create()
+                    .table(MarketSeriesRevision::Table)
+                    .col(string_len(MarketSeriesRevision::Symbol, 32))
+                    .col(string_len(MarketSeriesRevision::Interval, 8))
+                    .col(big_integer(MarketSeriesRevision::Revision))
+                    .primary_key(Index::create().col(MarketSeriesRevision::Symbol).col(MarketSeriesRevision::Interval))
+                    .to_owned(),
+            )
+            .await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager.drop_table(Table::drop().table(MarketSeriesRevision::Table).to_owned()).await
     }
 }

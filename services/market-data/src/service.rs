@@ -10,7 +10,8 @@ use tonic::{Request, Response, Status, Streaming};
 use wizdata::marketdata::v1::market_data_service_server::MarketDataService;
 use wizdata::marketdata::v1::{
     GetCandlesRequest, GetCandlesResponse, GetQuoteRequest, GetQuoteResponse, GetQuotesRequest, GetQuotesResponse,
-    ImportCandlesRequest, ImportCandlesResponse, IngestTicksRequest, IngestTicksResponse, Tick,
+    GetSeriesRevisionRequest, GetSeriesRevisionResponse, ImportCandlesRequest, ImportCandlesResponse,
+    IngestTicksRequest, IngestTicksResponse, Tick,
 };
 use wizdata::r#type::v1::{Candle, Interval, Quote};
 use wizdata_common::pagination::{PageTokens, page_size};
@@ -169,6 +170,9 @@ impl MarketData {
         // Bars open on whole seconds: the first bar at or after `start`, and
         // every bar opening before `end`.
         let (start_seconds, end_seconds) = (ceil_seconds(start), ceil_seconds(end));
+        // Before the candles, so they are at least as new as the revision
+        // the answer carries: a result kept under it is never older.
+        let revision = self.store.series_revision(&symbol, interval).await?;
         let mut rows =
             self.store.candles(&symbol, interval, start_seconds, end_seconds, after, u64::from(limit) + 1).await?;
         let next_page_token = if rows.len() > limit as usize {
@@ -183,6 +187,28 @@ impl MarketData {
             interval: interval as i32,
             candles: rows.iter().map(|row| convert::candle(row, interval, now)).collect(),
             next_page_token,
+            revision: revision_of(revision),
+        })
+    }
+
+    async fn get_series_revision(
+        &self,
+        request: GetSeriesRevisionRequest,
+        caller: &Caller,
+    ) -> Result<GetSeriesRevisionResponse, ApiError> {
+        let mut violations = FieldViolations::default();
+        if request.symbol.trim().is_empty() {
+            violations.add("symbol", "is required");
+        }
+        let interval = violations.check("interval", interval::from_request(request.interval));
+        let Some(interval) = interval else { return Err(violations.into_error()) };
+        violations.into_result()?;
+        let symbol = self.known_symbol("symbol", &request.symbol, caller).await?;
+        let revision = self.store.series_revision(&symbol, interval).await?;
+        Ok(GetSeriesRevisionResponse {
+            symbol: symbol.to_string(),
+            interval: interval as i32,
+            revision: revision_of(revision),
         })
     }
 
@@ -308,6 +334,11 @@ impl MarketData {
 }
 
 /// The first whole second at or after `ns`.
+/// A stored revision as the contract's: stored ones are never negative.
+fn revision_of(stored: i64) -> u64 {
+    u64::try_from(stored).unwrap_or(0)
+}
+
 fn ceil_seconds(ns: i64) -> i64 {
     ns.div_euclid(NANOS_PER_SECOND) + i64::from(ns.rem_euclid(NANOS_PER_SECOND) != 0)
 }
@@ -382,6 +413,14 @@ impl MarketDataService for MarketData {
     async fn get_candles(&self, request: Request<GetCandlesRequest>) -> Result<Response<GetCandlesResponse>, Status> {
         let caller = Caller::serving(&request);
         Ok(Response::new(MarketData::get_candles(self, request.into_inner(), &caller).await?))
+    }
+
+    async fn get_series_revision(
+        &self,
+        request: Request<GetSeriesRevisionRequest>,
+    ) -> Result<Response<GetSeriesRevisionResponse>, Status> {
+        let caller = Caller::serving(&request);
+        Ok(Response::new(MarketData::get_series_revision(self, request.into_inner(), &caller).await?))
     }
 
     async fn ingest_ticks(

@@ -11,14 +11,14 @@ use sea_orm::{
     QueryFilter, QueryOrder, QuerySelect, TransactionTrait, TryInsertResult,
 };
 use wizdata::r#type::v1::{Interval, Quote};
-use wizdata_common::time::NANOS_PER_SECOND;
+use wizdata_common::time::{NANOS_PER_SECOND, now_ns};
 
 use crate::bars::{BarState, QuoteState};
 use crate::batch::{
     AlreadyApplied, BarKey, Batch, IdRun, IdentifiedTrade, SeriesRuns, TradeKey, TradeKeyRef, runs_minus,
 };
 use crate::convert;
-use crate::entity::{BarRow, NEVER, candle, quote, trade_id, trade_id_range, trade_series};
+use crate::entity::{BarRow, NEVER, candle, quote, series_revision, trade_id, trade_id_range, trade_series};
 use crate::interval::code;
 
 /// Rows per INSERT: 12 parameters each stays far below SQLite's 32,766 and
@@ -46,6 +46,44 @@ fn candle_merge() -> OnConflict {
         .value(candle::Column::Volume, Expr::cust(format!("{t}.volume + excluded.volume")))
         .value(candle::Column::TradeCount, Expr::cust(format!("{t}.trade_count + excluded.trade_count")))
         .to_owned()
+}
+
+/// A new revision for a written series: the writer's clock, or one past the
+/// stored revision where that is not smaller (see `entity::series_revision`).
+fn revision_bump() -> OnConflict {
+    let t = "market_series_revision";
+    OnConflict::columns([series_revision::Column::Symbol, series_revision::Column::Interval])
+        .value(
+            series_revision::Column::Revision,
+            Expr::cust(format!(
+                "CASE WHEN {t}.revision >= excluded.revision THEN {t}.revision + 1 ELSE excluded.revision END"
+            )),
+        )
+        .to_owned()
+}
+
+/// Gives each of `series` (symbol, interval code; sorted, each once) a new
+/// revision, in the transaction that writes their bars. In one order on
+/// every writer, after the bars, so replicas on one PostgreSQL queue.
+async fn bump_revisions<'a>(
+    transaction: &DatabaseTransaction,
+    series: impl Iterator<Item = (&'a str, &'a str)>,
+    now_ns: i64,
+) -> Result<(), DbErr> {
+    let rows: Vec<series_revision::ActiveModel> = series
+        .map(|(symbol, interval)| series_revision::ActiveModel {
+            symbol: Set(symbol.to_owned()),
+            interval: Set(interval.to_owned()),
+            revision: Set(now_ns),
+        })
+        .collect();
+    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+        series_revision::Entity::insert_many(chunk.to_vec())
+            .on_conflict(revision_bump())
+            .exec_without_returning(transaction)
+            .await?;
+    }
+    Ok(())
 }
 
 fn quote_merge() -> OnConflict {
@@ -124,6 +162,11 @@ impl Store {
                 .await?;
             written.candles.extend(rows);
         }
+        let mut series: Vec<(&str, &str)> =
+            written.candles.iter().map(|row| (row.symbol.as_str(), row.interval.as_str())).collect();
+        series.sort_unstable();
+        series.dedup();
+        bump_revisions(&transaction, series.into_iter(), applied_ns).await?;
         let quote_rows: Vec<quote::ActiveModel> =
             quotes.into_iter().map(|(symbol, state)| quote_row(symbol, state)).collect();
         for chunk in quote_rows.chunks(ROWS_PER_STATEMENT) {
@@ -160,6 +203,18 @@ impl Store {
             .await?;
         transaction.commit().await?;
         Ok(singles + in_runs.unwrap_or(0) as u64)
+    }
+
+    /// The revision of `symbol`'s bars at `interval` (0 before their first
+    /// write): one primary-key read.
+    pub async fn series_revision(&self, symbol: &str, interval: Interval) -> Result<i64, DbErr> {
+        let revision = series_revision::Entity::find_by_id((symbol.to_owned(), code(interval).to_owned()))
+            .select_only()
+            .column(series_revision::Column::Revision)
+            .into_tuple()
+            .one(&self.db)
+            .await?;
+        Ok(revision.unwrap_or(0))
     }
 
     /// Bars of `symbol` at `interval` with `start <= open_time < end` and
@@ -243,6 +298,10 @@ impl Store {
                     .to_owned();
             let active: Vec<candle::ActiveModel> = chunk.iter().cloned().map(Into::into).collect();
             candle::Entity::insert_many(active).on_conflict(replace).exec_without_returning(&transaction).await?;
+        }
+        if let Some(first) = rows.first() {
+            bump_revisions(&transaction, std::iter::once((first.symbol.as_str(), first.interval.as_str())), now_ns())
+                .await?;
         }
         transaction.commit().await?;
         Ok(replaced)

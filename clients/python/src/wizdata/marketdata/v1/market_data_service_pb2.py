@@ -28,7 +28,7 @@ from wizdata.auth.v1 import access_pb2 as wizdata_dot_auth_dot_v1_dot_access__pb
 from wizdata.type.v1 import market_pb2 as wizdata_dot_type_dot_v1_dot_market__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n/wizdata/marketdata/v1/market_data_service.proto\x12\x15wizdata.marketdata.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1cwizdata/auth/v1/access.proto\x1a\x1cwizdata/type/v1/market.proto\")\n\x0fGetQuoteRequest\x12\x16\n\x06symbol\x18\x01 \x01(\tR\x06symbol\"@\n\x10GetQuoteResponse\x12,\n\x05quote\x18\x01 \x01(\x0b\x32\x16.wizdata.type.v1.QuoteR\x05quote\",\n\x10GetQuotesRequest\x12\x18\n\x07symbols\x18\x01 \x03(\tR\x07symbols\"l\n\x11GetQuotesResponse\x12.\n\x06quotes\x18\x01 \x03(\x0b\x32\x16.wizdata.type.v1.QuoteR\x06quotes\x12\'\n\x0fmissing_symbols\x18\x02 \x03(\tR\x0emissingSymbols\"\x90\x02\n\x11GetCandlesRequest\x12\x16\n\x06symbol\x18\x01 \x01(\tR\x06symbol\x12\x35\n\x08interval\x18\x02 \x01(\x0e\x32\x19.wizdata.type.v1.IntervalR\x08interval\x12\x39\n\nstart_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\tstartTime\x12\x35\n\x08\x65nd_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x07\x65ndTime\x12\x1b\n\tpage_size\x18\x05 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x06 \x01(\tR\tpageToken\"\xbe\x01\n\x12GetCandlesResponse\x12\x16\n\x06symbol\x18\x01 \x01(\tR\x06symbol\x12\x35\n\x08interval\x18\x02 \x01(\x0e\x32\x19.wizdata.type.v1.IntervalR\x08interval\x12\x31\n\x07\x63\x61ndles\x18\x03 \x03(\x0b\x32\x17.wizdata.type.v1.CandleR\x07\x63\x61ndles\x12&\n\x0fnext_page_token\x18\x04 \x01(\tR\rnextPageToken\"d\n\x05Trade\x12\x14\n\x05price\x18\x01 \x01(\x01R\x05price\x12\x12\n\x04size\x18\x02 \x01(\x01R\x04size\x12\x16\n\x06source\x18\x03 \x01(\tR\x06source\x12\x19\n\x08trade_id\x18\x04 \x01(\tR\x07tradeId\"b\n\x06\x42idAsk\x12\x10\n\x03\x62id\x18\x01 \x01(\x01R\x03\x62id\x12\x19\n\x08\x62id_size\x18\x02 \x01(\x01R\x07\x62idSize\x12\x10\n\x03\x61sk\x18\x03 \x01(\x01R\x03\x61sk\x12\x19\n\x08\x61sk_size\x18\x04 \x01(\x01R\x07\x61skSize\"\xc6\x01\n\x04Tick\x12\x16\n\x06symbol\x18\x01 \x01(\tR\x06symbol\x12.\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x04time\x12\x34\n\x05trade\x18\x03 \x01(\x0b\x32\x1c.wizdata.marketdata.v1.TradeH\x00R\x05trade\x12\x38\n\x07\x62id_ask\x18\x04 \x01(\x0b\x32\x1d.wizdata.marketdata.v1.BidAskH\x00R\x06\x62idAskB\x06\n\x04kind\"G\n\x12IngestTicksRequest\x12\x31\n\x05ticks\x18\x01 \x03(\x0b\x32\x1b.wizdata.marketdata.v1.TickR\x05ticks\"d\n\x0eRejectionCount\x12<\n\x06reason\x18\x01 \x01(\x0e\x32$.wizdata.marketdata.v1.TickRejectionR\x06reason\x12\x14\n\x05\x63ount\x18\x02 \x01(\x04R\x05\x63ount\"z\n\x0cRejectedTick\x12\x14\n\x05index\x18\x01 \x01(\x04R\x05index\x12<\n\x06reason\x18\x02 \x01(\x0e\x32$.wizdata.marketdata.v1.TickRejectionR\x06reason\x12\x16\n\x06\x64\x65tail\x18\x03 \x01(\tR\x06\x64\x65tail\"\xd3\x01\n\x13IngestTicksResponse\x12\x1a\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x04R\x08\x61\x63\x63\x65pted\x12\x1a\n\x08rejected\x18\x02 \x01(\x04R\x08rejected\x12\x45\n\nrejections\x18\x03 \x03(\x0b\x32%.wizdata.marketdata.v1.RejectionCountR\nrejections\x12=\n\x07samples\x18\x04 \x03(\x0b\x32#.wizdata.marketdata.v1.RejectedTickR\x07samples\"\x98\x01\n\x14ImportCandlesRequest\x12\x16\n\x06symbol\x18\x01 \x01(\tR\x06symbol\x12\x35\n\x08interval\x18\x02 \x01(\x0e\x32\x19.wizdata.type.v1.IntervalR\x08interval\x12\x31\n\x07\x63\x61ndles\x18\x03 \x03(\x0b\x32\x17.wizdata.type.v1.CandleR\x07\x63\x61ndles\"O\n\x15ImportCandlesResponse\x12\x1a\n\x08imported\x18\x01 \x01(\x04R\x08imported\x12\x1a\n\x08replaced\x18\x02 \x01(\x04R\x08replaced\"R\n\x10MarketDataEvents\x12>\n\x06\x65vents\x18\x01 \x03(\x0b\x32&.wizdata.marketdata.v1.MarketDataEventR\x06\x65vents\"\x90\x02\n\x0fMarketDataEvent\x12\x16\n\x06symbol\x18\x01 \x01(\tR\x06symbol\x12\x39\n\nevent_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\teventTime\x12\x34\n\x05trade\x18\x03 \x01(\x0b\x32\x1c.wizdata.marketdata.v1.TradeH\x00R\x05trade\x12.\n\x05quote\x18\x04 \x01(\x0b\x32\x16.wizdata.type.v1.QuoteH\x00R\x05quote\x12<\n\x06\x63\x61ndle\x18\x05 \x01(\x0b\x32\".wizdata.marketdata.v1.CandleEventH\x00R\x06\x63\x61ndleB\x06\n\x04kind\"u\n\x0b\x43\x61ndleEvent\x12\x35\n\x08interval\x18\x01 \x01(\x0e\x32\x19.wizdata.type.v1.IntervalR\x08interval\x12/\n\x06\x63\x61ndle\x18\x02 \x01(\x0b\x32\x17.wizdata.type.v1.CandleR\x06\x63\x61ndle*\xdb\x02\n\rTickRejection\x12\x1e\n\x1aTICK_REJECTION_UNSPECIFIED\x10\x00\x12!\n\x1dTICK_REJECTION_UNKNOWN_SYMBOL\x10\x01\x12 \n\x1cTICK_REJECTION_INVALID_PRICE\x10\x02\x12\x1f\n\x1bTICK_REJECTION_INVALID_SIZE\x10\x03\x12\x1e\n\x1aTICK_REJECTION_FUTURE_TIME\x10\x04\x12\x1f\n\x1bTICK_REJECTION_MISSING_TIME\x10\x05\x12\x1f\n\x1bTICK_REJECTION_MISSING_KIND\x10\x06\x12\x1f\n\x1bTICK_REJECTION_INVALID_TIME\x10\x07\x12\x1c\n\x18TICK_REJECTION_DUPLICATE\x10\x08\x12#\n\x1fTICK_REJECTION_INVALID_TRADE_ID\x10\t2\xe3\x05\n\x11MarketDataService\x12\x97\x01\n\x08GetQuote\x12&.wizdata.marketdata.v1.GetQuoteRequest\x1a\'.wizdata.marketdata.v1.GetQuoteResponse\":\x90\x02\x01\xa2\xbb\x18\x11\n\x0fmarketdata:read\x82\xd3\xe4\x93\x02\x1c\x12\x13/v1/quotes/{symbol}b\x05quote\x12\x8a\x01\n\tGetQuotes\x12\'.wizdata.marketdata.v1.GetQuotesRequest\x1a(.wizdata.marketdata.v1.GetQuotesResponse\"*\x90\x02\x01\xa2\xbb\x18\x11\n\x0fmarketdata:read\x82\xd3\xe4\x93\x02\x0c\x12\n/v1/quotes\x12\x9f\x01\n\nGetCandles\x12(.wizdata.marketdata.v1.GetCandlesRequest\x1a).wizdata.marketdata.v1.GetCandlesResponse\"<\x90\x02\x01\xa2\xbb\x18\x11\n\x0fmarketdata:read\x82\xd3\xe4\x93\x02\x1e\x12\x1c/v1/symbols/{symbol}/candles\x12~\n\x0bIngestTicks\x12).wizdata.marketdata.v1.IngestTicksRequest\x1a*.wizdata.marketdata.v1.IngestTicksResponse\"\x16\xa2\xbb\x18\x12\n\x10marketdata:write(\x01\x12\x84\x01\n\rImportCandles\x12+.wizdata.marketdata.v1.ImportCandlesRequest\x1a,.wizdata.marketdata.v1.ImportCandlesResponse\"\x16\xa2\xbb\x18\x12\n\x10marketdata:write(\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n/wizdata/marketdata/v1/market_data_service.proto\x12\x15wizdata.marketdata.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1cwizdata/auth/v1/access.proto\x1a\x1cwizdata/type/v1/market.proto\")\n\x0fGetQuoteRequest\x12\x16\n\x06symbol\x18\x01 \x01(\tR\x06symbol\"@\n\x10GetQuoteResponse\x12,\n\x05quote\x18\x01 \x01(\x0b\x32\x16.wizdata.type.v1.QuoteR\x05quote\",\n\x10GetQuotesRequest\x12\x18\n\x07symbols\x18\x01 \x03(\tR\x07symbols\"l\n\x11GetQuotesResponse\x12.\n\x06quotes\x18\x01 \x03(\x0b\x32\x16.wizdata.type.v1.QuoteR\x06quotes\x12\'\n\x0fmissing_symbols\x18\x02 \x03(\tR\x0emissingSymbols\"\x90\x02\n\x11GetCandlesRequest\x12\x16\n\x06symbol\x18\x01 \x01(\tR\x06symbol\x12\x35\n\x08interval\x18\x02 \x01(\x0e\x32\x19.wizdata.type.v1.IntervalR\x08interval\x12\x39\n\nstart_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\tstartTime\x12\x35\n\x08\x65nd_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x07\x65ndTime\x12\x1b\n\tpage_size\x18\x05 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x06 \x01(\tR\tpageToken\"\xda\x01\n\x12GetCandlesResponse\x12\x16\n\x06symbol\x18\x01 \x01(\tR\x06symbol\x12\x35\n\x08interval\x18\x02 \x01(\x0e\x32\x19.wizdata.type.v1.IntervalR\x08interval\x12\x31\n\x07\x63\x61ndles\x18\x03 \x03(\x0b\x32\x17.wizdata.type.v1.CandleR\x07\x63\x61ndles\x12&\n\x0fnext_page_token\x18\x04 \x01(\tR\rnextPageToken\x12\x1a\n\x08revision\x18\x05 \x01(\x04R\x08revision\"i\n\x18GetSeriesRevisionRequest\x12\x16\n\x06symbol\x18\x01 \x01(\tR\x06symbol\x12\x35\n\x08interval\x18\x02 \x01(\x0e\x32\x19.wizdata.type.v1.IntervalR\x08interval\"\x86\x01\n\x19GetSeriesRevisionResponse\x12\x16\n\x06symbol\x18\x01 \x01(\tR\x06symbol\x12\x35\n\x08interval\x18\x02 \x01(\x0e\x32\x19.wizdata.type.v1.IntervalR\x08interval\x12\x1a\n\x08revision\x18\x03 \x01(\x04R\x08revision\"d\n\x05Trade\x12\x14\n\x05price\x18\x01 \x01(\x01R\x05price\x12\x12\n\x04size\x18\x02 \x01(\x01R\x04size\x12\x16\n\x06source\x18\x03 \x01(\tR\x06source\x12\x19\n\x08trade_id\x18\x04 \x01(\tR\x07tradeId\"b\n\x06\x42idAsk\x12\x10\n\x03\x62id\x18\x01 \x01(\x01R\x03\x62id\x12\x19\n\x08\x62id_size\x18\x02 \x01(\x01R\x07\x62idSize\x12\x10\n\x03\x61sk\x18\x03 \x01(\x01R\x03\x61sk\x12\x19\n\x08\x61sk_size\x18\x04 \x01(\x01R\x07\x61skSize\"\xc6\x01\n\x04Tick\x12\x16\n\x06symbol\x18\x01 \x01(\tR\x06symbol\x12.\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x04time\x12\x34\n\x05trade\x18\x03 \x01(\x0b\x32\x1c.wizdata.marketdata.v1.TradeH\x00R\x05trade\x12\x38\n\x07\x62id_ask\x18\x04 \x01(\x0b\x32\x1d.wizdata.marketdata.v1.BidAskH\x00R\x06\x62idAskB\x06\n\x04kind\"G\n\x12IngestTicksRequest\x12\x31\n\x05ticks\x18\x01 \x03(\x0b\x32\x1b.wizdata.marketdata.v1.TickR\x05ticks\"d\n\x0eRejectionCount\x12<\n\x06reason\x18\x01 \x01(\x0e\x32$.wizdata.marketdata.v1.TickRejectionR\x06reason\x12\x14\n\x05\x63ount\x18\x02 \x01(\x04R\x05\x63ount\"z\n\x0cRejectedTick\x12\x14\n\x05index\x18\x01 \x01(\x04R\x05index\x12<\n\x06reason\x18\x02 \x01(\x0e\x32$.wizdata.marketdata.v1.TickRejectionR\x06reason\x12\x16\n\x06\x64\x65tail\x18\x03 \x01(\tR\x06\x64\x65tail\"\xd3\x01\n\x13IngestTicksResponse\x12\x1a\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x04R\x08\x61\x63\x63\x65pted\x12\x1a\n\x08rejected\x18\x02 \x01(\x04R\x08rejected\x12\x45\n\nrejections\x18\x03 \x03(\x0b\x32%.wizdata.marketdata.v1.RejectionCountR\nrejections\x12=\n\x07samples\x18\x04 \x03(\x0b\x32#.wizdata.marketdata.v1.RejectedTickR\x07samples\"\x98\x01\n\x14ImportCandlesRequest\x12\x16\n\x06symbol\x18\x01 \x01(\tR\x06symbol\x12\x35\n\x08interval\x18\x02 \x01(\x0e\x32\x19.wizdata.type.v1.IntervalR\x08interval\x12\x31\n\x07\x63\x61ndles\x18\x03 \x03(\x0b\x32\x17.wizdata.type.v1.CandleR\x07\x63\x61ndles\"O\n\x15ImportCandlesResponse\x12\x1a\n\x08imported\x18\x01 \x01(\x04R\x08imported\x12\x1a\n\x08replaced\x18\x02 \x01(\x04R\x08replaced\"R\n\x10MarketDataEvents\x12>\n\x06\x65vents\x18\x01 \x03(\x0b\x32&.wizdata.marketdata.v1.MarketDataEventR\x06\x65vents\"\x90\x02\n\x0fMarketDataEvent\x12\x16\n\x06symbol\x18\x01 \x01(\tR\x06symbol\x12\x39\n\nevent_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\teventTime\x12\x34\n\x05trade\x18\x03 \x01(\x0b\x32\x1c.wizdata.marketdata.v1.TradeH\x00R\x05trade\x12.\n\x05quote\x18\x04 \x01(\x0b\x32\x16.wizdata.type.v1.QuoteH\x00R\x05quote\x12<\n\x06\x63\x61ndle\x18\x05 \x01(\x0b\x32\".wizdata.marketdata.v1.CandleEventH\x00R\x06\x63\x61ndleB\x06\n\x04kind\"u\n\x0b\x43\x61ndleEvent\x12\x35\n\x08interval\x18\x01 \x01(\x0e\x32\x19.wizdata.type.v1.IntervalR\x08interval\x12/\n\x06\x63\x61ndle\x18\x02 \x01(\x0b\x32\x17.wizdata.type.v1.CandleR\x06\x63\x61ndle*\xdb\x02\n\rTickRejection\x12\x1e\n\x1aTICK_REJECTION_UNSPECIFIED\x10\x00\x12!\n\x1dTICK_REJECTION_UNKNOWN_SYMBOL\x10\x01\x12 \n\x1cTICK_REJECTION_INVALID_PRICE\x10\x02\x12\x1f\n\x1bTICK_REJECTION_INVALID_SIZE\x10\x03\x12\x1e\n\x1aTICK_REJECTION_FUTURE_TIME\x10\x04\x12\x1f\n\x1bTICK_REJECTION_MISSING_TIME\x10\x05\x12\x1f\n\x1bTICK_REJECTION_MISSING_KIND\x10\x06\x12\x1f\n\x1bTICK_REJECTION_INVALID_TIME\x10\x07\x12\x1c\n\x18TICK_REJECTION_DUPLICATE\x10\x08\x12#\n\x1fTICK_REJECTION_INVALID_TRADE_ID\x10\t2\xa3\x07\n\x11MarketDataService\x12\x97\x01\n\x08GetQuote\x12&.wizdata.marketdata.v1.GetQuoteRequest\x1a\'.wizdata.marketdata.v1.GetQuoteResponse\":\x90\x02\x01\xa2\xbb\x18\x11\n\x0fmarketdata:read\x82\xd3\xe4\x93\x02\x1c\x12\x13/v1/quotes/{symbol}b\x05quote\x12\x8a\x01\n\tGetQuotes\x12\'.wizdata.marketdata.v1.GetQuotesRequest\x1a(.wizdata.marketdata.v1.GetQuotesResponse\"*\x90\x02\x01\xa2\xbb\x18\x11\n\x0fmarketdata:read\x82\xd3\xe4\x93\x02\x0c\x12\n/v1/quotes\x12\x9f\x01\n\nGetCandles\x12(.wizdata.marketdata.v1.GetCandlesRequest\x1a).wizdata.marketdata.v1.GetCandlesResponse\"<\x90\x02\x01\xa2\xbb\x18\x11\n\x0fmarketdata:read\x82\xd3\xe4\x93\x02\x1e\x12\x1c/v1/symbols/{symbol}/candles\x12\xbd\x01\n\x11GetSeriesRevision\x12/.wizdata.marketdata.v1.GetSeriesRevisionRequest\x1a\x30.wizdata.marketdata.v1.GetSeriesRevisionResponse\"E\x90\x02\x01\xa2\xbb\x18\x11\n\x0fmarketdata:read\x82\xd3\xe4\x93\x02\'\x12%/v1/symbols/{symbol}/candles:revision\x12~\n\x0bIngestTicks\x12).wizdata.marketdata.v1.IngestTicksRequest\x1a*.wizdata.marketdata.v1.IngestTicksResponse\"\x16\xa2\xbb\x18\x12\n\x10marketdata:write(\x01\x12\x84\x01\n\rImportCandles\x12+.wizdata.marketdata.v1.ImportCandlesRequest\x1a,.wizdata.marketdata.v1.ImportCandlesResponse\"\x16\xa2\xbb\x18\x12\n\x10marketdata:write(\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -41,12 +41,14 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_MARKETDATASERVICE'].methods_by_name['GetQuotes']._serialized_options = b'\220\002\001\242\273\030\021\n\017marketdata:read\202\323\344\223\002\014\022\n/v1/quotes'
   _globals['_MARKETDATASERVICE'].methods_by_name['GetCandles']._loaded_options = None
   _globals['_MARKETDATASERVICE'].methods_by_name['GetCandles']._serialized_options = b'\220\002\001\242\273\030\021\n\017marketdata:read\202\323\344\223\002\036\022\034/v1/symbols/{symbol}/candles'
+  _globals['_MARKETDATASERVICE'].methods_by_name['GetSeriesRevision']._loaded_options = None
+  _globals['_MARKETDATASERVICE'].methods_by_name['GetSeriesRevision']._serialized_options = b'\220\002\001\242\273\030\021\n\017marketdata:read\202\323\344\223\002\'\022%/v1/symbols/{symbol}/candles:revision'
   _globals['_MARKETDATASERVICE'].methods_by_name['IngestTicks']._loaded_options = None
   _globals['_MARKETDATASERVICE'].methods_by_name['IngestTicks']._serialized_options = b'\242\273\030\022\n\020marketdata:write'
   _globals['_MARKETDATASERVICE'].methods_by_name['ImportCandles']._loaded_options = None
   _globals['_MARKETDATASERVICE'].methods_by_name['ImportCandles']._serialized_options = b'\242\273\030\022\n\020marketdata:write'
-  _globals['_TICKREJECTION']._serialized_start=2561
-  _globals['_TICKREJECTION']._serialized_end=2908
+  _globals['_TICKREJECTION']._serialized_start=2833
+  _globals['_TICKREJECTION']._serialized_end=3180
   _globals['_GETQUOTEREQUEST']._serialized_start=197
   _globals['_GETQUOTEREQUEST']._serialized_end=238
   _globals['_GETQUOTERESPONSE']._serialized_start=240
@@ -58,31 +60,35 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETCANDLESREQUEST']._serialized_start=463
   _globals['_GETCANDLESREQUEST']._serialized_end=735
   _globals['_GETCANDLESRESPONSE']._serialized_start=738
-  _globals['_GETCANDLESRESPONSE']._serialized_end=928
-  _globals['_TRADE']._serialized_start=930
-  _globals['_TRADE']._serialized_end=1030
-  _globals['_BIDASK']._serialized_start=1032
-  _globals['_BIDASK']._serialized_end=1130
-  _globals['_TICK']._serialized_start=1133
-  _globals['_TICK']._serialized_end=1331
-  _globals['_INGESTTICKSREQUEST']._serialized_start=1333
-  _globals['_INGESTTICKSREQUEST']._serialized_end=1404
-  _globals['_REJECTIONCOUNT']._serialized_start=1406
-  _globals['_REJECTIONCOUNT']._serialized_end=1506
-  _globals['_REJECTEDTICK']._serialized_start=1508
-  _globals['_REJECTEDTICK']._serialized_end=1630
-  _globals['_INGESTTICKSRESPONSE']._serialized_start=1633
-  _globals['_INGESTTICKSRESPONSE']._serialized_end=1844
-  _globals['_IMPORTCANDLESREQUEST']._serialized_start=1847
-  _globals['_IMPORTCANDLESREQUEST']._serialized_end=1999
-  _globals['_IMPORTCANDLESRESPONSE']._serialized_start=2001
-  _globals['_IMPORTCANDLESRESPONSE']._serialized_end=2080
-  _globals['_MARKETDATAEVENTS']._serialized_start=2082
-  _globals['_MARKETDATAEVENTS']._serialized_end=2164
-  _globals['_MARKETDATAEVENT']._serialized_start=2167
-  _globals['_MARKETDATAEVENT']._serialized_end=2439
-  _globals['_CANDLEEVENT']._serialized_start=2441
-  _globals['_CANDLEEVENT']._serialized_end=2558
-  _globals['_MARKETDATASERVICE']._serialized_start=2911
-  _globals['_MARKETDATASERVICE']._serialized_end=3650
+  _globals['_GETCANDLESRESPONSE']._serialized_end=956
+  _globals['_GETSERIESREVISIONREQUEST']._serialized_start=958
+  _globals['_GETSERIESREVISIONREQUEST']._serialized_end=1063
+  _globals['_GETSERIESREVISIONRESPONSE']._serialized_start=1066
+  _globals['_GETSERIESREVISIONRESPONSE']._serialized_end=1200
+  _globals['_TRADE']._serialized_start=1202
+  _globals['_TRADE']._serialized_end=1302
+  _globals['_BIDASK']._serialized_start=1304
+  _globals['_BIDASK']._serialized_end=1402
+  _globals['_TICK']._serialized_start=1405
+  _globals['_TICK']._serialized_end=1603
+  _globals['_INGESTTICKSREQUEST']._serialized_start=1605
+  _globals['_INGESTTICKSREQUEST']._serialized_end=1676
+  _globals['_REJECTIONCOUNT']._serialized_start=1678
+  _globals['_REJECTIONCOUNT']._serialized_end=1778
+  _globals['_REJECTEDTICK']._serialized_start=1780
+  _globals['_REJECTEDTICK']._serialized_end=1902
+  _globals['_INGESTTICKSRESPONSE']._serialized_start=1905
+  _globals['_INGESTTICKSRESPONSE']._serialized_end=2116
+  _globals['_IMPORTCANDLESREQUEST']._serialized_start=2119
+  _globals['_IMPORTCANDLESREQUEST']._serialized_end=2271
+  _globals['_IMPORTCANDLESRESPONSE']._serialized_start=2273
+  _globals['_IMPORTCANDLESRESPONSE']._serialized_end=2352
+  _globals['_MARKETDATAEVENTS']._serialized_start=2354
+  _globals['_MARKETDATAEVENTS']._serialized_end=2436
+  _globals['_MARKETDATAEVENT']._serialized_start=2439
+  _globals['_MARKETDATAEVENT']._serialized_end=2711
+  _globals['_CANDLEEVENT']._serialized_start=2713
+  _globals['_CANDLEEVENT']._serialized_end=2830
+  _globals['_MARKETDATASERVICE']._serialized_start=3183
+  _globals['_MARKETDATASERVICE']._serialized_end=4114
 # @@protoc_insertion_point(module_scope)

@@ -79,16 +79,36 @@ class GetCandlesRequest(_message.Message):
     def __init__(self, symbol: _Optional[str] = ..., interval: _Optional[_Union[_market_pb2.Interval, str]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
 
 class GetCandlesResponse(_message.Message):
-    __slots__ = ("symbol", "interval", "candles", "next_page_token")
+    __slots__ = ("symbol", "interval", "candles", "next_page_token", "revision")
     SYMBOL_FIELD_NUMBER: _ClassVar[int]
     INTERVAL_FIELD_NUMBER: _ClassVar[int]
     CANDLES_FIELD_NUMBER: _ClassVar[int]
     NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    REVISION_FIELD_NUMBER: _ClassVar[int]
     symbol: str
     interval: _market_pb2.Interval
     candles: _containers.RepeatedCompositeFieldContainer[_market_pb2.Candle]
     next_page_token: str
-    def __init__(self, symbol: _Optional[str] = ..., interval: _Optional[_Union[_market_pb2.Interval, str]] = ..., candles: _Optional[_Iterable[_Union[_market_pb2.Candle, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+    revision: int
+    def __init__(self, symbol: _Optional[str] = ..., interval: _Optional[_Union[_market_pb2.Interval, str]] = ..., candles: _Optional[_Iterable[_Union[_market_pb2.Candle, _Mapping]]] = ..., next_page_token: _Optional[str] = ..., revision: _Optional[int] = ...) -> None: ...
+
+class GetSeriesRevisionRequest(_message.Message):
+    __slots__ = ("symbol", "interval")
+    SYMBOL_FIELD_NUMBER: _ClassVar[int]
+    INTERVAL_FIELD_NUMBER: _ClassVar[int]
+    symbol: str
+    interval: _market_pb2.Interval
+    def __init__(self, symbol: _Optional[str] = ..., interval: _Optional[_Union[_market_pb2.Interval, str]] = ...) -> None: ...
+
+class GetSeriesRevisionResponse(_message.Message):
+    __slots__ = ("symbol", "interval", "revision")
+    SYMBOL_FIELD_NUMBER: _ClassVar[int]
+    INTERVAL_FIELD_NUMBER: _ClassVar[int]
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    symbol: str
+    interval: _market_pb2.Interval
+    revision: int
+    def __init__(self, symbol: _Optional[str] = ..., interval: _Optional[_Union[_market_pb2.Interval, str]] = ..., revision: _Optional[int] = ...) -> None: ...
 
 class Trade(_message.Message):
     __slots__ = ("price", "size", "source", "trade_id")

@@ -50,6 +50,11 @@ class MarketDataServiceStub:
                 request_serializer=wizdata_dot_marketdata_dot_v1_dot_market__data__service__pb2.GetCandlesRequest.SerializeToString,
                 response_deserializer=wizdata_dot_marketdata_dot_v1_dot_market__data__service__pb2.GetCandlesResponse.FromString,
                 _registered_method=True)
+        self.GetSeriesRevision = channel.unary_unary(
+                '/wizdata.marketdata.v1.MarketDataService/GetSeriesRevision',
+                request_serializer=wizdata_dot_marketdata_dot_v1_dot_market__data__service__pb2.GetSeriesRevisionRequest.SerializeToString,
+                response_deserializer=wizdata_dot_marketdata_dot_v1_dot_market__data__service__pb2.GetSeriesRevisionResponse.FromString,
+                _registered_method=True)
         self.IngestTicks = channel.stream_unary(
                 '/wizdata.marketdata.v1.MarketDataService/IngestTicks',
                 request_serializer=wizdata_dot_marketdata_dot_v1_dot_market__data__service__pb2.IngestTicksRequest.SerializeToString,
@@ -90,6 +95,18 @@ class MarketDataServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetSeriesRevision(self, request, context):
+        """The revision of a symbol's candles at one interval: a number that
+        changes with every write to them (a new bar, an update of the open bar,
+        a late trade into a closed bar, an import) and never returns to an
+        earlier value, so whatever was computed from the candles can be kept
+        under it. One indexed read, no candles: the check a cache makes on
+        every call.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def IngestTicks(self, request_iterator, context):
         """A live feed: trades and bid/ask quotes. Bad ticks are rejected and
         counted; the rest of the stream carries on. When the call returns OK,
@@ -123,6 +140,11 @@ def add_MarketDataServiceServicer_to_server(servicer, server):
                     servicer.GetCandles,
                     request_deserializer=wizdata_dot_marketdata_dot_v1_dot_market__data__service__pb2.GetCandlesRequest.FromString,
                     response_serializer=wizdata_dot_marketdata_dot_v1_dot_market__data__service__pb2.GetCandlesResponse.SerializeToString,
+            ),
+            'GetSeriesRevision': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetSeriesRevision,
+                    request_deserializer=wizdata_dot_marketdata_dot_v1_dot_market__data__service__pb2.GetSeriesRevisionRequest.FromString,
+                    response_serializer=wizdata_dot_marketdata_dot_v1_dot_market__data__service__pb2.GetSeriesRevisionResponse.SerializeToString,
             ),
             'IngestTicks': grpc.stream_unary_rpc_method_handler(
                     servicer.IngestTicks,
@@ -217,6 +239,33 @@ class MarketDataService:
             '/wizdata.marketdata.v1.MarketDataService/GetCandles',
             wizdata_dot_marketdata_dot_v1_dot_market__data__service__pb2.GetCandlesRequest.SerializeToString,
             wizdata_dot_marketdata_dot_v1_dot_market__data__service__pb2.GetCandlesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetSeriesRevision(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/wizdata.marketdata.v1.MarketDataService/GetSeriesRevision',
+            wizdata_dot_marketdata_dot_v1_dot_market__data__service__pb2.GetSeriesRevisionRequest.SerializeToString,
+            wizdata_dot_marketdata_dot_v1_dot_market__data__service__pb2.GetSeriesRevisionResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -482,9 +482,9 @@ export const IndicatorService: GenService<{
   },
   /**
    * Indicators over a symbol's stored candles, fetched from the market data
-   * service within the caller's deadline. Results are cached by the exact
-   * candles they were computed from, so a new or changed candle is always
-   * reflected. At most 32 indicators; the range follows GetCandles (at most
+   * service within the caller's deadline. Results are cached under the
+   * series' revision (see GetSeriesRevision), checked on every call, so a
+   * new or changed candle is always reflected and a hit fetches no candles. At most 32 indicators; the range follows GetCandles (at most
    * 100,000 bars).
    *
    * @generated from rpc wizdata.indicator.v1.IndicatorService.ComputeIndicators

@@ -16,7 +16,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file wizdata/marketdata/v1/market_data_service.proto.
  */
 export const file_wizdata_marketdata_v1_market_data_service: GenFile = /*@__PURE__*/
-  fileDesc("Ci93aXpkYXRhL21hcmtldGRhdGEvdjEvbWFya2V0X2RhdGFfc2VydmljZS5wcm90bxIVd2l6ZGF0YS5tYXJrZXRkYXRhLnYxIiEKD0dldFF1b3RlUmVxdWVzdBIOCgZzeW1ib2wYASABKAkiOQoQR2V0UXVvdGVSZXNwb25zZRIlCgVxdW90ZRgBIAEoCzIWLndpemRhdGEudHlwZS52MS5RdW90ZSIjChBHZXRRdW90ZXNSZXF1ZXN0Eg8KB3N5bWJvbHMYASADKAkiVAoRR2V0UXVvdGVzUmVzcG9uc2USJgoGcXVvdGVzGAEgAygLMhYud2l6ZGF0YS50eXBlLnYxLlF1b3RlEhcKD21pc3Npbmdfc3ltYm9scxgCIAMoCSLVAQoRR2V0Q2FuZGxlc1JlcXVlc3QSDgoGc3ltYm9sGAEgASgJEisKCGludGVydmFsGAIgASgOMhkud2l6ZGF0YS50eXBlLnYxLkludGVydmFsEi4KCnN0YXJ0X3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCGVuZF90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIRCglwYWdlX3NpemUYBSABKAUSEgoKcGFnZV90b2tlbhgGIAEoCSKUAQoSR2V0Q2FuZGxlc1Jlc3BvbnNlEg4KBnN5bWJvbBgBIAEoCRIrCghpbnRlcnZhbBgCIAEoDjIZLndpemRhdGEudHlwZS52MS5JbnRlcnZhbBIoCgdjYW5kbGVzGAMgAygLMhcud2l6ZGF0YS50eXBlLnYxLkNhbmRsZRIXCg9uZXh0X3BhZ2VfdG9rZW4YBCABKAkiRgoFVHJhZGUSDQoFcHJpY2UYASABKAESDAoEc2l6ZRgCIAEoARIOCgZzb3VyY2UYAyABKAkSEAoIdHJhZGVfaWQYBCABKAkiRgoGQmlkQXNrEgsKA2JpZBgBIAEoARIQCghiaWRfc2l6ZRgCIAEoARILCgNhc2sYAyABKAESEAoIYXNrX3NpemUYBCABKAEiqQEKBFRpY2sSDgoGc3ltYm9sGAEgASgJEigKBHRpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi0KBXRyYWRlGAMgASgLMhwud2l6ZGF0YS5tYXJrZXRkYXRhLnYxLlRyYWRlSAASMAoHYmlkX2FzaxgEIAEoCzIdLndpemRhdGEubWFya2V0ZGF0YS52MS5CaWRBc2tIAEIGCgRraW5kIkAKEkluZ2VzdFRpY2tzUmVxdWVzdBIqCgV0aWNrcxgBIAMoCzIbLndpemRhdGEubWFya2V0ZGF0YS52MS5UaWNrIlUKDlJlamVjdGlvbkNvdW50EjQKBnJlYXNvbhgBIAEoDjIkLndpemRhdGEubWFya2V0ZGF0YS52MS5UaWNrUmVqZWN0aW9uEg0KBWNvdW50GAIgASgEImMKDFJlamVjdGVkVGljaxINCgVpbmRleBgBIAEoBBI0CgZyZWFzb24YAiABKA4yJC53aXpkYXRhLm1hcmtldGRhdGEudjEuVGlja1JlamVjdGlvbhIOCgZkZXRhaWwYAyABKAkiqgEKE0luZ2VzdFRpY2tzUmVzcG9uc2USEAoIYWNjZXB0ZWQYASABKAQSEAoIcmVqZWN0ZWQYAiABKAQSOQoKcmVqZWN0aW9ucxgDIAMoCzIlLndpemRhdGEubWFya2V0ZGF0YS52MS5SZWplY3Rpb25Db3VudBI0CgdzYW1wbGVzGAQgAygLMiMud2l6ZGF0YS5tYXJrZXRkYXRhLnYxLlJlamVjdGVkVGljayJ9ChRJbXBvcnRDYW5kbGVzUmVxdWVzdBIOCgZzeW1ib2wYASABKAkSKwoIaW50ZXJ2YWwYAiABKA4yGS53aXpkYXRhLnR5cGUudjEuSW50ZXJ2YWwSKAoHY2FuZGxlcxgDIAMoCzIXLndpemRhdGEudHlwZS52MS5DYW5kbGUiOwoVSW1wb3J0Q2FuZGxlc1Jlc3BvbnNlEhAKCGltcG9ydGVkGAEgASgEEhAKCHJlcGxhY2VkGAIgASgEIkoKEE1hcmtldERhdGFFdmVudHMSNgoGZXZlbnRzGAEgAygLMiYud2l6ZGF0YS5tYXJrZXRkYXRhLnYxLk1hcmtldERhdGFFdmVudCLnAQoPTWFya2V0RGF0YUV2ZW50Eg4KBnN5bWJvbBgBIAEoCRIuCgpldmVudF90aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBItCgV0cmFkZRgDIAEoCzIcLndpemRhdGEubWFya2V0ZGF0YS52MS5UcmFkZUgAEicKBXF1b3RlGAQgASgLMhYud2l6ZGF0YS50eXBlLnYxLlF1b3RlSAASNAoGY2FuZGxlGAUgASgLMiIud2l6ZGF0YS5tYXJrZXRkYXRhLnYxLkNhbmRsZUV2ZW50SABCBgoEa2luZCJjCgtDYW5kbGVFdmVudBIrCghpbnRlcnZhbBgBIAEoDjIZLndpemRhdGEudHlwZS52MS5JbnRlcnZhbBInCgZjYW5kbGUYAiABKAsyFy53aXpkYXRhLnR5cGUudjEuQ2FuZGxlKtsCCg1UaWNrUmVqZWN0aW9uEh4KGlRJQ0tfUkVKRUNUSU9OX1VOU1BFQ0lGSUVEEAASIQodVElDS19SRUpFQ1RJT05fVU5LTk9XTl9TWU1CT0wQARIgChxUSUNLX1JFSkVDVElPTl9JTlZBTElEX1BSSUNFEAISHwobVElDS19SRUpFQ1RJT05fSU5WQUxJRF9TSVpFEAMSHgoaVElDS19SRUpFQ1RJT05fRlVUVVJFX1RJTUUQBBIfChtUSUNLX1JFSkVDVElPTl9NSVNTSU5HX1RJTUUQBRIfChtUSUNLX1JFSkVDVElPTl9NSVNTSU5HX0tJTkQQBhIfChtUSUNLX1JFSkVDVElPTl9JTlZBTElEX1RJTUUQBxIcChhUSUNLX1JFSkVDVElPTl9EVVBMSUNBVEUQCBIjCh9USUNLX1JFSkVDVElPTl9JTlZBTElEX1RSQURFX0lEEAky4wUKEU1hcmtldERhdGFTZXJ2aWNlEpcBCghHZXRRdW90ZRImLndpemRhdGEubWFya2V0ZGF0YS52MS5HZXRRdW90ZVJlcXVlc3QaJy53aXpkYXRhLm1hcmtldGRhdGEudjEuR2V0UXVvdGVSZXNwb25zZSI6kAIBorsYEQoPbWFya2V0ZGF0YTpyZWFkgtPkkwIcYgVxdW90ZRITL3YxL3F1b3Rlcy97c3ltYm9sfRKKAQoJR2V0UXVvdGVzEicud2l6ZGF0YS5tYXJrZXRkYXRhLnYxLkdldFF1b3Rlc1JlcXVlc3QaKC53aXpkYXRhLm1hcmtldGRhdGEudjEuR2V0UXVvdGVzUmVzcG9uc2UiKpACAaK7GBEKD21hcmtldGRhdGE6cmVhZILT5JMCDBIKL3YxL3F1b3RlcxKfAQoKR2V0Q2FuZGxlcxIoLndpemRhdGEubWFya2V0ZGF0YS52MS5HZXRDYW5kbGVzUmVxdWVzdBopLndpemRhdGEubWFya2V0ZGF0YS52MS5HZXRDYW5kbGVzUmVzcG9uc2UiPJACAaK7GBEKD21hcmtldGRhdGE6cmVhZILT5JMCHhIcL3YxL3N5bWJvbHMve3N5bWJvbH0vY2FuZGxlcxJ+CgtJbmdlc3RUaWNrcxIpLndpemRhdGEubWFya2V0ZGF0YS52MS5Jbmdlc3RUaWNrc1JlcXVlc3QaKi53aXpkYXRhLm1hcmtldGRhdGEudjEuSW5nZXN0VGlja3NSZXNwb25zZSIWorsYEgoQbWFya2V0ZGF0YTp3cml0ZSgBEoQBCg1JbXBvcnRDYW5kbGVzEisud2l6ZGF0YS5tYXJrZXRkYXRhLnYxLkltcG9ydENhbmRsZXNSZXF1ZXN0Giwud2l6ZGF0YS5tYXJrZXRkYXRhLnYxLkltcG9ydENhbmRsZXNSZXNwb25zZSIWorsYEgoQbWFya2V0ZGF0YTp3cml0ZSgBYgZwcm90bzM", [file_google_api_annotations, file_google_protobuf_timestamp, file_wizdata_auth_v1_access, file_wizdata_type_v1_market]);
+  fileDesc("Ci93aXpkYXRhL21hcmtldGRhdGEvdjEvbWFya2V0X2RhdGFfc2VydmljZS5wcm90bxIVd2l6ZGF0YS5tYXJrZXRkYXRhLnYxIiEKD0dldFF1b3RlUmVxdWVzdBIOCgZzeW1ib2wYASABKAkiOQoQR2V0UXVvdGVSZXNwb25zZRIlCgVxdW90ZRgBIAEoCzIWLndpemRhdGEudHlwZS52MS5RdW90ZSIjChBHZXRRdW90ZXNSZXF1ZXN0Eg8KB3N5bWJvbHMYASADKAkiVAoRR2V0UXVvdGVzUmVzcG9uc2USJgoGcXVvdGVzGAEgAygLMhYud2l6ZGF0YS50eXBlLnYxLlF1b3RlEhcKD21pc3Npbmdfc3ltYm9scxgCIAMoCSLVAQoRR2V0Q2FuZGxlc1JlcXVlc3QSDgoGc3ltYm9sGAEgASgJEisKCGludGVydmFsGAIgASgOMhkud2l6ZGF0YS50eXBlLnYxLkludGVydmFsEi4KCnN0YXJ0X3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCGVuZF90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIRCglwYWdlX3NpemUYBSABKAUSEgoKcGFnZV90b2tlbhgGIAEoCSKmAQoSR2V0Q2FuZGxlc1Jlc3BvbnNlEg4KBnN5bWJvbBgBIAEoCRIrCghpbnRlcnZhbBgCIAEoDjIZLndpemRhdGEudHlwZS52MS5JbnRlcnZhbBIoCgdjYW5kbGVzGAMgAygLMhcud2l6ZGF0YS50eXBlLnYxLkNhbmRsZRIXCg9uZXh0X3BhZ2VfdG9rZW4YBCABKAkSEAoIcmV2aXNpb24YBSABKAQiVwoYR2V0U2VyaWVzUmV2aXNpb25SZXF1ZXN0Eg4KBnN5bWJvbBgBIAEoCRIrCghpbnRlcnZhbBgCIAEoDjIZLndpemRhdGEudHlwZS52MS5JbnRlcnZhbCJqChlHZXRTZXJpZXNSZXZpc2lvblJlc3BvbnNlEg4KBnN5bWJvbBgBIAEoCRIrCghpbnRlcnZhbBgCIAEoDjIZLndpemRhdGEudHlwZS52MS5JbnRlcnZhbBIQCghyZXZpc2lvbhgDIAEoBCJGCgVUcmFkZRINCgVwcmljZRgBIAEoARIMCgRzaXplGAIgASgBEg4KBnNvdXJjZRgDIAEoCRIQCgh0cmFkZV9pZBgEIAEoCSJGCgZCaWRBc2sSCwoDYmlkGAEgASgBEhAKCGJpZF9zaXplGAIgASgBEgsKA2FzaxgDIAEoARIQCghhc2tfc2l6ZRgEIAEoASKpAQoEVGljaxIOCgZzeW1ib2wYASABKAkSKAoEdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLQoFdHJhZGUYAyABKAsyHC53aXpkYXRhLm1hcmtldGRhdGEudjEuVHJhZGVIABIwCgdiaWRfYXNrGAQgASgLMh0ud2l6ZGF0YS5tYXJrZXRkYXRhLnYxLkJpZEFza0gAQgYKBGtpbmQiQAoSSW5nZXN0VGlja3NSZXF1ZXN0EioKBXRpY2tzGAEgAygLMhsud2l6ZGF0YS5tYXJrZXRkYXRhLnYxLlRpY2siVQoOUmVqZWN0aW9uQ291bnQSNAoGcmVhc29uGAEgASgOMiQud2l6ZGF0YS5tYXJrZXRkYXRhLnYxLlRpY2tSZWplY3Rpb24SDQoFY291bnQYAiABKAQiYwoMUmVqZWN0ZWRUaWNrEg0KBWluZGV4GAEgASgEEjQKBnJlYXNvbhgCIAEoDjIkLndpemRhdGEubWFya2V0ZGF0YS52MS5UaWNrUmVqZWN0aW9uEg4KBmRldGFpbBgDIAEoCSKqAQoTSW5nZXN0VGlja3NSZXNwb25zZRIQCghhY2NlcHRlZBgBIAEoBBIQCghyZWplY3RlZBgCIAEoBBI5CgpyZWplY3Rpb25zGAMgAygLMiUud2l6ZGF0YS5tYXJrZXRkYXRhLnYxLlJlamVjdGlvbkNvdW50EjQKB3NhbXBsZXMYBCADKAsyIy53aXpkYXRhLm1hcmtldGRhdGEudjEuUmVqZWN0ZWRUaWNrIn0KFEltcG9ydENhbmRsZXNSZXF1ZXN0Eg4KBnN5bWJvbBgBIAEoCRIrCghpbnRlcnZhbBgCIAEoDjIZLndpemRhdGEudHlwZS52MS5JbnRlcnZhbBIoCgdjYW5kbGVzGAMgAygLMhcud2l6ZGF0YS50eXBlLnYxLkNhbmRsZSI7ChVJbXBvcnRDYW5kbGVzUmVzcG9uc2USEAoIaW1wb3J0ZWQYASABKAQSEAoIcmVwbGFjZWQYAiABKAQiSgoQTWFya2V0RGF0YUV2ZW50cxI2CgZldmVudHMYASADKAsyJi53aXpkYXRhLm1hcmtldGRhdGEudjEuTWFya2V0RGF0YUV2ZW50IucBCg9NYXJrZXREYXRhRXZlbnQSDgoGc3ltYm9sGAEgASgJEi4KCmV2ZW50X3RpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi0KBXRyYWRlGAMgASgLMhwud2l6ZGF0YS5tYXJrZXRkYXRhLnYxLlRyYWRlSAASJwoFcXVvdGUYBCABKAsyFi53aXpkYXRhLnR5cGUudjEuUXVvdGVIABI0CgZjYW5kbGUYBSABKAsyIi53aXpkYXRhLm1hcmtldGRhdGEudjEuQ2FuZGxlRXZlbnRIAEIGCgRraW5kImMKC0NhbmRsZUV2ZW50EisKCGludGVydmFsGAEgASgOMhkud2l6ZGF0YS50eXBlLnYxLkludGVydmFsEicKBmNhbmRsZRgCIAEoCzIXLndpemRhdGEudHlwZS52MS5DYW5kbGUq2wIKDVRpY2tSZWplY3Rpb24SHgoaVElDS19SRUpFQ1RJT05fVU5TUEVDSUZJRUQQABIhCh1USUNLX1JFSkVDVElPTl9VTktOT1dOX1NZTUJPTBABEiAKHFRJQ0tfUkVKRUNUSU9OX0lOVkFMSURfUFJJQ0UQAhIfChtUSUNLX1JFSkVDVElPTl9JTlZBTElEX1NJWkUQAxIeChpUSUNLX1JFSkVDVElPTl9GVVRVUkVfVElNRRAEEh8KG1RJQ0tfUkVKRUNUSU9OX01JU1NJTkdfVElNRRAFEh8KG1RJQ0tfUkVKRUNUSU9OX01JU1NJTkdfS0lORBAGEh8KG1RJQ0tfUkVKRUNUSU9OX0lOVkFMSURfVElNRRAHEhwKGFRJQ0tfUkVKRUNUSU9OX0RVUExJQ0FURRAIEiMKH1RJQ0tfUkVKRUNUSU9OX0lOVkFMSURfVFJBREVfSUQQCTKjBwoRTWFya2V0RGF0YVNlcnZpY2USlwEKCEdldFF1b3RlEiYud2l6ZGF0YS5tYXJrZXRkYXRhLnYxLkdldFF1b3RlUmVxdWVzdBonLndpemRhdGEubWFya2V0ZGF0YS52MS5HZXRRdW90ZVJlc3BvbnNlIjqQAgGiuxgRCg9tYXJrZXRkYXRhOnJlYWSC0+STAhxiBXF1b3RlEhMvdjEvcXVvdGVzL3tzeW1ib2x9EooBCglHZXRRdW90ZXMSJy53aXpkYXRhLm1hcmtldGRhdGEudjEuR2V0UXVvdGVzUmVxdWVzdBooLndpemRhdGEubWFya2V0ZGF0YS52MS5HZXRRdW90ZXNSZXNwb25zZSIqkAIBorsYEQoPbWFya2V0ZGF0YTpyZWFkgtPkkwIMEgovdjEvcXVvdGVzEp8BCgpHZXRDYW5kbGVzEigud2l6ZGF0YS5tYXJrZXRkYXRhLnYxLkdldENhbmRsZXNSZXF1ZXN0Gikud2l6ZGF0YS5tYXJrZXRkYXRhLnYxLkdldENhbmRsZXNSZXNwb25zZSI8kAIBorsYEQoPbWFya2V0ZGF0YTpyZWFkgtPkkwIeEhwvdjEvc3ltYm9scy97c3ltYm9sfS9jYW5kbGVzEr0BChFHZXRTZXJpZXNSZXZpc2lvbhIvLndpemRhdGEubWFya2V0ZGF0YS52MS5HZXRTZXJpZXNSZXZpc2lvblJlcXVlc3QaMC53aXpkYXRhLm1hcmtldGRhdGEudjEuR2V0U2VyaWVzUmV2aXNpb25SZXNwb25zZSJFkAIBorsYEQoPbWFya2V0ZGF0YTpyZWFkgtPkkwInEiUvdjEvc3ltYm9scy97c3ltYm9sfS9jYW5kbGVzOnJldmlzaW9uEn4KC0luZ2VzdFRpY2tzEikud2l6ZGF0YS5tYXJrZXRkYXRhLnYxLkluZ2VzdFRpY2tzUmVxdWVzdBoqLndpemRhdGEubWFya2V0ZGF0YS52MS5Jbmdlc3RUaWNrc1Jlc3BvbnNlIhaiuxgSChBtYXJrZXRkYXRhOndyaXRlKAEShAEKDUltcG9ydENhbmRsZXMSKy53aXpkYXRhLm1hcmtldGRhdGEudjEuSW1wb3J0Q2FuZGxlc1JlcXVlc3QaLC53aXpkYXRhLm1hcmtldGRhdGEudjEuSW1wb3J0Q2FuZGxlc1Jlc3BvbnNlIhaiuxgSChBtYXJrZXRkYXRhOndyaXRlKAFiBnByb3RvMw", [file_google_api_annotations, file_google_protobuf_timestamp, file_wizdata_auth_v1_access, file_wizdata_type_v1_market]);
 
 /**
  * @generated from message wizdata.marketdata.v1.GetQuoteRequest
@@ -172,6 +172,14 @@ export type GetCandlesResponse = Message<"wizdata.marketdata.v1.GetCandlesRespon
    * @generated from field: string next_page_token = 4;
    */
   nextPageToken: string;
+
+  /**
+   * The series' revision (see GetSeriesRevision), read before the candles:
+   * they are at least as new as it.
+   *
+   * @generated from field: uint64 revision = 5;
+   */
+  revision: bigint;
 };
 
 /**
@@ -180,6 +188,59 @@ export type GetCandlesResponse = Message<"wizdata.marketdata.v1.GetCandlesRespon
  */
 export const GetCandlesResponseSchema: GenMessage<GetCandlesResponse> = /*@__PURE__*/
   messageDesc(file_wizdata_marketdata_v1_market_data_service, 5);
+
+/**
+ * @generated from message wizdata.marketdata.v1.GetSeriesRevisionRequest
+ */
+export type GetSeriesRevisionRequest = Message<"wizdata.marketdata.v1.GetSeriesRevisionRequest"> & {
+  /**
+   * @generated from field: string symbol = 1;
+   */
+  symbol: string;
+
+  /**
+   * @generated from field: wizdata.type.v1.Interval interval = 2;
+   */
+  interval: Interval;
+};
+
+/**
+ * Describes the message wizdata.marketdata.v1.GetSeriesRevisionRequest.
+ * Use `create(GetSeriesRevisionRequestSchema)` to create a new message.
+ */
+export const GetSeriesRevisionRequestSchema: GenMessage<GetSeriesRevisionRequest> = /*@__PURE__*/
+  messageDesc(file_wizdata_marketdata_v1_market_data_service, 6);
+
+/**
+ * @generated from message wizdata.marketdata.v1.GetSeriesRevisionResponse
+ */
+export type GetSeriesRevisionResponse = Message<"wizdata.marketdata.v1.GetSeriesRevisionResponse"> & {
+  /**
+   * The registry's spelling of the symbol.
+   *
+   * @generated from field: string symbol = 1;
+   */
+  symbol: string;
+
+  /**
+   * @generated from field: wizdata.type.v1.Interval interval = 2;
+   */
+  interval: Interval;
+
+  /**
+   * 0 before the series' first write.
+   *
+   * @generated from field: uint64 revision = 3;
+   */
+  revision: bigint;
+};
+
+/**
+ * Describes the message wizdata.marketdata.v1.GetSeriesRevisionResponse.
+ * Use `create(GetSeriesRevisionResponseSchema)` to create a new message.
+ */
+export const GetSeriesRevisionResponseSchema: GenMessage<GetSeriesRevisionResponse> = /*@__PURE__*/
+  messageDesc(file_wizdata_marketdata_v1_market_data_service, 7);
 
 /**
  * A trade print.
@@ -222,7 +283,7 @@ export type Trade = Message<"wizdata.marketdata.v1.Trade"> & {
  * Use `create(TradeSchema)` to create a new message.
  */
 export const TradeSchema: GenMessage<Trade> = /*@__PURE__*/
-  messageDesc(file_wizdata_marketdata_v1_market_data_service, 6);
+  messageDesc(file_wizdata_marketdata_v1_market_data_service, 8);
 
 /**
  * A top-of-book quote.
@@ -256,7 +317,7 @@ export type BidAsk = Message<"wizdata.marketdata.v1.BidAsk"> & {
  * Use `create(BidAskSchema)` to create a new message.
  */
 export const BidAskSchema: GenMessage<BidAsk> = /*@__PURE__*/
-  messageDesc(file_wizdata_marketdata_v1_market_data_service, 7);
+  messageDesc(file_wizdata_marketdata_v1_market_data_service, 9);
 
 /**
  * One market event for a symbol.
@@ -299,7 +360,7 @@ export type Tick = Message<"wizdata.marketdata.v1.Tick"> & {
  * Use `create(TickSchema)` to create a new message.
  */
 export const TickSchema: GenMessage<Tick> = /*@__PURE__*/
-  messageDesc(file_wizdata_marketdata_v1_market_data_service, 8);
+  messageDesc(file_wizdata_marketdata_v1_market_data_service, 10);
 
 /**
  * @generated from message wizdata.marketdata.v1.IngestTicksRequest
@@ -318,7 +379,7 @@ export type IngestTicksRequest = Message<"wizdata.marketdata.v1.IngestTicksReque
  * Use `create(IngestTicksRequestSchema)` to create a new message.
  */
 export const IngestTicksRequestSchema: GenMessage<IngestTicksRequest> = /*@__PURE__*/
-  messageDesc(file_wizdata_marketdata_v1_market_data_service, 9);
+  messageDesc(file_wizdata_marketdata_v1_market_data_service, 11);
 
 /**
  * @generated from message wizdata.marketdata.v1.RejectionCount
@@ -340,7 +401,7 @@ export type RejectionCount = Message<"wizdata.marketdata.v1.RejectionCount"> & {
  * Use `create(RejectionCountSchema)` to create a new message.
  */
 export const RejectionCountSchema: GenMessage<RejectionCount> = /*@__PURE__*/
-  messageDesc(file_wizdata_marketdata_v1_market_data_service, 10);
+  messageDesc(file_wizdata_marketdata_v1_market_data_service, 12);
 
 /**
  * A sample of a rejected tick, to help a feed handler find its bug.
@@ -371,7 +432,7 @@ export type RejectedTick = Message<"wizdata.marketdata.v1.RejectedTick"> & {
  * Use `create(RejectedTickSchema)` to create a new message.
  */
 export const RejectedTickSchema: GenMessage<RejectedTick> = /*@__PURE__*/
-  messageDesc(file_wizdata_marketdata_v1_market_data_service, 11);
+  messageDesc(file_wizdata_marketdata_v1_market_data_service, 13);
 
 /**
  * @generated from message wizdata.marketdata.v1.IngestTicksResponse
@@ -405,7 +466,7 @@ export type IngestTicksResponse = Message<"wizdata.marketdata.v1.IngestTicksResp
  * Use `create(IngestTicksResponseSchema)` to create a new message.
  */
 export const IngestTicksResponseSchema: GenMessage<IngestTicksResponse> = /*@__PURE__*/
-  messageDesc(file_wizdata_marketdata_v1_market_data_service, 12);
+  messageDesc(file_wizdata_marketdata_v1_market_data_service, 14);
 
 /**
  * Loads a history: all or nothing. Every candle must open on a boundary of
@@ -439,7 +500,7 @@ export type ImportCandlesRequest = Message<"wizdata.marketdata.v1.ImportCandlesR
  * Use `create(ImportCandlesRequestSchema)` to create a new message.
  */
 export const ImportCandlesRequestSchema: GenMessage<ImportCandlesRequest> = /*@__PURE__*/
-  messageDesc(file_wizdata_marketdata_v1_market_data_service, 13);
+  messageDesc(file_wizdata_marketdata_v1_market_data_service, 15);
 
 /**
  * @generated from message wizdata.marketdata.v1.ImportCandlesResponse
@@ -463,7 +524,7 @@ export type ImportCandlesResponse = Message<"wizdata.marketdata.v1.ImportCandles
  * Use `create(ImportCandlesResponseSchema)` to create a new message.
  */
 export const ImportCandlesResponseSchema: GenMessage<ImportCandlesResponse> = /*@__PURE__*/
-  messageDesc(file_wizdata_marketdata_v1_market_data_service, 14);
+  messageDesc(file_wizdata_marketdata_v1_market_data_service, 16);
 
 /**
  * What the market data service publishes on its event bus (Redis pub/sub or
@@ -485,7 +546,7 @@ export type MarketDataEvents = Message<"wizdata.marketdata.v1.MarketDataEvents">
  * Use `create(MarketDataEventsSchema)` to create a new message.
  */
 export const MarketDataEventsSchema: GenMessage<MarketDataEvents> = /*@__PURE__*/
-  messageDesc(file_wizdata_marketdata_v1_market_data_service, 15);
+  messageDesc(file_wizdata_marketdata_v1_market_data_service, 17);
 
 /**
  * @generated from message wizdata.marketdata.v1.MarketDataEvent
@@ -538,7 +599,7 @@ export type MarketDataEvent = Message<"wizdata.marketdata.v1.MarketDataEvent"> &
  * Use `create(MarketDataEventSchema)` to create a new message.
  */
 export const MarketDataEventSchema: GenMessage<MarketDataEvent> = /*@__PURE__*/
-  messageDesc(file_wizdata_marketdata_v1_market_data_service, 16);
+  messageDesc(file_wizdata_marketdata_v1_market_data_service, 18);
 
 /**
  * @generated from message wizdata.marketdata.v1.CandleEvent
@@ -560,7 +621,7 @@ export type CandleEvent = Message<"wizdata.marketdata.v1.CandleEvent"> & {
  * Use `create(CandleEventSchema)` to create a new message.
  */
 export const CandleEventSchema: GenMessage<CandleEvent> = /*@__PURE__*/
-  messageDesc(file_wizdata_marketdata_v1_market_data_service, 17);
+  messageDesc(file_wizdata_marketdata_v1_market_data_service, 19);
 
 /**
  * Why a tick was refused.
@@ -670,6 +731,21 @@ export const MarketDataService: GenService<{
     methodKind: "unary";
     input: typeof GetCandlesRequestSchema;
     output: typeof GetCandlesResponseSchema;
+  },
+  /**
+   * The revision of a symbol's candles at one interval: a number that
+   * changes with every write to them (a new bar, an update of the open bar,
+   * a late trade into a closed bar, an import) and never returns to an
+   * earlier value, so whatever was computed from the candles can be kept
+   * under it. One indexed read, no candles: the check a cache makes on
+   * every call.
+   *
+   * @generated from rpc wizdata.marketdata.v1.MarketDataService.GetSeriesRevision
+   */
+  getSeriesRevision: {
+    methodKind: "unary";
+    input: typeof GetSeriesRevisionRequestSchema;
+    output: typeof GetSeriesRevisionResponseSchema;
   },
   /**
    * A live feed: trades and bid/ask quotes. Bad ticks are rejected and
