@@ -39,6 +39,8 @@ async fn the_metrics_port_shows_grpc_server_metrics_and_service_counters() {
         ("streaming_connections", &[]),
         ("indicator_series_cache_hits_total", &[]),
         ("indicator_candle_fetches_total", &[]),
+        ("marketdata_candle_cache_lookups_total", &[("outcome", "hit")]),
+        ("marketdata_candle_cache_evictions_total", &[]),
     ] {
         assert_eq!(sample(&fresh, name, labels), Some(0.0), "{name} {labels:?} at zero: {fresh}");
     }

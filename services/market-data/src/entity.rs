@@ -190,6 +190,10 @@ pub mod series_revision {
         #[sea_orm(primary_key, auto_increment = false)]
         pub interval: String,
         pub revision: i64,
+        /// Raised by one with every write that touches a bar already
+        /// closed when written (see `candle_cache`): what the cached spans
+        /// of settled bars are checked against.
+        pub settled_revision: i64,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

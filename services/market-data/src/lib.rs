@@ -8,6 +8,7 @@
 
 mod bars;
 mod batch;
+mod candle_cache;
 mod convert;
 mod entity;
 pub use wizdata_common::market_events as events;
@@ -55,6 +56,11 @@ pub struct MarketDataConfig {
     /// replay within it is dropped as duplicate (at least a minute).
     #[arg(long, env = "WIZDATA_TRADE_DEDUPE_WINDOW", default_value = "24h", value_parser = parse_dedupe_window)]
     pub trade_dedupe_window: Duration,
+
+    /// Most settled bars kept in memory for GetCandles, over all series
+    /// (about 100 bytes each); 0 reads every bar from the database.
+    #[arg(long, env = "WIZDATA_CANDLE_CACHE_BARS", default_value_t = 1_000_000)]
+    pub candle_cache_bars: usize,
 }
 
 /// The dedupe window: at least a minute, because ids are forgotten by a
@@ -82,12 +88,27 @@ pub fn service(
     ticks::export_counters();
     let store = store::Store::new(db);
     let quotes = quotes::QuoteCache::new(cache);
-    let (writer, tasks) = writer::Writer::start(store.clone(), quotes.clone(), bus, config.trade_dedupe_window);
+    let candles = candle_cache::CandleCache::new(config.candle_cache_bars);
+    let (writer, mut tasks) =
+        writer::Writer::start(store.clone(), quotes.clone(), candles.clone(), bus.clone(), config.trade_dedupe_window);
+    tasks.push(tokio::spawn({
+        let (bus, candles) = (bus.clone(), candles.clone());
+        async move {
+            match bus.subscribe(candle_cache::SETTLED_TOPIC).await {
+                Ok(subscription) => candle_cache::follow_settled(candles, subscription).await,
+                // Reads stay correct by the revision they check; only the
+                // other replicas' writes are not applied ahead of them.
+                Err(_) => tracing::warn!("cannot follow other replicas' writes of settled bars: the bus is down"),
+            }
+        }
+    }));
     let max_future_ns = i64::try_from(config.max_future_skew.as_nanos()).unwrap_or(i64::MAX);
     let market_data = MarketData {
         store,
         writer,
         quotes,
+        candles,
+        bus,
         symbols,
         admission: Arc::new(ticks::Admission { max_future_ns }),
         page_tokens,

@@ -13,6 +13,7 @@ impl MigratorTrait for Migrator {
             Box::new(CreateTradeIds),
             Box::new(CreateTradeIdRanges),
             Box::new(CreateSeriesRevisions),
+            Box::new(AddSettledRevisions),
         ]
     }
 
@@ -262,6 +263,7 @@ enum MarketSeriesRevision {
     Symbol,
     Interval,
     Revision,
+    SettledRevision,
 }
 
 /// The revision of each series of bars (see `entity::series_revision`).
@@ -291,5 +293,39 @@ impl MigrationTrait for CreateSeriesRevisions {
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         manager.drop_table(Table::drop().table(MarketSeriesRevision::Table).to_owned()).await
+    }
+}
+
+/// Each series' settled revision (see `candle_cache`), beside its revision.
+struct AddSettledRevisions;
+
+impl MigrationName for AddSettledRevisions {
+    fn name(&self) -> &str {
+        "m20261205_000002_add_settled_revisions"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for AddSettledRevisions {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(MarketSeriesRevision::Table)
+                    .add_column(big_integer(MarketSeriesRevision::SettledRevision).default(0))
+                    .to_owned(),
+            )
+            .await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(MarketSeriesRevision::Table)
+                    .drop_column(MarketSeriesRevision::SettledRevision)
+                    .to_owned(),
+            )
+            .await
     }
 }

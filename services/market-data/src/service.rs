@@ -19,7 +19,8 @@ use wizdata_common::symbols::check_symbol_length;
 use wizdata_common::time::{NANOS_PER_SECOND, now_ns, ns_from_timestamp};
 use wizdata_common::{ApiError, FieldViolations};
 
-use crate::convert::{self, mark_stale};
+use crate::candle_cache::{CandleCache, announce_settled, read_candles};
+use crate::convert::mark_stale;
 use crate::history::check_price_order;
 use crate::interval::{self, width_seconds};
 use crate::quotes::QuoteCache;
@@ -27,6 +28,7 @@ use crate::store::{Store, imported_row};
 use crate::ticks::{Admission, Summary};
 use crate::writer::{Writer, acknowledged};
 use wizdata_common::auth::Caller;
+use wizdata_common::bus::Bus;
 use wizdata_common::symbols::SymbolDirectory;
 
 /// GetQuotes answers at most this many symbols per call.
@@ -45,6 +47,9 @@ pub struct MarketData {
     pub(crate) store: Store,
     pub(crate) writer: Writer,
     pub(crate) quotes: QuoteCache,
+    pub(crate) candles: CandleCache,
+    /// Where imports announce the settled bars they wrote.
+    pub(crate) bus: Bus,
     pub(crate) symbols: SymbolDirectory,
     pub(crate) admission: Arc<Admission>,
     pub(crate) page_tokens: PageTokens,
@@ -170,22 +175,21 @@ impl MarketData {
         // Bars open on whole seconds: the first bar at or after `start`, and
         // every bar opening before `end`.
         let (start_seconds, end_seconds) = (ceil_seconds(start), ceil_seconds(end));
-        // Before the candles, so they are at least as new as the revision
-        // the answer carries: a result kept under it is never older.
-        let revision = self.store.series_revision(&symbol, interval).await?;
-        let mut rows =
-            self.store.candles(&symbol, interval, start_seconds, end_seconds, after, u64::from(limit) + 1).await?;
-        let next_page_token = if rows.len() > limit as usize {
-            rows.truncate(limit as usize);
-            let last = rows.last().expect("a full page is not empty");
-            self.page_tokens.encode(filters.as_bytes(), &last.open_time.to_string())
+        let from = after.map_or(start_seconds, |after| start_seconds.max(after.saturating_add(1)));
+        let (revision, mut candles) =
+            read_candles(&self.store, &self.candles, &symbol, interval, from..end_seconds, limit as usize + 1, now)
+                .await?;
+        let next_page_token = if candles.len() > limit as usize {
+            candles.truncate(limit as usize);
+            let last = candles.last().and_then(|candle| candle.open_time).expect("a full page is not empty");
+            self.page_tokens.encode(filters.as_bytes(), &last.seconds.to_string())
         } else {
             String::new()
         };
         Ok(GetCandlesResponse {
             symbol: symbol.to_string(),
             interval: interval as i32,
-            candles: rows.iter().map(|row| convert::candle(row, interval, now)).collect(),
+            candles,
             next_page_token,
             revision: revision_of(revision),
         })
@@ -204,7 +208,7 @@ impl MarketData {
         let Some(interval) = interval else { return Err(violations.into_error()) };
         violations.into_result()?;
         let symbol = self.known_symbol("symbol", &request.symbol, caller).await?;
-        let revision = self.store.series_revision(&symbol, interval).await?;
+        let (revision, _) = self.store.series_revisions(&symbol, interval).await?;
         Ok(GetSeriesRevisionResponse {
             symbol: symbol.to_string(),
             interval: interval as i32,
@@ -323,7 +327,12 @@ impl MarketData {
         }
         violations.into_result()?;
         let imported = rows.len() as u64;
-        let replaced = self.store.import(rows).await.map_err(ApiError::from)?;
+        let now = now_ns();
+        let (replaced, settled) = self.store.import(&rows).await.map_err(ApiError::from)?;
+        let announced = announce_settled(&self.candles, settled.as_slice(), &rows, now);
+        if self.bus.publish(announced).await.is_err() {
+            tracing::warn!(%symbol, "cannot announce imported bars to other replicas: the bus is down");
+        }
         tracing::info!(%symbol, interval = interval::code(interval), imported, replaced, "candles imported");
         if interval == Interval::OneDay {
             // Daily bars feed the quote's day and previous close.

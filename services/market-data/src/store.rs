@@ -7,8 +7,8 @@ use std::collections::HashSet;
 
 use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait, PaginatorTrait,
-    QueryFilter, QueryOrder, QuerySelect, TransactionTrait, TryInsertResult,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait, TryInsertResult,
 };
 use wizdata::r#type::v1::{Interval, Quote};
 use wizdata_common::time::{NANOS_PER_SECOND, now_ns};
@@ -17,9 +17,10 @@ use crate::bars::{BarState, QuoteState};
 use crate::batch::{
     AlreadyApplied, BarKey, Batch, IdRun, IdentifiedTrade, SeriesRuns, TradeKey, TradeKeyRef, runs_minus,
 };
+use crate::candle_cache::SETTLE_MARGIN_NS;
 use crate::convert;
 use crate::entity::{BarRow, NEVER, candle, quote, series_revision, trade_id, trade_id_range, trade_series};
-use crate::interval::code;
+use crate::interval::{self, bar_is_closed, code};
 
 /// Rows per INSERT: 12 parameters each stays far below SQLite's 32,766 and
 /// PostgreSQL's 65,535 bind parameters.
@@ -49,7 +50,9 @@ fn candle_merge() -> OnConflict {
 }
 
 /// A new revision for a written series: the writer's clock, or one past the
-/// stored revision where that is not smaller (see `entity::series_revision`).
+/// stored revision where that is not smaller (see `entity::series_revision`);
+/// the settled revision rises by the row's own (1 for a write that touched
+/// a closed bar, else 0).
 fn revision_bump() -> OnConflict {
     let t = "market_series_revision";
     OnConflict::columns([series_revision::Column::Symbol, series_revision::Column::Interval])
@@ -59,31 +62,85 @@ fn revision_bump() -> OnConflict {
                 "CASE WHEN {t}.revision >= excluded.revision THEN {t}.revision + 1 ELSE excluded.revision END"
             )),
         )
+        .value(
+            series_revision::Column::SettledRevision,
+            Expr::cust(format!("{t}.settled_revision + excluded.settled_revision")),
+        )
         .to_owned()
 }
 
-/// Gives each of `series` (symbol, interval code; sorted, each once) a new
-/// revision, in the transaction that writes their bars. In one order on
-/// every writer, after the bars, so replicas on one PostgreSQL queue.
-async fn bump_revisions<'a>(
-    transaction: &DatabaseTransaction,
-    series: impl Iterator<Item = (&'a str, &'a str)>,
+/// A written series: symbol, interval code, and whether the write touched
+/// a bar already closed.
+type WrittenSeries<'a> = (&'a str, &'a str, bool);
+
+/// Gives each of `series` (sorted, each once) a new revision, and those
+/// that touched a closed bar a new settled revision, in the transaction
+/// that writes their bars; returns the settled revisions those now have.
+/// In one order on every writer, after the bars, so replicas on one
+/// PostgreSQL queue.
+async fn bump_revisions(
+    connection: &impl ConnectionTrait,
+    series: &[WrittenSeries<'_>],
     now_ns: i64,
-) -> Result<(), DbErr> {
-    let rows: Vec<series_revision::ActiveModel> = series
-        .map(|(symbol, interval)| series_revision::ActiveModel {
+) -> Result<Vec<SettledRevision>, DbErr> {
+    let mut settled = Vec::new();
+    for chunk in series.chunks(ROWS_PER_STATEMENT) {
+        let rows = chunk.iter().map(|&(symbol, interval, touched_closed)| series_revision::ActiveModel {
             symbol: Set(symbol.to_owned()),
             interval: Set(interval.to_owned()),
             revision: Set(now_ns),
-        })
-        .collect();
-    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-        series_revision::Entity::insert_many(chunk.to_vec())
+            settled_revision: Set(i64::from(touched_closed)),
+        });
+        let stored = series_revision::Entity::insert_many(rows)
             .on_conflict(revision_bump())
-            .exec_without_returning(transaction)
+            .exec_with_returning(connection)
             .await?;
+        settled.extend(
+            stored
+                .into_iter()
+                .filter(|row| {
+                    chunk.iter().any(|&(symbol, interval, touched_closed)| {
+                        touched_closed && (symbol, interval) == (row.symbol.as_str(), row.interval.as_str())
+                    })
+                })
+                .map(|row| SettledRevision {
+                    symbol: row.symbol,
+                    interval: row.interval,
+                    settled_revision: row.settled_revision,
+                }),
+        );
     }
-    Ok(())
+    Ok(settled)
+}
+
+/// A series' settled revision after a write that raised it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettledRevision {
+    pub symbol: String,
+    /// The interval's code.
+    pub interval: String,
+    pub settled_revision: i64,
+}
+
+/// The written series (sorted, each once), each flagged when one of its
+/// bars was closed at `now_ns`.
+fn written_series(candles: &[candle::Model], now_ns: i64) -> Vec<WrittenSeries<'_>> {
+    let mut series: Vec<WrittenSeries<'_>> = Vec::new();
+    let mut sorted: Vec<&candle::Model> = candles.iter().collect();
+    sorted.sort_unstable_by(|a, b| (&a.symbol, &a.interval).cmp(&(&b.symbol, &b.interval)));
+    for row in sorted {
+        let closed =
+            interval::parse(&row.interval).is_some_and(|interval| bar_is_closed(interval, row.open_time, now_ns));
+        match series.last_mut() {
+            Some((symbol, interval, touched_closed))
+                if (*symbol, *interval) == (row.symbol.as_str(), row.interval.as_str()) =>
+            {
+                *touched_closed |= closed;
+            }
+            _ => series.push((&row.symbol, &row.interval, closed)),
+        }
+    }
+    series
 }
 
 fn quote_merge() -> OnConflict {
@@ -111,6 +168,8 @@ pub struct Written {
     /// The identified trades not applied, being repeats, with their
     /// positions in the batch's identified list.
     pub duplicates: Vec<(usize, IdentifiedTrade)>,
+    /// The series whose settled revision the write raised.
+    pub settled: Vec<SettledRevision>,
 }
 
 #[derive(Clone)]
@@ -144,8 +203,12 @@ impl Store {
             batch.settle(&already_applied)
         };
         let (bars, quotes) = (&batch.bars, &batch.quotes);
-        let mut written =
-            Written { candles: Vec::with_capacity(bars.len()), quotes: Vec::with_capacity(quotes.len()), duplicates };
+        let mut written = Written {
+            candles: Vec::with_capacity(bars.len()),
+            quotes: Vec::with_capacity(quotes.len()),
+            duplicates,
+            settled: Vec::new(),
+        };
         // Rows in one order on every writer, so concurrent upserts of the
         // same bars (replicas on one PostgreSQL) queue instead of deadlocking.
         let mut bars: Vec<_> = bars.iter().collect();
@@ -162,11 +225,11 @@ impl Store {
                 .await?;
             written.candles.extend(rows);
         }
-        let mut series: Vec<(&str, &str)> =
-            written.candles.iter().map(|row| (row.symbol.as_str(), row.interval.as_str())).collect();
-        series.sort_unstable();
-        series.dedup();
-        bump_revisions(&transaction, series.into_iter(), applied_ns).await?;
+        // Which bars are closed is decided here, before the commit; see
+        // the check after it.
+        let decided_ns = now_ns();
+        let series = written_series(&written.candles, decided_ns);
+        written.settled = bump_revisions(&transaction, &series, applied_ns).await?;
         let quote_rows: Vec<quote::ActiveModel> =
             quotes.into_iter().map(|(symbol, state)| quote_row(symbol, state)).collect();
         for chunk in quote_rows.chunks(ROWS_PER_STATEMENT) {
@@ -177,6 +240,25 @@ impl Store {
             written.quotes.extend(rows);
         }
         transaction.commit().await?;
+        // A commit slower than half the settle margin after the decision: a
+        // bar judged open then may be settled, and cached by a reader from
+        // before this commit, by now. Those series' settled revisions rise
+        // again, before the write is acknowledged.
+        let committed_ns = now_ns();
+        if committed_ns - decided_ns > SETTLE_MARGIN_NS / 2 {
+            let late: Vec<WrittenSeries<'_>> = written_series(&written.candles, committed_ns)
+                .into_iter()
+                .filter(|&(symbol, interval, closed)| {
+                    closed
+                        && !written
+                            .settled
+                            .iter()
+                            .any(|settled| (settled.symbol.as_str(), settled.interval.as_str()) == (symbol, interval))
+                })
+                .collect();
+            let raised = bump_revisions(&self.db, &late, committed_ns).await?;
+            written.settled.extend(raised);
+        }
         Ok(written)
     }
 
@@ -205,16 +287,16 @@ impl Store {
         Ok(singles + in_runs.unwrap_or(0) as u64)
     }
 
-    /// The revision of `symbol`'s bars at `interval` (0 before their first
-    /// write): one primary-key read.
-    pub async fn series_revision(&self, symbol: &str, interval: Interval) -> Result<i64, DbErr> {
-        let revision = series_revision::Entity::find_by_id((symbol.to_owned(), code(interval).to_owned()))
+    /// The revision and the settled revision of `symbol`'s bars at
+    /// `interval` (0 before their first write): one primary-key read.
+    pub async fn series_revisions(&self, symbol: &str, interval: Interval) -> Result<(i64, i64), DbErr> {
+        let revisions = series_revision::Entity::find_by_id((symbol.to_owned(), code(interval).to_owned()))
             .select_only()
-            .column(series_revision::Column::Revision)
+            .columns([series_revision::Column::Revision, series_revision::Column::SettledRevision])
             .into_tuple()
             .one(&self.db)
             .await?;
-        Ok(revision.unwrap_or(0))
+        Ok(revisions.unwrap_or((0, 0)))
     }
 
     /// Bars of `symbol` at `interval` with `start <= open_time < end` and
@@ -265,9 +347,10 @@ impl Store {
         Ok(Some(convert::quote(&row, &days)))
     }
 
-    /// Stores imported bars, replacing any stored at the same open times, in
-    /// one transaction. Returns how many replaced a stored bar.
-    pub async fn import(&self, rows: Vec<candle::Model>) -> Result<u64, DbErr> {
+    /// Stores imported bars (of one series), replacing any stored at the
+    /// same open times, in one transaction. Returns how many replaced a
+    /// stored bar, and the series' new settled revision.
+    pub async fn import(&self, rows: &[candle::Model]) -> Result<(u64, Option<SettledRevision>), DbErr> {
         let transaction = self.db.begin().await?;
         // Take the write lock before reading: on SQLite (WAL) a transaction
         // that reads first cannot upgrade to a write once the writer has
@@ -299,12 +382,16 @@ impl Store {
             let active: Vec<candle::ActiveModel> = chunk.iter().cloned().map(Into::into).collect();
             candle::Entity::insert_many(active).on_conflict(replace).exec_without_returning(&transaction).await?;
         }
-        if let Some(first) = rows.first() {
-            bump_revisions(&transaction, std::iter::once((first.symbol.as_str(), first.interval.as_str())), now_ns())
-                .await?;
-        }
+        // An import may rewrite any bar: it always raises the settled revision.
+        let settled = match rows.first() {
+            Some(first) => {
+                let series = [(first.symbol.as_str(), first.interval.as_str(), true)];
+                bump_revisions(&transaction, &series, now_ns()).await?.pop()
+            }
+            None => None,
+        };
         transaction.commit().await?;
-        Ok(replaced)
+        Ok((replaced, settled))
     }
 }
 

@@ -20,6 +20,7 @@ use wizdata_common::{ApiError, ErrorCode};
 use wizdata_common::time::{now_ns, timestamp_from_ns};
 
 use crate::batch::{Batch, IdentifiedTrade, TradeEvent};
+use crate::candle_cache::{CandleCache, announce_settled};
 use crate::convert;
 use crate::entity::candle;
 use crate::events;
@@ -60,7 +61,13 @@ pub struct Writer {
 
 impl Writer {
     /// Starts the writer; trade ids are remembered for `dedupe_window`.
-    pub fn start(store: Store, quotes: QuoteCache, bus: Bus, dedupe_window: Duration) -> (Self, Vec<JoinHandle<()>>) {
+    pub fn start(
+        store: Store,
+        quotes: QuoteCache,
+        candles: CandleCache,
+        bus: Bus,
+        dedupe_window: Duration,
+    ) -> (Self, Vec<JoinHandle<()>>) {
         // Exported at zero, so `rate()` and alerts see the series from the start.
         metrics::counter!("marketdata_commits_total").increment(0);
         metrics::counter!("marketdata_candles_written_total").increment(0);
@@ -68,7 +75,7 @@ impl Writer {
         let (commands, queue) = mpsc::channel(QUEUE);
         let (publish, to_publish) = mpsc::channel(PUBLISH_QUEUE);
         let dedupe_window_ns = i64::try_from(dedupe_window.as_nanos()).unwrap_or(i64::MAX);
-        let worker = Worker { store, quotes, publish, open_bars: OpenBars::default(), dedupe_window_ns };
+        let worker = Worker { store, quotes, candles, publish, open_bars: OpenBars::default(), dedupe_window_ns };
         let tasks = vec![tokio::spawn(worker.run(queue)), tokio::spawn(publish_loop(bus, to_publish))];
         (Self { commands }, tasks)
     }
@@ -101,6 +108,9 @@ pub async fn acknowledged(ack: Ack) -> Result<Vec<IdentifiedTrade>, ApiError> {
 struct Worker {
     store: Store,
     quotes: QuoteCache,
+    /// Settled bars this write changed are applied here before the write
+    /// is acknowledged, and announced to the other replicas.
+    candles: CandleCache,
     publish: mpsc::Sender<Vec<(String, Bytes)>>,
     /// The newest bar of each series still open by the wall clock: announced
     /// closed when its time is up.
@@ -226,6 +236,7 @@ impl Worker {
             }
             metrics::counter!("marketdata_commits_total").increment(1);
             metrics::counter!("marketdata_candles_written_total").increment(written.candles.len() as u64);
+            messages.extend(announce_settled(&self.candles, &written.settled, &written.candles, now_ns()));
             changed.extend(written.quotes.iter().map(|row| Arc::<str>::from(row.symbol.as_str())));
             refresh.extend(changed.iter().cloned());
             messages.extend(trade_messages(std::mem::take(&mut batch.trades)));

@@ -122,54 +122,117 @@ pub async fn ingest(channel: Channel, bench: IngestBench) -> anyhow::Result<()> 
     Ok(())
 }
 
-/// Imports `bars` 1m bars, then times GetCandles returning all of them.
+/// Imports `bars` 1m bars, then times GetCandles returning all of them and
+/// ComputeIndicators (RSI, MACD and BBANDS) over them: cold, each call after
+/// a write into a settled bar (which makes the next read go to the
+/// database, and the next computation miss), and warm, calls in a row.
 pub async fn candles(channel: Channel, bench: CandlesBench) -> anyhow::Result<()> {
-    let mut client =
-        MarketDataServiceClient::new(channel).max_decoding_message_size(64 << 20).max_encoding_message_size(64 << 20);
+    use wizdata::indicator::v1::indicator_service_client::IndicatorServiceClient;
+    use wizdata::indicator::v1::{ComputeIndicatorsRequest, IndicatorSpec};
+
+    let mut client = MarketDataServiceClient::new(channel.clone())
+        .max_decoding_message_size(64 << 20)
+        .max_encoding_message_size(64 << 20);
     let start = (chrono::Utc::now().timestamp() / 60 - bench.bars as i64 - 1) * 60;
-    let history: Vec<Candle> = (0..bench.bars)
-        .map(|i| Candle {
-            open_time: Some(prost_types::Timestamp { seconds: start + i as i64 * 60, nanos: 0 }),
-            open: 10.0,
-            high: 11.0,
-            low: 9.0,
-            close: 10.5,
-            volume: 1000.0,
-            ..Default::default()
-        })
-        .collect();
+    let bar = |i: usize| Candle {
+        open_time: Some(prost_types::Timestamp { seconds: start + i as i64 * 60, nanos: 0 }),
+        open: 10.0 + (i % 7) as f64,
+        high: 18.0,
+        low: 9.0,
+        close: 10.5 + (i % 5) as f64,
+        volume: 1000.0,
+        ..Default::default()
+    };
+    let history: Vec<Candle> = (0..bench.bars).map(bar).collect();
     wizdata_market_data::history::import(&mut client, &bench.symbol, Interval::OneMinute, history).await?;
+    let range = Some(prost_types::Timestamp { seconds: start, nanos: 0 });
     let request = GetCandlesRequest {
         symbol: bench.symbol.clone(),
         interval: Interval::OneMinute as i32,
-        start_time: Some(prost_types::Timestamp { seconds: start, nanos: 0 }),
+        start_time: range,
         page_size: bench.bars as i32,
         ..Default::default()
     };
-    let mut latencies = Vec::with_capacity(bench.calls);
-    for _ in 0..bench.calls {
-        let sent = Instant::now();
-        let answer = client.get_candles(request.clone()).await?.into_inner();
-        latencies.push(sent.elapsed());
-        anyhow::ensure!(
-            answer.candles.len() == bench.bars,
-            "expected {} bars, got {}",
-            bench.bars,
-            answer.candles.len()
-        );
+    // The first bar written again as it is: a write into a settled bar.
+    let (rewrite, symbol) = (client.clone(), bench.symbol.clone());
+    let touch = move || {
+        let (mut client, symbol) = (rewrite.clone(), symbol.clone());
+        async move { wizdata_market_data::history::import(&mut client, &symbol, Interval::OneMinute, vec![bar(0)]).await }
+    };
+
+    let get_candles = |client: &mut MarketDataServiceClient<Channel>| {
+        let mut client = client.clone();
+        let request = request.clone();
+        let bars = bench.bars;
+        async move {
+            let sent = Instant::now();
+            let answer = client.get_candles(request).await?.into_inner();
+            anyhow::ensure!(answer.candles.len() == bars, "expected {bars} bars, got {}", answer.candles.len());
+            Ok(sent.elapsed())
+        }
+    };
+    let cold_calls = bench.calls.min(50);
+    let mut cold = Vec::with_capacity(cold_calls);
+    for _ in 0..cold_calls {
+        touch().await?;
+        cold.push(get_candles(&mut client).await?);
     }
+    let mut warm = Vec::with_capacity(bench.calls);
+    for _ in 0..bench.calls {
+        warm.push(get_candles(&mut client).await?);
+    }
+    report(&format!("get_candles, {} bars per call, cold (after a write into a settled bar)", bench.bars), cold);
+    report(&format!("get_candles, {} bars per call, warm", bench.bars), warm);
+
+    let indicators = IndicatorServiceClient::new(channel).max_decoding_message_size(64 << 20);
+    let spec = |name: &str| IndicatorSpec { name: name.into(), parameters: Default::default() };
+    let compute = ComputeIndicatorsRequest {
+        symbol: bench.symbol.clone(),
+        interval: Interval::OneMinute as i32,
+        start_time: range,
+        end_time: None,
+        indicators: vec![spec("RSI"), spec("MACD"), spec("BBANDS")],
+    };
+    let compute_once = || {
+        let (mut indicators, compute) = (indicators.clone(), compute.clone());
+        async move {
+            let sent = Instant::now();
+            let answer = indicators.compute_indicators(compute).await?.into_inner();
+            anyhow::ensure!(
+                answer.times.len() == bench.bars,
+                "expected {} bars, got {}",
+                bench.bars,
+                answer.times.len()
+            );
+            Ok::<_, anyhow::Error>(sent.elapsed())
+        }
+    };
+    let mut misses = Vec::with_capacity(cold_calls);
+    for _ in 0..cold_calls {
+        touch().await?;
+        misses.push(compute_once().await?);
+    }
+    let mut hits = Vec::with_capacity(bench.calls);
+    for _ in 0..bench.calls {
+        hits.push(compute_once().await?);
+    }
+    report(&format!("compute_indicators RSI+MACD+BBANDS over {} bars, a miss (after a write)", bench.bars), misses);
+    report(&format!("compute_indicators RSI+MACD+BBANDS over {} bars, a hit", bench.bars), hits);
+    Ok(())
+}
+
+/// Prints the round trips' p50, p99 and max.
+fn report(what: &str, mut latencies: Vec<Duration>) {
     latencies.sort();
     let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q).round() as usize];
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     println!(
-        "get_candles: {} bars per call, {} calls, round trip p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
-        bench.bars,
-        bench.calls,
+        "{what}: {} calls, round trip p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        latencies.len(),
         ms(at(0.5)),
         ms(at(0.99)),
         ms(*latencies.last().expect("at least one call"))
     );
-    Ok(())
 }
 
 #[derive(clap::Args, Debug)]

@@ -1,6 +1,7 @@
 //! Series revisions: every write to a symbol's bars at an interval gives
 //! them a new, larger revision; nothing else does. GetCandles carries the
-//! revision it read before its candles.
+//! revision it read before its candles, and serves settled bars from a
+//! cache that no write, on any replica, leaves stale.
 
 use super::*;
 use wizdata_test_support::identified_trade;
@@ -10,6 +11,19 @@ async fn revision(client: &mut Client, symbol: &str, interval: Interval) -> u64 
     let answer = client.get_series_revision(request).await.unwrap().into_inner();
     assert_eq!((answer.symbol.as_str(), answer.interval), (symbol, interval as i32));
     answer.revision
+}
+
+/// A bar as an import sends it: close 1.5.
+fn imported_bar(open_time: i64) -> Candle {
+    Candle {
+        open_time: Some(at(open_time)),
+        open: 1.0,
+        high: 2.0,
+        low: 0.5,
+        close: 1.5,
+        volume: 3.0,
+        ..Default::default()
+    }
 }
 
 #[tokio::test]
@@ -38,15 +52,7 @@ async fn every_write_to_a_series_and_only_a_write_gives_it_a_larger_revision() {
     seen.push(revision(&mut client, "AAPL", Interval::OneMinute).await);
     ingest(&mut client, vec![vec![trade_at(30, 99.0, "4")]]).await.unwrap();
     seen.push(revision(&mut client, "AAPL", Interval::OneMinute).await);
-    let bar = Candle {
-        open_time: Some(at(BASE + 120)),
-        open: 1.0,
-        high: 2.0,
-        low: 0.5,
-        close: 1.5,
-        volume: 3.0,
-        ..Default::default()
-    };
+    let bar = imported_bar(BASE + 120);
     import(&mut client, "AAPL", Interval::OneMinute, vec![bar]).await.unwrap();
     seen.push(revision(&mut client, "AAPL", Interval::OneMinute).await);
     assert!(seen.windows(2).all(|pair| pair[0] < pair[1]), "strictly growing: {seen:?}");
@@ -80,4 +86,61 @@ async fn bad_revision_requests() {
     let status = client.get_series_revision(unknown).await.unwrap_err();
     assert_eq!(status.code(), Code::NotFound);
     assert_eq!(status.get_details_resource_info().unwrap().resource_name, "NOPE");
+}
+
+/// Two replicas on one database (and one Redis, when the tests have one):
+/// a write through one is in the other's next GetCandles once acknowledged,
+/// though the other had the bar cached; never an older bar.
+#[tokio::test]
+async fn a_replica_never_serves_a_bar_older_than_another_replicas_acknowledged_write() {
+    let first = TestMesh::all().await;
+    let shared_redis: Vec<String> =
+        first.redis.as_ref().map(wizdata_common::testing::TestRedis::args).unwrap_or_default();
+    let flags: Vec<&str> = shared_redis.iter().map(String::as_str).collect();
+    let second = TestMesh::serve("all").database(first.database()).flags(&flags).start().await;
+    let ticks: Vec<Tick> = (0..10).map(|minute| trade("GOOGL", BASE + minute * 60 + 10, 100.0, 1.0)).collect();
+    ingest(&mut first.market_data().await, vec![ticks]).await.unwrap();
+    let range = candles_request("GOOGL", Interval::OneMinute, BASE, BASE + 600);
+    let closes = |candles: Vec<Candle>| candles.iter().map(|candle| candle.close).collect::<Vec<_>>();
+    let (mut writer, mut reader) = (first.market_data().await, second.market_data().await);
+    // The reader's first read fills its cache; the next ones may come from it.
+    assert_eq!(closes(all_candles(&mut reader, range.clone(), 1000).await), [100.0; 10]);
+    let mut expected = [100.0; 10];
+    for minute in 0..10 {
+        // A late trade into a long closed bar, after its last one: its close.
+        let late = trade("GOOGL", BASE + minute * 60 + 50, 200.0 + minute as f64, 1.0);
+        ingest(&mut writer, vec![vec![late]]).await.unwrap();
+        expected[minute as usize] = 200.0 + minute as f64;
+        assert_eq!(closes(all_candles(&mut reader, range.clone(), 1000).await), expected, "after write {minute}");
+        assert_eq!(closes(all_candles(&mut reader, range.clone(), 3).await), expected, "in pages of 3");
+    }
+    // And an import through the reader, read through the writer.
+    let bar = imported_bar(BASE);
+    all_candles(&mut writer, range.clone(), 1000).await;
+    import(&mut reader, "GOOGL", Interval::OneMinute, vec![bar]).await.unwrap();
+    expected[0] = 1.5;
+    assert_eq!(closes(all_candles(&mut writer, range, 1000).await), expected);
+}
+
+/// A cache with room for four bars keeps evicting series and still answers
+/// every read exactly.
+#[tokio::test]
+async fn a_cache_at_its_size_limit_evicts_and_answers_correctly() {
+    let mesh = TestMesh::all_with(&["--candle-cache-bars", "4"]).await;
+    let mut client = mesh.market_data().await;
+    let symbols = ["AAPL", "MSFT", "GOOGL"];
+    for (index, symbol) in symbols.iter().enumerate() {
+        let ticks =
+            (0..3).map(|minute| trade(symbol, BASE + minute * 60, (10 + index * 10) as f64 + minute as f64, 1.0));
+        ingest(&mut client, vec![ticks.collect()]).await.unwrap();
+    }
+    for round in 0..3 {
+        for (index, symbol) in symbols.iter().enumerate() {
+            let candles =
+                all_candles(&mut client, candles_request(symbol, Interval::OneMinute, BASE, BASE + 180), 2).await;
+            let closes: Vec<f64> = candles.iter().map(|candle| candle.close).collect();
+            let base = (10 + index * 10) as f64;
+            assert_eq!(closes, [base, base + 1.0, base + 2.0], "{symbol}, round {round}");
+        }
+    }
 }
