@@ -85,8 +85,11 @@ image:
 	docker build -t $(IMAGE) .
 
 ## bench: release build, a fresh mesh on SQLite, then the load generators
-## (numbers go in BENCHMARKS.md; timings are never asserted in tests)
+## (numbers go in BENCHMARKS.md; timings are never asserted in tests); with
+## BENCH_DATABASE_URL set (a PostgreSQL database), the candle reads again on it
 BENCH_ADDR := 127.0.0.1:50151
+BENCH_PG_ADDR := 127.0.0.1:50153
+BENCH_PG_METRICS := 127.0.0.1:9466
 bench:
 	$(CARGO) build --release -p wizdata-mesh --bin wizdata
 	@data=$$(mktemp -d); \
@@ -98,6 +101,15 @@ bench:
 	target/release/wizdata bench --target http://$(BENCH_ADDR) --api-key $$key ingest && \
 	target/release/wizdata bench --target http://$(BENCH_ADDR) --api-key $$key ingest --trade-ids --passes 2 && \
 	target/release/wizdata bench --target http://$(BENCH_ADDR) --api-key $$key candles
+	@if [ -n "$(BENCH_DATABASE_URL)" ]; then \
+		target/release/wizdata serve all --grpc-addr $(BENCH_PG_ADDR) --metrics-addr $(BENCH_PG_METRICS) \
+			--database-url "$(BENCH_DATABASE_URL)" --simulated-feed false --with-gateway false --log-filter warn & server=$$!; \
+		trap 'kill $$server; wait $$server' EXIT; \
+		sleep 2; \
+		key=$$(target/release/wizdata keys create --database-url "$(BENCH_DATABASE_URL)" --name bench --scopes all --tier internal); \
+		echo "on PostgreSQL:"; \
+		target/release/wizdata bench --target http://$(BENCH_PG_ADDR) --api-key $$key candles --metrics-addr $(BENCH_PG_METRICS); \
+	fi
 
 ## bench-indicators: ns/bar of every indicator over 1,000,000 bars (criterion),
 ## next to TA-Lib's, Tulip's and kand's on the same bars timed in the same run,

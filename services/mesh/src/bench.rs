@@ -48,6 +48,68 @@ pub struct CandlesBench {
     /// The symbol to import the bars under.
     #[arg(long, default_value = "NPN")]
     pub symbol: String,
+    /// The mesh's metrics address: each phase's mean server time is read
+    /// off its `grpc_server_handling_seconds` (sum and count) before and after.
+    #[arg(long, default_value = "127.0.0.1:9464")]
+    pub metrics_addr: std::net::SocketAddr,
+}
+
+/// The total and count of `method`'s handling time as the service measured
+/// it, from the Prometheus text at `metrics_addr`.
+async fn server_seconds(metrics_addr: std::net::SocketAddr, method: &str) -> anyhow::Result<(f64, f64)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(metrics_addr).await?;
+    stream.write_all(b"GET /metrics HTTP/1.0\r\nHost: metrics\r\n\r\n").await?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text).await?;
+    let value = |name: &str| {
+        text.lines()
+            .filter(|line| {
+                line.starts_with(name)
+                    && line.contains(&format!("grpc_method=\"{method}\""))
+                    && line.contains("component=\"service\"")
+            })
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>()
+    };
+    Ok((value("grpc_server_handling_seconds_sum"), value("grpc_server_handling_seconds_count")))
+}
+
+/// Times `calls` of `call` (after `before` each, untimed) and reports the
+/// round trips and the mean server time of `method` meanwhile.
+async fn phase<Before, Call>(
+    what: &str,
+    method: &str,
+    metrics_addr: std::net::SocketAddr,
+    calls: usize,
+    mut before: impl FnMut() -> Before,
+    mut call: impl FnMut() -> Call,
+) -> anyhow::Result<()>
+where
+    Before: std::future::Future<Output = anyhow::Result<()>>,
+    Call: std::future::Future<Output = anyhow::Result<Duration>>,
+{
+    let mut latencies = Vec::with_capacity(calls);
+    let (mut server_total, mut served) = (0.0, 0.0);
+    for _ in 0..calls {
+        before().await?;
+        let (total, count) = server_seconds(metrics_addr, method).await?;
+        latencies.push(call().await?);
+        let (total_after, count_after) = server_seconds(metrics_addr, method).await?;
+        server_total += total_after - total;
+        served += count_after - count;
+    }
+    latencies.sort();
+    let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q).round() as usize];
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    println!(
+        "{what}: {calls} calls, round trip p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms; server time mean {:.2} ms",
+        ms(at(0.5)),
+        ms(at(0.99)),
+        ms(*latencies.last().expect("at least one call")),
+        server_total / served.max(1.0) * 1000.0
+    );
+    Ok(())
 }
 
 /// Sends `ticks` trades over `streams` concurrent calls and reports ticks/s
@@ -122,20 +184,28 @@ pub async fn ingest(channel: Channel, bench: IngestBench) -> anyhow::Result<()> 
     Ok(())
 }
 
-/// Imports `bars` 1m bars, then times GetCandles returning all of them and
-/// ComputeIndicators (RSI, MACD and BBANDS) over them: cold, each call after
-/// a write into a settled bar (which makes the next read go to the
-/// database, and the next computation miss), and warm, calls in a row.
+/// Imports 1m bars, then times GetCandles of `bars` of them and
+/// ComputeIndicators (RSI, MACD and BBANDS) over them. GetCandles cold: each
+/// call starts a bar earlier than any before it, so its bars are not cached
+/// yet and come from the database; warm: calls in a row over the same bars.
+/// ComputeIndicators on a miss: each call after a write into a settled bar
+/// (a new revision: computed again, over candles the write left cached); on
+/// a hit: calls in a row.
 pub async fn candles(channel: Channel, bench: CandlesBench) -> anyhow::Result<()> {
+    use std::cell::Cell;
+
     use wizdata::indicator::v1::indicator_service_client::IndicatorServiceClient;
     use wizdata::indicator::v1::{ComputeIndicatorsRequest, IndicatorSpec};
 
     let mut client = MarketDataServiceClient::new(channel.clone())
         .max_decoding_message_size(64 << 20)
         .max_encoding_message_size(64 << 20);
-    let start = (chrono::Utc::now().timestamp() / 60 - bench.bars as i64 - 1) * 60;
+    let (bars, metrics) = (bench.bars, bench.metrics_addr);
+    let cold_calls = bench.calls.min(50);
+    let start = (chrono::Utc::now().timestamp() / 60 - (bars + cold_calls) as i64 - 1) * 60;
+    let open_time = |i: usize| Some(prost_types::Timestamp { seconds: start + i as i64 * 60, nanos: 0 });
     let bar = |i: usize| Candle {
-        open_time: Some(prost_types::Timestamp { seconds: start + i as i64 * 60, nanos: 0 }),
+        open_time: open_time(i),
         open: 10.0 + (i % 7) as f64,
         high: 18.0,
         low: 9.0,
@@ -143,27 +213,18 @@ pub async fn candles(channel: Channel, bench: CandlesBench) -> anyhow::Result<()
         volume: 1000.0,
         ..Default::default()
     };
-    let history: Vec<Candle> = (0..bench.bars).map(bar).collect();
+    let history: Vec<Candle> = (0..bars + cold_calls).map(bar).collect();
     wizdata_market_data::history::import(&mut client, &bench.symbol, Interval::OneMinute, history).await?;
-    let range = Some(prost_types::Timestamp { seconds: start, nanos: 0 });
-    let request = GetCandlesRequest {
-        symbol: bench.symbol.clone(),
-        interval: Interval::OneMinute as i32,
-        start_time: range,
-        page_size: bench.bars as i32,
-        ..Default::default()
-    };
-    // The first bar written again as it is: a write into a settled bar.
-    let (rewrite, symbol) = (client.clone(), bench.symbol.clone());
-    let touch = move || {
-        let (mut client, symbol) = (rewrite.clone(), symbol.clone());
-        async move { wizdata_market_data::history::import(&mut client, &symbol, Interval::OneMinute, vec![bar(0)]).await }
-    };
-
-    let get_candles = |client: &mut MarketDataServiceClient<Channel>| {
+    // `bars` bars from bar `first` on.
+    let read_from = |first: usize| {
         let mut client = client.clone();
-        let request = request.clone();
-        let bars = bench.bars;
+        let request = GetCandlesRequest {
+            symbol: bench.symbol.clone(),
+            interval: Interval::OneMinute as i32,
+            start_time: open_time(first),
+            page_size: bars as i32,
+            ..Default::default()
+        };
         async move {
             let sent = Instant::now();
             let answer = client.get_candles(request).await?.into_inner();
@@ -171,25 +232,32 @@ pub async fn candles(channel: Channel, bench: CandlesBench) -> anyhow::Result<()
             Ok(sent.elapsed())
         }
     };
-    let cold_calls = bench.calls.min(50);
-    let mut cold = Vec::with_capacity(cold_calls);
-    for _ in 0..cold_calls {
-        touch().await?;
-        cold.push(get_candles(&mut client).await?);
-    }
-    let mut warm = Vec::with_capacity(bench.calls);
-    for _ in 0..bench.calls {
-        warm.push(get_candles(&mut client).await?);
-    }
-    report(&format!("get_candles, {} bars per call, cold (after a write into a settled bar)", bench.bars), cold);
-    report(&format!("get_candles, {} bars per call, warm", bench.bars), warm);
+    let earliest = Cell::new(cold_calls);
+    let cold_read = || {
+        earliest.set(earliest.get() - 1);
+        read_from(earliest.get())
+    };
+    let nothing = || async { Ok(()) };
+    let cold = format!("get_candles, {bars} bars per call, cold (not cached yet)");
+    phase(&cold, "GetCandles", metrics, cold_calls, nothing, cold_read).await?;
+    let warm = format!("get_candles, {bars} bars per call, warm");
+    phase(&warm, "GetCandles", metrics, bench.calls, nothing, || read_from(cold_calls)).await?;
 
+    // The first bar written again as it is: a write into a settled bar.
+    let (rewrite, symbol) = (client.clone(), bench.symbol.clone());
+    let touched = move || {
+        let (mut client, symbol) = (rewrite.clone(), symbol.clone());
+        async move {
+            wizdata_market_data::history::import(&mut client, &symbol, Interval::OneMinute, vec![bar(0)]).await?;
+            Ok(())
+        }
+    };
     let indicators = IndicatorServiceClient::new(channel).max_decoding_message_size(64 << 20);
     let spec = |name: &str| IndicatorSpec { name: name.into(), parameters: Default::default() };
     let compute = ComputeIndicatorsRequest {
         symbol: bench.symbol.clone(),
         interval: Interval::OneMinute as i32,
-        start_time: range,
+        start_time: open_time(cold_calls),
         end_time: None,
         indicators: vec![spec("RSI"), spec("MACD"), spec("BBANDS")],
     };
@@ -198,42 +266,17 @@ pub async fn candles(channel: Channel, bench: CandlesBench) -> anyhow::Result<()
         async move {
             let sent = Instant::now();
             let answer = indicators.compute_indicators(compute).await?.into_inner();
-            anyhow::ensure!(
-                answer.times.len() == bench.bars,
-                "expected {} bars, got {}",
-                bench.bars,
-                answer.times.len()
-            );
-            Ok::<_, anyhow::Error>(sent.elapsed())
+            anyhow::ensure!(answer.times.len() == bars, "expected {bars} bars, got {}", answer.times.len());
+            Ok(sent.elapsed())
         }
     };
-    let mut misses = Vec::with_capacity(cold_calls);
-    for _ in 0..cold_calls {
-        touch().await?;
-        misses.push(compute_once().await?);
-    }
-    let mut hits = Vec::with_capacity(bench.calls);
-    for _ in 0..bench.calls {
-        hits.push(compute_once().await?);
-    }
-    report(&format!("compute_indicators RSI+MACD+BBANDS over {} bars, a miss (after a write)", bench.bars), misses);
-    report(&format!("compute_indicators RSI+MACD+BBANDS over {} bars, a hit", bench.bars), hits);
+    let miss = format!("compute_indicators RSI+MACD+BBANDS over {bars} bars, a miss (after a write)");
+    phase(&miss, "ComputeIndicators", metrics, cold_calls, touched, compute_once).await?;
+    let hit = format!("compute_indicators RSI+MACD+BBANDS over {bars} bars, a hit");
+    phase(&hit, "ComputeIndicators", metrics, bench.calls, nothing, compute_once).await?;
     Ok(())
 }
 
-/// Prints the round trips' p50, p99 and max.
-fn report(what: &str, mut latencies: Vec<Duration>) {
-    latencies.sort();
-    let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q).round() as usize];
-    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-    println!(
-        "{what}: {} calls, round trip p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
-        latencies.len(),
-        ms(at(0.5)),
-        ms(at(0.99)),
-        ms(*latencies.last().expect("at least one call"))
-    );
-}
 
 #[derive(clap::Args, Debug)]
 pub struct SubscribeBench {
