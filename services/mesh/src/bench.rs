@@ -277,7 +277,6 @@ pub async fn candles(channel: Channel, bench: CandlesBench) -> anyhow::Result<()
     Ok(())
 }
 
-
 #[derive(clap::Args, Debug)]
 pub struct SubscribeBench {
     /// Concurrent Subscribe streams, each on one symbol's trades.
