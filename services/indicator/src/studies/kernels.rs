@@ -45,6 +45,11 @@ fn output_room(count: usize, begin: usize) -> Vec<f64> {
 /// once, in order.
 const CHUNK: usize = 256;
 
+/// Positions `0..count` cut into chunks of at most [`CHUNK`].
+fn chunks(count: usize) -> impl Iterator<Item = Range<usize>> {
+    (0..count).step_by(CHUNK).map(move |start| start..(start + CHUNK).min(count))
+}
+
 /// Appends the smoothing of `count` inputs to `out`, a chunk at a time:
 /// `fill` writes the chunk's inputs (positions from 0) into a buffer; they
 /// are weighted in a loop the compiler vectorises, then smoothed where
@@ -58,9 +63,9 @@ fn extend_smoothed(
     mut fill: impl FnMut(Range<usize>, &mut [f64]),
 ) {
     let mut buffer = [0.0; CHUNK];
-    for start in (0..count).step_by(CHUNK) {
-        let chunk = &mut buffer[..CHUNK.min(count - start)];
-        fill(start..start + chunk.len(), chunk);
+    for at in chunks(count) {
+        let chunk = &mut buffer[..at.len()];
+        fill(at, chunk);
         for value in chunk.iter_mut() {
             *value *= weight;
         }
@@ -404,19 +409,36 @@ fn for_each_extremes(high: &[f64], low: &[f64], period: usize, mut each: impl Fn
     }
 }
 
+/// `value(highest, lowest, close)` for each bar from the first full window
+/// of `period` bars on, in order: what WILLR and STOCH's %K make of the
+/// window extremes.
+#[inline(always)]
+fn over_window_extremes(
+    high: &[f64],
+    low: &[f64],
+    close: &[f64],
+    period: usize,
+    value: impl Fn(f64, f64, f64) -> f64,
+) -> Vec<f64> {
+    let count = close.len();
+    let mut out = output_room(count, (period - 1).min(count));
+    for_each_extremes(&high[..count], &low[..count], period, |end, highest, lowest| {
+        let close = &close[end..end + highest.len()];
+        out.extend(
+            highest.iter().zip(lowest).zip(close).map(|((highest, lowest), close)| value(*highest, *lowest, *close)),
+        );
+    });
+    out
+}
+
 /// Williams' %R over `period` bars. One division a bar where the machine
 /// makes two (the range over -100, then the distance over that): the same
 /// value within an ulp or two.
 pub fn willr(high: &[f64], low: &[f64], close: &[f64], period: usize) -> Series {
-    let count = close.len();
-    let begin = (period - 1).min(count);
-    let mut out = output_room(count, begin);
-    for_each_extremes(&high[..count], &low[..count], period, |end, highest, lowest| {
-        let close = &close[end..end + highest.len()];
-        out.extend(highest.iter().zip(lowest).zip(close).map(|((highest, lowest), close)| {
-            let range = highest - lowest;
-            if range != 0.0 { (highest - close) / range * -100.0 } else { 0.0 }
-        }));
+    let begin = (period - 1).min(close.len());
+    let out = over_window_extremes(high, low, close, period, |highest, lowest, close| {
+        let range = highest - lowest;
+        if range != 0.0 { (highest - close) / range * -100.0 } else { 0.0 }
     });
     (begin, out)
 }
@@ -426,16 +448,10 @@ pub fn willr(high: &[f64], low: &[f64], close: &[f64], period: usize) -> Series 
 /// kept as running sums (WMA's) turns a last-bit difference in its input
 /// into a residue where the machine has exactly zero.
 pub fn fast_k(high: &[f64], low: &[f64], close: &[f64], fast_k: usize) -> Vec<f64> {
-    let count = close.len();
-    let mut out = output_room(count, (fast_k - 1).min(count));
-    for_each_extremes(&high[..count], &low[..count], fast_k, |end, highest, lowest| {
-        let close = &close[end..end + highest.len()];
-        out.extend(highest.iter().zip(lowest).zip(close).map(|((highest, lowest), close)| {
-            let range = (highest - lowest) / 100.0;
-            if range != 0.0 { (close - lowest) / range } else { 0.0 }
-        }));
-    });
-    out
+    over_window_extremes(high, low, close, fast_k, |highest, lowest, close| {
+        let range = (highest - lowest) / 100.0;
+        if range != 0.0 { (close - lowest) / range } else { 0.0 }
+    })
 }
 
 /// Bollinger Bands around an SMA middle, fused in one pass: the running
@@ -459,8 +475,7 @@ pub fn bbands_sma(close: &[f64], period: usize, deviations_up: f64, deviations_d
     let (entering, leaving) = (&close[begin..], &close[..count - begin]);
     let [upper, middle, lower] = &mut outputs;
     let mut deviations = [0.0; CHUNK];
-    for start in (0..count - begin).step_by(CHUNK) {
-        let chunk = start..(start + CHUNK).min(count - begin);
+    for chunk in chunks(count - begin) {
         let deviations = &mut deviations[..chunk.len()];
         // The running sums, a chain from bar to bar: the chunk's means,
         // appended to the middle band, and its variances ...
@@ -523,8 +538,7 @@ pub fn macd(close: &[f64], fast: usize, slow: usize, signal: usize) -> (usize, [
     let rest = &close[begin + 1..];
     let [lines, signals, histogram] = &mut outputs;
     let mut signal_buffer = [0.0; CHUNK];
-    for start in (0..rest.len()).step_by(CHUNK) {
-        let chunk = start..(start + CHUNK).min(rest.len());
+    for chunk in chunks(rest.len()) {
         let chunk_signals = &mut signal_buffer[..chunk.len()];
         // The three chains, appending the lines and keeping the signals ...
         lines.extend(rest[chunk.clone()].iter().zip(chunk_signals.iter_mut()).map(|(value, signal_slot)| {
@@ -536,7 +550,7 @@ pub fn macd(close: &[f64], fast: usize, slow: usize, signal: usize) -> (usize, [
             line
         }));
         // ... then the histogram, in a loop the compiler vectorises.
-        let chunk = start + 1..chunk.end + 1;
+        let chunk = chunk.start + 1..chunk.end + 1;
         signals.extend_from_slice(chunk_signals);
         histogram.extend(lines[chunk].iter().zip(chunk_signals.iter()).map(|(line, signal)| line - signal));
     }
