@@ -284,12 +284,12 @@ impl Indicators {
         let identities: Vec<&str> = planned.iter().map(|planned| planned.configured.identity.as_str()).collect();
         let series = self.candles.revision(symbol, interval, deadline, caller).await?;
         let view = SeriesView::new(&series.symbol, interval, series.revision, start.as_ref(), &end);
-        let mut cached = match &view {
-            Some(view) => self.results.results(view, &identities).await,
-            None => vec![None; planned.len()],
+        let (mut cached, times) = match &view {
+            Some(view) => self.results.lookup(view, &identities).await,
+            None => (vec![None; planned.len()], None),
         };
-        if let Some(view) = view.as_ref().filter(|_| cached.iter().all(Option::is_some))
-            && let Some(times) = self.results.times(view).await
+        if let Some(times) = times
+            && cached.iter().all(Option::is_some)
         {
             metrics::counter!("indicator_series_cache_hits_total").increment(1);
             return Ok(answer(series.symbol, interval, times, cached, planned));
@@ -307,9 +307,8 @@ impl Indicators {
         let missing: Vec<usize> = (0..planned.len()).filter(|&index| cached[index].is_none()).collect();
         let computed = self.evaluate_all(missing.iter().map(|&index| planned[index].clone()).collect(), bars).await?;
         if let Some(view) = &fetched_view {
-            self.results.put_times(view, &times).await;
             let entries = missing.iter().map(|&index| identities[index]).zip(&computed).collect();
-            self.results.put_results(view, entries).await;
+            self.results.remember(view, &times, entries).await;
         }
         for (index, result) in missing.into_iter().zip(computed) {
             cached[index] = Some(result);

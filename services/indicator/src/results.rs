@@ -112,43 +112,33 @@ impl ResultCache {
         Self { cache, ttl }
     }
 
-    /// The cached message for each key; a miss for anything the cache
-    /// cannot answer or decode (it is then computed again).
-    async fn get<M: Message + Default>(&self, keys: &[String]) -> Vec<Option<M>> {
-        match self.cache.get_many(keys).await {
-            Ok(values) => {
-                values.into_iter().map(|value| value.and_then(|bytes| M::decode(bytes.as_slice()).ok())).collect()
-            }
-            Err(_) => (0..keys.len()).map(|_| None).collect(),
-        }
+    /// What the cache holds for `view`: the result of each indicator
+    /// `identities` names, and the bars' open times, in one round trip. A
+    /// miss for anything the cache cannot answer or decode (it is then
+    /// computed again).
+    pub async fn lookup(
+        &self,
+        view: &SeriesView,
+        identities: &[&str],
+    ) -> (Vec<Option<IndicatorResult>>, Option<Vec<Timestamp>>) {
+        let mut keys: Vec<String> = identities.iter().map(|identity| view.result_key(identity)).collect();
+        keys.push(view.times_key());
+        let mut values = self.cache.get_many(&keys).await.unwrap_or_else(|_| vec![None; keys.len()]);
+        let times = values.pop().flatten().and_then(|bytes| ComputeIndicatorsResponse::decode(bytes.as_slice()).ok());
+        let results =
+            values.into_iter().map(|value| value.and_then(|bytes| IndicatorResult::decode(bytes.as_slice()).ok()));
+        (results.collect(), times.map(|answer| answer.times))
     }
 
-    /// Remembers freshly computed messages; a cache that cannot take them
-    /// only costs a recomputation later.
-    async fn put<M: Message>(&self, entries: Vec<(String, &M)>) {
-        let entries = entries.into_iter().map(|(key, message)| (key, message.encode_to_vec())).collect();
+    /// Remembers a computation over `view`: the bars' open times and the
+    /// freshly computed results, in one round trip. A cache that cannot take
+    /// them only costs a recomputation later.
+    pub async fn remember(&self, view: &SeriesView, times: &[Timestamp], results: Vec<(&str, &IndicatorResult)>) {
+        let times = ComputeIndicatorsResponse { times: times.to_vec(), ..Default::default() };
+        let mut entries: Vec<(String, Vec<u8>)> =
+            results.into_iter().map(|(identity, result)| (view.result_key(identity), result.encode_to_vec())).collect();
+        entries.push((view.times_key(), times.encode_to_vec()));
         let _ = self.cache.set_many(entries, self.ttl).await;
-    }
-
-    /// The cached result of each indicator `identities` names over `view`.
-    pub async fn results(&self, view: &SeriesView, identities: &[&str]) -> Vec<Option<IndicatorResult>> {
-        let keys: Vec<String> = identities.iter().map(|identity| view.result_key(identity)).collect();
-        self.get(&keys).await
-    }
-
-    pub async fn put_results(&self, view: &SeriesView, results: Vec<(&str, &IndicatorResult)>) {
-        self.put(results.into_iter().map(|(identity, result)| (view.result_key(identity), result)).collect()).await;
-    }
-
-    /// The open times of `view`'s bars, if cached.
-    pub async fn times(&self, view: &SeriesView) -> Option<Vec<Timestamp>> {
-        let [times] = self.get::<ComputeIndicatorsResponse>(&[view.times_key()]).await.try_into().ok()?;
-        times.map(|answer| answer.times)
-    }
-
-    pub async fn put_times(&self, view: &SeriesView, times: &[Timestamp]) {
-        let answer = ComputeIndicatorsResponse { times: times.to_vec(), ..Default::default() };
-        self.put(vec![(view.times_key(), &answer)]).await;
     }
 }
 
