@@ -76,7 +76,8 @@ pub struct SettledBars {
     pub candles: Vec<Candle>,
 }
 
-type SeriesKey = (Arc<str>, Interval);
+/// A symbol's bars at one interval.
+pub type SeriesKey = (Arc<str>, Interval);
 
 /// Every bar of a series with an open time in `span`, at one settled
 /// revision, oldest first.
@@ -164,13 +165,7 @@ impl CandleCache {
 
     /// The first `limit` bars of `symbol` at `interval` opening in `range`,
     /// when the cache holds all of `range` at `settled_revision`.
-    pub fn get(
-        &self,
-        key: &(Arc<str>, Interval),
-        settled_revision: i64,
-        range: Range<i64>,
-        limit: usize,
-    ) -> Option<Vec<Candle>> {
+    pub fn get(&self, key: &SeriesKey, settled_revision: i64, range: Range<i64>, limit: usize) -> Option<Vec<Candle>> {
         let mut spans = self.spans();
         let found = spans.series.to_back(key).filter(|span| {
             span.settled_revision == settled_revision && span.span.start <= range.start && range.end <= span.span.end
@@ -187,7 +182,7 @@ impl CandleCache {
     /// held at the same revision where the two meet; a span read at an
     /// older revision is replaced, and a read older than the held span is
     /// not kept.
-    pub fn fill(&self, key: (Arc<str>, Interval), settled_revision: i64, range: Range<i64>, candles: &[Candle]) {
+    pub fn fill(&self, key: SeriesKey, settled_revision: i64, range: Range<i64>, candles: &[Candle]) {
         if self.capacity == 0 || range.is_empty() {
             return;
         }
@@ -214,7 +209,7 @@ impl CandleCache {
     /// `settled_revision`: a span held at the revision just before takes
     /// the written bars; any other is dropped (it missed a write), unless
     /// it already holds this write or a later one.
-    pub fn apply(&self, key: &(Arc<str>, Interval), settled_revision: i64, candles: &[Candle]) {
+    pub fn apply(&self, key: &SeriesKey, settled_revision: i64, candles: &[Candle]) {
         let mut spans = self.spans();
         let Some(span) = spans.series.get_mut(key) else { return };
         if span.settled_revision >= settled_revision {

@@ -342,12 +342,12 @@ impl MarketData {
     }
 }
 
-/// The first whole second at or after `ns`.
 /// A stored revision as the contract's: stored ones are never negative.
 fn revision_of(stored: i64) -> u64 {
     u64::try_from(stored).unwrap_or(0)
 }
 
+/// The first whole second at or after `ns`.
 fn ceil_seconds(ns: i64) -> i64 {
     ns.div_euclid(NANOS_PER_SECOND) + i64::from(ns.rem_euclid(NANOS_PER_SECOND) != 0)
 }
