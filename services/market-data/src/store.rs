@@ -4,6 +4,7 @@
 //! ingest calls, several replicas on PostgreSQL) never lose a trade.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
 use sea_orm::{
@@ -175,11 +176,15 @@ pub struct Written {
 #[derive(Clone)]
 pub struct Store {
     db: DatabaseConnection,
+    /// The time in ns at which a write judges which bars are closed, and
+    /// checks that judgement again after its commit: the system clock, or a
+    /// test's.
+    clock: Arc<dyn Fn() -> i64 + Send + Sync>,
 }
 
 impl Store {
     pub fn new(db: DatabaseConnection) -> Self {
-        Self { db }
+        Self { db, clock: Arc::new(now_ns) }
     }
 
     /// Claims the ids of the batch's identified trades, folds in those it
@@ -227,7 +232,7 @@ impl Store {
         }
         // Which bars are closed is decided here, before the commit; see
         // the check after it.
-        let decided_ns = now_ns();
+        let decided_ns = (self.clock)();
         let series = written_series(&written.candles, decided_ns);
         written.settled = bump_revisions(&transaction, &series, applied_ns).await?;
         let quote_rows: Vec<quote::ActiveModel> =
@@ -244,7 +249,7 @@ impl Store {
         // bar judged open then may be settled, and cached by a reader from
         // before this commit, by now. Those series' settled revisions rise
         // again, before the write is acknowledged.
-        let committed_ns = now_ns();
+        let committed_ns = (self.clock)();
         if committed_ns - decided_ns > SETTLE_MARGIN_NS / 2 {
             let late: Vec<WrittenSeries<'_>> = written_series(&written.candles, committed_ns)
                 .into_iter()
@@ -641,5 +646,52 @@ mod tests {
 
         assert_eq!(store.forget_trade_ids(2_001).await.unwrap(), 20, "the first two runs' ids");
         assert_eq!(store.write(&mut batch_of(5..=44), 5_000).await.unwrap().duplicates.len(), 20);
+    }
+
+    /// A commit more than half the settle margin after the write judged its
+    /// bars: a bar that was open then but has closed by the commit may
+    /// already be settled, and cached, on a replica that read it before the
+    /// commit. Its series' settled revision rises again before the write is
+    /// acknowledged, so such a cached span is not used. A commit within the
+    /// half margin leaves it to the next write.
+    #[tokio::test]
+    async fn a_slow_commit_raises_the_settled_revision_of_bars_that_closed_meanwhile() {
+        const SECOND: i64 = 1_000_000_000;
+        // A minute bar opening at `open`, written two seconds before it ends.
+        let open = 1_709_643_600 * SECOND;
+        let decided = open + 58 * SECOND;
+        for (commit_after, raised_again) in [(6 * SECOND, true), (4 * SECOND, false)] {
+            let database = TestDatabase::new().await;
+            let db = wizdata_common::db::connect(&database.config).await.unwrap();
+            wizdata_common::db::migrate::<crate::Migrator>(&db).await.unwrap();
+            let readings = std::sync::Mutex::new(vec![decided + commit_after, decided]);
+            let clock = move || readings.lock().unwrap().pop().expect("a write reads the clock twice");
+            let store = Store { db, clock: Arc::new(clock) };
+
+            let mut batch = Batch::default();
+            let trade = TradeEvent {
+                symbol: "BTC/USDT".into(),
+                time_ns: open + 10 * SECOND,
+                price: 10.0,
+                size: 2.0,
+                source: "binance".into(),
+                trade_id: String::new(),
+            };
+            batch.add_trade(trade);
+            let written = store.write(&mut batch, decided).await.unwrap();
+
+            let minute_bar = written.candles.iter().find(|bar| bar.interval == "1m").unwrap();
+            assert_eq!((minute_bar.open_time, minute_bar.trade_count), (open / SECOND, 1));
+            let raised: Vec<&str> = written.settled.iter().map(|settled| settled.interval.as_str()).collect();
+            let (_, settled_revision) = store.series_revisions("BTC/USDT", Interval::OneMinute).await.unwrap();
+            if raised_again {
+                assert_eq!(raised, ["1m"], "only the minute bar closed by the commit");
+                assert_eq!(settled_revision, written.settled[0].settled_revision);
+                assert!(settled_revision > 0, "the write itself judged the bar open and left it at 0");
+            } else {
+                assert!(raised.is_empty(), "within half the margin: {raised:?}");
+                assert_eq!(settled_revision, 0);
+            }
+        }
     }
 }
