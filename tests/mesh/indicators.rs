@@ -306,6 +306,35 @@ async fn assert_new_candles_are_reflected(mesh: &TestMesh) -> Vec<ComputeIndicat
     vec![first, grown, after_correction]
 }
 
+/// Results are cached by what the indicator computes, not by how the
+/// request spelled it: a second request that names SMA's default period
+/// explicitly is answered from the first one's cached result, under its own
+/// spec, with the same values.
+#[tokio::test]
+async fn a_cached_result_answers_under_each_callers_spec() {
+    let mesh = TestMesh::all().await;
+    let mut indicators = large_client(&mesh).await;
+    import(&mesh, "MSFT", history(40, 50.0)).await;
+    let explicit = over("MSFT", vec![spec("sma", &[("time_period", 30.0)]), spec("OBV", &[])]);
+    let explicit = indicators.compute_indicators(explicit).await.unwrap().into_inner();
+    let implicit = indicators.compute_indicators(over("MSFT", vec![spec("SMA", &[])])).await.unwrap().into_inner();
+    assert_eq!(
+        explicit.results[0].spec,
+        Some(spec("SMA", &[("time_period", 30.0)])),
+        "canonical name, caller's parameters"
+    );
+    assert_eq!(explicit.results[1].spec, Some(spec("OBV", &[])));
+    // Not the spec the cached result was first computed for, nor a mix of the two.
+    assert_eq!(implicit.results[0].spec, Some(spec("SMA", &[])));
+    assert_eq!(
+        (implicit.symbol.as_str(), implicit.interval, &implicit.times),
+        ("MSFT", explicit.interval, &explicit.times)
+    );
+    assert_eq!(implicit.results[0].outputs, explicit.results[0].outputs);
+    assert_eq!((implicit.results[0].lookback, implicit.results[0].begin_index), (29, 29));
+    assert_eq!(implicit.results[0].outputs[0].values.len(), 11);
+}
+
 /// A late trade into a closed bar gives its series a new revision: the next
 /// ComputeIndicators reads the changed candles instead of answering with
 /// the results cached for the old ones.
@@ -367,7 +396,7 @@ async fn with_redis_results_are_cached_there_by_series() {
 
     assert_new_candles_are_reflected(&mesh).await;
     let (_, keys): (String, Vec<String>) =
-        direct.scan_page("0", format!("{prefix}indicator:v2:*"), Some(10_000), None).await.unwrap();
+        direct.scan_page("0", format!("{prefix}indicator:v3:*"), Some(10_000), None).await.unwrap();
     // Three revisions of the series (10 candles, 11, then corrected) x (two
     // indicators and the candles' times).
     assert_eq!(keys.len(), 9, "{keys:?}");

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use fred::interfaces::KeysInterface;
 use fred::types::Expiration;
 
@@ -28,7 +29,7 @@ pub enum Cache {
 
 #[derive(Clone)]
 pub struct MemoryEntry {
-    value: Vec<u8>,
+    value: Bytes,
     expires: Instant,
 }
 
@@ -62,8 +63,9 @@ impl Cache {
         }
     }
 
-    /// The values of `keys`, in order; `None` for a miss.
-    pub async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, CacheUnavailable> {
+    /// The values of `keys`, in order; `None` for a miss. Values held in
+    /// memory are shared, not copied.
+    pub async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Bytes>>, CacheUnavailable> {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
@@ -85,9 +87,9 @@ impl Cache {
                 let prefixed: Vec<String> = keys.iter().map(|key| redis.key(key)).collect();
                 // MGET of one key answers a bare value, not an array.
                 let result = if prefixed.len() == 1 {
-                    redis.client().get::<Option<Vec<u8>>, _>(&prefixed[0]).await.map(|value| vec![value])
+                    redis.client().get::<Option<Bytes>, _>(&prefixed[0]).await.map(|value| vec![value])
                 } else {
-                    redis.client().mget::<Vec<Option<Vec<u8>>>, _>(prefixed).await
+                    redis.client().mget::<Vec<Option<Bytes>>, _>(prefixed).await
                 };
                 let values = result.map_err(|error| {
                     redis.command_failed(&error);
@@ -100,7 +102,7 @@ impl Cache {
     }
 
     /// Stores every entry for `ttl`, in one round trip.
-    pub async fn set_many(&self, entries: Vec<(String, Vec<u8>)>, ttl: Duration) -> Result<(), CacheUnavailable> {
+    pub async fn set_many(&self, entries: Vec<(String, Bytes)>, ttl: Duration) -> Result<(), CacheUnavailable> {
         if entries.is_empty() {
             return Ok(());
         }
@@ -167,7 +169,7 @@ impl Cache {
 }
 
 /// `cache_lookups_total{store, outcome="hit"|"miss"}`.
-fn count_lookups(values: &[Option<Vec<u8>>], store: &'static str) {
+fn count_lookups(values: &[Option<Bytes>], store: &'static str) {
     let hits = values.iter().filter(|value| value.is_some()).count() as u64;
     metrics::counter!("cache_lookups_total", "store" => store, "outcome" => "hit").increment(hits);
     metrics::counter!("cache_lookups_total", "store" => store, "outcome" => "miss")
@@ -181,10 +183,10 @@ mod tests {
     #[tokio::test]
     async fn memory_cache_answers_hits_misses_and_expiry() {
         let cache = Cache::memory();
-        cache.set_many(vec![("a".into(), b"1".to_vec())], Duration::from_secs(60)).await.unwrap();
-        cache.set_many(vec![("gone".into(), b"2".to_vec())], Duration::ZERO).await.unwrap();
+        cache.set_many(vec![("a".into(), Bytes::from_static(b"1"))], Duration::from_secs(60)).await.unwrap();
+        cache.set_many(vec![("gone".into(), Bytes::from_static(b"2"))], Duration::ZERO).await.unwrap();
         let values = cache.get_many(&["a".into(), "b".into(), "gone".into()]).await.unwrap();
-        assert_eq!(values, vec![Some(b"1".to_vec()), None, None]);
+        assert_eq!(values, vec![Some(Bytes::from_static(b"1")), None, None]);
         cache.delete(&["a".into()]).await.unwrap();
         assert_eq!(cache.get_many(&["a".into()]).await.unwrap(), vec![None]);
     }

@@ -1,10 +1,15 @@
 //! Reading gRPC off HTTP: which RPC a path names and which status an answer
 //! carries. One reading for the call span, the metrics layer and the gateway.
+//! And answers encoded before they are sent ([`Encoded`]).
 
+use std::convert::Infallible;
+use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use bytes::Bytes;
+use bytes::{Buf, BufMut, Bytes};
+use futures_util::future::BoxFuture;
+use prost::encoding::{DecodeContext, WireType};
 use tonic::Status;
 use tonic::body::Body;
 
@@ -64,5 +69,162 @@ impl http_body::Body for HoldingBody {
 
     fn size_hint(&self) -> http_body::SizeHint {
         self.body.size_hint()
+    }
+}
+
+/// A response message already encoded, written as it is: the gRPC codec
+/// sends it like any message, without encoding it again. An answer made of
+/// parts encoded once and shared (a fanned-out event, cached indicator
+/// results) is sent this way.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Encoded(pub Bytes);
+
+impl prost::Message for Encoded {
+    fn encode_raw(&self, buffer: &mut impl BufMut) {
+        buffer.put_slice(&self.0);
+    }
+
+    /// Only ever sent, never received: whatever arrives is skipped.
+    fn merge_field(
+        &mut self,
+        tag: u32,
+        wire_type: WireType,
+        buffer: &mut impl Buf,
+        context: DecodeContext,
+    ) -> Result<(), prost::DecodeError> {
+        prost::encoding::skip_field(wire_type, tag, buffer, context)
+    }
+
+    fn encoded_len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn clear(&mut self) {
+        self.0 = Bytes::new();
+    }
+}
+
+/// The largest request and response messages a server takes; `None` for
+/// tonic's defaults.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MessageLimits {
+    pub max_request_bytes: Option<usize>,
+    pub max_response_bytes: Option<usize>,
+}
+
+impl MessageLimits {
+    /// The gRPC machinery for one call that answers with [`Encoded`]
+    /// messages, within these limits.
+    pub fn grpc<Request: prost::Message + Default + 'static>(
+        self,
+    ) -> tonic::server::Grpc<tonic_prost::ProstCodec<Encoded, Request>> {
+        tonic::server::Grpc::new(tonic_prost::ProstCodec::default())
+            .apply_max_message_size_config(self.max_request_bytes, self.max_response_bytes)
+    }
+}
+
+/// The methods a service answers with messages it encoded ahead (parts
+/// encoded once and shared), in front of its generated server.
+pub trait EncodedMethods: Clone + Send + 'static {
+    /// `request` answered, or given back when its path is not one of these
+    /// methods (the generated server then answers it).
+    #[allow(clippy::result_large_err, reason = "the request goes back as it came, not boxed, to the generated server")]
+    fn answer(
+        &self,
+        request: http::Request<Body>,
+        limits: MessageLimits,
+    ) -> Result<BoxFuture<'static, http::Response<Body>>, http::Request<Body>>;
+}
+
+/// A service as the server mounts it: its [`EncodedMethods`], and its
+/// generated server for every other method, both within the same message
+/// limits.
+#[derive(Clone)]
+pub struct EncodedRoutes<Methods, Generated> {
+    methods: Methods,
+    generated: Generated,
+    limits: MessageLimits,
+}
+
+impl<Methods, Generated> EncodedRoutes<Methods, Generated> {
+    pub fn new(methods: Methods, generated: Generated) -> Self {
+        Self { methods, generated, limits: MessageLimits::default() }
+    }
+
+    /// The largest request and response messages: `limit_generated` sets
+    /// them on the generated server as its own builder does.
+    pub fn with_message_limits(
+        self,
+        max_request_bytes: usize,
+        max_response_bytes: usize,
+        limit_generated: impl FnOnce(Generated) -> Generated,
+    ) -> Self {
+        Self {
+            generated: limit_generated(self.generated),
+            limits: MessageLimits {
+                max_request_bytes: Some(max_request_bytes),
+                max_response_bytes: Some(max_response_bytes),
+            },
+            methods: self.methods,
+        }
+    }
+}
+
+impl<Methods, Generated: tonic::server::NamedService> tonic::server::NamedService
+    for EncodedRoutes<Methods, Generated>
+{
+    const NAME: &'static str = Generated::NAME;
+}
+
+impl<Methods, Generated> tower::Service<http::Request<Body>> for EncodedRoutes<Methods, Generated>
+where
+    Methods: EncodedMethods,
+    Generated: tower::Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>,
+    Generated::Future: Send + 'static,
+{
+    type Response = http::Response<Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<'static, Result<http::Response<Body>, Infallible>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+        match self.methods.answer(request, self.limits) {
+            Ok(answer) => Box::pin(async move { Ok(answer.await) }),
+            Err(request) => Box::pin(self.generated.call(request)),
+        }
+    }
+}
+
+/// Answers a unary call with `handler`'s answer, already encoded, within
+/// `limits`.
+pub async fn serve_encoded_unary<Request, Handler, Answer>(
+    request: http::Request<Body>,
+    limits: MessageLimits,
+    handler: Handler,
+) -> http::Response<Body>
+where
+    Request: prost::Message + Default + Send + 'static,
+    Handler: FnMut(tonic::Request<Request>) -> Answer + Send,
+    Answer: Future<Output = Result<tonic::Response<Encoded>, Status>> + Send + 'static,
+{
+    limits.grpc::<Request>().unary(EncodedUnary(handler), request).await
+}
+
+/// A unary method whose handler answers encoded.
+struct EncodedUnary<Handler>(Handler);
+
+impl<Request, Handler, Answer> tonic::server::UnaryService<Request> for EncodedUnary<Handler>
+where
+    Handler: FnMut(tonic::Request<Request>) -> Answer,
+    Answer: Future<Output = Result<tonic::Response<Encoded>, Status>> + Send + 'static,
+{
+    type Response = Encoded;
+    type Future = Answer;
+
+    fn call(&mut self, request: tonic::Request<Request>) -> Answer {
+        (self.0)(request)
     }
 }

@@ -4,20 +4,24 @@
 //! data within the caller's deadline (ComputeIndicators, BatchCompute), whose
 //! results are cached by the candles they were computed from.
 
+mod answers;
 pub mod candles;
 pub mod catalog;
 mod results;
+mod routes;
 pub mod studies;
 
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use futures_util::StreamExt;
+use prost::Message;
 use prost_types::Timestamp;
 use tokio::sync::Semaphore;
 use tonic::{Request, Response, Status};
-use wizdata::indicator::v1::indicator_service_server::{IndicatorService, IndicatorServiceServer};
+use wizdata::indicator::v1::indicator_service_server::IndicatorService;
 use wizdata::indicator::v1::{
     BatchComputeRequest, BatchComputeResponse, ComputeIndicatorsRequest, ComputeIndicatorsResponse,
     ComputeSeriesRequest, ComputeSeriesResponse, IndicatorResult, IndicatorSpec, ListIndicatorsRequest,
@@ -36,6 +40,7 @@ use wizdata_common::{ApiError, FieldViolations};
 use crate::candles::CandleSource;
 use crate::catalog::Configured;
 use crate::results::{ResultCache, SeriesView};
+pub use crate::routes::IndicatorRoutes;
 use crate::studies::{AnyStudy, Bar, Bars};
 
 pub const SERVICE_NAME: &str = wizdata::indicator::v1::indicator_service_server::SERVICE_NAME;
@@ -167,26 +172,6 @@ fn evaluate(planned: &Planned, bars: &Bars) -> IndicatorResult {
     }
 }
 
-/// The answer for one symbol from a result per planned indicator.
-fn answer(
-    symbol: String,
-    interval: Interval,
-    times: Vec<Timestamp>,
-    results: Vec<Option<IndicatorResult>>,
-    planned: &[Planned],
-) -> ComputeIndicatorsResponse {
-    let results = results
-        .into_iter()
-        .zip(planned)
-        // A cached result names the spec it was first computed for.
-        .map(|(result, planned)| IndicatorResult {
-            spec: Some(planned.spec.clone()),
-            ..result.expect("every result was cached or computed")
-        })
-        .collect();
-    ComputeIndicatorsResponse { symbol, interval: interval as i32, times, results }
-}
-
 /// The time range of a request over stored candles; an unset end means now,
 /// pinned here so that every page of the fetch reads the same range.
 fn range_of(
@@ -280,8 +265,9 @@ impl Indicators {
         planned: &[Planned],
         deadline: Deadline,
         caller: &Caller,
-    ) -> Result<ComputeIndicatorsResponse, ApiError> {
+    ) -> Result<Bytes, ApiError> {
         let identities: Vec<&str> = planned.iter().map(|planned| planned.configured.identity.as_str()).collect();
+        let specs: Vec<&IndicatorSpec> = planned.iter().map(|planned| &planned.spec).collect();
         let series = self.candles.revision(symbol, interval, deadline, caller).await?;
         let view = SeriesView::new(&series.symbol, interval, series.revision, start.as_ref(), &end);
         let (mut cached, times) = match &view {
@@ -292,12 +278,15 @@ impl Indicators {
             && cached.iter().all(Option::is_some)
         {
             metrics::counter!("indicator_series_cache_hits_total").increment(1);
-            return Ok(answer(series.symbol, interval, times, cached, planned));
+            let results: Vec<Bytes> = cached.into_iter().flatten().collect();
+            return Ok(answers::compute_indicators_response(series.symbol, interval, &times, &results, &specs));
         }
 
         metrics::counter!("indicator_candle_fetches_total").increment(1);
         let fetched = self.candles.fetch(symbol, interval, start, end, deadline, caller).await?;
-        let times: Vec<Timestamp> = fetched.candles.iter().map(|candle| candle.open_time.unwrap_or_default()).collect();
+        let open_times: Vec<Timestamp> =
+            fetched.candles.iter().map(|candle| candle.open_time.unwrap_or_default()).collect();
+        let times = answers::encode_times(&open_times);
         let bars: Arc<Bars> = Arc::new(fetched.candles.iter().map(bar_of).collect());
         let fetched_view = SeriesView::new(&fetched.symbol, interval, fetched.revision, start.as_ref(), &end);
         if fetched_view != view {
@@ -306,6 +295,7 @@ impl Indicators {
         }
         let missing: Vec<usize> = (0..planned.len()).filter(|&index| cached[index].is_none()).collect();
         let computed = self.evaluate_all(missing.iter().map(|&index| planned[index].clone()).collect(), bars).await?;
+        let computed: Vec<Bytes> = computed.into_iter().map(answers::encode_result).collect();
         if let Some(view) = &fetched_view {
             let entries = missing.iter().map(|&index| identities[index]).zip(&computed).collect();
             self.results.remember(view, &times, entries).await;
@@ -313,15 +303,18 @@ impl Indicators {
         for (index, result) in missing.into_iter().zip(computed) {
             cached[index] = Some(result);
         }
-        Ok(answer(fetched.symbol, interval, times, cached, planned))
+        let results: Vec<Bytes> =
+            cached.into_iter().map(|result| result.expect("every result was cached or computed")).collect();
+        Ok(answers::compute_indicators_response(fetched.symbol, interval, &times, &results, &specs))
     }
 
+    /// ComputeIndicators' answer, encoded.
     async fn compute_indicators(
         &self,
         request: ComputeIndicatorsRequest,
         deadline: Deadline,
         caller: &Caller,
-    ) -> Result<ComputeIndicatorsResponse, ApiError> {
+    ) -> Result<Bytes, ApiError> {
         let mut violations = FieldViolations::default();
         if request.symbol.trim().is_empty() {
             violations.add("symbol", "is required");
@@ -333,12 +326,13 @@ impl Indicators {
         self.compute_for_symbol(request.symbol.trim(), interval, range, &planned, deadline, caller).await
     }
 
+    /// BatchCompute's answer, encoded.
     async fn batch_compute(
         &self,
         request: BatchComputeRequest,
         deadline: Deadline,
         caller: &Caller,
-    ) -> Result<BatchComputeResponse, ApiError> {
+    ) -> Result<Bytes, ApiError> {
         let mut violations = FieldViolations::default();
         let symbols = batch_symbols(&request.symbols, &mut violations);
         let interval = interval_of(request.interval, &mut violations);
@@ -367,25 +361,23 @@ impl Indicators {
                 let planned = &planned;
                 async move {
                     match self.compute_for_symbol(&symbol, interval, range, planned, deadline, caller).await {
-                        Ok(response) => SymbolResult {
-                            symbol,
-                            response: Some(response),
-                            error_code: 0,
-                            error_message: String::new(),
-                        },
-                        Err(error) => SymbolResult {
-                            symbol,
-                            response: None,
-                            error_code: error.code().grpc_code() as i32,
-                            error_message: error.message().to_owned(),
-                        },
+                        Ok(response) => (SymbolResult { symbol, ..Default::default() }, Some(response)),
+                        Err(error) => {
+                            let failed = SymbolResult {
+                                symbol,
+                                response: None,
+                                error_code: error.code().grpc_code() as i32,
+                                error_message: error.message().to_owned(),
+                            };
+                            (failed, None)
+                        }
                     }
                 }
             })
             .buffered(self.batch_parallelism)
             .collect()
             .await;
-        Ok(BatchComputeResponse { results })
+        Ok(answers::batch_compute_response(results))
     }
 }
 
@@ -446,7 +438,8 @@ impl IndicatorService for Indicators {
     ) -> Result<Response<ComputeIndicatorsResponse>, Status> {
         let deadline = Deadline::of(&request, self.market_data_timeout);
         let caller = Caller::serving(&request);
-        Ok(Response::new(Indicators::compute_indicators(self, request.into_inner(), deadline, &caller).await?))
+        let answer = Indicators::compute_indicators(self, request.into_inner(), deadline, &caller).await?;
+        Ok(Response::new(decode_own(answer)?))
     }
 
     async fn compute_series(
@@ -462,8 +455,15 @@ impl IndicatorService for Indicators {
     ) -> Result<Response<BatchComputeResponse>, Status> {
         let deadline = Deadline::of(&request, self.market_data_timeout);
         let caller = Caller::serving(&request);
-        Ok(Response::new(Indicators::batch_compute(self, request.into_inner(), deadline, &caller).await?))
+        let answer = Indicators::batch_compute(self, request.into_inner(), deadline, &caller).await?;
+        Ok(Response::new(decode_own(answer)?))
     }
+}
+
+/// The typed answer of an encoded one: the generated server's methods,
+/// which [`IndicatorRoutes`] serves with the encoded answers instead.
+fn decode_own<M: Message + Default>(answer: Bytes) -> Result<M, ApiError> {
+    M::decode(answer).map_err(|_| ApiError::internal("an answer could not be read back"))
 }
 
 /// The service, fetching candles from the market data service behind
@@ -473,6 +473,6 @@ pub fn service(
     market_data_timeout: Duration,
     cache: Cache,
     config: &IndicatorConfig,
-) -> IndicatorServiceServer<Indicators> {
-    IndicatorServiceServer::new(Indicators::new(market_data, market_data_timeout, cache, config))
+) -> IndicatorRoutes {
+    routes::routes(Indicators::new(market_data, market_data_timeout, cache, config))
 }

@@ -15,16 +15,16 @@ use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use prost::Message;
+use bytes::Bytes;
 use prost_types::Timestamp;
 use sha2::{Digest, Sha256};
-use wizdata::indicator::v1::{ComputeIndicatorsResponse, IndicatorResult};
 use wizdata::r#type::v1::Interval;
 use wizdata_common::cache::Cache;
 use wizdata_common::interval;
 
-/// Bumped when the encoding of results or the meaning of a key changes.
-const KEY_PREFIX: &str = "indicator:v2:";
+/// Bumped when the encoding of results or the meaning of a key changes
+/// (v3: results are cached without their spec).
+const KEY_PREFIX: &str = "indicator:v3:";
 
 /// The bars a request over stored candles covers, at one revision of their
 /// series: what a cached result was computed from.
@@ -113,31 +113,24 @@ impl ResultCache {
     }
 
     /// What the cache holds for `view`: the result of each indicator
-    /// `identities` names, and the bars' open times, in one round trip. A
-    /// miss for anything the cache cannot answer or decode (it is then
-    /// computed again).
-    pub async fn lookup(
-        &self,
-        view: &SeriesView,
-        identities: &[&str],
-    ) -> (Vec<Option<IndicatorResult>>, Option<Vec<Timestamp>>) {
+    /// `identities` names and the bars' open times, each as
+    /// [`crate::answers`] encoded it, in one round trip. A miss for
+    /// anything the cache cannot answer (it is then computed again).
+    pub async fn lookup(&self, view: &SeriesView, identities: &[&str]) -> (Vec<Option<Bytes>>, Option<Bytes>) {
         let mut keys: Vec<String> = identities.iter().map(|identity| view.result_key(identity)).collect();
         keys.push(view.times_key());
         let mut values = self.cache.get_many(&keys).await.unwrap_or_else(|_| vec![None; keys.len()]);
-        let times = values.pop().flatten().and_then(|bytes| ComputeIndicatorsResponse::decode(bytes.as_slice()).ok());
-        let results =
-            values.into_iter().map(|value| value.and_then(|bytes| IndicatorResult::decode(bytes.as_slice()).ok()));
-        (results.collect(), times.map(|answer| answer.times))
+        let times = values.pop().flatten();
+        (values, times)
     }
 
     /// Remembers a computation over `view`: the bars' open times and the
-    /// freshly computed results, in one round trip. A cache that cannot take
-    /// them only costs a recomputation later.
-    pub async fn remember(&self, view: &SeriesView, times: &[Timestamp], results: Vec<(&str, &IndicatorResult)>) {
-        let times = ComputeIndicatorsResponse { times: times.to_vec(), ..Default::default() };
-        let mut entries: Vec<(String, Vec<u8>)> =
-            results.into_iter().map(|(identity, result)| (view.result_key(identity), result.encode_to_vec())).collect();
-        entries.push((view.times_key(), times.encode_to_vec()));
+    /// freshly computed results, encoded, in one round trip. A cache that
+    /// cannot take them only costs a recomputation later.
+    pub async fn remember(&self, view: &SeriesView, times: &Bytes, results: Vec<(&str, &Bytes)>) {
+        let mut entries: Vec<(String, Bytes)> =
+            results.into_iter().map(|(identity, result)| (view.result_key(identity), result.clone())).collect();
+        entries.push((view.times_key(), times.clone()));
         let _ = self.cache.set_many(entries, self.ttl).await;
     }
 }

@@ -26,6 +26,13 @@
 //! deciding and committing raises the revision again afterwards (see
 //! `Store::write`), so half the margin is the clock skew tolerated.
 //!
+//! A span also keeps its bars encoded as GetCandles sends them, made by the
+//! first read that wants them and dropped when a write changes the span: a
+//! page of cached bars is a slice of those bytes, not 10,000 candles
+//! cloned and encoded again. The encoding is made under the cache's lock,
+//! once per change of a span; settled bars change only by late trades and
+//! imports.
+//!
 //! The cache is bounded by its number of bars: the series used least
 //! recently are evicted first.
 
@@ -79,12 +86,114 @@ pub struct SettledBars {
 /// A symbol's bars at one interval.
 pub type SeriesKey = (Arc<str>, Interval);
 
+/// The field of GetCandlesResponse that holds the candles
+/// (market_data_service.proto).
+const CANDLES_FIELD: u32 = 3;
+
 /// Every bar of a series with an open time in `span`, at one settled
 /// revision, oldest first.
 struct Span {
     settled_revision: i64,
     span: Range<i64>,
     candles: Vec<Candle>,
+    /// The bars as GetCandles sends them, once a read wanted them.
+    encoded: Option<Arc<EncodedBars>>,
+}
+
+/// Bars encoded one after the other as entries of GetCandlesResponse's
+/// candles, and where each ends.
+struct EncodedBars {
+    bytes: Bytes,
+    ends: Vec<usize>,
+    open_times: Vec<i64>,
+}
+
+impl EncodedBars {
+    fn of(candles: &[Candle]) -> Self {
+        let size = candles.iter().map(|candle| prost::encoding::message::encoded_len(CANDLES_FIELD, candle)).sum();
+        let mut bytes = Vec::with_capacity(size);
+        let mut ends = Vec::with_capacity(candles.len());
+        for candle in candles {
+            prost::encoding::message::encode(CANDLES_FIELD, candle, &mut bytes);
+            ends.push(bytes.len());
+        }
+        Self { bytes: bytes.into(), ends, open_times: candles.iter().map(Span::open_time).collect() }
+    }
+
+    fn start(&self, bar: usize) -> usize {
+        bar.checked_sub(1).map_or(0, |before| self.ends[before])
+    }
+}
+
+/// A run of cached bars, `bars` of a span's encoding.
+#[derive(Clone)]
+struct CachedRun {
+    encoded: Arc<EncodedBars>,
+    bars: Range<usize>,
+}
+
+/// Bars read through the cache, oldest first: the settled ones the cache
+/// held, as it holds them (encoded), then those read from the database.
+#[derive(Clone)]
+pub struct ReadBars {
+    cached: Option<CachedRun>,
+    read: Vec<Candle>,
+}
+
+impl ReadBars {
+    pub fn len(&self) -> usize {
+        self.cached.as_ref().map_or(0, |run| run.bars.len()) + self.read.len()
+    }
+
+    /// Keeps the first `len` bars.
+    pub fn truncate(&mut self, len: usize) {
+        let cached = self.cached.as_ref().map_or(0, |run| run.bars.len());
+        self.read.truncate(len.saturating_sub(cached));
+        if let Some(run) = &mut self.cached {
+            run.bars.end = run.bars.end.min(run.bars.start + len);
+        }
+    }
+
+    /// The open time (seconds) of the last bar.
+    pub fn last_open_time(&self) -> Option<i64> {
+        match (self.read.last(), &self.cached) {
+            (Some(candle), _) => Some(Span::open_time(candle)),
+            (None, Some(run)) if !run.bars.is_empty() => Some(run.encoded.open_times[run.bars.end - 1]),
+            _ => None,
+        }
+    }
+
+    /// The bars as the entries of GetCandlesResponse's candles: the cached
+    /// ones as they were encoded, the others encoded here.
+    pub fn encode(&self, buffer: &mut impl bytes::BufMut) {
+        if let Some(run) = &self.cached {
+            let (start, end) = (run.encoded.start(run.bars.start), run.encoded.start(run.bars.end));
+            buffer.put_slice(&run.encoded.bytes[start..end]);
+        }
+        for candle in &self.read {
+            prost::encoding::message::encode(CANDLES_FIELD, candle, buffer);
+        }
+    }
+
+    /// The bytes [`Self::encode`] writes.
+    pub fn encoded_len(&self) -> usize {
+        let cached =
+            self.cached.as_ref().map_or(0, |run| run.encoded.start(run.bars.end) - run.encoded.start(run.bars.start));
+        cached + prost::encoding::message::encoded_len_repeated(CANDLES_FIELD, &self.read)
+    }
+
+    /// The bars as messages.
+    #[cfg(test)]
+    pub fn into_candles(self) -> Vec<Candle> {
+        #[derive(Clone, PartialEq, prost::Message)]
+        struct Candles {
+            #[prost(message, repeated, tag = "3")]
+            candles: Vec<Candle>,
+        }
+        let mut encoded = Vec::with_capacity(self.encoded_len());
+        self.encode(&mut encoded);
+        Candles::decode(encoded.as_slice()).expect("bars encoded here decode").candles
+    }
 }
 
 impl Span {
@@ -99,6 +208,7 @@ impl Span {
 
     /// Writes `candles` (sorted) over the held bars where they fall in the span.
     fn overwrite(&mut self, candles: &[Candle]) {
+        self.encoded = None;
         for candle in candles {
             let open_time = Self::open_time(candle);
             if !self.span.contains(&open_time) {
@@ -165,7 +275,7 @@ impl CandleCache {
 
     /// The first `limit` bars of `symbol` at `interval` opening in `range`,
     /// when the cache holds all of `range` at `settled_revision`.
-    pub fn get(&self, key: &SeriesKey, settled_revision: i64, range: Range<i64>, limit: usize) -> Option<Vec<Candle>> {
+    fn get(&self, key: &SeriesKey, settled_revision: i64, range: Range<i64>, limit: usize) -> Option<CachedRun> {
         let mut spans = self.spans();
         let found = spans.series.to_back(key).filter(|span| {
             span.settled_revision == settled_revision && span.span.start <= range.start && range.end <= span.span.end
@@ -174,7 +284,8 @@ impl CandleCache {
         metrics::counter!("marketdata_candle_cache_lookups_total", "outcome" => outcome).increment(1);
         let span = found?;
         let (from, to) = (span.position(range.start), span.position(range.end));
-        Some(span.candles[from..to.min(from + limit)].to_vec())
+        let encoded = span.encoded.get_or_insert_with(|| Arc::new(EncodedBars::of(&span.candles))).clone();
+        Some(CachedRun { encoded, bars: from..to.min(from + limit) })
     }
 
     /// Remembers what a read found: every bar opening in `range` (sorted),
@@ -187,7 +298,7 @@ impl CandleCache {
             return;
         }
         let mut spans = self.spans();
-        let read = Span { settled_revision, span: range, candles: candles.to_vec() };
+        let read = Span { settled_revision, span: range, candles: candles.to_vec(), encoded: None };
         let joined = match spans.series.get(&key) {
             Some(held) if held.settled_revision > settled_revision => return,
             Some(held)
@@ -196,7 +307,7 @@ impl CandleCache {
                     && read.span.start <= held.span.end =>
             {
                 let span = held.span.start.min(read.span.start)..held.span.end.max(read.span.end);
-                let mut joined = Span { settled_revision, span, candles: held.candles.clone() };
+                let mut joined = Span { settled_revision, span, candles: held.candles.clone(), encoded: None };
                 joined.overwrite(&read.candles);
                 joined
             }
@@ -256,7 +367,7 @@ pub async fn read_candles(
     range: Range<i64>,
     limit: usize,
     now_ns: i64,
-) -> Result<(i64, Vec<Candle>), DbErr> {
+) -> Result<(i64, ReadBars), DbErr> {
     let (revision, settled_revision) = store.series_revisions(symbol, interval).await?;
     let read = |range: Range<i64>, limit: usize| async move {
         let rows = store.candles(symbol, interval, range.start, range.end, None, limit as u64).await?;
@@ -265,10 +376,10 @@ pub async fn read_candles(
     let bound = settled_bound(interval, now_ns);
     let settled = range.start..range.end.min(bound);
     let key = (symbol.clone(), interval);
-    let mut candles = Vec::new();
+    let mut bars = ReadBars { cached: None, read: Vec::new() };
     if !settled.is_empty() {
-        candles = match cache.get(&key, settled_revision, settled.clone(), limit) {
-            Some(cached) => cached,
+        match cache.get(&key, settled_revision, settled.clone(), limit) {
+            Some(cached) => bars.cached = Some(cached),
             None => {
                 let candles = read(settled.clone(), limit).await?;
                 // A full read knows every bar up to its last, not to the range's end.
@@ -277,15 +388,16 @@ pub async fn read_candles(
                     _ => settled.end,
                 };
                 cache.fill(key, settled_revision, settled.start..known_to, &candles);
-                candles
+                bars.read = candles;
             }
-        };
+        }
     }
     let fresh = range.start.max(bound)..range.end;
-    if candles.len() < limit && !fresh.is_empty() {
-        candles.extend(read(fresh, limit - candles.len()).await?);
+    if bars.len() < limit && !fresh.is_empty() {
+        let more = read(fresh, limit - bars.len()).await?;
+        bars.read.extend(more);
     }
-    Ok((revision, candles))
+    Ok((revision, bars))
 }
 
 /// Applies a write to this process's cache and returns what tells every
@@ -356,6 +468,18 @@ mod tests {
         (symbol.into(), Interval::OneMinute)
     }
 
+    /// What the cache holds, as messages.
+    fn get(
+        cache: &CandleCache,
+        key: &SeriesKey,
+        settled_revision: i64,
+        range: Range<i64>,
+        limit: usize,
+    ) -> Option<Vec<Candle>> {
+        let run = cache.get(key, settled_revision, range, limit)?;
+        Some(ReadBars { cached: Some(run), read: Vec::new() }.into_candles())
+    }
+
     fn closes(candles: &[Candle]) -> Vec<f64> {
         candles.iter().map(|candle| candle.close).collect()
     }
@@ -364,14 +488,14 @@ mod tests {
     fn a_span_answers_only_ranges_inside_it_at_its_revision() {
         let cache = CandleCache::new(100);
         cache.fill(key("A"), 3, 60..300, &[bar(60, 1.0), bar(180, 3.0), bar(240, 4.0)]);
-        assert_eq!(closes(&cache.get(&key("A"), 3, 60..300, 10).unwrap()), [1.0, 3.0, 4.0]);
-        assert_eq!(closes(&cache.get(&key("A"), 3, 120..241, 10).unwrap()), [3.0, 4.0]);
-        assert_eq!(closes(&cache.get(&key("A"), 3, 60..300, 2).unwrap()), [1.0, 3.0], "at most the limit");
-        assert_eq!(cache.get(&key("A"), 3, 100..120, 10).unwrap(), [], "a gap known to hold no bar");
-        assert!(cache.get(&key("A"), 3, 0..300, 10).is_none(), "starts before the span");
-        assert!(cache.get(&key("A"), 3, 60..301, 10).is_none(), "ends after it");
-        assert!(cache.get(&key("A"), 4, 60..300, 10).is_none(), "another revision");
-        assert!(cache.get(&key("B"), 3, 60..300, 10).is_none(), "another series");
+        assert_eq!(closes(&get(&cache, &key("A"), 3, 60..300, 10).unwrap()), [1.0, 3.0, 4.0]);
+        assert_eq!(closes(&get(&cache, &key("A"), 3, 120..241, 10).unwrap()), [3.0, 4.0]);
+        assert_eq!(closes(&get(&cache, &key("A"), 3, 60..300, 2).unwrap()), [1.0, 3.0], "at most the limit");
+        assert_eq!(get(&cache, &key("A"), 3, 100..120, 10).unwrap(), [], "a gap known to hold no bar");
+        assert!(get(&cache, &key("A"), 3, 0..300, 10).is_none(), "starts before the span");
+        assert!(get(&cache, &key("A"), 3, 60..301, 10).is_none(), "ends after it");
+        assert!(get(&cache, &key("A"), 4, 60..300, 10).is_none(), "another revision");
+        assert!(get(&cache, &key("B"), 3, 60..300, 10).is_none(), "another series");
     }
 
     #[test]
@@ -379,15 +503,15 @@ mod tests {
         let cache = CandleCache::new(100);
         cache.fill(key("A"), 3, 60..180, &[bar(60, 1.0), bar(120, 2.0)]);
         cache.fill(key("A"), 3, 180..300, &[bar(240, 4.0)]);
-        assert_eq!(closes(&cache.get(&key("A"), 3, 60..300, 10).unwrap()), [1.0, 2.0, 4.0]);
+        assert_eq!(closes(&get(&cache, &key("A"), 3, 60..300, 10).unwrap()), [1.0, 2.0, 4.0]);
         cache.fill(key("A"), 3, 600..660, &[bar(600, 10.0)]);
-        assert!(cache.get(&key("A"), 3, 60..300, 10).is_none(), "a span apart replaces the held one");
+        assert!(get(&cache, &key("A"), 3, 60..300, 10).is_none(), "a span apart replaces the held one");
         assert_eq!(cache.bars(), 1);
         cache.fill(key("A"), 2, 600..660, &[bar(600, 9.0)]);
-        assert_eq!(closes(&cache.get(&key("A"), 3, 600..660, 10).unwrap()), [10.0], "the older read is dropped");
+        assert_eq!(closes(&get(&cache, &key("A"), 3, 600..660, 10).unwrap()), [10.0], "the older read is dropped");
         cache.fill(key("A"), 5, 0..60, &[]);
-        assert!(cache.get(&key("A"), 3, 600..660, 10).is_none(), "a newer read replaces it");
-        assert_eq!(cache.get(&key("A"), 5, 0..60, 10).unwrap(), []);
+        assert!(get(&cache, &key("A"), 3, 600..660, 10).is_none(), "a newer read replaces it");
+        assert_eq!(get(&cache, &key("A"), 5, 0..60, 10).unwrap(), []);
     }
 
     #[test]
@@ -397,12 +521,12 @@ mod tests {
         // A late trade into 60 and a new bar at 120, written as revision 4;
         // a bar outside the span is not taken.
         cache.apply(&key("A"), 4, &[bar(60, 1.5), bar(120, 2.0), bar(600, 6.0)]);
-        assert_eq!(closes(&cache.get(&key("A"), 4, 60..300, 10).unwrap()), [1.5, 2.0, 4.0]);
+        assert_eq!(closes(&get(&cache, &key("A"), 4, 60..300, 10).unwrap()), [1.5, 2.0, 4.0]);
         assert_eq!(cache.bars(), 3);
         cache.apply(&key("A"), 4, &[bar(60, 99.0)]);
-        assert_eq!(closes(&cache.get(&key("A"), 4, 60..120, 10).unwrap()), [1.5], "already applied");
+        assert_eq!(closes(&get(&cache, &key("A"), 4, 60..120, 10).unwrap()), [1.5], "already applied");
         cache.apply(&key("A"), 6, &[bar(60, 7.0)]);
-        assert!(cache.get(&key("A"), 6, 60..300, 10).is_none(), "revision 5 was missed: dropped");
+        assert!(get(&cache, &key("A"), 6, 60..300, 10).is_none(), "revision 5 was missed: dropped");
         assert_eq!(cache.bars(), 0);
     }
 
@@ -411,14 +535,14 @@ mod tests {
         let cache = CandleCache::new(4);
         cache.fill(key("A"), 1, 0..120, &[bar(0, 1.0), bar(60, 2.0)]);
         cache.fill(key("B"), 1, 0..120, &[bar(0, 1.0), bar(60, 2.0)]);
-        assert!(cache.get(&key("A"), 1, 0..120, 10).is_some(), "A is now the most recent");
+        assert!(get(&cache, &key("A"), 1, 0..120, 10).is_some(), "A is now the most recent");
         cache.fill(key("C"), 1, 0..60, &[bar(0, 1.0)]);
-        assert!(cache.get(&key("B"), 1, 0..120, 10).is_none(), "B evicted");
-        assert!(cache.get(&key("A"), 1, 0..120, 10).is_some());
-        assert!(cache.get(&key("C"), 1, 0..60, 10).is_some());
+        assert!(get(&cache, &key("B"), 1, 0..120, 10).is_none(), "B evicted");
+        assert!(get(&cache, &key("A"), 1, 0..120, 10).is_some());
+        assert!(get(&cache, &key("C"), 1, 0..60, 10).is_some());
         assert_eq!(cache.bars(), 3);
         cache.fill(key("D"), 1, 0..300, &[bar(0, 1.0), bar(60, 1.0), bar(120, 1.0), bar(180, 1.0), bar(240, 1.0)]);
-        assert!(cache.get(&key("D"), 1, 0..300, 10).is_none());
+        assert!(get(&cache, &key("D"), 1, 0..300, 10).is_none());
         assert_eq!(cache.bars(), 3);
 
         let off = CandleCache::new(0);
@@ -530,13 +654,20 @@ mod tests {
                         let interval = if five_minutes { Interval::FiveMinutes } else { Interval::OneMinute };
                         let range = bar_back(from)..bar_back(to) + 1;
                         let now = now_ns();
-                        let (_, cached) =
+                        let (_, bars) =
                             read_candles(&store, &cache, &symbol, interval, range.clone(), limit, now).await.unwrap();
                         let stored =
                             store.candles(&symbol, interval, range.start, range.end, None, limit as u64).await.unwrap();
                         let stored: Vec<Candle> =
                             stored.iter().map(|row| convert::candle(row, interval, now)).collect();
-                        prop_assert_eq!(cached, stored, "{:?} {:?} limit {}", interval, range, limit);
+                        // A page cut shorter, as GetCandles cuts its look-ahead bar.
+                        let mut shorter = bars.clone();
+                        let keep = stored.len().saturating_sub(1);
+                        shorter.truncate(keep);
+                        let open_time = |candle: &Candle| candle.open_time.map(|time| time.seconds);
+                        prop_assert_eq!(shorter.last_open_time(), stored[..keep].last().and_then(open_time));
+                        prop_assert_eq!(shorter.into_candles(), &stored[..keep]);
+                        prop_assert_eq!(bars.into_candles(), stored, "{:?} {:?} limit {}", interval, range, limit);
                     }
                 }
             }

@@ -16,6 +16,7 @@ pub mod history;
 pub use wizdata_common::interval;
 pub mod migration;
 mod quotes;
+mod routes;
 mod service;
 pub mod simulator;
 mod store;
@@ -27,7 +28,6 @@ use std::time::Duration;
 
 use sea_orm::DatabaseConnection;
 use tokio::task::JoinHandle;
-use wizdata::marketdata::v1::market_data_service_server::MarketDataServiceServer;
 use wizdata_common::bus::Bus;
 use wizdata_common::cache::Cache;
 use wizdata_common::config::parse_duration;
@@ -35,6 +35,7 @@ use wizdata_common::pagination::PageTokens;
 use wizdata_common::symbols::SymbolDirectory;
 
 pub use migration::Migrator;
+pub use routes::MarketDataRoutes;
 pub use service::{
     DEFAULT_CANDLE_PAGE, MAX_CANDLE_PAGE, MAX_IMPORT_CANDLES, MAX_QUOTES_PER_CALL, MAX_RANGE_BARS, MarketData,
 };
@@ -58,7 +59,8 @@ pub struct MarketDataConfig {
     pub trade_dedupe_window: Duration,
 
     /// Most settled bars kept in memory for GetCandles, over all series
-    /// (about 100 bytes each); 0 reads every bar from the database.
+    /// (about 100 bytes each, twice that once read: a span keeps its bars
+    /// encoded as they are sent too); 0 reads every bar from the database.
     #[arg(long, env = "WIZDATA_CANDLE_CACHE_BARS", default_value_t = 1_000_000)]
     pub candle_cache_bars: usize,
 }
@@ -84,7 +86,7 @@ pub fn service(
     symbols: SymbolDirectory,
     page_tokens: PageTokens,
     config: &MarketDataConfig,
-) -> (MarketDataServiceServer<MarketData>, Vec<JoinHandle<()>>) {
+) -> (MarketDataRoutes, Vec<JoinHandle<()>>) {
     ticks::export_counters();
     let store = store::Store::new(db);
     let quotes = quotes::QuoteCache::new(cache);
@@ -114,7 +116,7 @@ pub fn service(
         page_tokens,
         staleness: config.quote_staleness,
     };
-    (MarketDataServiceServer::new(market_data), tasks)
+    (routes::routes(market_data), tasks)
 }
 
 #[cfg(test)]

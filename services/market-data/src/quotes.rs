@@ -38,7 +38,7 @@ impl QuoteCache {
         if quotes.is_empty() {
             return;
         }
-        let entries = quotes.iter().map(|quote| (key(&quote.symbol), quote.encode_to_vec())).collect();
+        let entries = quotes.iter().map(|quote| (key(&quote.symbol), quote.encode_to_vec().into())).collect();
         let filled = self.cache.set_many(entries, QUOTE_TTL).await.is_ok();
         let mut unsynced = self.unsynced.lock().expect("unsynced lock is never poisoned");
         for quote in quotes {
@@ -69,7 +69,7 @@ impl QuoteCache {
                 if !trusted {
                     return None;
                 }
-                cached.next().flatten().and_then(|bytes| Quote::decode(bytes.as_slice()).ok())
+                cached.next().flatten().and_then(|bytes| Quote::decode(bytes).ok())
             })
             .collect()
     }

@@ -4,8 +4,10 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::{Bytes, BytesMut};
 use futures_util::stream::FuturesUnordered;
 use futures_util::{FutureExt, StreamExt};
+use prost::Message;
 use tonic::{Request, Response, Status, Streaming};
 use wizdata::marketdata::v1::market_data_service_server::MarketDataService;
 use wizdata::marketdata::v1::{
@@ -130,7 +132,9 @@ impl MarketData {
         Ok(response)
     }
 
-    async fn get_candles(&self, request: GetCandlesRequest, caller: &Caller) -> Result<GetCandlesResponse, ApiError> {
+    /// GetCandles' answer, encoded: cached bars go out as the cache holds
+    /// them.
+    pub(crate) async fn get_candles(&self, request: GetCandlesRequest, caller: &Caller) -> Result<Bytes, ApiError> {
         let mut violations = FieldViolations::default();
         if request.symbol.trim().is_empty() {
             violations.add("symbol", "is required");
@@ -181,18 +185,20 @@ impl MarketData {
                 .await?;
         let next_page_token = if candles.len() > limit as usize {
             candles.truncate(limit as usize);
-            let last = candles.last().and_then(|candle| candle.open_time).expect("a full page is not empty");
-            self.page_tokens.encode(filters.as_bytes(), &last.seconds.to_string())
+            let last = candles.last_open_time().expect("a full page is not empty");
+            self.page_tokens.encode(filters.as_bytes(), &last.to_string())
         } else {
             String::new()
         };
-        Ok(GetCandlesResponse {
-            symbol: symbol.to_string(),
-            interval: interval as i32,
-            candles,
-            next_page_token,
-            revision: revision_of(revision),
-        })
+        // Fields in their numbers' order, the candles between the others,
+        // as the message would be encoded.
+        let before = GetCandlesResponse { symbol: symbol.to_string(), interval: interval as i32, ..Default::default() };
+        let after = GetCandlesResponse { next_page_token, revision: revision_of(revision), ..Default::default() };
+        let mut answer = BytesMut::with_capacity(before.encoded_len() + candles.encoded_len() + after.encoded_len());
+        before.encode_raw(&mut answer);
+        candles.encode(&mut answer);
+        after.encode_raw(&mut answer);
+        Ok(answer.freeze())
     }
 
     async fn get_series_revision(
@@ -419,9 +425,14 @@ impl MarketDataService for MarketData {
         Ok(Response::new(MarketData::get_quotes(self, request.into_inner(), &caller).await?))
     }
 
+    /// Served encoded by [`crate::MarketDataRoutes`]; here for the
+    /// generated server's completeness, decoding what that sends.
     async fn get_candles(&self, request: Request<GetCandlesRequest>) -> Result<Response<GetCandlesResponse>, Status> {
         let caller = Caller::serving(&request);
-        Ok(Response::new(MarketData::get_candles(self, request.into_inner(), &caller).await?))
+        let answer = MarketData::get_candles(self, request.into_inner(), &caller).await?;
+        let answer =
+            GetCandlesResponse::decode(answer).map_err(|_| Status::internal("an answer could not be read back"))?;
+        Ok(Response::new(answer))
     }
 
     async fn get_series_revision(

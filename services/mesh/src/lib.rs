@@ -287,11 +287,16 @@ message_limits!(
     wizdata::marketdata::v1::market_data_service_server::MarketDataServiceServer<wizdata_market_data::MarketData>,
     wizdata::indicator::v1::indicator_service_server::IndicatorServiceServer<wizdata_indicator::Indicators>,
     wizdata::auth::v1::auth_service_server::AuthServiceServer<wizdata_auth::Auth>,
+    wizdata::streaming::v1::streaming_service_server::StreamingServiceServer<wizdata_streaming::Streamer>,
 );
 
-impl MessageLimits for wizdata_streaming::StreamingRoutes {
+/// A service with methods answered encoded: their limits, and its generated
+/// server's.
+impl<Methods, Generated: MessageLimits> MessageLimits for wizdata_common::grpc::EncodedRoutes<Methods, Generated> {
     fn with_message_limits(self, max_request_bytes: usize, max_response_bytes: usize) -> Self {
-        wizdata_streaming::StreamingRoutes::with_message_limits(self, max_request_bytes, max_response_bytes)
+        self.with_message_limits(max_request_bytes, max_response_bytes, |generated| {
+            generated.with_message_limits(max_request_bytes, max_response_bytes)
+        })
     }
 }
 

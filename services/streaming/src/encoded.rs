@@ -6,10 +6,10 @@
 
 use std::sync::{Arc, OnceLock};
 
-use bytes::{Buf, BufMut, Bytes};
+use bytes::Bytes;
 use prost::Message;
-use prost::encoding::{DecodeContext, WireType};
 use wizdata::streaming::v1::{CommandAck, Heartbeat, MarketEvent};
+pub use wizdata_common::grpc::Encoded;
 
 use crate::outbox::{GapKey, gap_key};
 
@@ -75,36 +75,6 @@ fn field(tag: u32, message: &impl Message) -> Bytes {
     let mut buffer = Vec::with_capacity(message.encoded_len() + 8);
     prost::encoding::message::encode(tag, message, &mut buffer);
     buffer.into()
-}
-
-/// A response message already encoded, written as it is: the gRPC codec
-/// sends it like any message, without encoding it again.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Encoded(pub Bytes);
-
-impl Message for Encoded {
-    fn encode_raw(&self, buffer: &mut impl BufMut) {
-        buffer.put_slice(&self.0);
-    }
-
-    /// Only ever sent, never received: whatever arrives is skipped.
-    fn merge_field(
-        &mut self,
-        tag: u32,
-        wire_type: WireType,
-        buffer: &mut impl Buf,
-        context: DecodeContext,
-    ) -> Result<(), prost::DecodeError> {
-        prost::encoding::skip_field(wire_type, tag, buffer, context)
-    }
-
-    fn encoded_len(&self) -> usize {
-        self.0.len()
-    }
-
-    fn clear(&mut self) {
-        self.0 = Bytes::new();
-    }
 }
 
 #[cfg(test)]

@@ -70,5 +70,5 @@ pub fn service(
     stopping: watch::Receiver<bool>,
     config: &StreamingConfig,
 ) -> StreamingRoutes {
-    StreamingRoutes::new(Streamer::new(bus, symbols, market_data, stopping, config.clone()))
+    routes::routes(Streamer::new(bus, symbols, market_data, stopping, config.clone()))
 }
