@@ -104,6 +104,12 @@ impl prost::Message for Encoded {
     }
 }
 
+/// The message an answer encoded ahead holds: for a generated server's
+/// method that [`EncodedRoutes`] answers with the bytes instead.
+pub fn decode_answer<M: prost::Message + Default>(answer: Bytes) -> Result<M, Status> {
+    M::decode(answer).map_err(|_| Status::internal("an answer could not be read back"))
+}
+
 /// The largest request and response messages a server takes; `None` for
 /// tonic's defaults.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

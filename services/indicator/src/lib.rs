@@ -17,7 +17,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
-use prost::Message;
 use prost_types::Timestamp;
 use tokio::sync::Semaphore;
 use tonic::{Request, Response, Status};
@@ -33,6 +32,7 @@ use wizdata_common::cache::Cache;
 use wizdata_common::config::parse_duration;
 use wizdata_common::deadline::Deadline;
 use wizdata_common::endpoints::ServiceChannel;
+use wizdata_common::grpc::decode_answer;
 use wizdata_common::interval;
 use wizdata_common::time::{from_timestamp, to_timestamp};
 use wizdata_common::{ApiError, FieldViolations};
@@ -439,7 +439,7 @@ impl IndicatorService for Indicators {
         let deadline = Deadline::of(&request, self.market_data_timeout);
         let caller = Caller::serving(&request);
         let answer = Indicators::compute_indicators(self, request.into_inner(), deadline, &caller).await?;
-        Ok(Response::new(decode_own(answer)?))
+        Ok(Response::new(decode_answer(answer)?))
     }
 
     async fn compute_series(
@@ -456,14 +456,8 @@ impl IndicatorService for Indicators {
         let deadline = Deadline::of(&request, self.market_data_timeout);
         let caller = Caller::serving(&request);
         let answer = Indicators::batch_compute(self, request.into_inner(), deadline, &caller).await?;
-        Ok(Response::new(decode_own(answer)?))
+        Ok(Response::new(decode_answer(answer)?))
     }
-}
-
-/// The typed answer of an encoded one: the generated server's methods,
-/// which [`IndicatorRoutes`] serves with the encoded answers instead.
-fn decode_own<M: Message + Default>(answer: Bytes) -> Result<M, ApiError> {
-    M::decode(answer).map_err(|_| ApiError::internal("an answer could not be read back"))
 }
 
 /// The service, fetching candles from the market data service behind

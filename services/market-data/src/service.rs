@@ -16,6 +16,7 @@ use wizdata::marketdata::v1::{
     IngestTicksRequest, IngestTicksResponse, Tick,
 };
 use wizdata::r#type::v1::{Candle, Interval, Quote};
+use wizdata_common::grpc::decode_answer;
 use wizdata_common::pagination::{PageTokens, page_size};
 use wizdata_common::symbols::check_symbol_length;
 use wizdata_common::time::{NANOS_PER_SECOND, now_ns, ns_from_timestamp};
@@ -430,9 +431,7 @@ impl MarketDataService for MarketData {
     async fn get_candles(&self, request: Request<GetCandlesRequest>) -> Result<Response<GetCandlesResponse>, Status> {
         let caller = Caller::serving(&request);
         let answer = MarketData::get_candles(self, request.into_inner(), &caller).await?;
-        let answer =
-            GetCandlesResponse::decode(answer).map_err(|_| Status::internal("an answer could not be read back"))?;
-        Ok(Response::new(answer))
+        Ok(Response::new(decode_answer(answer)?))
     }
 
     async fn get_series_revision(
