@@ -159,7 +159,7 @@ impl<Methods, Generated> EncodedRoutes<Methods, Generated> {
 
     /// The largest request and response messages: `limit_generated` sets
     /// them on the generated server as its own builder does.
-    pub fn with_message_limits(
+    pub fn with_limits(
         self,
         max_request_bytes: usize,
         max_response_bytes: usize,

@@ -309,12 +309,9 @@ impl Indicators {
     }
 
     /// ComputeIndicators' answer, encoded.
-    async fn compute_indicators(
-        &self,
-        request: ComputeIndicatorsRequest,
-        deadline: Deadline,
-        caller: &Caller,
-    ) -> Result<Bytes, ApiError> {
+    async fn compute_indicators(&self, request: Request<ComputeIndicatorsRequest>) -> Result<Bytes, ApiError> {
+        let (deadline, caller) = (Deadline::of(&request, self.market_data_timeout), Caller::serving(&request));
+        let request = request.into_inner();
         let mut violations = FieldViolations::default();
         if request.symbol.trim().is_empty() {
             violations.add("symbol", "is required");
@@ -323,16 +320,13 @@ impl Indicators {
         let range = range_of(request.start_time.as_ref(), request.end_time.as_ref(), &mut violations);
         let planned = plan("indicators", &request.indicators, &mut violations);
         violations.into_result()?;
-        self.compute_for_symbol(request.symbol.trim(), interval, range, &planned, deadline, caller).await
+        self.compute_for_symbol(request.symbol.trim(), interval, range, &planned, deadline, &caller).await
     }
 
     /// BatchCompute's answer, encoded.
-    async fn batch_compute(
-        &self,
-        request: BatchComputeRequest,
-        deadline: Deadline,
-        caller: &Caller,
-    ) -> Result<Bytes, ApiError> {
+    async fn batch_compute(&self, request: Request<BatchComputeRequest>) -> Result<Bytes, ApiError> {
+        let (deadline, caller) = (Deadline::of(&request, self.market_data_timeout), Caller::serving(&request));
+        let request = request.into_inner();
         let mut violations = FieldViolations::default();
         let symbols = batch_symbols(&request.symbols, &mut violations);
         let interval = interval_of(request.interval, &mut violations);
@@ -358,7 +352,7 @@ impl Indicators {
         let range = (start, end);
         let results = futures_util::stream::iter(symbols)
             .map(|symbol| {
-                let planned = &planned;
+                let (planned, caller) = (&planned, &caller);
                 async move {
                     match self.compute_for_symbol(&symbol, interval, range, planned, deadline, caller).await {
                         Ok(response) => (SymbolResult { symbol, ..Default::default() }, Some(response)),
@@ -436,9 +430,7 @@ impl IndicatorService for Indicators {
         &self,
         request: Request<ComputeIndicatorsRequest>,
     ) -> Result<Response<ComputeIndicatorsResponse>, Status> {
-        let deadline = Deadline::of(&request, self.market_data_timeout);
-        let caller = Caller::serving(&request);
-        let answer = Indicators::compute_indicators(self, request.into_inner(), deadline, &caller).await?;
+        let answer = Indicators::compute_indicators(self, request).await?;
         Ok(Response::new(decode_answer(answer)?))
     }
 
@@ -453,9 +445,7 @@ impl IndicatorService for Indicators {
         &self,
         request: Request<BatchComputeRequest>,
     ) -> Result<Response<BatchComputeResponse>, Status> {
-        let deadline = Deadline::of(&request, self.market_data_timeout);
-        let caller = Caller::serving(&request);
-        let answer = Indicators::batch_compute(self, request.into_inner(), deadline, &caller).await?;
+        let answer = Indicators::batch_compute(self, request).await?;
         Ok(Response::new(decode_answer(answer)?))
     }
 }

@@ -8,9 +8,6 @@ use futures_util::future::BoxFuture;
 use tonic::Response;
 use tonic::body::Body;
 use wizdata::indicator::v1::indicator_service_server::IndicatorServiceServer;
-use wizdata::indicator::v1::{BatchComputeRequest, ComputeIndicatorsRequest};
-use wizdata_common::auth::Caller;
-use wizdata_common::deadline::Deadline;
 use wizdata_common::grpc::{Encoded, EncodedMethods, EncodedRoutes, MessageLimits, serve_encoded_unary};
 
 use crate::Indicators;
@@ -36,32 +33,14 @@ impl EncodedMethods for EncodedAnswers {
     ) -> Result<BoxFuture<'static, http::Response<Body>>, http::Request<Body>> {
         let indicators = self.0.clone();
         match request.uri().path() {
-            COMPUTE_INDICATORS => Ok(Box::pin(serve_encoded_unary(
-                request,
-                limits,
-                move |request: tonic::Request<ComputeIndicatorsRequest>| {
-                    let indicators = indicators.clone();
-                    async move {
-                        let deadline = Deadline::of(&request, indicators.market_data_timeout);
-                        let caller = Caller::serving(&request);
-                        let answer = indicators.compute_indicators(request.into_inner(), deadline, &caller).await?;
-                        Ok(Response::new(Encoded(answer)))
-                    }
-                },
-            ))),
-            BATCH_COMPUTE => Ok(Box::pin(serve_encoded_unary(
-                request,
-                limits,
-                move |request: tonic::Request<BatchComputeRequest>| {
-                    let indicators = indicators.clone();
-                    async move {
-                        let deadline = Deadline::of(&request, indicators.market_data_timeout);
-                        let caller = Caller::serving(&request);
-                        let answer = indicators.batch_compute(request.into_inner(), deadline, &caller).await?;
-                        Ok(Response::new(Encoded(answer)))
-                    }
-                },
-            ))),
+            COMPUTE_INDICATORS => Ok(Box::pin(serve_encoded_unary(request, limits, move |request| {
+                let indicators = indicators.clone();
+                async move { Ok(Response::new(Encoded(indicators.compute_indicators(request).await?))) }
+            }))),
+            BATCH_COMPUTE => Ok(Box::pin(serve_encoded_unary(request, limits, move |request| {
+                let indicators = indicators.clone();
+                async move { Ok(Response::new(Encoded(indicators.batch_compute(request).await?))) }
+            }))),
             _ => Err(request),
         }
     }

@@ -294,7 +294,7 @@ message_limits!(
 /// server's.
 impl<Methods, Generated: MessageLimits> MessageLimits for wizdata_common::grpc::EncodedRoutes<Methods, Generated> {
     fn with_message_limits(self, max_request_bytes: usize, max_response_bytes: usize) -> Self {
-        self.with_message_limits(max_request_bytes, max_response_bytes, |generated| {
+        self.with_limits(max_request_bytes, max_response_bytes, |generated| {
             generated.with_message_limits(max_request_bytes, max_response_bytes)
         })
     }
