@@ -1,5 +1,5 @@
-//! Directional movement: +DI, -DI and ADX, with Wilder's smoothing exactly
-//! as TA-Lib runs it.
+//! Directional movement: +DI, -DI and ADX, with Wilder's smoothing as TA-Lib
+//! runs it, but for the order of its operations (see [`Smoothed`]).
 
 use super::{Bar, Bars, Study, by_machine, is_zero, kernels, true_range};
 
@@ -33,10 +33,15 @@ impl Tracker {
 }
 
 /// Wilder-smoothed +DM, -DM and true range: summed over the first
-/// `period - 1` movements, then `x - x/period + new` per movement.
+/// `period - 1` movements, then `x * (1 - 1/period) + new` per movement as
+/// one fused multiply-add, where TA-Lib's `x - x/period + new` is a
+/// division and two adds on the chain from bar to bar. The sums differ from
+/// TA-Lib's in the last bits; [`kernels::adx`] and
+/// [`kernels::directional_index`] do the same operations, to the bit.
 #[derive(Clone, Debug)]
 struct Smoothed {
     period: usize,
+    keep: f64,
     movements: usize,
     plus: f64,
     minus: f64,
@@ -45,7 +50,7 @@ struct Smoothed {
 
 impl Smoothed {
     fn new(period: usize) -> Self {
-        Self { period, movements: 0, plus: 0.0, minus: 0.0, range: 0.0 }
+        Self { period, keep: 1.0 - 1.0 / period as f64, movements: 0, plus: 0.0, minus: 0.0, range: 0.0 }
     }
 
     /// True once the sums are smoothed (from the `period`-th movement on).
@@ -57,10 +62,9 @@ impl Smoothed {
             self.range += movement.range;
             return false;
         }
-        let period = self.period as f64;
-        self.plus = self.plus - (self.plus / period) + movement.plus;
-        self.minus = self.minus - (self.minus / period) + movement.minus;
-        self.range = self.range - (self.range / period) + movement.range;
+        self.plus = self.plus.mul_add(self.keep, movement.plus);
+        self.minus = self.minus.mul_add(self.keep, movement.minus);
+        self.range = self.range.mul_add(self.keep, movement.range);
         true
     }
 

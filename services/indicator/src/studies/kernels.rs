@@ -4,16 +4,17 @@
 //! windows read the input slice itself, and outputs are written in place.
 //!
 //! Most kernels perform their study's floating-point operations in the
-//! same order as the state machine (and TA-Lib), so the two give the same
-//! bits. The exceptions differ from the machine in the last bits only:
-//! - the recursive smoothings (EMA, Wilder's RSI and ATR) are reassociated,
-//!   `average * (1 - weight) + value * weight`, so each bar's dependency
-//!   chain is one multiply and one add rather than a subtract, multiply and
-//!   add or a multiply, add and divide (EMA and ATR go further: one
-//!   multiply and one add per four bars, `smooth_in_place`); the recursion
-//!   damps such differences rather than adding them up;
-//! - BBANDS multiplies by the period's reciprocal where the machine divides
-//!   by the period;
+//! same order as the state machine, so the two give the same bits. Those
+//! orders are TA-Lib's where that costs nothing, and differ from TA-Lib's in
+//! the last bits where it made a bar's dependency chain shorter: running
+//! totals move on by one add a bar (what enters less what leaves, computed
+//! off the chain), EMA is one fused multiply-add a bar, and means multiply by
+//! the period's reciprocal. The kernels that differ from their machine do so
+//! in the last bits only:
+//! - the recursive smoothings of EMA, Wilder's RSI and ATR are reassociated,
+//!   `average * (1 - weight) + value * weight`, and EMA and ATR go further:
+//!   one multiply and one add per four bars (`smooth_in_place`); the
+//!   recursion damps such differences rather than adding them up;
 //! - WILLR divides once a bar where the machine divides twice.
 //!
 //! The property test below holds every kernel to its machine within 1e-12
@@ -23,6 +24,31 @@
 use std::ops::Range;
 
 use super::{is_zero, true_range};
+
+/// Defines `pub fn $name`, which runs `$body` (an `#[inline(always)]` fn)
+/// compiled for FMA and AVX2 where the processor has them (x86-64 only has
+/// them as extensions), and compiled for the baseline elsewhere. Both give
+/// the same bits: Rust never fuses or reorders floating-point operations on
+/// its own, so wider vectors only do the same operations more at a time,
+/// and `mul_add` rounds once whether it is one instruction or the C
+/// library's `fma`.
+macro_rules! fused_and_wide {
+    ($(#[$doc:meta])* pub fn $name:ident($($arg:ident: $type:ty),* $(,)?) -> $output:ty = $body:ident;) => {
+        $(#[$doc])*
+        pub fn $name($($arg: $type),*) -> $output {
+            #[cfg(target_arch = "x86_64")]
+            if std::arch::is_x86_feature_detected!("fma") && std::arch::is_x86_feature_detected!("avx2") {
+                #[target_feature(enable = "fma,avx2")]
+                fn wide($($arg: $type),*) -> $output {
+                    $body($($arg),*)
+                }
+                // SAFETY: the processor has just said it runs these instructions.
+                return unsafe { wide($($arg),*) };
+            }
+            $body($($arg),*)
+        }
+    };
+}
 
 /// The values of a series from its first bar with a value: `(begin, values)`.
 pub type Series = (usize, Vec<f64>);
@@ -74,22 +100,21 @@ fn extend_smoothed(
     }
 }
 
-/// Simple moving average: TA-Lib's running total, the oldest value leaving
-/// after each output.
+/// Simple moving average: [`Sma`](super::Sma)'s running total of the
+/// window's older values, moved on by one add a bar, and its reciprocal.
 pub fn sma(values: &[f64], period: usize) -> Series {
     let count = values.len();
     let begin = (period - 1).min(count);
     let mut out = output_room(count, begin);
-    let divisor = period as f64;
+    let reciprocal = 1.0 / period as f64;
     let mut total = 0.0;
     for value in &values[..begin] {
         total += value;
     }
     out.extend(values[begin..].iter().zip(values).map(|(entering, leaving)| {
-        total += entering;
-        let average = total / divisor;
-        total -= leaving;
-        average
+        let sum = total + entering;
+        total += entering - leaving;
+        sum * reciprocal
     }));
     (begin, out)
 }
@@ -145,7 +170,7 @@ fn smooth_in_place(weighted: &mut [f64], mut average: f64, keep: f64) -> f64 {
 }
 
 /// Weighted moving average (weights 1..period, newest heaviest) with
-/// TA-Lib's running sums.
+/// [`Wma`](super::Wma)'s running sums, each moved on by one add a bar.
 pub fn wma(values: &[f64], period: usize) -> Series {
     let count = values.len();
     let begin = (period - 1).min(count);
@@ -158,12 +183,11 @@ pub fn wma(values: &[f64], period: usize) -> Series {
         period_sum += value * (index + 1) as f64;
     }
     out.extend(values[begin..].iter().zip(values).map(|(value, oldest)| {
-        period_sub += value;
-        period_sub -= trailing;
-        period_sum += value * weight;
+        let weighted = value * weight;
+        period_sub += value - trailing;
         trailing = *oldest;
-        let average = period_sum / divider;
-        period_sum -= period_sub;
+        let average = (period_sum + weighted) / divider;
+        period_sum += weighted - period_sub;
         average
     }));
     (begin, out)
@@ -208,9 +232,14 @@ fn strength(gain: f64, loss: f64) -> f64 {
     if super::is_zero(total) { 0.0 } else { 100.0 * (gain / total) }
 }
 
+fused_and_wide! {
 /// Average True Range: the mean of the first `period` true ranges, then
 /// Wilder's smoothing.
-pub fn atr(high: &[f64], low: &[f64], close: &[f64], period: usize) -> Series {
+pub fn atr(high: &[f64], low: &[f64], close: &[f64], period: usize) -> Series = atr_body;
+}
+
+#[inline(always)]
+fn atr_body(high: &[f64], low: &[f64], close: &[f64], period: usize) -> Series {
     let count = close.len();
     let begin = period.min(count);
     let mut out = output_room(count, begin);
@@ -250,10 +279,11 @@ fn movement(high: &[f64], low: &[f64], close: &[f64], index: usize) -> (f64, f64
     (plus, minus, true_range(high[index], low[index], close[index - 1]))
 }
 
-/// Wilder's smoothing of +DM, -DM and true range as TA-Lib runs it: the
-/// first `period - 1` movements summed, then `x - x / period + new` (kept in
-/// that form: the DIs divide one smoothed sum by another, and DX subtracts
-/// the DIs, so these sums must be the machine's to the bit). Calls `each`
+/// Wilder's smoothing of +DM, -DM and true range as the machine runs it:
+/// the first `period - 1` movements summed, then `x * (1 - 1/period) + new`
+/// fused (the machine's operations: the DIs divide one smoothed sum by
+/// another, and DX subtracts the DIs, so these sums must be the machine's to
+/// the bit). Calls `each`
 /// with the bar's index and the smoothed sums from the `period`-th movement
 /// on. Periods of 1 are the machines' (raw movements, no smoothing).
 #[inline(always)]
@@ -273,19 +303,25 @@ fn for_each_smoothed(
         minus += m;
         range += r;
     }
-    let divisor = period as f64;
+    let keep = 1.0 - 1.0 / period as f64;
     for index in period.max(1)..count {
         let (p, m, r) = movement(high, low, close, index);
-        plus = plus - (plus / divisor) + p;
-        minus = minus - (minus / divisor) + m;
-        range = range - (range / divisor) + r;
+        plus = plus.mul_add(keep, p);
+        minus = minus.mul_add(keep, m);
+        range = range.mul_add(keep, r);
         each(index, plus, minus, range);
     }
 }
 
+fused_and_wide! {
 /// +DI or -DI (period 2 or more): the smoothed movement over the smoothed
 /// range, 0 where the range is (nearly) zero.
-pub fn directional_index(high: &[f64], low: &[f64], close: &[f64], period: usize, plus_side: bool) -> Series {
+pub fn directional_index(high: &[f64], low: &[f64], close: &[f64], period: usize, plus_side: bool) -> Series
+    = directional_index_body;
+}
+
+#[inline(always)]
+fn directional_index_body(high: &[f64], low: &[f64], close: &[f64], period: usize, plus_side: bool) -> Series {
     let count = close.len();
     let begin = period.min(count);
     let mut out = output(count, begin);
@@ -296,10 +332,15 @@ pub fn directional_index(high: &[f64], low: &[f64], close: &[f64], period: usize
     (begin, out)
 }
 
+fused_and_wide! {
 /// ADX: DX from the smoothed sums, the mean of its first `period` values,
 /// then Wilder's smoothing; a bar whose DX is undefined (a zero range or
 /// zero DIs) keeps the previous ADX, as TA-Lib does.
-pub fn adx(high: &[f64], low: &[f64], close: &[f64], period: usize) -> Series {
+pub fn adx(high: &[f64], low: &[f64], close: &[f64], period: usize) -> Series = adx_body;
+}
+
+#[inline(always)]
+fn adx_body(high: &[f64], low: &[f64], close: &[f64], period: usize) -> Series {
     let count = close.len();
     let lookback = 2 * period - 1;
     let begin = lookback.min(count);
@@ -348,70 +389,26 @@ pub fn obv(close: &[f64], volume: &[f64]) -> Series {
     (0, out)
 }
 
-/// The highest high and lowest low of each window of `period` bars, from
-/// the first full window on, by van Herk and Gil-Werman's blocks: cut the
-/// series into blocks of `period` bars; a window is the end of one block
-/// and the start of the next, so its extreme is the better of the first
-/// block's suffix extreme and the next block's prefix extreme. Three
-/// compares per bar and column, as selects, whatever the data: the rescans
-/// TA-Lib does when an extreme leaves the window are data-dependent
-/// branches that a random walk mispredicts. Extremes are exact, so the
-/// values are the same bits.
-///
-/// Calls `each` once per block with the last bar of its first window and
-/// the extremes of the consecutive windows from there, so the caller's
-/// per-window arithmetic is a loop over slices the compiler vectorises.
-#[inline(always)]
-fn for_each_extremes(high: &[f64], low: &[f64], period: usize, mut each: impl FnMut(usize, &[f64], &[f64])) {
-    let count = high.len().min(low.len());
-    if period == 0 || count < period {
-        return;
-    }
-    let (high, low) = (&high[..count], &low[..count]);
-    let higher = |a: f64, b: f64| if b > a { b } else { a };
-    let lower = |a: f64, b: f64| if b < a { b } else { a };
-    // The current block's suffix extremes (then its windows' extremes, in
-    // place), and the next block's prefix ones.
-    let (mut high_suffix, mut low_suffix) = (vec![0.0; period], vec![0.0; period]);
-    let (mut high_prefix, mut low_prefix) = (vec![0.0; period], vec![0.0; period]);
-    // Only a full block starts a window; the last one may be short.
-    for block in (0..=count - period).step_by(period) {
-        // The running extremes are carried in locals: through the slices,
-        // each step would wait on the store of the one before.
-        let this = block..block + period;
-        let (mut highest, mut lowest) = (high[this.end - 1], low[this.end - 1]);
-        let suffixes =
-            high_suffix.iter_mut().zip(low_suffix.iter_mut()).zip(high[this.clone()].iter().zip(&low[this.clone()]));
-        for ((high_slot, low_slot), (high, low)) in suffixes.rev() {
-            (highest, lowest) = (higher(*high, highest), lower(*low, lowest));
-            (*high_slot, *low_slot) = (highest, lowest);
-        }
-        let next = this.end..(this.end + period).min(count);
-        let reach = next.len();
-        if reach > 0 {
-            (highest, lowest) = (high[next.start], low[next.start]);
-        }
-        let prefixes = high_prefix.iter_mut().zip(low_prefix.iter_mut()).zip(high[next.clone()].iter().zip(&low[next]));
-        for ((high_slot, low_slot), (high, low)) in prefixes {
-            (highest, lowest) = (higher(*high, highest), lower(*low, lowest));
-            (*high_slot, *low_slot) = (highest, lowest);
-        }
-        // The window starting at the block's first bar is the block itself;
-        // the one starting `offset` bars in ends `offset` bars into the next.
-        let windows = 1 + reach.min(period - 1);
-        for (suffix, prefix) in high_suffix[1..windows].iter_mut().zip(&high_prefix) {
-            *suffix = higher(*suffix, *prefix);
-        }
-        for (suffix, prefix) in low_suffix[1..windows].iter_mut().zip(&low_prefix) {
-            *suffix = lower(*suffix, *prefix);
-        }
-        each(block + period - 1, &high_suffix[..windows], &low_suffix[..windows]);
-    }
-}
+/// Bars of blocks per step of [`over_window_extremes`]: its four buffers
+/// (32 KiB) stay in the first-level cache between its passes.
+const EXTREMES_CHUNK: usize = 1024;
 
 /// `value(highest, lowest, close)` for each bar from the first full window
 /// of `period` bars on, in order: what WILLR and STOCH's %K make of the
 /// window extremes.
+///
+/// The extremes by van Herk and Gil-Werman's blocks: cut the series into
+/// blocks of `period` bars. A window starts in one block and ends in the
+/// same or the next, so its extreme is the better of its first bar's suffix
+/// extreme (to the end of that block) and its last bar's prefix extreme
+/// (from the start of its block). Three compares per bar and column, as
+/// selects, whatever the data: the rescans TA-Lib does when an extreme
+/// leaves the window are data-dependent branches that a random walk
+/// mispredicts. Extremes are exact, so the values are the same bits.
+///
+/// A step scans the prefixes and suffixes of a run of blocks (and of the
+/// block before, where the first windows start), then joins them and
+/// makes the values in one loop over slices the compiler vectorises.
 #[inline(always)]
 fn over_window_extremes(
     high: &[f64],
@@ -420,21 +417,72 @@ fn over_window_extremes(
     period: usize,
     value: impl Fn(f64, f64, f64) -> f64,
 ) -> Vec<f64> {
-    let count = close.len();
+    let count = close.len().min(high.len()).min(low.len());
     let mut out = output_room(count, (period - 1).min(count));
-    for_each_extremes(&high[..count], &low[..count], period, |end, highest, lowest| {
-        let close = &close[end..end + highest.len()];
+    if period == 0 || count < period {
+        return out;
+    }
+    let higher = |a: f64, b: f64| if b > a { b } else { a };
+    let lower = |a: f64, b: f64| if b < a { b } else { a };
+    let blocks_per_step = (EXTREMES_CHUNK / period).max(1);
+    let room = (blocks_per_step + 1) * period;
+    let (mut high_prefix, mut low_prefix) = (vec![0.0; room], vec![0.0; room]);
+    let (mut high_suffix, mut low_suffix) = (vec![0.0; room], vec![0.0; room]);
+    let blocks = count.div_ceil(period);
+    for first_block in (0..blocks).step_by(blocks_per_step) {
+        // Bars `from..to` in the buffers, from the block before this step's.
+        let from = first_block.saturating_sub(1) * period;
+        let to = ((first_block + blocks_per_step) * period).min(count);
+        for start in (from..to).step_by(period) {
+            let block = start..(start + period).min(to);
+            let slots = block.start - from..block.end - from;
+            // The prefixes forwards and the suffixes backwards in one
+            // loop: four independent chains of compares. The running
+            // extremes are carried in locals: through the slices, each step
+            // would wait on the store of the one before.
+            let (mut prefix_high, mut prefix_low) = (high[block.start], low[block.start]);
+            let (mut suffix_high, mut suffix_low) = (high[block.end - 1], low[block.end - 1]);
+            let bars = high[block.clone()].iter().zip(&low[block]);
+            let prefixes = high_prefix[slots.clone()].iter_mut().zip(&mut low_prefix[slots.clone()]).zip(bars.clone());
+            let suffixes = high_suffix[slots.clone()].iter_mut().zip(&mut low_suffix[slots]).zip(bars).rev();
+            for (
+                ((prefix_high_slot, prefix_low_slot), (high, low)),
+                ((suffix_high_slot, suffix_low_slot), (high_back, low_back)),
+            ) in prefixes.zip(suffixes)
+            {
+                (prefix_high, prefix_low) = (higher(*high, prefix_high), lower(*low, prefix_low));
+                (suffix_high, suffix_low) = (higher(*high_back, suffix_high), lower(*low_back, suffix_low));
+                (*prefix_high_slot, *prefix_low_slot) = (prefix_high, prefix_low);
+                (*suffix_high_slot, *suffix_low_slot) = (suffix_high, suffix_low);
+            }
+        }
+        // The windows ending in this step's blocks, by their first bars'
+        // suffixes and their last bars' prefixes.
+        let ends = (first_block * period).max(period - 1)..to;
+        let (starts, ends_at) =
+            (ends.start + 1 - period - from..ends.end + 1 - period - from, ends.start - from..ends.end - from);
+        let highest = high_suffix[starts.clone()]
+            .iter()
+            .zip(&high_prefix[ends_at.clone()])
+            .map(|(suffix, prefix)| higher(*suffix, *prefix));
+        let lowest =
+            low_suffix[starts].iter().zip(&low_prefix[ends_at]).map(|(suffix, prefix)| lower(*suffix, *prefix));
         out.extend(
-            highest.iter().zip(lowest).zip(close).map(|((highest, lowest), close)| value(*highest, *lowest, *close)),
+            highest.zip(lowest).zip(&close[ends]).map(|((highest, lowest), close)| value(highest, lowest, *close)),
         );
-    });
+    }
     out
 }
 
+fused_and_wide! {
 /// Williams' %R over `period` bars. One division a bar where the machine
 /// makes two (the range over -100, then the distance over that): the same
 /// value within an ulp or two.
-pub fn willr(high: &[f64], low: &[f64], close: &[f64], period: usize) -> Series {
+pub fn willr(high: &[f64], low: &[f64], close: &[f64], period: usize) -> Series = willr_body;
+}
+
+#[inline(always)]
+fn willr_body(high: &[f64], low: &[f64], close: &[f64], period: usize) -> Series {
     let begin = (period - 1).min(close.len());
     let out = over_window_extremes(high, low, close, period, |highest, lowest, close| {
         let range = highest - lowest;
@@ -454,18 +502,23 @@ pub fn fast_k(high: &[f64], low: &[f64], close: &[f64], fast_k: usize) -> Vec<f6
     })
 }
 
+fused_and_wide! {
 /// Bollinger Bands around an SMA middle, fused in one pass: the running
-/// total of the closes and of their squares, population deviation as the
-/// mean of squares minus the square of the mean (TA-Lib's way, below 1e-8
-/// counted as zero). Upper, middle, lower.
-pub fn bbands_sma(close: &[f64], period: usize, deviations_up: f64, deviations_down: f64) -> (usize, [Vec<f64>; 3]) {
+/// totals of the closes and of their squares as [`Sma`](super::Sma) keeps
+/// them, the population deviation as the mean of squares minus the square
+/// of the mean (TA-Lib's way, below 1e-8 counted as zero). Upper, middle,
+/// lower.
+pub fn bbands_sma(close: &[f64], period: usize, deviations_up: f64, deviations_down: f64) -> (usize, [Vec<f64>; 3])
+    = bbands_sma_body;
+}
+
+#[inline(always)]
+fn bbands_sma_body(close: &[f64], period: usize, deviations_up: f64, deviations_down: f64) -> (usize, [Vec<f64>; 3]) {
     let count = close.len();
     let begin = (period - 1).min(count);
     let mut outputs = [(); 3].map(|_| output_room(count, begin));
     // Multiplying by the period's reciprocal instead of dividing (as
-    // Tulip does): two divisions a bar were most of the kernel's time. The
-    // sums are the machine's; the mean and variance differ from its in the
-    // last bit at most.
+    // Tulip does): two divisions a bar were most of the kernel's time.
     let reciprocal = 1.0 / period as f64;
     let (mut total, mut squares) = (0.0, 0.0);
     for value in &close[..begin] {
@@ -474,43 +527,47 @@ pub fn bbands_sma(close: &[f64], period: usize, deviations_up: f64, deviations_d
     }
     let (entering, leaving) = (&close[begin..], &close[..count - begin]);
     let [upper, middle, lower] = &mut outputs;
-    let mut deviations = [0.0; CHUNK];
+    let (mut sums, mut square_sums, mut deviations) = ([0.0; CHUNK], [0.0; CHUNK], [0.0; CHUNK]);
     for chunk in chunks(count - begin) {
-        let deviations = &mut deviations[..chunk.len()];
-        // The running sums, a chain from bar to bar: the chunk's means,
-        // appended to the middle band, and its variances ...
-        let bars = entering[chunk.clone()].iter().zip(&leaving[chunk.clone()]).zip(deviations.iter_mut());
-        middle.extend(bars.map(|((value, oldest), variance_slot)| {
-            squares += value * value;
-            total += value;
-            let mean = total * reciprocal;
-            total -= oldest;
-            let mut variance = squares * reciprocal;
-            squares -= oldest * oldest;
-            variance -= mean * mean;
-            *variance_slot = variance;
-            mean
-        }));
-        // ... then, bar by bar independent, loops the compiler vectorises:
-        // the deviations (two square roots at a time) and the outer bands.
-        for deviation in deviations.iter_mut() {
-            *deviation = if *deviation < 0.00000001 { 0.0 } else { deviation.sqrt() };
+        let (sums, square_sums, deviations) =
+            (&mut sums[..chunk.len()], &mut square_sums[..chunk.len()], &mut deviations[..chunk.len()]);
+        // The running totals, two chains of one add a bar (what enters less
+        // what leaves is computed off them), and each window's sums ...
+        let bars = entering[chunk.clone()].iter().zip(&leaving[chunk.clone()]);
+        for (((value, oldest), sum), square_sum) in bars.zip(sums.iter_mut()).zip(square_sums.iter_mut()) {
+            let square = value * value;
+            *sum = total + value;
+            *square_sum = squares + square;
+            total += value - oldest;
+            squares += square - oldest * oldest;
         }
+        // ... then, bar by bar independent, loops the compiler vectorises:
+        // the means, the deviations and the outer bands.
+        middle.extend(sums.iter().map(|sum| sum * reciprocal));
         let means = &middle[chunk];
+        for ((deviation, square_sum), mean) in deviations.iter_mut().zip(square_sums.iter()).zip(means) {
+            let variance = square_sum * reciprocal - mean * mean;
+            *deviation = if variance < 0.00000001 { 0.0 } else { variance.sqrt() };
+        }
         upper.extend(means.iter().zip(deviations.iter()).map(|(mean, deviation)| mean + deviation * deviations_up));
         lower.extend(means.iter().zip(deviations.iter()).map(|(mean, deviation)| mean - deviation * deviations_down));
     }
     (begin, outputs)
 }
 
+fused_and_wide! {
 /// MACD, its signal and their difference in one pass: the slow EMA, the
 /// fast EMA seeded where the slow one first has a value (with the mean of
 /// the `fast` closes ending there, as TA-Lib does) and the signal EMA of
-/// their difference run side by side, three independent chains. They keep
-/// the machine's order of operations: a reassociated average would be
-/// exact enough alone, but MACD subtracts two nearly equal averages, which
-/// would magnify the difference. MACD, signal, histogram.
-pub fn macd(close: &[f64], fast: usize, slow: usize, signal: usize) -> (usize, [Vec<f64>; 3]) {
+/// their difference run side by side, three independent chains of one
+/// fused multiply-add a bar each. They are [`Ema`](super::Ema)'s
+/// operations exactly: MACD subtracts two nearly equal averages, which
+/// would magnify any difference between the two. MACD, signal, histogram.
+pub fn macd(close: &[f64], fast: usize, slow: usize, signal: usize) -> (usize, [Vec<f64>; 3]) = macd_body;
+}
+
+#[inline(always)]
+fn macd_body(close: &[f64], fast: usize, slow: usize, signal: usize) -> (usize, [Vec<f64>; 3]) {
     // TA-Lib swaps periods given the wrong way round.
     let (fast, slow) = if slow < fast { (slow, fast) } else { (fast, slow) };
     let count = close.len();
@@ -519,15 +576,19 @@ pub fn macd(close: &[f64], fast: usize, slow: usize, signal: usize) -> (usize, [
     if begin == count {
         return (begin, outputs);
     }
-    let ema = |period: usize| 2.0 / (period as f64 + 1.0);
-    let (k_fast, k_slow, k_signal) = (ema(fast), ema(slow), ema(signal));
+    let weights = |period: usize| {
+        let k = 2.0 / (period as f64 + 1.0);
+        (1.0 - k, k)
+    };
+    let ((keep_fast, k_fast), (keep_slow, k_slow), (keep_signal, k_signal)) =
+        (weights(fast), weights(slow), weights(signal));
     let mut slow_average = close[..slow].iter().sum::<f64>() / slow as f64;
     let mut fast_average = close[slow - fast..slow].iter().sum::<f64>() / fast as f64;
     let mut line = fast_average - slow_average;
     let mut signal_total = line;
     for value in &close[slow..=begin] {
-        slow_average = ((value - slow_average) * k_slow) + slow_average;
-        fast_average = ((value - fast_average) * k_fast) + fast_average;
+        slow_average = slow_average.mul_add(keep_slow, value * k_slow);
+        fast_average = fast_average.mul_add(keep_fast, value * k_fast);
         line = fast_average - slow_average;
         signal_total += line;
     }
@@ -542,10 +603,10 @@ pub fn macd(close: &[f64], fast: usize, slow: usize, signal: usize) -> (usize, [
         let chunk_signals = &mut signal_buffer[..chunk.len()];
         // The three chains, appending the lines and keeping the signals ...
         lines.extend(rest[chunk.clone()].iter().zip(chunk_signals.iter_mut()).map(|(value, signal_slot)| {
-            slow_average = ((value - slow_average) * k_slow) + slow_average;
-            fast_average = ((value - fast_average) * k_fast) + fast_average;
+            slow_average = slow_average.mul_add(keep_slow, value * k_slow);
+            fast_average = fast_average.mul_add(keep_fast, value * k_fast);
             let line = fast_average - slow_average;
-            signal_average = ((line - signal_average) * k_signal) + signal_average;
+            signal_average = signal_average.mul_add(keep_signal, line * k_signal);
             *signal_slot = signal_average;
             line
         }));
@@ -632,7 +693,9 @@ mod tests {
     };
 
     /// Random bars: a walk of closes with highs and lows around them, flat
-    /// stretches included (they take the "no change" branches).
+    /// stretches included (they take the "no change" branches). Steps of
+    /// 0.37, which binary fractions cannot hold, so sums round as real
+    /// prices' do.
     fn bars() -> impl Strategy<Value = Bars> {
         proptest::collection::vec((-3i32..=3, 0.0f64..2.0, 0.0f64..2.0, 0.0f64..1e6), 0..300).prop_map(|steps| {
             let mut close = 100.0;
@@ -640,7 +703,7 @@ mod tests {
                 .into_iter()
                 .map(|(step, up, down, volume)| {
                     let open = close;
-                    close += f64::from(step) * 0.25;
+                    close += f64::from(step) * 0.37;
                     Bar { open, high: open.max(close) + up, low: open.min(close) - down, close, volume: volume.round() }
                 })
                 .collect()

@@ -34,18 +34,25 @@ impl MaType {
     }
 }
 
-/// Simple moving average, summed as TA-Lib does (a running total from which
-/// the oldest value leaves after each output).
+/// Simple moving average over a running total of the window's older values:
+/// each bar's window sum is that total plus the entering value, and the
+/// total then moves on by the entering value less the leaving one, computed
+/// first. So the chain from bar to bar is one add, where TA-Lib's (add the
+/// entering value, then subtract the leaving one) is two; the sums differ
+/// from TA-Lib's in the last bits only. The mean multiplies by the period's
+/// reciprocal (as Tulip does) rather than dividing: a division a bar was
+/// the batch kernel's bound. [`kernels::sma`] does the same operations.
 #[derive(Clone, Debug)]
 pub struct Sma {
     period: usize,
+    reciprocal: f64,
     window: Window,
     total: f64,
 }
 
 impl Sma {
     pub fn new(period: usize) -> Self {
-        Self { period, window: Window::new(period), total: 0.0 }
+        Self { period, reciprocal: 1.0 / period as f64, window: Window::new(period), total: 0.0 }
     }
 
     pub fn lookback(&self) -> usize {
@@ -55,21 +62,27 @@ impl Sma {
     #[inline]
     pub fn next(&mut self, value: f64) -> Option<f64> {
         self.window.push(value);
-        self.total += value;
         if !self.window.is_full() {
+            self.total += value;
             return None;
         }
-        let average = self.total / self.period as f64;
-        self.total -= self.window.oldest().expect("a full window has an oldest value");
-        Some(average)
+        let sum = self.total + value;
+        self.total += value - self.window.oldest().expect("a full window has an oldest value");
+        Some(sum * self.reciprocal)
     }
 }
 
-/// Exponential moving average seeded with the SMA of its first period.
+/// Exponential moving average seeded with the SMA of its first period, then
+/// `average * (1 - k) + value * k` as one fused multiply-add: the chain from
+/// bar to bar is that one operation (TA-Lib's `(value - average) * k +
+/// average` is three), and a fused operation rounds once, so the batch
+/// kernels that use this recursion (MACD's) give the same bits on any
+/// machine. The values differ from TA-Lib's in the last bits only.
 #[derive(Clone, Debug)]
 pub struct Ema {
     period: usize,
     k: f64,
+    keep: f64,
     seen: usize,
     seed_total: f64,
     value: f64,
@@ -77,7 +90,8 @@ pub struct Ema {
 
 impl Ema {
     pub fn new(period: usize) -> Self {
-        Self { period, k: 2.0 / (period as f64 + 1.0), seen: 0, seed_total: 0.0, value: 0.0 }
+        let k = 2.0 / (period as f64 + 1.0);
+        Self { period, k, keep: 1.0 - k, seen: 0, seed_total: 0.0, value: 0.0 }
     }
 
     /// Starts from an already computed seed (MACD seeds its fast EMA late).
@@ -103,14 +117,18 @@ impl Ema {
             self.seed_total += value;
             self.value = self.seed_total / self.period as f64;
         } else {
-            self.value = ((value - self.value) * self.k) + self.value;
+            self.value = self.value.mul_add(self.keep, value * self.k);
         }
         Some(self.value)
     }
 }
 
 /// Weighted moving average (weights 1..period, newest heaviest), with
-/// TA-Lib's running sums.
+/// TA-Lib's running sums (the plain sum of the window, and the weighted one
+/// from which that plain sum is taken each bar as every weight drops by
+/// one), each moved on by one add a bar: what it gains and loses is
+/// computed first, as [`Sma`] does. [`kernels::wma`] does the same
+/// operations.
 #[derive(Clone, Debug)]
 pub struct Wma {
     period: usize,
@@ -148,12 +166,11 @@ impl Wma {
             self.period_sum += value * self.seen as f64;
             return None;
         }
-        self.period_sub += value;
-        self.period_sub -= self.trailing;
-        self.period_sum += value * self.period as f64;
+        let weighted = value * self.period as f64;
+        self.period_sub += value - self.trailing;
         self.trailing = self.window.oldest().expect("a full window has an oldest value");
-        let average = self.period_sum / self.divider;
-        self.period_sum -= self.period_sub;
+        let average = (self.period_sum + weighted) / self.divider;
+        self.period_sum += weighted - self.period_sub;
         Some(average)
     }
 }

@@ -42,7 +42,6 @@ impl Study for Bbands {
     fn next(&mut self, bar: &Bar, out: &mut [f64]) -> bool {
         let square = bar.close * bar.close;
         self.squares.push(square);
-        self.squares_total += square;
         let middle = self.middle.next(bar.close);
         let mean = match &mut self.sma {
             Some(sma) => sma.next(bar.close),
@@ -50,12 +49,21 @@ impl Study for Bbands {
         };
         // The deviation runs on its own window from the period-th bar on,
         // even while a slower middle average is still warming up.
-        let deviation = mean.map(|mean| {
-            let mut variance = self.squares_total / self.period as f64;
-            self.squares_total -= self.squares.oldest().expect("the window is full once the mean has a value");
-            variance -= mean * mean;
-            if variance < 0.00000001 { 0.0 } else { variance.sqrt() }
-        });
+        // The squares' running total moves on as the SMA's does (one add a
+        // bar), and the variance multiplies by the reciprocal as its mean.
+        let deviation = match mean {
+            None => {
+                self.squares_total += square;
+                None
+            }
+            Some(mean) => {
+                let squares = self.squares_total + square;
+                self.squares_total +=
+                    square - self.squares.oldest().expect("the window is full once the mean has a value");
+                let variance = squares * (1.0 / self.period as f64) - mean * mean;
+                Some(if variance < 0.00000001 { 0.0 } else { variance.sqrt() })
+            }
+        };
         let (Some(middle), Some(deviation)) = (middle, deviation) else { return false };
         out[0] = middle + deviation * self.deviations_up;
         out[1] = middle;
