@@ -77,26 +77,21 @@ fn chunks(count: usize) -> impl Iterator<Item = Range<usize>> {
 }
 
 /// Appends the smoothing of `count` inputs to `out`, a chunk at a time:
-/// `fill` writes the chunk's inputs (positions from 0) into a buffer; they
-/// are weighted in a loop the compiler vectorises, then smoothed where
-/// they lie and appended.
+/// the chunk's inputs (`inputs` of their positions) are weighted and
+/// appended in a loop the compiler vectorises, then smoothed where they
+/// lie, while still in the first-level cache.
 #[inline(always)]
-fn extend_smoothed(
+fn extend_smoothed<Inputs: Iterator<Item = f64>>(
     out: &mut Vec<f64>,
     count: usize,
     mut average: f64,
     (keep, weight): (f64, f64),
-    mut fill: impl FnMut(Range<usize>, &mut [f64]),
+    mut inputs: impl FnMut(Range<usize>) -> Inputs,
 ) {
-    let mut buffer = [0.0; CHUNK];
     for at in chunks(count) {
-        let chunk = &mut buffer[..at.len()];
-        fill(at, chunk);
-        for value in chunk.iter_mut() {
-            *value *= weight;
-        }
-        average = smooth_in_place(chunk, average, keep);
-        out.extend_from_slice(chunk);
+        let start = out.len();
+        out.extend(inputs(at).map(|value| value * weight));
+        average = smooth_in_place(&mut out[start..], average, keep);
     }
 }
 
@@ -136,7 +131,7 @@ pub fn ema(values: &[f64], period: usize) -> Series {
     let average = seed / period as f64;
     out.push(average);
     let inputs = &values[period..];
-    extend_smoothed(&mut out, inputs.len(), average, (keep, k), |at, chunk| chunk.copy_from_slice(&inputs[at]));
+    extend_smoothed(&mut out, inputs.len(), average, (keep, k), |at| inputs[at].iter().copied());
     (begin, out)
 }
 
@@ -259,11 +254,9 @@ fn atr_body(high: &[f64], low: &[f64], close: &[f64], period: usize) -> Series {
     // smoothed where they lie.
     let (high, low, previous_close) = (&high[period + 1..count], &low[period + 1..count], &close[period..count - 1]);
     let weights = ((divisor - 1.0) / divisor, 1.0 / divisor);
-    extend_smoothed(&mut out, count - period - 1, value, weights, |at, chunk| {
+    extend_smoothed(&mut out, count - period - 1, value, weights, |at| {
         let bars = high[at.clone()].iter().zip(&low[at.clone()]).zip(&previous_close[at]);
-        for (slot, ((high, low), previous_close)) in chunk.iter_mut().zip(bars) {
-            *slot = true_range(*high, *low, *previous_close);
-        }
+        bars.map(|((high, low), previous_close)| true_range(*high, *low, *previous_close))
     });
     (begin, out)
 }
