@@ -154,12 +154,13 @@ bench-gateway:
 	target/release/wizdata bench --target http://$(GATEWAY_BENCH_ADDR) --api-key $$key unary \
 		--gateway http://$(GATEWAY_BENCH_GATEWAY) $(GATEWAY_ARGS)
 
-## bench-proxies: the gateway beside nginx and HAProxy in front of the same
-## services, h2load at 1, 16 and 64 in flight, small and large calls, in one
-## run (BENCHMARKS.md); nginx, HAProxy and h2load from Debian's packages
+## bench-proxies: the gateway beside nginx, HAProxy and a bare h2 relay (the
+## floor) in front of the same services, h2load at 1, 16 and 64 in flight,
+## small and large calls, in one run (BENCHMARKS.md); nginx, HAProxy and
+## h2load from Debian's packages
 PROXY_TOOLS := /usr/sbin/nginx /usr/sbin/haproxy /usr/bin/h2load
 bench-proxies: $(PROXY_TOOLS)
-	$(CARGO) build --release -p wizdata-mesh --bin wizdata
+	$(CARGO) build --release -p wizdata-mesh --bin wizdata -p wizdata-common --example bare_relay
 	python3 bench/proxies.py target/release/wizdata $(PROXY_SECONDS)
 
 $(PROXY_TOOLS):
