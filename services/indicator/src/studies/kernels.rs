@@ -382,8 +382,9 @@ pub fn obv(close: &[f64], volume: &[f64]) -> Series {
     (0, out)
 }
 
-/// Bars of blocks per step of [`over_window_extremes`]: its four buffers
-/// (32 KiB) stay in the first-level cache between its passes.
+/// Bars per step of [`over_window_extremes`] (whole blocks, at least one):
+/// its four buffers (32 KiB) stay in the first-level cache between its
+/// passes.
 const EXTREMES_CHUNK: usize = 1024;
 
 /// `value(highest, lowest, close)` for each bar from the first full window

@@ -1,7 +1,6 @@
 //! Volatility: Bollinger Bands and Average True Range.
 
 use super::moving::{MaType, MovingAverage, Sma};
-use super::window::Window;
 use super::{Bar, Bars, Study, by_machine, kernels, true_range};
 
 /// Bollinger Bands: a moving average of the close and bands `deviations_up`
@@ -16,8 +15,9 @@ pub struct Bbands {
     middle: MovingAverage,
     /// For non-SMA middles, TA-Lib takes the deviation around the SMA.
     sma: Option<Sma>,
-    squares: Window,
-    squares_total: f64,
+    /// The mean of the squared closes, kept as the mean of the closes is
+    /// (so the kernel's running totals are the same bits).
+    mean_square: Sma,
 }
 
 impl Bbands {
@@ -28,8 +28,7 @@ impl Bbands {
             deviations_down,
             middle: MovingAverage::new(kind, period),
             sma: (kind != MaType::Sma).then(|| Sma::new(period)),
-            squares: Window::new(period),
-            squares_total: 0.0,
+            mean_square: Sma::new(period),
         }
     }
 }
@@ -40,8 +39,6 @@ impl Study for Bbands {
     }
 
     fn next(&mut self, bar: &Bar, out: &mut [f64]) -> bool {
-        let square = bar.close * bar.close;
-        self.squares.push(square);
         let middle = self.middle.next(bar.close);
         let mean = match &mut self.sma {
             Some(sma) => sma.next(bar.close),
@@ -49,21 +46,11 @@ impl Study for Bbands {
         };
         // The deviation runs on its own window from the period-th bar on,
         // even while a slower middle average is still warming up.
-        // The squares' running total moves on as the SMA's does (one add a
-        // bar), and the variance multiplies by the reciprocal as its mean.
-        let deviation = match mean {
-            None => {
-                self.squares_total += square;
-                None
-            }
-            Some(mean) => {
-                let squares = self.squares_total + square;
-                self.squares_total +=
-                    square - self.squares.oldest().expect("the window is full once the mean has a value");
-                let variance = squares * (1.0 / self.period as f64) - mean * mean;
-                Some(if variance < 0.00000001 { 0.0 } else { variance.sqrt() })
-            }
-        };
+        let mean_square = self.mean_square.next(bar.close * bar.close);
+        let deviation = mean.zip(mean_square).map(|(mean, mean_square)| {
+            let variance = mean_square - mean * mean;
+            if variance < 0.00000001 { 0.0 } else { variance.sqrt() }
+        });
         let (Some(middle), Some(deviation)) = (middle, deviation) else { return false };
         out[0] = middle + deviation * self.deviations_up;
         out[1] = middle;
