@@ -19,6 +19,7 @@ pub mod breaker;
 pub mod config;
 pub mod dashboard;
 pub mod frames;
+pub mod http2;
 pub mod metrics;
 pub mod proxy;
 pub mod rate_limit_mode;

@@ -1,6 +1,7 @@
-//! The gateway's one port: HTTP/1.1 and HTTP/2 (cleartext) on one listener
-//! (hyper-util's auto builder), the HTTP probes, metrics and OpenAPI
-//! document, and every call through CORS and its protocol's translation
+//! The gateway's one port: HTTP/1.1 (hyper's server) and HTTP/2 (cleartext,
+//! on the `h2` crate: [`crate::http2`]) on one listener, told apart by
+//! HTTP/2's preface; the HTTP probes, metrics and OpenAPI document; and
+//! every call through CORS and its protocol's translation
 //! (gRPC-Web, Connect, REST/JSON, SSE) to the one gRPC pipeline.
 
 use std::convert::Infallible;
@@ -12,7 +13,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tonic::body::Body;
 use tower::ServiceExt;
@@ -20,7 +21,7 @@ use tower::util::BoxCloneSyncService;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
-use wizdata_common::connections::{CONNECTION_WINDOW_BYTES, ConnectionInfo, Incoming, STREAM_WINDOW_BYTES};
+use wizdata_common::connections::{Connection, ConnectionInfo, Incoming};
 use wizdata_common::grpc::{Hold, HoldingBody};
 use wizdata_common::metrics::GrpcMetricsLayer;
 use wizdata_common::server::{RequestIds, call_span, call_span_of_rpc, callers_mistakes_are_not_failures};
@@ -28,6 +29,7 @@ use wizdata_common::server::{RequestIds, call_span, call_span_of_rpc, callers_mi
 use crate::backend::Backend;
 use crate::config::GatewayConfig;
 use crate::dashboard::Dashboard;
+use crate::http2::{self, Http2Settings};
 use crate::proxy::{ClientAddr, status_response};
 use crate::ratelimit::RateLimiter;
 use crate::routes::Methods;
@@ -374,23 +376,15 @@ impl Listener {
         stop: impl Future<Output = ()>,
         drain_timeout: Duration,
     ) {
-        let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-        builder
-            .http1()
+        let mut http1 = hyper::server::conn::http1::Builder::new();
+        http1
             .timer(TokioTimer::new())
             // Slow clients (slowloris) may not hold a connection open forever.
             .header_read_timeout(config.client_timeout)
             // hyper answers 431 above this; it cannot go below 8 KiB.
             .max_buf_size(config.max_header_bytes.max(8192));
-        builder
-            .http2()
-            .timer(TokioTimer::new())
-            .max_header_list_size(config.max_header_bytes as u32)
-            .initial_stream_window_size(STREAM_WINDOW_BYTES)
-            .initial_connection_window_size(CONNECTION_WINDOW_BYTES)
-            .max_concurrent_streams(1024)
-            .keep_alive_interval(Duration::from_secs(20))
-            .keep_alive_timeout(Duration::from_secs(20));
+        let http2 =
+            Http2Settings { max_header_list_size: config.max_header_bytes as u32, keep_alive: Duration::from_secs(20) };
         let (stopping, _) = tokio::sync::watch::channel(false);
         // Every connection task holds a sender; all dropped means all done.
         let (connection_open, mut connections_done) = tokio::sync::mpsc::channel::<()>(1);
@@ -404,38 +398,24 @@ impl Listener {
             };
             let info = connection.info().clone();
             let client = info.remote_addr();
-            let service = tower::ServiceBuilder::new()
-                // Give every call an id (or keep the caller's), so its log lines here and in the backend match.
-                .layer(SetRequestIdLayer::x_request_id(RequestIds))
-                // Find a REST call's route once, so its span is named by the RPC the route calls.
-                .map_request(RouteLookup::attach::<hyper::body::Incoming>)
-                // One span per call with its method and request id; logs server-side failures with latency.
-                .layer(TraceLayer::new(callers_mistakes_are_not_failures()).make_span_with(gateway_span))
-                // Echo the id to the caller, so a client can quote it when reporting a problem.
-                .layer(PropagateRequestIdLayer::x_request_id())
-                .map_request(|request: Request<hyper::body::Incoming>| request.map(Body::new))
-                .service(ConnectionService { front: front.clone(), client: ClientAddr(client), connection: info });
-            let builder = builder.clone();
-            let mut stopping = stopping.subscribe();
+            let service =
+                call_stack(ConnectionService { front: front.clone(), client: ClientAddr(client), connection: info });
+            let http1 = http1.clone();
+            let stopping = stopping.subscribe();
             let connection_open = connection_open.clone();
+            let handshake_timeout = config.client_timeout;
             tokio::spawn(async move {
                 let _open = connection_open;
-                let connection = builder.serve_connection(TokioIo::new(connection), TowerToHyperService::new(service));
-                tokio::pin!(connection);
-                let mut closing = false;
-                loop {
-                    tokio::select! {
-                        result = connection.as_mut() => {
-                            if let Err(error) = result {
-                                tracing::debug!(%client, %error, "connection ended with an error");
-                            }
-                            break;
-                        }
-                        _ = stopping.changed(), if !closing => {
-                            connection.as_mut().graceful_shutdown();
-                            closing = true;
-                        }
+                // HTTP/2 with prior knowledge (every gRPC client) opens with its preface; anything else is HTTP/1.1.
+                let preface = tokio::time::timeout(handshake_timeout, connection.starts_with(http2::PREFACE)).await;
+                let result = match preface {
+                    Ok(Ok(true)) => {
+                        http2::serve_connection(connection, http2, service, stopping).await.map_err(Into::into)
                     }
+                    _ => serve_http1(&http1, connection, service, stopping).await,
+                };
+                if let Err(error) = result {
+                    tracing::debug!(%client, %error, "connection ended with an error");
                 }
             });
         }
@@ -444,6 +424,61 @@ impl Listener {
         drop(connection_open);
         if tokio::time::timeout(drain_timeout, connections_done.recv()).await.is_err() {
             tracing::warn!(timeout = ?drain_timeout, "gateway calls still in flight after the drain timeout; abandoning them");
+        }
+    }
+}
+
+/// What every call goes through before the front door, whatever its
+/// connection's HTTP version.
+fn call_stack(
+    connection: ConnectionService,
+) -> impl tower::Service<
+    Request<Body>,
+    Response = Response<Body>,
+    Error = Infallible,
+    Future = impl Future<Output = Result<Response<Body>, Infallible>> + Send + 'static,
+> + Clone
++ Send
++ 'static {
+    tower::ServiceBuilder::new()
+        // One body type for every answer, whatever the layers below wrap it in.
+        .map_response(|response: Response<_>| response.map(Body::new))
+        // Give every call an id (or keep the caller's), so its log lines here and in the backend match.
+        .layer(SetRequestIdLayer::x_request_id(RequestIds))
+        // Find a REST call's route once, so its span is named by the RPC the route calls.
+        .map_request(RouteLookup::attach::<Body>)
+        // One span per call with its method and request id; logs server-side failures with latency.
+        .layer(TraceLayer::new(callers_mistakes_are_not_failures()).make_span_with(gateway_span))
+        // Echo the id to the caller, so a client can quote it when reporting a problem.
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .service(connection)
+}
+
+/// Serves an HTTP/1.1 connection with hyper until the client closes it or
+/// `stopping` turns true (then its call in flight finishes first).
+async fn serve_http1<S>(
+    http1: &hyper::server::conn::http1::Builder,
+    connection: Connection,
+    service: S,
+    mut stopping: tokio::sync::watch::Receiver<bool>,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
+where
+    S: tower::Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    let service = tower::ServiceBuilder::new()
+        .map_request(|request: Request<hyper::body::Incoming>| request.map(Body::new))
+        .service(service);
+    let connection = http1.serve_connection(TokioIo::new(connection), TowerToHyperService::new(service));
+    tokio::pin!(connection);
+    let mut closing = false;
+    loop {
+        tokio::select! {
+            result = connection.as_mut() => return result.map_err(Into::into),
+            _ = stopping.changed(), if !closing => {
+                connection.as_mut().graceful_shutdown();
+                closing = true;
+            }
         }
     }
 }

@@ -6,7 +6,8 @@
 //! off when the process is out of file descriptors instead of spinning.
 //!
 //! The guard sits in the socket itself ([`Connection`]), so it holds for any
-//! server on top of it: tonic's for the services, hyper's for the gateway.
+//! server on top of it: tonic's for the services, the gateway's own (h2 and
+//! hyper's HTTP/1.1).
 //! The server's stack marks calls with [`CallTracking`] (or
 //! [`ConnectionInfo::start_call`]), which is how the socket knows whether it
 //! is in use.
@@ -294,6 +295,26 @@ impl Connection {
 
     pub fn info(&self) -> &ConnectionInfo {
         &self.info
+    }
+
+    /// Whether the client's first bytes are `prefix` (a protocol's
+    /// preface), looked at without reading them. Bound it with a timeout:
+    /// a client that sends nothing is answered by the handshake timeout
+    /// only once the connection is read.
+    pub async fn starts_with(&self, prefix: &[u8]) -> io::Result<bool> {
+        let mut seen = vec![0; prefix.len()];
+        loop {
+            let arrived = self.stream.peek(&mut seen).await?;
+            if arrived == 0 || seen[..arrived] != prefix[..arrived] {
+                return Ok(false);
+            }
+            if arrived == prefix.len() {
+                return Ok(true);
+            }
+            // The rest is on its way; peeking again at once would spin on
+            // the bytes already here.
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
     }
 
     /// `Err(TimedOut)` once the connection's time is up; otherwise arms the

@@ -11,6 +11,7 @@ pub mod deadline;
 pub mod endpoints;
 pub mod error;
 pub mod grpc;
+pub mod h2_bodies;
 pub mod health;
 pub mod ids;
 pub mod interval;

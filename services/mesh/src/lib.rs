@@ -72,6 +72,12 @@ pub struct ServeArgs {
     pub streaming: wizdata_streaming::StreamingConfig,
     #[command(flatten)]
     pub gateway: GatewayConfig,
+    /// Threads that serve calls (one Tokio worker each); unset means one per
+    /// core. One thread answers a lone caller soonest, since no step of a
+    /// call then waits for another thread to wake; more threads take more
+    /// calls at once on more cores (BENCHMARKS.md, the gateway's threads).
+    #[arg(long, env = "WIZDATA_WORKER_THREADS")]
+    pub worker_threads: Option<std::num::NonZeroUsize>,
     /// With `all`: run the gateway in-process too, in front of the services.
     #[arg(long, env = "WIZDATA_WITH_GATEWAY", default_value_t = true, action = clap::ArgAction::Set)]
     pub with_gateway: bool,

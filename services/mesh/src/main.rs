@@ -229,9 +229,20 @@ fn parse_interval(text: &str) -> Result<Interval, String> {
     interval::parse(text).ok_or_else(|| format!("{text:?} is not an interval; use 1m, 5m, 15m, 1h or 1d"))
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<ExitCode> {
-    match Cli::parse().command {
+fn main() -> anyhow::Result<ExitCode> {
+    let cli = Cli::parse();
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    runtime.enable_all();
+    if let Command::Serve(args) = &cli.command
+        && let Some(threads) = args.worker_threads
+    {
+        runtime.worker_threads(threads.get());
+    }
+    runtime.build()?.block_on(run(cli))
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
         Command::Serve(args) => {
             let service_name = format!("wizdata-{}", format!("{:?}", args.role).to_lowercase());
             let _telemetry = wizdata_common::telemetry::init(&args.telemetry, &service_name);

@@ -5,6 +5,7 @@
 //! status.
 
 mod hostile_answers;
+mod http_versions;
 mod odd_backends;
 mod protocols;
 mod shared_limits;

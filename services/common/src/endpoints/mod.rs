@@ -26,17 +26,13 @@ mod service_channel;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock, Weak};
-use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::uri::PathAndQuery;
 use http::{HeaderMap, Request, Response, Uri};
-use http_body::{Body as HttpBody, Frame};
-use http_body_util::BodyExt;
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use tonic::body::Body;
@@ -47,6 +43,7 @@ use tonic_health::pb::health_client::HealthClient;
 
 pub use self::discovery::{DiscoveryConfig, Resolution, Resolver};
 pub use self::service_channel::ServiceChannel;
+use crate::h2_bodies::{RecvBody, send_body};
 use crate::health::Health;
 use crate::ids::splitmix64;
 
@@ -244,11 +241,12 @@ impl Endpoint {
             // Queued whole: the connection sends it as the flow-control window opens.
             Payload::Message(message) => sending.send_data(message, true).map_err(failed)?,
             Payload::Stream(body) => {
-                tokio::spawn(send_stream(body, sending));
+                // A request stream that fails means its caller went away.
+                tokio::spawn(send_body(body, sending, h2::Reason::CANCEL));
             }
         }
         let answer = answer.await.map_err(failed)?;
-        Ok(answer.map(|stream| Body::new(AnswerBody { stream, data_done: false })))
+        Ok(answer.map(|stream| Body::new(RecvBody::new(stream))))
     }
 
     /// The call's URI: the endpoint's scheme and authority, the call's path.
@@ -344,73 +342,6 @@ impl Endpoint {
         let mut client = HealthClient::new(self.health_channel.clone());
         let answer = tokio::time::timeout(timeout, client.check(request)).await;
         matches!(answer, Ok(Ok(response)) if response.get_ref().status() == ServingStatus::Serving)
-    }
-}
-
-/// Sends a caller's stream of messages on as the backend's flow-control
-/// window allows, so a fast caller cannot make the gateway buffer without
-/// bound; a request that breaks off resets the backend's stream.
-async fn send_stream(body: Body, mut sending: h2::SendStream<Bytes>) {
-    let mut body = std::pin::pin!(body);
-    while let Some(frame) = body.frame().await {
-        let Ok(frame) = frame else {
-            sending.send_reset(h2::Reason::CANCEL);
-            return;
-        };
-        let mut data = match frame.into_data() {
-            Ok(data) => data,
-            Err(frame) => {
-                if let Ok(trailers) = frame.into_trailers() {
-                    let _ = sending.send_trailers(trailers);
-                }
-                return;
-            }
-        };
-        while !data.is_empty() {
-            sending.reserve_capacity(data.len());
-            let granted = match std::future::poll_fn(|cx| sending.poll_capacity(cx)).await {
-                Some(Ok(granted)) => granted.min(data.len()),
-                _ => return,
-            };
-            if granted > 0 && sending.send_data(data.split_to(granted), false).is_err() {
-                return;
-            }
-        }
-    }
-    let _ = sending.send_data(Bytes::new(), true);
-}
-
-/// A backend's answer as it arrives on its stream, trailers last; what is
-/// read is given back to the flow-control window at once.
-struct AnswerBody {
-    stream: h2::RecvStream,
-    data_done: bool,
-}
-
-impl HttpBody for AnswerBody {
-    type Data = Bytes;
-    type Error = h2::Error;
-
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, h2::Error>>> {
-        if !self.data_done {
-            match ready!(self.stream.poll_data(cx)) {
-                Some(Ok(data)) => {
-                    let _ = self.stream.flow_control().release_capacity(data.len());
-                    return Poll::Ready(Some(Ok(Frame::data(data))));
-                }
-                Some(Err(error)) => return Poll::Ready(Some(Err(error))),
-                None => self.data_done = true,
-            }
-        }
-        Poll::Ready(match ready!(self.stream.poll_trailers(cx)) {
-            Ok(Some(trailers)) => Some(Ok(Frame::trailers(trailers))),
-            Ok(None) => None,
-            Err(error) => Some(Err(error)),
-        })
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.stream.is_end_stream()
     }
 }
 
