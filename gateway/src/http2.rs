@@ -66,6 +66,9 @@ where
     // connection's (hyper's way), which is a wake-up, and often another
     // thread, at each step.
     let mut calls = FuturesUnordered::new();
+    // Made once: a future made per turn of the loop registers with the
+    // channel again at every wake-up.
+    let mut stop = pin!(stopping.changed());
     let mut closing = false;
     loop {
         tokio::select! {
@@ -75,7 +78,7 @@ where
                 None => return Ok(()),
             },
             Some(()) = calls.next(), if !calls.is_empty() => {}
-            _ = stopping.changed(), if !closing => {
+            _ = &mut stop, if !closing => {
                 connection.graceful_shutdown();
                 closing = true;
             }

@@ -339,17 +339,20 @@ async fn call(
             return Ok::<_, BackendError>(response);
         }
         let (parts, body) = response.into_parts();
-        let collected = body.collect().await.map_err(BackendError::BrokeOff)?;
-        let trailers = collected.trailers().cloned();
-        let data = collected.to_bytes();
-        if data.is_empty() && trailers.is_none() {
+        // Kept as the frames arrived: joining a large answer's data into
+        // one buffer would copy it once more for nothing, since every frame
+        // queued here goes out in the same write.
+        let mut body = std::pin::pin!(body);
+        let mut frames = Vec::with_capacity(2);
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(BackendError::BrokeOff)?;
+            if frame.data_ref().is_none_or(|data| !data.is_empty()) {
+                frames.push(Ok::<_, Status>(frame));
+            }
+        }
+        if frames.is_empty() {
             return Ok(Response::from_parts(parts, Body::empty()));
         }
-        let frames = (!data.is_empty())
-            .then(|| http_body::Frame::data(data))
-            .into_iter()
-            .chain(trailers.map(http_body::Frame::trailers))
-            .map(Ok::<_, Status>);
         let body = Body::new(http_body_util::StreamBody::new(futures_util::stream::iter(frames)));
         Ok(Response::from_parts(parts, body))
     };
