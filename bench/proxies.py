@@ -5,8 +5,9 @@
 Starts the services without the gateway (`serve all --with-gateway false`,
 SQLite, no simulated feed), seeds 10,000 1m bars, then in front of them: the
 gateway as its own process (anonymous callers, local limits raised so none is
-refused, metrics on; with a worker thread per core, and with one), nginx (`grpc_pass` with upstream keepalive) and HAProxy
-(`proto h2`), and the floor: a relay on the `h2` crate with nothing else
+refused, metrics on; with a worker thread per core, and with one), nginx
+(`grpc_pass` with upstream keepalive) and HAProxy (`proto h2`), and the
+floor: a relay on the `h2` crate with nothing else
 (services/common/examples/bare_relay.rs). h2load sends the same gRPC requests
 to the services directly and to each proxy at 1, 16 and 64 calls in flight: GetSymbol (small) and
 GetCandles of 10,000 bars (large); then the gateway alone with an API key,

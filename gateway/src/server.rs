@@ -383,7 +383,7 @@ impl Listener {
             .header_read_timeout(config.client_timeout)
             // hyper answers 431 above this; it cannot go below 8 KiB.
             .max_buf_size(config.max_header_bytes.max(8192));
-        let http2 =
+        let http2_settings =
             Http2Settings { max_header_list_size: config.max_header_bytes as u32, keep_alive: Duration::from_secs(20) };
         let (stopping, _) = tokio::sync::watch::channel(false);
         // Every connection task holds a sender; all dropped means all done.
@@ -410,7 +410,7 @@ impl Listener {
                 let preface = tokio::time::timeout(handshake_timeout, connection.starts_with(http2::PREFACE)).await;
                 let result = match preface {
                     Ok(Ok(true)) => {
-                        http2::serve_connection(connection, http2, service, stopping).await.map_err(Into::into)
+                        http2::serve_connection(connection, http2_settings, service, stopping).await.map_err(Into::into)
                     }
                     _ => serve_http1(&http1, connection, service, stopping).await,
                 };

@@ -61,11 +61,12 @@ pub enum SendError {
 
 /// Sends `body` onto `sending`, frame by frame, each data frame as the
 /// peer's window opens, ending the stream with the body's trailers, its
-/// last data or an empty data frame; a body that fails resets the stream
+/// last data or an empty data frame. A body that fails resets the stream
 /// with `failed` (what the peer reads of it: CANCEL for a request whose
-/// caller went away, INTERNAL_ERROR for an answer that broke off). A peer that resets the stream while the body has
-/// nothing to send (a quiet subscription) ends it at once, dropping the
-/// body, rather than at its next message.
+/// caller went away, INTERNAL_ERROR for an answer that broke off). A peer
+/// that resets the stream while the body has nothing to send (a quiet
+/// subscription) ends it at once, dropping the body, rather than at its
+/// next message.
 pub async fn send_body(body: Body, mut sending: h2::SendStream<Bytes>, failed: h2::Reason) -> Result<(), SendError> {
     let mut body = std::pin::pin!(body);
     loop {
