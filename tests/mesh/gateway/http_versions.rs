@@ -57,3 +57,33 @@ async fn anything_but_the_preface_is_http1_on_the_same_port() {
     let answer = read_until(&mut tcp, |received| received.ends_with(b"ok\n")).await;
     assert!(String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 200"), "{}", String::from_utf8_lossy(&answer));
 }
+
+#[tokio::test]
+async fn an_http2_head_answer_has_headers_only() {
+    let mesh = TestMesh::all().await;
+    let port = mesh.gateway_port.unwrap();
+    let tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let (client, connection) = h2::client::handshake(tcp).await.expect("HTTP/2 handshake");
+    tokio::spawn(connection);
+    let mut answers = Vec::new();
+    for method in [http::Method::GET, http::Method::HEAD] {
+        let mut client = client.clone().ready().await.expect("ready for a stream");
+        let request = http::Request::builder()
+            .method(method)
+            .uri(format!("http://127.0.0.1:{port}/v1/no-such-route"))
+            .body(())
+            .unwrap();
+        let (answer, _) = client.send_request(request, true).expect("send the request");
+        answers.push(answer.await.expect("an answer"));
+    }
+    let [get, head] = &answers[..] else { unreachable!() };
+    assert_eq!(get.status(), 404);
+    assert!(!get.body().is_end_stream(), "GET has a body saying what was not found");
+    assert_eq!(head.status(), get.status());
+    // The length of the body HEAD would have had (it names the method, so
+    // it is not GET's), and no body.
+    for answer in [get, head] {
+        assert!(answer.headers().contains_key("content-length") && answer.headers().contains_key("date"), "{answer:?}");
+    }
+    assert!(head.body().is_end_stream(), "HEAD ends with its headers");
+}
