@@ -13,8 +13,10 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
+use futures_util::{Stream, StreamExt};
 use http::uri::PathAndQuery;
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, header};
+use http_body::Frame;
 use http_body_util::BodyExt;
 use tonic::body::Body;
 use tonic::{Code, Status};
@@ -320,11 +322,18 @@ enum Attempt {
     TimedOut,
 }
 
-/// One attempt. A single-message answer (`whole`) is read completely before
-/// it is passed on, so the client gets headers, message and trailers in one
-/// write instead of one per part as they are polled; an answer that was
-/// trailers-only (its status in the headers, nothing after) stays so, as
-/// strict clients (grpc-go, grpc-java) require.
+/// Single-message answers up to this size are read whole before they are
+/// passed on; larger ones go on as they arrive (see [`call`]).
+const WHOLE_ANSWER_BYTES: usize = 64 * 1024;
+
+/// One attempt. A single-message answer (`whole`) of up to
+/// [`WHOLE_ANSWER_BYTES`] is read completely before it is passed on, so the
+/// client gets headers, message and trailers in one write instead of one per
+/// part as they are polled. A larger one goes on from there as it arrives:
+/// holding it whole would make the client's leg wait for the whole
+/// backend's leg (measured: +750 µs a call for 10,000 candles, nginx +240).
+/// An answer that was trailers-only (its status in the headers, nothing
+/// after) stays so, as strict clients (grpc-go, grpc-java) require.
 async fn call(
     lease: &Lease,
     path: &PathAndQuery,
@@ -338,23 +347,30 @@ async fn call(
         if !whole {
             return Ok::<_, BackendError>(response);
         }
-        let (parts, body) = response.into_parts();
-        // Kept as the frames arrived: joining a large answer's data into
-        // one buffer would copy it once more for nothing, since every frame
-        // queued here goes out in the same write.
-        let mut body = std::pin::pin!(body);
+        let (parts, mut body) = response.into_parts();
+        // Kept as the frames arrived: joining them into one buffer would
+        // copy the data once more for nothing, since every frame queued
+        // here goes out in the same write.
         let mut frames = Vec::with_capacity(2);
-        while let Some(frame) = body.frame().await {
+        let mut held = 0;
+        while held <= WHOLE_ANSWER_BYTES {
+            let Some(frame) = body.frame().await else {
+                if frames.is_empty() {
+                    return Ok(Response::from_parts(parts, Body::empty()));
+                }
+                let whole = futures_util::stream::iter(frames);
+                return Ok(Response::from_parts(parts, Body::new(http_body_util::StreamBody::new(whole))));
+            };
             let frame = frame.map_err(BackendError::BrokeOff)?;
-            if frame.data_ref().is_none_or(|data| !data.is_empty()) {
-                frames.push(Ok::<_, Status>(frame));
+            match frame.data_ref() {
+                Some(data) if data.is_empty() => continue,
+                Some(data) => held += data.len(),
+                None => {}
             }
+            frames.push(Ok::<_, Status>(frame));
         }
-        if frames.is_empty() {
-            return Ok(Response::from_parts(parts, Body::empty()));
-        }
-        let body = Body::new(http_body_util::StreamBody::new(futures_util::stream::iter(frames)));
-        Ok(Response::from_parts(parts, body))
+        let answer = futures_util::stream::iter(frames).chain(rest_of_answer(body, deadline));
+        Ok(Response::from_parts(parts, Body::new(http_body_util::StreamBody::new(answer))))
     };
     let answered = match deadline.remaining() {
         Some(remaining) => match tokio::time::timeout(remaining, answer).await {
@@ -382,6 +398,41 @@ async fn call(
             ))))
         }
     }
+}
+
+/// The rest of a large single-message answer, passed on as it arrives. The
+/// caller has had the answer's headers already, so a backend that breaks
+/// off, or is still sending when the call's deadline passes, ends it with
+/// trailers that say so: a status the caller can still read, where a reset
+/// would say only that the stream broke.
+fn rest_of_answer(body: Body, deadline: Deadline) -> impl Stream<Item = Result<Frame<Bytes>, Status>> + Send {
+    let expiry = deadline.at.map(|at| Box::pin(tokio::time::sleep_until(at.into())));
+    futures_util::stream::unfold(Some((body, expiry)), |state| async move {
+        let (mut body, mut expiry) = state?;
+        let expired = async {
+            match expiry.as_mut() {
+                Some(expiry) => expiry.await,
+                None => std::future::pending().await,
+            }
+        };
+        let next = tokio::select! {
+            frame = body.frame() => frame?.map_err(|error| {
+                tracing::warn!(%error, "a backend answer broke off after its first part was passed on");
+                Status::internal("the backend's answer could not be passed on (it broke off)")
+            }),
+            () = expired => Err(Status::deadline_exceeded("the backend's answer did not end within the call's deadline")),
+        };
+        match next {
+            Ok(frame) => Some((Ok(frame), Some((body, expiry)))),
+            Err(status) => {
+                let mut trailers = HeaderMap::new();
+                if status.add_header(&mut trailers).is_err() {
+                    trailers.insert(GRPC_STATUS, HeaderValue::from(Code::Internal as i32));
+                }
+                Some((Ok(Frame::trailers(trailers)), None))
+            }
+        }
+    })
 }
 
 /// Reads a request that carries exactly one message (unary and
@@ -469,6 +520,7 @@ pub(crate) fn encode_grpc_timeout(timeout: Duration) -> HeaderValue {
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const GRPC_TIMEOUT: HeaderName = HeaderName::from_static("grpc-timeout");
 const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
 
 /// The headers sent to the backend: the caller's, less those that only
 /// mean something on the client's connection, with the credential the

@@ -34,11 +34,12 @@ async fn relay_connection(client: TcpStream, backend: u16) -> Result<(), Box<dyn
     client.set_nodelay(true)?;
     let upstream = TcpStream::connect(("127.0.0.1", backend)).await?;
     upstream.set_nodelay(true)?;
-    // The gateway's windows toward its backends, so large answers are not
-    // held back by flow control.
+    // The gateway's windows and largest frame toward its backends, so large
+    // answers are not held back by flow control or cut into 16 KiB frames.
     let (sender, upstream) = h2::client::Builder::new()
         .initial_window_size(2 << 20)
         .initial_connection_window_size(5 << 20)
+        .max_frame_size(1 << 20)
         .handshake(upstream)
         .await?;
     tokio::spawn(upstream);

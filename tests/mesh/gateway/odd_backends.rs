@@ -15,8 +15,8 @@ use prost::Message;
 use tonic::Code;
 use tonic_health::pb::HealthCheckResponse;
 use tonic_health::pb::health_check_response::ServingStatus;
-use wizdata::registry::v1::GetSymbolRequest;
 use wizdata::registry::v1::registry_service_client::RegistryServiceClient;
+use wizdata::registry::v1::{GetSymbolRequest, GetSymbolResponse, Symbol};
 use wizdata_common::auth::credentials::Credentials;
 use wizdata_common::error::http_status_of;
 use wizdata_test_support::TestMesh;
@@ -27,7 +27,11 @@ type FakeBody = BoxBody<Bytes, std::io::Error>;
 
 /// Health checks are SERVING; GetSymbol of `CODE-<n>` answers trailers-only
 /// with code n, of `RESET` sends headers and half a message, then resets
-/// the stream, and of `SLOW` answers only after 10 seconds.
+/// the stream, and of `SLOW` answers only after 10 seconds. `BIG` answers a
+/// symbol whose name is [`BIG_NAME_BYTES`] long, in 64 KiB frames (more
+/// than the gateway reads whole before passing an answer on); `BIG-RESET`
+/// sends most of that answer, then resets; `BIG-SLOW` sends most of it,
+/// then waits 10 seconds.
 async fn answer(request: http::Request<Incoming>) -> Result<http::Response<FakeBody>, Infallible> {
     let grpc = |status: http::response::Builder| status.header("content-type", "application/grpc");
     let path = request.uri().path().to_owned();
@@ -40,6 +44,29 @@ async fn answer(request: http::Request<Incoming>) -> Result<http::Response<FakeB
         return Ok(grpc(http::Response::builder()).body(body).unwrap());
     }
     let ticker = GetSymbolRequest::decode(body.get(5..).unwrap_or_default()).map(|request| request.ticker);
+    if let Ok(big @ ("BIG" | "BIG-RESET" | "BIG-SLOW")) = ticker.as_deref() {
+        let symbol = Symbol { ticker: "BIG".into(), name: "x".repeat(BIG_NAME_BYTES), ..Default::default() };
+        let answer = frame(0, &GetSymbolResponse { symbol: Some(symbol) }.encode_to_vec());
+        let mut chunks: Vec<Result<Frame<Bytes>, std::io::Error>> =
+            answer.chunks(64 * 1024).map(|chunk| Ok(Frame::data(Bytes::copy_from_slice(chunk)))).collect();
+        let last = chunks.pop();
+        let trailers = http::HeaderMap::from_iter([(http::HeaderName::from_static("grpc-status"), 0.into())]);
+        let end = futures_util::stream::iter(match big {
+            "BIG" => vec![last.unwrap(), Ok(Frame::trailers(trailers))],
+            _ => vec![Err(std::io::Error::other("the fake backend breaks off"))],
+        });
+        // Nothing, after 10 seconds for BIG-SLOW.
+        let slow = big == "BIG-SLOW";
+        let stall = futures_util::stream::once(async move {
+            if slow {
+                tokio::time::sleep(Duration::from_secs(10)).await;
+            }
+        });
+        let stall = futures_util::StreamExt::filter_map(stall, |()| async { None });
+        let frames = futures_util::StreamExt::chain(futures_util::stream::iter(chunks), stall);
+        let body = StreamBody::new(futures_util::StreamExt::chain(frames, end)).boxed();
+        return Ok(grpc(http::Response::builder()).body(body).unwrap());
+    }
     let response = match ticker.as_deref() {
         Ok("SLOW") => {
             tokio::time::sleep(Duration::from_secs(10)).await;
@@ -67,6 +94,9 @@ async fn answer(request: http::Request<Incoming>) -> Result<http::Response<FakeB
     };
     Ok(response.unwrap())
 }
+
+/// The length of the name in the fake backend's `BIG` answer.
+const BIG_NAME_BYTES: usize = 300_000;
 
 /// Serves the fake backend on a free port; returns its URL.
 async fn fake_backend() -> String {
@@ -181,17 +211,50 @@ async fn deadlines_hold_in_every_protocol() {
 async fn a_backend_resetting_mid_answer_gets_a_clear_status_and_stays_in_rotation() {
     let gateway = gateway_in_front_of(&fake_backend().await).await;
     let mut native = RegistryServiceClient::new(gateway.gateway_channel_as(Credentials::none()).await);
-    for _ in 0..3 {
-        let call = native.get_symbol(GetSymbolRequest { ticker: "RESET".into() });
+    // A small answer is read whole before it is passed on; a large one goes
+    // on as it arrives, so its caller has its headers before the break.
+    for ticker in ["RESET", "RESET", "RESET", "BIG-RESET", "BIG-RESET"] {
+        let call = native.get_symbol(GetSymbolRequest { ticker: ticker.into() });
         let status = tokio::time::timeout(Duration::from_secs(10), call).await.expect("an answer, not a hang");
         let status = status.unwrap_err();
-        assert_eq!(status.code(), Code::Internal, "{status:?}");
-        // Reset before or after the headers reached the gateway: either way
-        // the caller is told, at once.
+        assert_eq!(status.code(), Code::Internal, "{ticker}: {status:?}");
+        // Reset before or after the headers reached the gateway, or after
+        // the caller had them: either way the caller is told, at once.
         assert!(status.message().contains("could not be passed on"), "{}", status.message());
     }
     let ready = gateway.gateway_readiness().await;
     assert_eq!(ready["backends"]["wizdata.registry.v1.RegistryService"]["healthy_endpoints"], 1, "{ready}");
     let status = native.get_symbol(GetSymbolRequest { ticker: "CODE-5".into() }).await.unwrap_err();
     assert_eq!(status.code(), Code::NotFound, "the endpoint still serves: {status:?}");
+}
+
+#[tokio::test]
+async fn a_large_answer_arrives_whole_in_every_protocol_and_a_stalled_one_ends_at_the_deadline() {
+    let gateway = gateway_in_front_of(&fake_backend().await).await;
+    let port = gateway.gateway_port.unwrap();
+    let mut native = RegistryServiceClient::new(gateway.gateway_channel_as(Credentials::none()).await);
+    let path = "/wizdata.registry.v1.RegistryService/GetSymbol";
+    let big = GetSymbolRequest { ticker: "BIG".into() };
+    let symbol = native.get_symbol(big.clone()).await.unwrap().into_inner().symbol.unwrap();
+    assert_eq!((symbol.ticker.as_str(), symbol.name.len()), ("BIG", BIG_NAME_BYTES));
+    assert!(symbol.name.bytes().all(|byte| byte == b'x'), "byte for byte");
+    for encoding in [Encoding::Binary, Encoding::Text] {
+        let answer = GrpcWebClient::new(port, encoding).call(path, &big, &[]).await;
+        let message: GetSymbolResponse = answer.message();
+        assert_eq!(message.symbol.unwrap().name.len(), BIG_NAME_BYTES, "{encoding:?}");
+    }
+    let connect =
+        HttpClient::new(port).send("POST", path, &[("content-type", "application/json")], r#"{"ticker":"BIG"}"#).await;
+    assert_eq!(connect.status, 200);
+    assert_eq!(connect.json()["symbol"]["name"].as_str().map(str::len), Some(BIG_NAME_BYTES));
+
+    // The caller has the headers and most of the message when the backend
+    // stalls: the gateway's cap (2 s here) still ends the call, with its
+    // status in the trailers.
+    let started = std::time::Instant::now();
+    let status = native.get_symbol(GetSymbolRequest { ticker: "BIG-SLOW".into() }).await.unwrap_err();
+    assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
+    assert!(started.elapsed() < Duration::from_secs(8), "the cap, not the backend's 10 s: {:?}", started.elapsed());
+    let ready = gateway.gateway_readiness().await;
+    assert_eq!(ready["backends"]["wizdata.registry.v1.RegistryService"]["healthy_endpoints"], 1, "{ready}");
 }

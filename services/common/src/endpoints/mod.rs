@@ -193,6 +193,13 @@ struct Connection {
 /// How often an idle connection is pinged, and how long a pong may take
 /// before the connection is given up as dead.
 const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(30);
+
+/// The largest frame a backend may send: 1 MiB rather than HTTP/2's 16 KiB
+/// default. A large answer then arrives in a few frames instead of one per
+/// 16 KiB, and each frame costs h2 a growth of its read buffer, which
+/// copies what it holds (measured on GetCandles of 10,000 bars:
+/// BENCHMARKS.md). A connection's read buffer grows to at most this.
+const ANSWER_FRAME_BYTES: u32 = 1 << 20;
 const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Endpoint {
@@ -283,6 +290,7 @@ impl Endpoint {
             // As hyper's client: windows wide enough for large answers, no server push.
             .initial_window_size(2 << 20)
             .initial_connection_window_size(5 << 20)
+            .max_frame_size(ANSWER_FRAME_BYTES)
             .max_send_buffer_size(1 << 20)
             .enable_push(false)
             .max_header_list_size(self.max_answer_header_bytes)
