@@ -193,6 +193,7 @@ struct Connection {
 /// How often an idle connection is pinged, and how long a pong may take
 /// before the connection is given up as dead.
 const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(30);
+const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The largest frame a backend may send: 1 MiB rather than HTTP/2's 16 KiB
 /// default. A large answer then arrives in a few frames instead of one per
@@ -200,7 +201,6 @@ const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(30);
 /// copies what it holds (measured on GetCandles of 10,000 bars:
 /// BENCHMARKS.md). A connection's read buffer grows to at most this.
 const ANSWER_FRAME_BYTES: u32 = 1 << 20;
-const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Endpoint {
     fn new(address: SocketAddr, origin: Uri, healthy: bool, pool: &EndpointPool) -> Arc<Self> {
