@@ -343,6 +343,12 @@ async fn call(
     deadline: Deadline,
     whole: bool,
 ) -> Attempt {
+    // A deadline spent before sending (grpc-timeout of a nanosecond, or the
+    // time a retry waited) fails now: sent, it would round up to the
+    // backend's 1 ms and a fast answer would come back OK.
+    if deadline.has_passed() {
+        return Attempt::TimedOut;
+    }
     let answer = async {
         let response = lease.endpoint().send(path, headers.clone(), payload).await?;
         if !whole {
