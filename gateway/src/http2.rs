@@ -22,6 +22,7 @@ use http_body::Body as _;
 use tonic::body::Body;
 use tower::ServiceExt;
 use wizdata_common::connections::{CONNECTION_WINDOW_BYTES, Connection, STREAM_WINDOW_BYTES};
+use wizdata_common::grpc::GRPC_STATUS;
 use wizdata_common::h2_bodies::{RecvBody, send_body};
 
 /// The client preface that opens every HTTP/2 connection with prior
@@ -131,7 +132,7 @@ where
     {
         parts.headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
     }
-    if !parts.headers.contains_key("grpc-status") && !is_grpc(&parts.headers) {
+    if !parts.headers.contains_key(GRPC_STATUS) && !is_grpc(&parts.headers) {
         parts.headers.insert(header::DATE, date_now());
     }
     let sending = match respond.send_response(Response::from_parts(parts, ()), ends) {

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -25,8 +25,8 @@ use wizdata_common::auth::Caller;
 use wizdata_common::auth::verifier::Verifier;
 use wizdata_common::deadline::parse_grpc_timeout;
 use wizdata_common::error::{ApiError, ErrorCode};
-use wizdata_common::grpc::{Hold, HoldingBody, grpc_status_in, per_call, rpc_of};
-use wizdata_common::subjects::{StreamSlots, subject_key};
+use wizdata_common::grpc::{GRPC_STATUS, Hold, HoldingBody, X_REQUEST_ID, grpc_status_in, per_call, rpc_of};
+use wizdata_common::subjects::{StreamSlots, anonymous_subject, subject_key};
 
 use crate::backend::{Backend, BackendError, Lease, Payload};
 use crate::frames::{self, CheckedFrames};
@@ -37,9 +37,34 @@ use crate::routes::{Method, Methods};
 pub const ERROR_DOMAIN: &str = "gateway.wizdata";
 
 /// The client's address, put in each request by the connection that
-/// received it; anonymous callers are limited by it.
-#[derive(Clone, Copy, Debug)]
-pub struct ClientAddr(pub SocketAddr);
+/// received it; anonymous callers are limited by it. What every call of the
+/// connection derives from it (the anonymous subject key, `x-forwarded-for`)
+/// is formatted once, when the connection opens, not per call.
+#[derive(Clone, Debug)]
+pub struct ClientAddr(Arc<ClientDerived>);
+
+#[derive(Debug)]
+struct ClientDerived {
+    anonymous_subject: String,
+    forwarded_for: Option<HeaderValue>,
+}
+
+impl ClientAddr {
+    pub fn new(addr: SocketAddr) -> Self {
+        Self(Arc::new(ClientDerived {
+            anonymous_subject: anonymous_subject(Some(addr.ip())),
+            forwarded_for: HeaderValue::try_from(addr.ip().to_string()).ok(),
+        }))
+    }
+
+    /// [`wizdata_common::subjects::subject_key`] of `caller` from this client.
+    fn subject_of(&self, caller: &Caller) -> String {
+        match caller.anonymous {
+            true => self.0.anonymous_subject.clone(),
+            false => caller.subject.clone(),
+        }
+    }
+}
 
 /// Limits the proxy applies to every call.
 #[derive(Clone, Debug)]
@@ -114,8 +139,11 @@ impl Proxy {
         let backend = inner.backends.get(method.service).cloned().ok_or(Refusal::NotRouted(method.service))?;
         // Identify: a token passes, an API key is exchanged once, else anonymous.
         let caller = inner.verifier.authenticate(request.headers()).await.map_err(Refusal::Credentials)?;
-        let client_ip = request.extensions().get::<ClientAddr>().map(|addr| addr.0.ip());
-        let subject = subject_key(&caller, client_ip);
+        let client = request.extensions().get::<ClientAddr>().cloned();
+        let subject = match &client {
+            Some(client) => client.subject_of(&caller),
+            None => subject_key(&caller, None),
+        };
         // Rate limit: the tier's and the per-service limit, at once.
         let checked = *decision.insert(inner.limiter.check(&subject, caller.tier, method.service).await);
         if !checked.allowed {
@@ -132,7 +160,7 @@ impl Proxy {
             crate::metrics::breaker_rejection(backend.service);
             return Err(Refusal::CircuitOpen(backend.service, backend.breaker.retry_after()));
         }
-        self.forward(request, method, &backend, &caller, client_ip, holds).await
+        self.forward(request, method, &backend, &caller, client.as_ref(), holds).await
     }
 
     /// Sends the call to `backend`: a streamed request frame by frame; a
@@ -144,15 +172,15 @@ impl Proxy {
         method: &Method,
         backend: &Backend,
         caller: &Caller,
-        client_ip: Option<IpAddr>,
+        client: Option<&ClientAddr>,
         mut holds: Vec<Hold>,
     ) -> Result<Response<Body>, Refusal> {
         let inner = &self.inner;
         let (parts, body) = request.into_parts();
-        let has_encoding = parts.headers.contains_key("grpc-encoding");
+        let has_encoding = parts.headers.contains_key(GRPC_ENCODING);
         // Deadline: the caller's, capped for unary calls, passed on.
         let deadline = Deadline::of(&parts.headers, method, inner.limits.max_deadline);
-        let headers = forwarded_headers(&parts.headers, caller, client_ip, deadline);
+        let headers = forwarded_headers(&parts.headers, caller, client, deadline);
         let whole = !method.server_streaming;
 
         let path = parts.uri.path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/"));
@@ -501,7 +529,7 @@ struct Deadline {
 
 impl Deadline {
     fn of(headers: &HeaderMap, method: &Method, cap: Duration) -> Self {
-        let asked = headers.get("grpc-timeout").and_then(|value| parse_grpc_timeout(value.to_str().ok()?));
+        let asked = headers.get(GRPC_TIMEOUT).and_then(|value| parse_grpc_timeout(value.to_str().ok()?));
         let timeout = match method.streams() {
             true => asked,
             false => Some(asked.map_or(cap, |asked| asked.min(cap))),
@@ -529,8 +557,7 @@ pub(crate) fn encode_grpc_timeout(timeout: Duration) -> HeaderValue {
 // Parsed once: a name built from text is parsed on every call.
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const GRPC_TIMEOUT: HeaderName = HeaderName::from_static("grpc-timeout");
-const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
+const GRPC_ENCODING: HeaderName = HeaderName::from_static("grpc-encoding");
 
 /// The headers sent to the backend: the caller's, less those that only
 /// mean something on the client's connection, with the credential the
@@ -539,7 +566,7 @@ const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
 fn forwarded_headers(
     incoming: &HeaderMap,
     caller: &Caller,
-    client_ip: Option<IpAddr>,
+    client: Option<&ClientAddr>,
     deadline: Deadline,
 ) -> HeaderMap {
     const HOP_BY_HOP: [HeaderName; 6] = [
@@ -567,10 +594,8 @@ fn forwarded_headers(
             headers.remove(header::AUTHORIZATION);
         }
     }
-    if let Some(ip) = client_ip
-        && let Ok(value) = HeaderValue::try_from(ip.to_string())
-    {
-        headers.append(X_FORWARDED_FOR, value);
+    if let Some(forwarded_for) = client.and_then(|client| client.0.forwarded_for.clone()) {
+        headers.append(X_FORWARDED_FOR, forwarded_for);
     }
     if let Some(remaining) = deadline.remaining() {
         headers.insert(GRPC_TIMEOUT, per_call(encode_grpc_timeout(remaining)));

@@ -112,8 +112,8 @@ pub struct Ops {
     pub stopping: AtomicBool,
 }
 
-/// The service every connection serves.
-#[derive(Clone)]
+/// The service every connection serves, shared by all of them: a call
+/// clones only the stack it goes through.
 pub struct Front {
     /// Every protocol but native gRPC: CORS, then the protocol's translation.
     translated: GrpcService,
@@ -177,7 +177,7 @@ impl Front {
         Self { translated: BoxCloneSyncService::new(translated), native, ops, origins, dashboard }
     }
 
-    async fn handle(self, request: Request<Body>) -> Response<Body> {
+    async fn handle(&self, request: Request<Body>) -> Response<Body> {
         match (request.method(), request.uri().path()) {
             (&Method::GET, "/healthz") => return text(StatusCode::OK, "ok\n", "text/plain"),
             (&Method::GET, "/readyz") => return self.readiness(),
@@ -200,8 +200,8 @@ impl Front {
         }
         let service = match grpc_protocol(&request) {
             // Native gRPC: nothing for CORS or translation to do.
-            Some(GrpcProtocol::Native) if !request.headers().contains_key(header::ORIGIN) => self.native,
-            _ => self.translated,
+            Some(GrpcProtocol::Native) if !request.headers().contains_key(header::ORIGIN) => self.native.clone(),
+            _ => self.translated.clone(),
         };
         match service.oneshot(request).await {
             Ok(response) => response,
@@ -325,7 +325,7 @@ pub(crate) fn text(status: StatusCode, body: impl Into<Bytes>, content_type: &'s
 /// handle that counts its calls (a connection with none is let go when idle).
 #[derive(Clone)]
 struct ConnectionService {
-    front: Front,
+    front: Arc<Front>,
     client: ClientAddr,
     connection: ConnectionInfo,
 }
@@ -340,7 +340,7 @@ impl tower::Service<Request<Body>> for ConnectionService {
     }
 
     fn call(&mut self, mut request: Request<Body>) -> Self::Future {
-        request.extensions_mut().insert(self.client);
+        request.extensions_mut().insert(self.client.clone());
         let mark: Hold = Box::new(self.connection.start_call());
         let front = self.front.clone();
         Box::pin(async move {
@@ -376,6 +376,7 @@ impl Listener {
         stop: impl Future<Output = ()>,
         drain_timeout: Duration,
     ) {
+        let front = Arc::new(front);
         let mut http1 = hyper::server::conn::http1::Builder::new();
         http1
             .timer(TokioTimer::new())
@@ -398,8 +399,11 @@ impl Listener {
             };
             let info = connection.info().clone();
             let client = info.remote_addr();
-            let service =
-                call_stack(ConnectionService { front: front.clone(), client: ClientAddr(client), connection: info });
+            let service = call_stack(ConnectionService {
+                front: front.clone(),
+                client: ClientAddr::new(client),
+                connection: info,
+            });
             let http1 = http1.clone();
             let stopping = stopping.subscribe();
             let connection_open = connection_open.clone();

@@ -109,7 +109,7 @@ pub fn grpc_request(
     *request.version_mut() = http::Version::HTTP_2;
     *request.headers_mut() = headers;
     if let Some(client) = incoming.extensions.get::<ClientAddr>() {
-        request.extensions_mut().insert(*client);
+        request.extensions_mut().insert(client.clone());
     }
     request
 }

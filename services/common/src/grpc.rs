@@ -13,6 +13,11 @@ use prost::encoding::{DecodeContext, WireType};
 use tonic::Status;
 use tonic::body::Body;
 
+// Header names looked up on every call, parsed once: a lookup by text
+// parses and checks the name each time.
+pub const GRPC_STATUS: http::HeaderName = http::HeaderName::from_static("grpc-status");
+pub const X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
+
 /// The service and method a gRPC request path names (`/pkg.Service/Method`).
 pub fn rpc_of(path: &str) -> Option<(&str, &str)> {
     path.trim_start_matches('/').split_once('/')
@@ -21,7 +26,7 @@ pub fn rpc_of(path: &str) -> Option<(&str, &str)> {
 /// The status code an answer carries in `headers`: its headers when it is
 /// trailers-only, else its trailers.
 pub fn grpc_status_in(headers: &http::HeaderMap) -> Option<tonic::Code> {
-    let code = headers.get("grpc-status")?.to_str().ok()?.parse::<i32>().ok()?;
+    let code = headers.get(GRPC_STATUS)?.to_str().ok()?.parse::<i32>().ok()?;
     Some(tonic::Code::from_i32(code))
 }
 

@@ -267,7 +267,8 @@ pub fn call_span<B>(request: &Request<B>) -> tracing::Span {
 /// own path (a REST route at the gateway): named by the RPC, so span names
 /// stay few however many tickers and ids the paths carry.
 pub fn call_span_of_rpc<B>(request: &Request<B>, rpc_path: &str) -> tracing::Span {
-    let request_id = request.headers().get("x-request-id").and_then(|value| value.to_str().ok()).unwrap_or_default();
+    let request_id =
+        request.headers().get(crate::grpc::X_REQUEST_ID).and_then(|value| value.to_str().ok()).unwrap_or_default();
     let path = request.uri().path();
     let (service, method) = rpc_of(rpc_path).unwrap_or_default();
     let span = tracing::info_span!(

@@ -12,10 +12,17 @@ use crate::auth::{ANONYMOUS_SUBJECT, Caller};
 /// anonymous callers `anonymous@<client address>`, so strangers do not share
 /// one allowance.
 pub fn subject_key(caller: &Caller, client: Option<IpAddr>) -> String {
-    match (caller.anonymous, client) {
-        (true, Some(ip)) => format!("{ANONYMOUS_SUBJECT}@{ip}"),
-        (true, None) => format!("{ANONYMOUS_SUBJECT}@unknown"),
-        (false, _) => caller.subject.clone(),
+    match caller.anonymous {
+        true => anonymous_subject(client),
+        false => caller.subject.clone(),
+    }
+}
+
+/// The key of anonymous callers from `client`.
+pub fn anonymous_subject(client: Option<IpAddr>) -> String {
+    match client {
+        Some(ip) => format!("{ANONYMOUS_SUBJECT}@{ip}"),
+        None => format!("{ANONYMOUS_SUBJECT}@unknown"),
     }
 }
 
