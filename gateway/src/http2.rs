@@ -6,7 +6,9 @@
 //! latency at 1 in flight on its own. What hyper's server did besides is
 //! here: windows and header limits, keep-alive pings, graceful shutdown,
 //! a call dropped when its client resets it, `content-length` and `date`
-//! on answers that know them.
+//! on answers that know them. Unlike hyper's server, the frames a turn of
+//! the connection's task produces go out in one write
+//! ([`crate::batched_writes`]).
 
 use std::convert::Infallible;
 use std::future::{Future, poll_fn};
@@ -24,6 +26,8 @@ use tower::ServiceExt;
 use wizdata_common::connections::{CONNECTION_WINDOW_BYTES, Connection, STREAM_WINDOW_BYTES};
 use wizdata_common::grpc::GRPC_STATUS;
 use wizdata_common::h2_bodies::{RecvBody, send_body};
+
+use crate::batched_writes::serve_batched;
 
 /// The client preface that opens every HTTP/2 connection with prior
 /// knowledge (as gRPC clients, h2load and `curl --http2-prior-knowledge` do).
@@ -54,41 +58,45 @@ where
         + 'static,
     F: Future<Output = Result<Response<Body>, Infallible>> + Send + 'static,
 {
-    let mut connection = h2::server::Builder::new()
-        .initial_window_size(STREAM_WINDOW_BYTES)
-        .initial_connection_window_size(CONNECTION_WINDOW_BYTES)
-        .max_concurrent_streams(1024)
-        .max_header_list_size(settings.max_header_list_size)
-        .handshake(io)
-        .await?;
-    let mut keep_alive = pin!(keep_alive(connection.ping_pong(), settings.keep_alive));
-    // The connection's calls run in its own task: a call's steps then wake
-    // this one task instead of handing over between a task per call and the
-    // connection's (hyper's way), which is a wake-up, and often another
-    // thread, at each step.
-    let mut calls = FuturesUnordered::new();
-    // Made once: a future made per turn of the loop registers with the
-    // channel again at every wake-up.
-    let mut stop = pin!(stopping.changed());
-    let mut closing = false;
-    loop {
-        tokio::select! {
-            call = connection.accept() => match call {
-                Some(Ok((request, respond))) => calls.push(answer(service.clone(), request, respond)),
-                Some(Err(error)) => return Err(error),
-                None => return Ok(()),
-            },
-            Some(()) = calls.next(), if !calls.is_empty() => {}
-            _ = &mut stop, if !closing => {
-                connection.graceful_shutdown();
-                closing = true;
-            }
-            () = &mut keep_alive => {
-                tracing::debug!("an HTTP/2 client answered no ping; closing its connection");
-                return Ok(());
+    // Frames go out in one write per turn of this task (BENCHMARKS.md: large answers).
+    serve_batched(io, |io| async move {
+        let mut connection = h2::server::Builder::new()
+            .initial_window_size(STREAM_WINDOW_BYTES)
+            .initial_connection_window_size(CONNECTION_WINDOW_BYTES)
+            .max_concurrent_streams(1024)
+            .max_header_list_size(settings.max_header_list_size)
+            .handshake(io)
+            .await?;
+        let mut keep_alive = pin!(keep_alive(connection.ping_pong(), settings.keep_alive));
+        // The connection's calls run in its own task: a call's steps then wake
+        // this one task instead of handing over between a task per call and the
+        // connection's (hyper's way), which is a wake-up, and often another
+        // thread, at each step.
+        let mut calls = FuturesUnordered::new();
+        // Made once: a future made per turn of the loop registers with the
+        // channel again at every wake-up.
+        let mut stop = pin!(stopping.changed());
+        let mut closing = false;
+        loop {
+            tokio::select! {
+                call = connection.accept() => match call {
+                    Some(Ok((request, respond))) => calls.push(answer(service.clone(), request, respond)),
+                    Some(Err(error)) => return Err(error),
+                    None => return Ok(()),
+                },
+                Some(()) = calls.next(), if !calls.is_empty() => {}
+                _ = &mut stop, if !closing => {
+                    connection.graceful_shutdown();
+                    closing = true;
+                }
+                () = &mut keep_alive => {
+                    tracing::debug!("an HTTP/2 client answered no ping; closing its connection");
+                    return Ok(());
+                }
             }
         }
-    }
+    })
+    .await
 }
 
 /// Resolves when a ping goes unanswered for `interval`; pings every
