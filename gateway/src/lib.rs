@@ -109,7 +109,7 @@ impl Gateway {
             (urls, _) => urls.to_vec(),
         };
         let (health, health_service) = Health::with_service();
-        let mut backends = HashMap::new();
+        let mut backends = foldhash::HashMap::default();
         let mut background = Vec::new();
         for service in methods.services() {
             let urls = urls_by_service.get(service).unwrap_or(&default_backend);

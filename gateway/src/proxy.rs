@@ -3,7 +3,6 @@
 //! allows it, whether the request is well framed, then the call itself with
 //! a deadline, retries of reads, and the rate-limit headers on the answer.
 
-use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -23,7 +22,7 @@ use tonic::{Code, Status};
 use tower::retry::budget::{Budget, TpsBudget};
 use wizdata_common::auth::Caller;
 use wizdata_common::auth::verifier::Verifier;
-use wizdata_common::deadline::parse_grpc_timeout;
+use wizdata_common::deadline::{GRPC_TIMEOUT, grpc_timeout_in, grpc_timeout_value};
 use wizdata_common::error::{ApiError, ErrorCode};
 use wizdata_common::grpc::{GRPC_STATUS, Hold, HoldingBody, X_REQUEST_ID, grpc_status_in, per_call, rpc_of};
 use wizdata_common::subjects::{StreamSlots, anonymous_subject, subject_key};
@@ -57,12 +56,9 @@ impl ClientAddr {
         }))
     }
 
-    /// [`wizdata_common::subjects::subject_key`] of `caller` from this client.
-    fn subject_of(&self, caller: &Caller) -> String {
-        match caller.anonymous {
-            true => self.0.anonymous_subject.clone(),
-            false => caller.subject.clone(),
-        }
+    /// The key of anonymous callers from this client.
+    fn anonymous_subject(&self) -> String {
+        self.0.anonymous_subject.clone()
     }
 }
 
@@ -83,7 +79,7 @@ pub struct Proxy {
 
 struct Inner {
     methods: &'static Methods,
-    backends: HashMap<&'static str, Arc<Backend>>,
+    backends: foldhash::HashMap<&'static str, Arc<Backend>>,
     verifier: Verifier,
     limiter: RateLimiter,
     streams: StreamSlots,
@@ -93,7 +89,7 @@ struct Inner {
 
 impl Proxy {
     pub fn new(
-        backends: HashMap<&'static str, Arc<Backend>>,
+        backends: foldhash::HashMap<&'static str, Arc<Backend>>,
         verifier: Verifier,
         limiter: RateLimiter,
         limits: CallLimits,
@@ -140,10 +136,9 @@ impl Proxy {
         // Identify: a token passes, an API key is exchanged once, else anonymous.
         let caller = inner.verifier.authenticate(request.headers()).await.map_err(Refusal::Credentials)?;
         let client = request.extensions().get::<ClientAddr>().cloned();
-        let subject = match &client {
-            Some(client) => client.subject_of(&caller),
-            None => subject_key(&caller, None),
-        };
+        let subject = subject_key(&caller, || {
+            client.as_ref().map_or_else(|| anonymous_subject(None), ClientAddr::anonymous_subject)
+        });
         // Rate limit: the tier's and the per-service limit, at once.
         let checked = *decision.insert(inner.limiter.check(&subject, caller.tier, method.service).await);
         if !checked.allowed {
@@ -529,7 +524,7 @@ struct Deadline {
 
 impl Deadline {
     fn of(headers: &HeaderMap, method: &Method, cap: Duration) -> Self {
-        let asked = headers.get(GRPC_TIMEOUT).and_then(|value| parse_grpc_timeout(value.to_str().ok()?));
+        let asked = grpc_timeout_in(headers);
         let timeout = match method.streams() {
             true => asked,
             false => Some(asked.map_or(cap, |asked| asked.min(cap))),
@@ -546,17 +541,8 @@ impl Deadline {
     }
 }
 
-pub(crate) fn encode_grpc_timeout(timeout: Duration) -> HeaderValue {
-    // Milliseconds fit 8 digits up to 27 hours; beyond that, seconds.
-    let millis = timeout.as_millis().max(1);
-    let text =
-        if millis < 100_000_000 { format!("{millis}m") } else { format!("{}S", timeout.as_secs().min(99_999_999)) };
-    HeaderValue::try_from(text).expect("digits and a unit are a valid header value")
-}
-
 // Parsed once: a name built from text is parsed on every call.
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-const GRPC_TIMEOUT: HeaderName = HeaderName::from_static("grpc-timeout");
 const GRPC_ENCODING: HeaderName = HeaderName::from_static("grpc-encoding");
 
 /// The headers sent to the backend: the caller's, less those that only
@@ -598,7 +584,7 @@ fn forwarded_headers(
         headers.append(X_FORWARDED_FOR, forwarded_for);
     }
     if let Some(remaining) = deadline.remaining() {
-        headers.insert(GRPC_TIMEOUT, per_call(encode_grpc_timeout(remaining)));
+        headers.insert(GRPC_TIMEOUT, per_call(grpc_timeout_value(remaining)));
     }
     // The backend's span is a child of this call's span at the gateway.
     wizdata_common::telemetry::inject_trace_context(&mut headers);
@@ -741,17 +727,6 @@ mod tests {
     }
 
     #[test]
-    fn deadlines_are_passed_on_in_units_the_header_can_hold() {
-        for timeout in [Duration::from_millis(1500), Duration::from_secs(200_000)] {
-            let encoded = encode_grpc_timeout(timeout);
-            assert_eq!(parse_grpc_timeout(encoded.to_str().unwrap()), Some(timeout), "{encoded:?}");
-        }
-        assert_eq!(encode_grpc_timeout(Duration::from_millis(1500)), "1500m");
-        assert_eq!(encode_grpc_timeout(Duration::from_secs(200_000)), "200000S");
-        assert_eq!(encode_grpc_timeout(Duration::ZERO), "1m");
-    }
-
-    #[test]
     fn unary_deadlines_are_capped_and_streams_keep_their_own() {
         let methods = Methods::contract();
         let unary = methods.get("/wizdata.registry.v1.RegistryService/GetSymbol").unwrap();
@@ -759,7 +734,7 @@ mod tests {
         let cap = Duration::from_secs(30);
         let asking = |timeout: &'static str| {
             let mut headers = HeaderMap::new();
-            headers.insert("grpc-timeout", HeaderValue::from_static(timeout));
+            headers.insert(GRPC_TIMEOUT, HeaderValue::from_static(timeout));
             headers
         };
         let left = |deadline: Deadline| deadline.remaining().map(|left| left.as_secs_f64().round() as u64);

@@ -4,7 +4,6 @@
 //! REST front ends translate JSON with). Paths outside the contract are
 //! refused at the edge instead of costing a backend a round trip.
 
-use std::collections::HashMap;
 use std::sync::LazyLock;
 
 use prost_reflect::{DescriptorPool, MethodDescriptor};
@@ -35,7 +34,8 @@ impl Method {
 /// Every RPC of the WizData services, by HTTP/2 path.
 #[derive(Debug)]
 pub struct Methods {
-    by_path: HashMap<&'static str, Method>,
+    /// Looked up on every call: hashed with foldhash, not SipHash.
+    by_path: foldhash::HashMap<&'static str, Method>,
     services: Vec<&'static str>,
     /// The contract and the google.rpc error details its errors carry.
     pool: DescriptorPool,
@@ -73,7 +73,7 @@ impl Methods {
 
     /// The RPCs of the services in `pool` whose names start with `prefix`.
     fn from_pool(pool: DescriptorPool, prefix: &str) -> Self {
-        let mut by_path = HashMap::new();
+        let mut by_path = foldhash::HashMap::default();
         let mut services = Vec::new();
         for service in pool.services().filter(|service| service.full_name().starts_with(prefix)) {
             // Leaked once per service for the life of the process: the

@@ -24,7 +24,9 @@ use tower_http::trace::TraceLayer;
 use wizdata_common::connections::{Connection, ConnectionInfo, Incoming};
 use wizdata_common::grpc::{Hold, HoldingBody};
 use wizdata_common::metrics::GrpcMetricsLayer;
-use wizdata_common::server::{RequestIds, call_span, call_span_of_rpc, callers_mistakes_are_not_failures};
+use wizdata_common::server::{
+    RequestIds, call_span, call_span_of_rpc, callers_mistakes_are_not_failures, request_id_per_call,
+};
 
 use crate::backend::Backend;
 use crate::config::GatewayConfig;
@@ -453,6 +455,8 @@ fn call_stack(
         .map_request(RouteLookup::attach::<Body>)
         // One span per call with its method and request id; logs server-side failures with latency.
         .layer(TraceLayer::new(callers_mistakes_are_not_failures()).make_span_with(gateway_span))
+        // The echoed id differs on every call: keep it out of HTTP/2's header table.
+        .map_response(request_id_per_call)
         // Echo the id to the caller, so a client can quote it when reporting a problem.
         .layer(PropagateRequestIdLayer::x_request_id())
         .service(connection)

@@ -10,7 +10,6 @@
 //! one short wait, not one per call. The local limiters see every call even
 //! while Redis decides, so falling back hands out no fresh bursts.
 
-use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,7 +17,7 @@ use std::time::Duration;
 use fred::types::scripts::Script;
 use governor::clock::{Clock, DefaultClock};
 use governor::middleware::StateInformationMiddleware;
-use governor::state::keyed::DefaultKeyedStateStore;
+use governor::state::keyed::HashMapStateStore;
 use wizdata::auth::v1::Tier;
 use wizdata_common::auth::tier_claim;
 use wizdata_common::redis::Redis;
@@ -45,8 +44,11 @@ pub struct Decision {
     pub scope: &'static str,
 }
 
-type LocalLimiter =
-    governor::RateLimiter<String, DefaultKeyedStateStore<String>, DefaultClock, StateInformationMiddleware>;
+/// Subjects' states, looked up on every call: hashed with foldhash, seeded
+/// per process (its quality variant: callers choose the keys).
+type SubjectStates = HashMapStateStore<String, foldhash::quality::RandomState>;
+
+type LocalLimiter = governor::RateLimiter<String, SubjectStates, DefaultClock, StateInformationMiddleware>;
 
 /// One limit: its quota and its local stand-in.
 struct Limit {
@@ -60,7 +62,8 @@ impl Limit {
         let governor_quota = governor::Quota::with_period(quota.interval())
             .expect("quota intervals are validated non-zero")
             .allow_burst(burst);
-        Self { quota, local: governor::RateLimiter::keyed(governor_quota).with_middleware() }
+        let local = LocalLimiter::new(governor_quota, SubjectStates::default(), DefaultClock::default());
+        Self { quota, local }
     }
 
     fn check_locally(&self, key: &String) -> Verdict {
@@ -108,7 +111,7 @@ struct Inner {
     script: Script,
     redis_timeout: Duration,
     breaker: Breaker,
-    tiers: HashMap<Tier, Limit>,
+    tiers: foldhash::HashMap<Tier, Limit>,
     per_service: Limit,
 }
 

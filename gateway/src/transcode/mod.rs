@@ -29,6 +29,7 @@ use tonic::body::Body;
 use tonic::{Code, Status};
 use tower::ServiceExt;
 use tower::util::BoxCloneSyncService;
+use wizdata_common::deadline::{GRPC_TIMEOUT, grpc_timeout_value};
 use wizdata_common::grpc::grpc_status_in;
 
 use crate::frames::{self, BodyPart, FramesError};
@@ -101,7 +102,7 @@ pub fn grpc_request(
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
     headers.insert(header::TE, HeaderValue::from_static("trailers"));
     if let Some(timeout) = timeout {
-        headers.insert("grpc-timeout", crate::proxy::encode_grpc_timeout(timeout));
+        headers.insert(GRPC_TIMEOUT, grpc_timeout_value(timeout));
     }
     let mut request = Request::new(body);
     *request.method_mut() = http::Method::POST;

@@ -4,11 +4,13 @@
 
 use std::time::Duration;
 
+use http::{HeaderMap, HeaderName, HeaderValue};
 use tokio::time::Instant;
 
 use crate::{ApiError, ErrorCode};
 
-const GRPC_TIMEOUT: &str = "grpc-timeout";
+/// Named once: a name built from text is parsed again at every lookup.
+pub const GRPC_TIMEOUT: HeaderName = HeaderName::from_static("grpc-timeout");
 
 /// When a call must be answered by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -18,13 +20,7 @@ impl Deadline {
     /// The caller's deadline, or `otherwise` from now when it set none (or
     /// set one that cannot be read).
     pub fn of<T>(request: &tonic::Request<T>, otherwise: Duration) -> Self {
-        let timeout = request
-            .metadata()
-            .get(GRPC_TIMEOUT)
-            .and_then(|value| value.to_str().ok())
-            .and_then(parse_grpc_timeout)
-            .unwrap_or(otherwise);
-        Self::after(timeout)
+        Self::after(grpc_timeout_in(request.metadata().as_ref()).unwrap_or(otherwise))
     }
 
     pub fn after(timeout: Duration) -> Self {
@@ -50,6 +46,21 @@ impl Deadline {
     pub fn has_passed(&self) -> bool {
         Instant::now() >= self.0
     }
+}
+
+/// The timeout the `grpc-timeout` header in `headers` asks for, if it has
+/// one that can be read.
+pub fn grpc_timeout_in(headers: &HeaderMap) -> Option<Duration> {
+    headers.get(GRPC_TIMEOUT).and_then(|value| parse_grpc_timeout(value.to_str().ok()?))
+}
+
+/// `timeout` as a `grpc-timeout` value, to pass a deadline on.
+pub fn grpc_timeout_value(timeout: Duration) -> HeaderValue {
+    // Milliseconds fit 8 digits up to 27 hours; beyond that, seconds.
+    let millis = timeout.as_millis().max(1);
+    let text =
+        if millis < 100_000_000 { format!("{millis}m") } else { format!("{}S", timeout.as_secs().min(99_999_999)) };
+    HeaderValue::try_from(text).expect("digits and a unit are a valid header value")
 }
 
 /// A `grpc-timeout` value: at most eight digits and a unit
@@ -88,6 +99,23 @@ mod tests {
         }
     }
 
+    #[test]
+    fn deadlines_are_passed_on_in_units_the_header_can_hold() {
+        for timeout in [Duration::from_millis(1500), Duration::from_secs(200_000)] {
+            let encoded = grpc_timeout_value(timeout);
+            assert_eq!(parse_grpc_timeout(encoded.to_str().unwrap()), Some(timeout), "{encoded:?}");
+        }
+        assert_eq!(grpc_timeout_value(Duration::from_millis(1500)), "1500m");
+        assert_eq!(grpc_timeout_value(Duration::from_secs(200_000)), "200000S");
+        assert_eq!(grpc_timeout_value(Duration::ZERO), "1m");
+        let mut headers = HeaderMap::new();
+        assert_eq!(grpc_timeout_in(&headers), None);
+        headers.insert(GRPC_TIMEOUT, HeaderValue::from_static("250m"));
+        assert_eq!(grpc_timeout_in(&headers), Some(Duration::from_millis(250)));
+        headers.insert(GRPC_TIMEOUT, HeaderValue::from_static("soon"));
+        assert_eq!(grpc_timeout_in(&headers), None);
+    }
+
     #[tokio::test(start_paused = true)]
     async fn the_callers_deadline_is_passed_on_shrinking_as_time_goes_by() {
         let mut incoming = tonic::Request::new(());
@@ -96,8 +124,7 @@ mod tests {
         tokio::time::advance(Duration::from_millis(300)).await;
 
         let outgoing = deadline.request(()).unwrap();
-        let passed_on = outgoing.metadata().get(GRPC_TIMEOUT).unwrap().to_str().unwrap();
-        assert_eq!(parse_grpc_timeout(passed_on), Some(Duration::from_millis(500)));
+        assert_eq!(grpc_timeout_in(outgoing.metadata().as_ref()), Some(Duration::from_millis(500)));
 
         tokio::time::advance(Duration::from_millis(500)).await;
         assert!(deadline.has_passed());

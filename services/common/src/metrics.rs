@@ -3,7 +3,6 @@
 //! service's own counters through the `metrics` facade, served as
 //! Prometheus text on the metrics port (`/metrics`).
 
-use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -200,7 +199,9 @@ const MAX_LABELLED_PATHS: usize = 256;
 /// builds, hashes and compares keys: a tenth of a proxied call's work).
 struct MethodMetricsTable {
     component: &'static str,
-    by_path: RwLock<HashMap<Box<str>, Arc<MethodMetrics>>>,
+    /// Looked up on every call: hashed with foldhash, not SipHash (at most
+    /// [`MAX_LABELLED_PATHS`] entries, so no caller can grow it to collide).
+    by_path: RwLock<foldhash::HashMap<Box<str>, Arc<MethodMetrics>>>,
     unknown: Arc<MethodMetrics>,
 }
 

@@ -143,6 +143,8 @@ impl GrpcServer {
             .layer(SetRequestIdLayer::x_request_id(RequestIds))
             // One span per call with its method and request id; logs server-side failures with latency.
             .layer(TraceLayer::new(callers_mistakes_are_not_failures()).make_span_with(call_span))
+            // The echoed id differs on every call: keep it out of HTTP/2's header table.
+            .map_response(request_id_per_call)
             // Echo the id to the caller, so a client can quote it when reporting a problem.
             .layer(PropagateRequestIdLayer::x_request_id())
             // Count every call by method and status, refused ones included.
@@ -255,6 +257,18 @@ impl MakeRequestId for RequestIds {
         let id = ids::request_id().hyphenated().encode_lower(&mut text);
         http::HeaderValue::from_str(id).ok().map(|id| RequestId::new(per_call(id)))
     }
+}
+
+/// Marks an answer's `x-request-id` [`per_call`]. The id arrived so marked
+/// (HTTP/2 sends such values as literals), but decoding a header drops the
+/// mark, so the echo would otherwise be added to the connection's header
+/// table: one entry per call, each pushing out entries that do repeat
+/// (measured: 3.3k of 137k instructions of a call through the gateway).
+pub fn request_id_per_call<B>(mut response: http::Response<B>) -> http::Response<B> {
+    if let Some(id) = response.headers_mut().get_mut(crate::grpc::X_REQUEST_ID) {
+        id.set_sensitive(true);
+    }
+    response
 }
 
 /// The span of one call: its method and request id, in the trace its

@@ -9,11 +9,12 @@ use std::sync::{Arc, Mutex};
 use crate::auth::{ANONYMOUS_SUBJECT, Caller};
 
 /// The key a caller's limits are kept under: the verified subject, or for
-/// anonymous callers `anonymous@<client address>`, so strangers do not share
-/// one allowance.
-pub fn subject_key(caller: &Caller, client: Option<IpAddr>) -> String {
+/// anonymous callers their client's key ([`anonymous_subject`], which a
+/// caller may have made once per connection), so strangers do not share one
+/// allowance.
+pub fn subject_key(caller: &Caller, anonymous_key: impl FnOnce() -> String) -> String {
     match caller.anonymous {
-        true => anonymous_subject(client),
+        true => anonymous_key(),
         false => caller.subject.clone(),
     }
 }
@@ -91,10 +92,13 @@ mod tests {
     #[test]
     fn anonymous_callers_are_keyed_by_address() {
         let anonymous = Caller::anonymous(&[]);
-        assert_eq!(subject_key(&anonymous, Some("10.0.0.7".parse().unwrap())), "anonymous@10.0.0.7");
-        assert_eq!(subject_key(&anonymous, None), "anonymous@unknown");
+        assert_eq!(
+            subject_key(&anonymous, || anonymous_subject(Some("10.0.0.7".parse().unwrap()))),
+            "anonymous@10.0.0.7"
+        );
+        assert_eq!(subject_key(&anonymous, || anonymous_subject(None)), "anonymous@unknown");
         let mut known = Caller::anonymous(&[]);
         (known.anonymous, known.subject) = (false, "user:ada".into());
-        assert_eq!(subject_key(&known, Some("10.0.0.7".parse().unwrap())), "user:ada");
+        assert_eq!(subject_key(&known, || anonymous_subject(Some("10.0.0.7".parse().unwrap()))), "user:ada");
     }
 }

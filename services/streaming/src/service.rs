@@ -27,7 +27,7 @@ use wizdata::streaming::v1::{
 use wizdata::r#type::v1::Interval;
 use wizdata_common::auth::{Caller, client_address};
 use wizdata_common::endpoints::ServiceChannel;
-use wizdata_common::subjects::{StreamSlot, StreamSlots, subject_key};
+use wizdata_common::subjects::{StreamSlot, StreamSlots, anonymous_subject, subject_key};
 use wizdata_common::symbols::{SymbolDirectory, check_symbol_length};
 use wizdata_common::time::{now_ns, now_timestamp};
 use wizdata_common::{ApiError, ErrorCode, FieldViolations, interval};
@@ -308,7 +308,8 @@ impl Session {
     /// subscriber id and an empty outbox.
     fn open<T>(inner: &Arc<Inner>, request: &Request<T>) -> Result<Self, ApiError> {
         let caller = Caller::serving(request);
-        let subject = subject_key(&caller, client_address(request, &inner.config.trusted_proxies));
+        let subject =
+            subject_key(&caller, || anonymous_subject(client_address(request, &inner.config.trusted_proxies)));
         let limit = inner.streams.max();
         let slot = inner.streams.acquire(&subject).ok_or_else(|| {
             ApiError::new(

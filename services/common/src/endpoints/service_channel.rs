@@ -12,7 +12,7 @@ use tonic::Status;
 use tonic::body::Body;
 
 use super::{EndpointPool, Payload};
-use crate::deadline::parse_grpc_timeout;
+use crate::deadline::grpc_timeout_in;
 use crate::grpc::HoldingBody;
 
 /// A channel over every endpoint of a service. Cheap to clone; the pool's
@@ -57,8 +57,7 @@ impl tower::Service<http::Request<Body>> for ServiceChannel {
             // As tonic's own channel: the caller's deadline bounds the wait
             // for the answer's headers here too, so an endpoint that accepts
             // but never answers cannot hold a call past it.
-            let timeout =
-                request.headers().get("grpc-timeout").and_then(|value| parse_grpc_timeout(value.to_str().ok()?));
+            let timeout = grpc_timeout_in(request.headers());
             let call = async move {
                 let lease =
                     pool.pick_discovered().await.ok_or_else(|| Status::unavailable(pool.unavailable_reason()))?;
