@@ -156,12 +156,15 @@ bench-gateway:
 
 ## bench-proxies: the gateway beside nginx, HAProxy and a bare h2 relay (the
 ## floor) in front of the same services, h2load at 1, 16 and 64 in flight,
-## small and large calls, in one run (BENCHMARKS.md); nginx, HAProxy and
-## h2load from Debian's packages
+## small and large calls, in one run (BENCHMARKS.md); each cell the median of
+## PROXY_ROUNDS (3) runs of PROXY_SECONDS (5) that go round the targets in
+## turn; nginx, HAProxy and h2load from Debian's packages
+PROXY_SECONDS ?= 5
+PROXY_ROUNDS ?= 3
 PROXY_TOOLS := /usr/sbin/nginx /usr/sbin/haproxy /usr/bin/h2load
 bench-proxies: $(PROXY_TOOLS)
 	$(CARGO) build --release -p wizdata-mesh --bin wizdata -p wizdata-common --example bare_relay
-	python3 bench/proxies.py target/release/wizdata $(PROXY_SECONDS)
+	python3 bench/proxies.py target/release/wizdata $(PROXY_SECONDS) $(PROXY_ROUNDS)
 
 $(PROXY_TOOLS):
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends nginx-light haproxy nghttp2-client || \

@@ -1,6 +1,6 @@
 """The gateway beside nginx and HAProxy in front of the same backend, in one run.
 
-    bench/proxies.py BINARY [SECONDS]
+    bench/proxies.py BINARY [SECONDS [ROUNDS]]
 
 Starts the services without the gateway (`serve all --with-gateway false`,
 SQLite, no simulated feed), seeds 10,000 1m bars, then in front of them: the
@@ -14,6 +14,13 @@ GetCandles of 10,000 bars (large); then the gateway alone with an API key,
 and with REDIS_URL (shared rate limits) when it is set. Prints one Markdown
 table: mean latency, requests per second, and ratios to direct.
 
+Each cell is the median of ROUNDS (3) runs of SECONDS (5), and the rounds
+go round the targets in turn: a machine that slows down for a while (this
+one is a VM whose neighbours come and go) slows every target in that round,
+not the one that happened to be measured then. Single runs of one target
+after another moved the 1-in-flight cells by as much as the gaps between
+the proxies (BENCHMARKS.md).
+
 Then the same two calls through the gateway in each protocol it speaks
 (native gRPC, Connect JSON and binary, Connect GET, REST GET), JSON encoding
 included, as a second table with ratios to native gRPC through the gateway.
@@ -24,6 +31,7 @@ import re
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -205,6 +213,7 @@ backend services
 def main():
     binary = Path(sys.argv[1]).resolve()
     seconds = int(sys.argv[2]) if len(sys.argv) > 2 else 5
+    rounds = int(sys.argv[3]) if len(sys.argv) > 3 else 3
     work = Path(tempfile.mkdtemp(prefix="wizdata-proxies-"))
     processes = []
 
@@ -277,26 +286,36 @@ def main():
         for call, (path, body) in calls.items():
             body_file = work / f"{path.rsplit('/', 1)[1]}.bin"
             body_file.write_bytes(body)
-            direct = None
             method = path.rsplit("/", 1)[1]
-            for name, port, headers, metrics_port in targets:
-                checked = name != FLOOR
-                if checked:
+            for name, port, headers, _ in targets:
+                if name != FLOOR:
                     check_answers(port, path, body_file, headers)
-                measured = [not_ok_during(metrics_port, method,
-                                          lambda: h2load(port, path, body_file, c, s, seconds, headers))
-                            for c, s in IN_FLIGHT]
-                results = [result for result, _ in measured]
-                direct = direct or results
+            samples = {(name, level): [] for name, *_ in targets for level in IN_FLIGHT}
+            not_ok = {(name, level): {} for name, *_ in targets for level in IN_FLIGHT}
+            for _ in range(rounds):
+                for connections, streams in IN_FLIGHT:
+                    for name, port, headers, metrics_port in targets:
+                        result, errors = not_ok_during(
+                            metrics_port, method,
+                            lambda: h2load(port, path, body_file, connections, streams, seconds, headers))
+                        samples[(name, (connections, streams))].append(result)
+                        for code, count in errors.items():
+                            cell = not_ok[(name, (connections, streams))]
+                            cell[code] = cell.get(code, 0) + count
+            medians = {cell: (statistics.median(mean for mean, _ in runs), statistics.median(rps for _, rps in runs))
+                       for cell, runs in samples.items()}
+            direct = [medians[("direct", level)] for level in IN_FLIGHT]
+            for name, port, headers, _ in targets:
+                results = [medians[(name, level)] for level in IN_FLIGHT]
                 cells = [f"{mean:,.0f} µs (+{mean - base_mean:,.0f}), {rps:,.0f} ({rps / base_rps:.2f}x)"
                          if name != "direct" else f"{mean:,.0f} µs, {rps:,.0f}"
                          for (mean, rps), (base_mean, base_rps) in zip(results, direct)]
-                cells = [cell + (f" (not OK: {errors})" if errors else "")
-                         for cell, (_, errors) in zip(cells, measured)]
+                cells = [cell + (f" (not OK: {not_ok[(name, level)]})" if not_ok[(name, level)] else "")
+                         for cell, level in zip(cells, IN_FLIGHT)]
                 # h2load counts HTTP statuses only: a target that started refusing under
                 # load (gRPC errors are HTTP 200) would look fast, so check it again.
                 try:
-                    if checked:
+                    if name != FLOOR:
                         check_answers(port, path, body_file, headers)
                 except AssertionError as error:
                     cells[-1] += f" (not OK after this load: {str(error).strip()[:120]})"

@@ -303,3 +303,23 @@ pub fn call_span_of_rpc<B>(request: &Request<B>, rpc_path: &str) -> tracing::Spa
     }
     span
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_echoed_request_id_goes_back_marked_per_call_and_nothing_else_changes() {
+        let mut echoed = http::Response::new(());
+        echoed.headers_mut().insert(crate::grpc::X_REQUEST_ID, http::HeaderValue::from_static("call-7"));
+        echoed.headers_mut().insert(http::header::DATE, http::HeaderValue::from_static("Sun, 06 Dec 2026"));
+        let answered = request_id_per_call(echoed);
+        let id = &answered.headers()[crate::grpc::X_REQUEST_ID];
+        assert_eq!(id, "call-7");
+        assert!(id.is_sensitive(), "sent as a literal, not added to the header table");
+        assert!(!answered.headers()[http::header::DATE].is_sensitive());
+
+        let without = request_id_per_call(http::Response::new(()));
+        assert!(without.headers().is_empty());
+    }
+}
