@@ -650,8 +650,9 @@ fn with_rate_limit_headers(mut response: Response<Body>, decision: &Decision) ->
     let seconds = |duration: Duration| HeaderValue::from(duration.as_millis().div_ceil(1000) as u64);
     let headers = response.headers_mut();
     headers.insert(LIMIT, HeaderValue::from(decision.limit));
+    // The count and the time to reset move with every call a subject makes.
     headers.insert(REMAINING, per_call(HeaderValue::from(decision.remaining)));
-    headers.insert(RESET, seconds(decision.reset_after));
+    headers.insert(RESET, per_call(seconds(decision.reset_after)));
     if !decision.allowed {
         headers.insert(header::RETRY_AFTER, seconds(decision.retry_after));
     }
@@ -724,6 +725,27 @@ mod tests {
                 ),
             }
         }
+    }
+
+    #[test]
+    fn rate_limit_headers_say_the_decision_and_mark_what_moves_per_call() {
+        let decision = Decision {
+            allowed: false,
+            limit: 60,
+            remaining: 0,
+            reset_after: Duration::from_millis(59_001),
+            retry_after: Duration::from_millis(999),
+            mode: crate::rate_limit_mode::Mode::Local,
+            scope: "tier",
+        };
+        let response = with_rate_limit_headers(Response::new(Body::empty()), &decision);
+        let header = |name: &str| response.headers().get(name).unwrap();
+        assert_eq!(header("ratelimit-limit"), "60");
+        assert_eq!(header("ratelimit-remaining"), "0");
+        assert_eq!(header("ratelimit-reset"), "60", "seconds, rounded up");
+        assert_eq!(header("retry-after"), "1");
+        assert!(!header("ratelimit-limit").is_sensitive(), "the limit repeats: HTTP/2 may index it");
+        assert!(header("ratelimit-remaining").is_sensitive() && header("ratelimit-reset").is_sensitive());
     }
 
     #[test]
