@@ -19,13 +19,13 @@ use tonic::body::Body;
 use tower::ServiceExt;
 use tower::util::BoxCloneSyncService;
 use tower_http::cors::{AllowOrigin, CorsLayer};
-use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::request_id::SetRequestIdLayer;
 use tower_http::trace::TraceLayer;
 use wizdata_common::connections::{Connection, ConnectionInfo, Incoming};
 use wizdata_common::grpc::{Hold, HoldingBody};
 use wizdata_common::metrics::GrpcMetricsLayer;
 use wizdata_common::server::{
-    RequestIds, call_span, call_span_of_rpc, callers_mistakes_are_not_failures, request_id_per_call,
+    RequestIds, call_span, call_span_of_rpc, callers_mistakes_are_not_failures, echo_request_id,
 };
 
 use crate::backend::Backend;
@@ -455,10 +455,8 @@ fn call_stack(
         .map_request(RouteLookup::attach::<Body>)
         // One span per call with its method and request id; logs server-side failures with latency.
         .layer(TraceLayer::new(callers_mistakes_are_not_failures()).make_span_with(gateway_span))
-        // The echoed id differs on every call: keep it out of HTTP/2's header table.
-        .map_response(request_id_per_call)
         // Echo the id to the caller, so a client can quote it when reporting a problem.
-        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(echo_request_id())
         .service(connection)
 }
 
