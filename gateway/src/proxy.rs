@@ -24,8 +24,8 @@ use wizdata_common::auth::Caller;
 use wizdata_common::auth::verifier::Verifier;
 use wizdata_common::deadline::{GRPC_TIMEOUT, grpc_timeout_in, grpc_timeout_value};
 use wizdata_common::error::{ApiError, ErrorCode};
-use wizdata_common::grpc::{GRPC_STATUS, Hold, HoldingBody, X_REQUEST_ID, grpc_status_in, per_call, rpc_of};
-use wizdata_common::subjects::{StreamSlots, anonymous_subject, subject_key};
+use wizdata_common::grpc::{GRPC_STATUS, HoldingBody, X_REQUEST_ID, grpc_status_in, per_call, rpc_of};
+use wizdata_common::subjects::{StreamSlot, StreamSlots, anonymous_subject, subject_key};
 
 use crate::backend::{Backend, BackendError, Lease, Payload};
 use crate::frames::{self, CheckedFrames};
@@ -145,17 +145,19 @@ impl Proxy {
             return Err(Refusal::RateLimited(subject, checked));
         }
         // Stream slot: each subject holds a bounded number of streams open.
-        let mut holds: Vec<Hold> = Vec::with_capacity(3);
-        if method.streams() {
-            let too_many = || Refusal::TooManyStreams(subject.clone(), inner.streams.max());
-            holds.push(Box::new(inner.streams.acquire(&subject).ok_or_else(too_many)?));
-        }
+        let slot = match method.streams() {
+            true => {
+                let too_many = || Refusal::TooManyStreams(subject.clone(), inner.streams.max());
+                Some(inner.streams.acquire(&subject).ok_or_else(too_many)?)
+            }
+            false => None,
+        };
         // Breaker: a backend that keeps failing gets no calls for a moment.
         if !backend.breaker.allows() {
             crate::metrics::breaker_rejection(backend.service);
             return Err(Refusal::CircuitOpen(backend.service, backend.breaker.retry_after()));
         }
-        self.forward(request, method, &backend, &caller, client.as_ref(), holds).await
+        self.forward(request, method, &backend, &caller, client.as_ref(), slot).await
     }
 
     /// Sends the call to `backend`: a streamed request frame by frame; a
@@ -168,7 +170,7 @@ impl Proxy {
         backend: &Backend,
         caller: &Caller,
         client: Option<&ClientAddr>,
-        mut holds: Vec<Hold>,
+        slot: Option<StreamSlot>,
     ) -> Result<Response<Body>, Refusal> {
         let inner = &self.inner;
         let (parts, body) = request.into_parts();
@@ -183,8 +185,7 @@ impl Proxy {
             let lease = self.pick(backend).await?;
             let body = Body::new(CheckedFrames::new(body, inner.limits.max_message_bytes, has_encoding));
             let attempt = call(&lease, &path, &headers, Payload::Stream(body), deadline, whole).await;
-            holds.push(Box::new(lease));
-            return settle(backend, attempt, holds);
+            return settle(backend, attempt, (lease, slot));
         }
 
         // Body check: exactly one well-framed message within the size limit.
@@ -202,8 +203,7 @@ impl Proxy {
         let policy = RetryReads { retries_left: retries, budget: &inner.retry_budget, backend, deadline };
         // Retry: reads that failed UNAVAILABLE, within the budget and the deadline.
         let (lease, attempt) = tower::ServiceExt::oneshot(tower::retry::Retry::new(policy, attempt), message).await?;
-        holds.push(Box::new(lease));
-        settle(backend, attempt, holds)
+        settle(backend, attempt, (lease, slot))
     }
 
     async fn pick(&self, backend: &Backend) -> Result<Lease, Refusal> {
@@ -215,12 +215,13 @@ impl Proxy {
 }
 
 /// Records the attempt's outcome with the backend's breaker and turns it
-/// into the answer, holding `holds` until its body is done.
-fn settle(backend: &Backend, attempt: Attempt, holds: Vec<Hold>) -> Result<Response<Body>, Refusal> {
+/// into the answer, holding the endpoint lease and the stream slot (if
+/// any) until its body is done.
+fn settle(backend: &Backend, attempt: Attempt, held: (Lease, Option<StreamSlot>)) -> Result<Response<Body>, Refusal> {
     match attempt {
         Attempt::Answered(response) => {
             backend.breaker.record_success();
-            Ok(response.map(|body| HoldingBody::wrap(body, holds)))
+            Ok(response.map(|body| HoldingBody::wrap(body, held)))
         }
         Attempt::Unavailable(response) => {
             if backend.breaker.record_failure() {
@@ -563,7 +564,9 @@ fn forwarded_headers(
         header::UPGRADE,
         header::CONTENT_LENGTH,
     ];
-    let mut headers = HeaderMap::with_capacity(incoming.len() + 2);
+    // Room for what is added below (te, authorization, x-forwarded-for,
+    // grpc-timeout, trace context), so the map is not grown mid-way.
+    let mut headers = HeaderMap::with_capacity(incoming.len() + 5);
     for (name, value) in incoming {
         if HOP_BY_HOP.contains(name) || name == "keep-alive" || name == "proxy-connection" || name == "x-api-key" {
             continue;

@@ -22,7 +22,7 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::SetRequestIdLayer;
 use tower_http::trace::TraceLayer;
 use wizdata_common::connections::{Connection, ConnectionInfo, Incoming};
-use wizdata_common::grpc::{Hold, HoldingBody};
+use wizdata_common::grpc::HoldingBody;
 use wizdata_common::metrics::GrpcMetricsLayer;
 use wizdata_common::server::{
     RequestIds, call_span, call_span_of_rpc, callers_mistakes_are_not_failures, echo_request_id,
@@ -343,11 +343,11 @@ impl tower::Service<Request<Body>> for ConnectionService {
 
     fn call(&mut self, mut request: Request<Body>) -> Self::Future {
         request.extensions_mut().insert(self.client.clone());
-        let mark: Hold = Box::new(self.connection.start_call());
+        let mark = self.connection.start_call();
         let front = self.front.clone();
         Box::pin(async move {
             let response = front.handle(request).await;
-            Ok(response.map(|body| HoldingBody::wrap(body, vec![mark])))
+            Ok(response.map(|body| HoldingBody::wrap(body, mark)))
         })
     }
 }

@@ -167,7 +167,9 @@ impl RateLimiter {
 
         let decision = match &inner.redis {
             Some(redis) if inner.breaker.allows() => {
-                match self.check_shared(redis, &tier_key, &service_key, &limits).await {
+                // Boxed: the Redis call's state would otherwise make every call's
+                // future kilobytes larger, Redis or not (BENCHMARKS.md).
+                match Box::pin(self.check_shared(redis, &tier_key, &service_key, &limits)).await {
                     Ok(shared) => {
                         if inner.breaker.is_open() {
                             tracing::info!("Redis answers again; rate limits are shared across gateways again");

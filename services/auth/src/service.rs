@@ -461,7 +461,7 @@ impl AuthService for Auth {
         let caller = caller(&request)?;
         Ok(Response::new(WhoAmIResponse {
             subject: caller.subject,
-            scopes: caller.scopes,
+            scopes: caller.scopes.to_vec(),
             tier: caller.tier.into(),
             anonymous: caller.anonymous,
             expire_time: caller.expires_at.and_then(|exp| DateTime::from_timestamp(exp, 0)).map(to_timestamp),

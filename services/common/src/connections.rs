@@ -430,7 +430,7 @@ where
         Box::pin(async move {
             let response = answer.await?.map(Body::new);
             Ok(match mark {
-                Some(mark) => response.map(|body| crate::grpc::HoldingBody::wrap(body, vec![Box::new(mark)])),
+                Some(mark) => response.map(|body| crate::grpc::HoldingBody::wrap(body, mark)),
                 None => response,
             })
         })

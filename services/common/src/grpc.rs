@@ -40,24 +40,22 @@ pub fn per_call(mut value: http::HeaderValue) -> http::HeaderValue {
     value
 }
 
-/// What a call holds until its response body is done: an endpoint lease,
-/// a stream slot, the connection's call mark.
-pub type Hold = Box<dyn Send + Sync>;
-
-/// A response body that keeps what its call holds until it is dropped.
-pub struct HoldingBody {
+/// A response body that keeps what its call holds (an endpoint lease, a
+/// stream slot, the connection's call mark) until it is dropped. Held by
+/// type rather than boxed: a box each is an allocation per call.
+pub struct HoldingBody<H> {
     body: Body,
-    _holds: Vec<Hold>,
+    _held: H,
 }
 
-impl HoldingBody {
-    /// `body` as one body type, holding `holds` until it is dropped.
-    pub fn wrap(body: Body, holds: Vec<Hold>) -> Body {
-        Body::new(Self { body, _holds: holds })
+impl<H: Send + Unpin + 'static> HoldingBody<H> {
+    /// `body` as one body type, holding `held` until it is dropped.
+    pub fn wrap(body: Body, held: H) -> Body {
+        Body::new(Self { body, _held: held })
     }
 }
 
-impl http_body::Body for HoldingBody {
+impl<H: Unpin> http_body::Body for HoldingBody<H> {
     type Data = Bytes;
     type Error = Status;
 
@@ -237,5 +235,27 @@ where
 
     fn call(&mut self, request: tonic::Request<Request>) -> Answer {
         (self.0)(request)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use http_body_util::BodyExt;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_holding_body_passes_its_frames_on_and_holds_until_it_is_dropped() {
+        let held = Arc::new(());
+        let answer = Body::new(http_body_util::Full::new(Bytes::from_static(b"answer")));
+        let mut body = HoldingBody::wrap(answer, held.clone());
+        let frame = body.frame().await.expect("a frame").expect("no error");
+        assert_eq!(frame.into_data().ok(), Some(Bytes::from_static(b"answer")));
+        assert!(body.frame().await.is_none());
+        assert_eq!(Arc::strong_count(&held), 2, "held while the body lives, even once read");
+        drop(body);
+        assert_eq!(Arc::strong_count(&held), 1, "let go with the body");
     }
 }

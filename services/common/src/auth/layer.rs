@@ -32,7 +32,7 @@ impl AuthLayer {
         if let Some(unknown) = anonymous_scopes.iter().find(|scope| !known.contains(scope.as_str())) {
             anyhow::bail!("anonymous scope {unknown:?} is not a scope of any RPC; known scopes: {known:?}");
         }
-        Ok(Self { verifier, rules, anonymous_scopes: anonymous_scopes.into() })
+        Ok(Self { verifier, rules, anonymous_scopes })
     }
 }
 

@@ -14,6 +14,8 @@ pub mod layer;
 pub mod token;
 pub mod verifier;
 
+use std::sync::Arc;
+
 use secrecy::{ExposeSecret, SecretString};
 use wizdata::auth::v1::Tier;
 
@@ -29,8 +31,9 @@ pub const API_KEY_PREFIX: &str = "wiz_";
 #[derive(Clone, Debug)]
 pub struct Caller {
     pub subject: String,
-    /// The scopes the credentials carry (sorted, without duplicates).
-    pub scopes: Vec<String>,
+    /// The scopes the credentials carry (sorted, without duplicates);
+    /// shared, as a call's caller is cloned on every call.
+    pub scopes: Arc<[String]>,
     pub tier: Tier,
     /// True when the call carried no credentials.
     pub anonymous: bool,
@@ -49,7 +52,7 @@ impl Caller {
         scopes.dedup();
         Self {
             subject: ANONYMOUS_SUBJECT.into(),
-            scopes,
+            scopes: scopes.into(),
             tier: Tier::Anonymous,
             anonymous: true,
             expires_at: None,
@@ -64,7 +67,7 @@ impl Caller {
         scopes.dedup();
         Self {
             subject: claims.sub,
-            scopes,
+            scopes: scopes.into(),
             tier: tier_from_claim(&claims.tier),
             anonymous: false,
             expires_at: Some(claims.exp),

@@ -145,7 +145,8 @@ impl Verifier {
         if let Some(key) = self.cached_key(kid) {
             return Ok(Some(key));
         }
-        let fetched = self.fetch_keys(kid).await;
+        // Boxed: a rare path (see `exchange`).
+        let fetched = Box::pin(self.fetch_keys(kid)).await;
         let keys = self.inner.keys.read().expect("key cache lock is not poisoned");
         match (keys.by_kid.get(kid), fetched) {
             (Some(key), _) => Ok(Some(*key)),
@@ -199,6 +200,14 @@ impl Verifier {
         if let Some(caller) = self.inner.exchanged_keys.get(api_key) {
             return Ok(caller);
         }
+        // Boxed, as every rare path of a call is: a future holds room for its
+        // largest path, and a gRPC call's state would make every call's
+        // future kilobytes larger, all copied as each call starts (BENCHMARKS.md).
+        Box::pin(self.exchange_with_auth(api_key)).await
+    }
+
+    /// Exchanges an API key the cache does not hold with the auth service.
+    async fn exchange_with_auth(&self, api_key: &str) -> Result<Caller, ApiError> {
         let mut request = tonic::Request::new(ExchangeApiKeyRequest { api_key: api_key.to_owned() });
         request.set_timeout(self.inner.timeout);
         let response = match self.inner.auth.clone().exchange_api_key(request).await {
@@ -291,7 +300,10 @@ mod tests {
         let verified = VerifiedCallers::default();
         verified.insert("token-a", Caller::anonymous(&["registry:read".into()]), Duration::from_secs(60));
         verified.insert("token-b", Caller::anonymous(&[]), Duration::ZERO);
-        assert_eq!(verified.get("token-a").map(|caller| caller.scopes), Some(vec!["registry:read".to_owned()]));
+        assert_eq!(
+            verified.get("token-a").map(|caller| caller.scopes.to_vec()),
+            Some(vec!["registry:read".to_owned()])
+        );
         assert!(verified.get("token-b").is_none(), "expired entries are not served");
         assert!(verified.get("token-c").is_none());
     }

@@ -276,6 +276,13 @@ impl Endpoint {
         if let Some(connection) = self.open_connection() {
             return Ok(connection);
         }
+        // Boxed: connecting is rare, and its state (a TCP connect and an
+        // HTTP/2 handshake) would otherwise be room in every call's future.
+        Box::pin(self.connect()).await
+    }
+
+    /// Opens the endpoint's connection, unless a concurrent call just did.
+    async fn connect(&self) -> Result<Connection, String> {
         let _connecting = self.connecting.lock().await;
         if let Some(connection) = self.open_connection() {
             return Ok(connection);

@@ -65,7 +65,7 @@ impl tower::Service<http::Request<Body>> for ServiceChannel {
                 let path = parts.uri.path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/"));
                 match lease.endpoint().send(&path, parts.headers, Payload::Stream(body)).await {
                     // The lease counts the call in flight until its answer is read.
-                    Ok(answer) => Ok(answer.map(|body| HoldingBody::wrap(body, vec![Box::new(lease)]))),
+                    Ok(answer) => Ok(answer.map(|body| HoldingBody::wrap(body, lease))),
                     Err(error) => {
                         if error.counts_against_endpoint() {
                             lease.endpoint().unreachable();
