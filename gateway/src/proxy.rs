@@ -145,12 +145,11 @@ impl Proxy {
             return Err(Refusal::RateLimited(subject, checked));
         }
         // Stream slot: each subject holds a bounded number of streams open.
-        let slot = match method.streams() {
-            true => {
-                let too_many = || Refusal::TooManyStreams(subject.clone(), inner.streams.max());
-                Some(inner.streams.acquire(&subject).ok_or_else(too_many)?)
-            }
-            false => None,
+        let slot = if method.streams() {
+            let too_many = || Refusal::TooManyStreams(subject.clone(), inner.streams.max());
+            Some(inner.streams.acquire(&subject).ok_or_else(too_many)?)
+        } else {
+            None
         };
         // Breaker: a backend that keeps failing gets no calls for a moment.
         if !backend.breaker.allows() {
