@@ -38,6 +38,7 @@ import tempfile
 import time
 import urllib.parse
 import urllib.request
+from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -291,7 +292,7 @@ def main():
                 if name != FLOOR:
                     check_answers(port, path, body_file, headers)
             samples = {(name, level): [] for name, *_ in targets for level in IN_FLIGHT}
-            not_ok = {(name, level): {} for name, *_ in targets for level in IN_FLIGHT}
+            not_ok = {(name, level): Counter() for name, *_ in targets for level in IN_FLIGHT}
             for _ in range(rounds):
                 for connections, streams in IN_FLIGHT:
                     for name, port, headers, metrics_port in targets:
@@ -299,9 +300,7 @@ def main():
                             metrics_port, method,
                             lambda: h2load(port, path, body_file, connections, streams, seconds, headers))
                         samples[(name, (connections, streams))].append(result)
-                        for code, count in errors.items():
-                            cell = not_ok[(name, (connections, streams))]
-                            cell[code] = cell.get(code, 0) + count
+                        not_ok[(name, (connections, streams))].update(errors)
             medians = {cell: (statistics.median(mean for mean, _ in runs), statistics.median(rps for _, rps in runs))
                        for cell, runs in samples.items()}
             direct = [medians[("direct", level)] for level in IN_FLIGHT]
@@ -310,7 +309,7 @@ def main():
                 cells = [f"{mean:,.0f} µs (+{mean - base_mean:,.0f}), {rps:,.0f} ({rps / base_rps:.2f}x)"
                          if name != "direct" else f"{mean:,.0f} µs, {rps:,.0f}"
                          for (mean, rps), (base_mean, base_rps) in zip(results, direct)]
-                cells = [cell + (f" (not OK: {not_ok[(name, level)]})" if not_ok[(name, level)] else "")
+                cells = [cell + (f" (not OK: {dict(not_ok[(name, level)])})" if not_ok[(name, level)] else "")
                          for cell, level in zip(cells, IN_FLIGHT)]
                 # h2load counts HTTP statuses only: a target that started refusing under
                 # load (gRPC errors are HTTP 200) would look fast, so check it again.
