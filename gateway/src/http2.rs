@@ -21,13 +21,14 @@ use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use http::{HeaderValue, Request, Response, header};
 use http_body::Body as _;
+use http_body_util::BodyExt;
 use tonic::body::Body;
 use tower::ServiceExt;
 use wizdata_common::connections::{CONNECTION_WINDOW_BYTES, Connection, STREAM_WINDOW_BYTES};
 use wizdata_common::grpc::GRPC_STATUS;
 use wizdata_common::h2_bodies::{RecvBody, send_body};
 
-use crate::batched_writes::serve_batched;
+use crate::batched_writes::{Lent, serve_batched};
 
 /// The client preface that opens every HTTP/2 connection with prior
 /// knowledge (as gRPC clients, h2load and `curl --http2-prior-knowledge` do).
@@ -59,7 +60,7 @@ where
     F: Future<Output = Result<Response<Body>, Infallible>> + Send + 'static,
 {
     // Frames go out in one write per turn of this task (BENCHMARKS.md: large answers).
-    serve_batched(io, |io| async move {
+    serve_batched(io, |io, lent| async move {
         let mut connection = h2::server::Builder::new()
             .initial_window_size(STREAM_WINDOW_BYTES)
             .initial_connection_window_size(CONNECTION_WINDOW_BYTES)
@@ -80,7 +81,7 @@ where
         loop {
             tokio::select! {
                 call = connection.accept() => match call {
-                    Some(Ok((request, respond))) => calls.push(answer(service.clone(), request, respond)),
+                    Some(Ok((request, respond))) => calls.push(answer(service.clone(), request, respond, lent.clone())),
                     Some(Err(error)) => return Err(error),
                     None => return Ok(()),
                 },
@@ -114,8 +115,12 @@ async fn keep_alive(ping_pong: Option<h2::PingPong>, interval: Duration) {
 
 /// One call: the service's answer, written onto the stream. A client that
 /// resets the stream first drops the call (and so its backend call).
-async fn answer<S>(service: S, request: Request<h2::RecvStream>, mut respond: h2::server::SendResponse<Bytes>)
-where
+async fn answer<S>(
+    service: S,
+    request: Request<h2::RecvStream>,
+    mut respond: h2::server::SendResponse<Bytes>,
+    lent: Lent,
+) where
     S: tower::Service<Request<Body>, Response = Response<Body>, Error = Infallible>,
 {
     // An answer to HEAD has headers only, whatever its body would be.
@@ -147,6 +152,13 @@ where
         Ok(sending) => sending,
         Err(error) => return tracing::debug!(%error, "an answer's headers could not be sent"),
     };
+    // Large data goes out from the buffers it arrived in, not copied into the connection's writes.
+    let body = body.map_frame(move |frame| {
+        if let Some(data) = frame.data_ref() {
+            lent.lend(data);
+        }
+        frame
+    });
     if !ends && let Err(error) = send_body(body, sending, h2::Reason::INTERNAL_ERROR).await {
         tracing::debug!(?error, "an answer broke off");
     }
