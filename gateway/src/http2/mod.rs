@@ -10,6 +10,9 @@
 //! the connection's task produces go out in one write
 //! ([`crate::batched_writes`]).
 
+pub mod frame;
+pub mod hpack;
+
 use std::convert::Infallible;
 use std::future::{Future, poll_fn};
 use std::pin::pin;

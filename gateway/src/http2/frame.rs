@@ -1,0 +1,613 @@
+//! HTTP/2 frames (RFC 9113, section 6) for the gateway's own HTTP/2 layer:
+//! read out of a connection's read buffer without copying their payloads,
+//! and written into its write buffer.
+//!
+//! Reading checks what a frame can be checked for on its own (its length,
+//! its stream, its padding, its settings' values); what depends on the
+//! connection's state (windows, stream states, header blocks) is the
+//! connection's to check.
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use h2::Reason;
+
+/// Every frame starts with nine bytes: length (24 bits), type, flags, stream.
+pub const HEADER_LEN: usize = 9;
+/// The largest frame a peer may send until it says otherwise.
+pub const DEFAULT_MAX_FRAME_SIZE: u32 = 1 << 14;
+/// The largest frame size anyone may allow.
+pub const MAX_MAX_FRAME_SIZE: u32 = (1 << 24) - 1;
+/// The largest window, and the largest initial window a peer may set.
+pub const MAX_WINDOW: u32 = (1 << 31) - 1;
+
+const DATA: u8 = 0x0;
+const HEADERS: u8 = 0x1;
+const PRIORITY: u8 = 0x2;
+const RST_STREAM: u8 = 0x3;
+const SETTINGS: u8 = 0x4;
+const PUSH_PROMISE: u8 = 0x5;
+const PING: u8 = 0x6;
+const GOAWAY: u8 = 0x7;
+const WINDOW_UPDATE: u8 = 0x8;
+const CONTINUATION: u8 = 0x9;
+
+const END_STREAM: u8 = 0x1;
+const ACK: u8 = 0x1;
+const END_HEADERS: u8 = 0x4;
+const PADDED: u8 = 0x8;
+const PRIORITY_FLAG: u8 = 0x20;
+
+/// Stream ids and window increments leave their top bit reserved, to be
+/// ignored on receipt.
+const WITHOUT_RESERVED_BIT: u32 = !(1 << 31);
+
+/// A stream's id; 0 is the connection itself.
+pub type StreamId = u32;
+
+/// One frame as read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Frame {
+    Data {
+        stream: StreamId,
+        /// Without its padding.
+        payload: Bytes,
+        end_stream: bool,
+        /// What the frame counts against the windows: its whole length, padding included.
+        window_cost: u32,
+    },
+    Headers {
+        stream: StreamId,
+        /// The header block's first fragment (without padding or priority).
+        fragment: Bytes,
+        end_stream: bool,
+        end_headers: bool,
+    },
+    Continuation {
+        stream: StreamId,
+        fragment: Bytes,
+        end_headers: bool,
+    },
+    /// Advice this gateway does not take; read only to be checked.
+    Priority {
+        stream: StreamId,
+    },
+    RstStream {
+        stream: StreamId,
+        reason: Reason,
+    },
+    Settings(Settings),
+    SettingsAck,
+    Ping {
+        payload: [u8; 8],
+        ack: bool,
+    },
+    GoAway {
+        last_stream: StreamId,
+        reason: Reason,
+    },
+    WindowUpdate {
+        stream: StreamId,
+        increment: u32,
+    },
+    /// PUSH_PROMISE: a server's, which this gateway never asks for.
+    PushPromise {
+        stream: StreamId,
+    },
+    /// A frame of a type this side does not know, which HTTP/2 says to ignore.
+    Unknown,
+}
+
+/// The settings a SETTINGS frame changes; those it leaves out stay as they were.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Settings {
+    pub header_table_size: Option<u32>,
+    pub enable_push: Option<bool>,
+    pub max_concurrent_streams: Option<u32>,
+    pub initial_window_size: Option<u32>,
+    pub max_frame_size: Option<u32>,
+    pub max_header_list_size: Option<u32>,
+    pub enable_connect_protocol: Option<bool>,
+}
+
+impl Settings {
+    const HEADER_TABLE_SIZE: u16 = 0x1;
+    const ENABLE_PUSH: u16 = 0x2;
+    const MAX_CONCURRENT_STREAMS: u16 = 0x3;
+    const INITIAL_WINDOW_SIZE: u16 = 0x4;
+    const MAX_FRAME_SIZE: u16 = 0x5;
+    const MAX_HEADER_LIST_SIZE: u16 = 0x6;
+    const ENABLE_CONNECT_PROTOCOL: u16 = 0x8;
+
+    fn parse(mut payload: &[u8]) -> Result<Self, FrameError> {
+        let mut settings = Self::default();
+        while payload.has_remaining() {
+            let (id, value) = (payload.get_u16(), payload.get_u32());
+            match id {
+                Self::HEADER_TABLE_SIZE => settings.header_table_size = Some(value),
+                Self::ENABLE_PUSH => settings.enable_push = Some(flag(value, "SETTINGS_ENABLE_PUSH")?),
+                Self::MAX_CONCURRENT_STREAMS => settings.max_concurrent_streams = Some(value),
+                Self::INITIAL_WINDOW_SIZE if value > MAX_WINDOW => {
+                    return Err(FrameError::connection(Reason::FLOW_CONTROL_ERROR, "an initial window above 2^31-1"));
+                }
+                Self::INITIAL_WINDOW_SIZE => settings.initial_window_size = Some(value),
+                Self::MAX_FRAME_SIZE if !(DEFAULT_MAX_FRAME_SIZE..=MAX_MAX_FRAME_SIZE).contains(&value) => {
+                    return Err(FrameError::connection(Reason::PROTOCOL_ERROR, "a largest frame size out of range"));
+                }
+                Self::MAX_FRAME_SIZE => settings.max_frame_size = Some(value),
+                Self::MAX_HEADER_LIST_SIZE => settings.max_header_list_size = Some(value),
+                Self::ENABLE_CONNECT_PROTOCOL => {
+                    settings.enable_connect_protocol = Some(flag(value, "SETTINGS_ENABLE_CONNECT_PROTOCOL")?);
+                }
+                // Unknown settings are ignored (RFC 9113, 6.5.2).
+                _ => {}
+            }
+        }
+        Ok(settings)
+    }
+
+    fn pairs(&self) -> impl Iterator<Item = (u16, u32)> {
+        [
+            (Self::HEADER_TABLE_SIZE, self.header_table_size),
+            (Self::ENABLE_PUSH, self.enable_push.map(u32::from)),
+            (Self::MAX_CONCURRENT_STREAMS, self.max_concurrent_streams),
+            (Self::INITIAL_WINDOW_SIZE, self.initial_window_size),
+            (Self::MAX_FRAME_SIZE, self.max_frame_size),
+            (Self::MAX_HEADER_LIST_SIZE, self.max_header_list_size),
+            (Self::ENABLE_CONNECT_PROTOCOL, self.enable_connect_protocol.map(u32::from)),
+        ]
+        .into_iter()
+        .filter_map(|(id, value)| Some((id, value?)))
+    }
+}
+
+fn flag(value: u32, setting: &'static str) -> Result<bool, FrameError> {
+    match value {
+        0 => Ok(false),
+        1 => Ok(true),
+        _ => Err(FrameError::Connection { reason: Reason::PROTOCOL_ERROR, why: setting }),
+    }
+}
+
+/// A frame that breaks HTTP/2's rules.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FrameError {
+    /// The connection ends with GOAWAY carrying `reason`.
+    Connection { reason: Reason, why: &'static str },
+    /// Only the stream ends, with RST_STREAM carrying `reason`.
+    Stream { stream: StreamId, reason: Reason, why: &'static str },
+}
+
+impl FrameError {
+    fn connection(reason: Reason, why: &'static str) -> Self {
+        Self::Connection { reason, why }
+    }
+}
+
+impl std::fmt::Display for FrameError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Connection { reason, why } => write!(f, "{why} ({reason:?})"),
+            Self::Stream { stream, reason, why } => write!(f, "{why} on stream {stream} ({reason:?})"),
+        }
+    }
+}
+
+impl std::error::Error for FrameError {}
+
+/// Takes the first whole frame off `buffer`, or `None` when it holds none
+/// yet. Frames longer than `max_frame_size` (this side's setting) are refused.
+pub fn read(buffer: &mut BytesMut, max_frame_size: u32) -> Result<Option<Frame>, FrameError> {
+    let Some(header) = buffer.get(..HEADER_LEN) else { return Ok(None) };
+    let len = u32::from_be_bytes([0, header[0], header[1], header[2]]);
+    let (kind, flags) = (header[3], header[4]);
+    let stream = u32::from_be_bytes([header[5], header[6], header[7], header[8]]) & WITHOUT_RESERVED_BIT;
+    if len > max_frame_size {
+        return Err(FrameError::connection(Reason::FRAME_SIZE_ERROR, "a frame longer than this side allows"));
+    }
+    let total = HEADER_LEN + len as usize;
+    if buffer.len() < total {
+        buffer.reserve(total - buffer.len());
+        return Ok(None);
+    }
+    buffer.advance(HEADER_LEN);
+    let payload = buffer.split_to(len as usize).freeze();
+    parse(kind, flags, stream, payload).map(Some)
+}
+
+fn parse(kind: u8, flags: u8, stream: StreamId, payload: Bytes) -> Result<Frame, FrameError> {
+    let on_a_stream = |what: &'static str| {
+        if stream == 0 { Err(FrameError::connection(Reason::PROTOCOL_ERROR, what)) } else { Ok(()) }
+    };
+    let on_the_connection = |what: &'static str| {
+        if stream != 0 { Err(FrameError::connection(Reason::PROTOCOL_ERROR, what)) } else { Ok(()) }
+    };
+    let exactly = |len: usize, what: &'static str| {
+        if payload.len() != len { Err(FrameError::connection(Reason::FRAME_SIZE_ERROR, what)) } else { Ok(()) }
+    };
+    Ok(match kind {
+        DATA => {
+            on_a_stream("DATA on stream 0")?;
+            let window_cost = payload.len() as u32;
+            let payload = unpad(flags, payload)?;
+            Frame::Data { stream, payload, end_stream: flags & END_STREAM != 0, window_cost }
+        }
+        HEADERS => {
+            on_a_stream("HEADERS on stream 0")?;
+            let mut fragment = unpad(flags, payload)?;
+            if flags & PRIORITY_FLAG != 0 {
+                if fragment.len() < 5 {
+                    return Err(FrameError::connection(Reason::FRAME_SIZE_ERROR, "HEADERS too short for its priority"));
+                }
+                fragment.advance(5);
+            }
+            Frame::Headers {
+                stream,
+                fragment,
+                end_stream: flags & END_STREAM != 0,
+                end_headers: flags & END_HEADERS != 0,
+            }
+        }
+        CONTINUATION => {
+            on_a_stream("CONTINUATION on stream 0")?;
+            Frame::Continuation { stream, fragment: payload, end_headers: flags & END_HEADERS != 0 }
+        }
+        PRIORITY => {
+            on_a_stream("PRIORITY on stream 0")?;
+            if payload.len() != 5 {
+                return Err(FrameError::Stream {
+                    stream,
+                    reason: Reason::FRAME_SIZE_ERROR,
+                    why: "PRIORITY not 5 bytes",
+                });
+            }
+            Frame::Priority { stream }
+        }
+        RST_STREAM => {
+            on_a_stream("RST_STREAM on stream 0")?;
+            exactly(4, "RST_STREAM not 4 bytes")?;
+            Frame::RstStream { stream, reason: Reason::from((&payload[..]).get_u32()) }
+        }
+        SETTINGS => {
+            on_the_connection("SETTINGS on a stream")?;
+            if flags & ACK != 0 {
+                exactly(0, "SETTINGS acknowledgement with a payload")?;
+                Frame::SettingsAck
+            } else if !payload.len().is_multiple_of(6) {
+                return Err(FrameError::connection(Reason::FRAME_SIZE_ERROR, "SETTINGS not a multiple of 6 bytes"));
+            } else {
+                Frame::Settings(Settings::parse(&payload)?)
+            }
+        }
+        PUSH_PROMISE => {
+            on_a_stream("PUSH_PROMISE on stream 0")?;
+            Frame::PushPromise { stream }
+        }
+        PING => {
+            on_the_connection("PING on a stream")?;
+            exactly(8, "PING not 8 bytes")?;
+            let payload = payload[..].try_into().expect("eight bytes, checked");
+            Frame::Ping { payload, ack: flags & ACK != 0 }
+        }
+        GOAWAY => {
+            on_the_connection("GOAWAY on a stream")?;
+            if payload.len() < 8 {
+                return Err(FrameError::connection(Reason::FRAME_SIZE_ERROR, "GOAWAY shorter than 8 bytes"));
+            }
+            let mut fields = &payload[..];
+            Frame::GoAway {
+                last_stream: fields.get_u32() & WITHOUT_RESERVED_BIT,
+                reason: Reason::from(fields.get_u32()),
+            }
+        }
+        WINDOW_UPDATE => {
+            exactly(4, "WINDOW_UPDATE not 4 bytes")?;
+            let increment = (&payload[..]).get_u32() & WITHOUT_RESERVED_BIT;
+            match (increment, stream) {
+                (0, 0) => return Err(FrameError::connection(Reason::PROTOCOL_ERROR, "a window update of 0")),
+                (0, _) => {
+                    let why = "a window update of 0";
+                    return Err(FrameError::Stream { stream, reason: Reason::PROTOCOL_ERROR, why });
+                }
+                _ => Frame::WindowUpdate { stream, increment },
+            }
+        }
+        _ => Frame::Unknown,
+    })
+}
+
+/// A padded frame's content: its first byte says how much padding ends it.
+fn unpad(flags: u8, mut payload: Bytes) -> Result<Bytes, FrameError> {
+    if flags & PADDED == 0 {
+        return Ok(payload);
+    }
+    let Some(&padding) = payload.first() else {
+        return Err(FrameError::connection(Reason::FRAME_SIZE_ERROR, "a padded frame without its pad length"));
+    };
+    let padding = usize::from(padding);
+    if padding >= payload.len() {
+        return Err(FrameError::connection(Reason::PROTOCOL_ERROR, "padding as long as the frame"));
+    }
+    payload.truncate(payload.len() - padding);
+    payload.advance(1);
+    Ok(payload)
+}
+
+fn put_header(dst: &mut BytesMut, len: usize, kind: u8, flags: u8, stream: StreamId) {
+    debug_assert!(len <= MAX_MAX_FRAME_SIZE as usize);
+    dst.put_uint(len as u64, 3);
+    dst.put_u8(kind);
+    dst.put_u8(flags);
+    dst.put_u32(stream);
+}
+
+/// A DATA frame's header; its `len` bytes of payload follow, written or
+/// queued by the caller.
+pub fn put_data_header(dst: &mut BytesMut, stream: StreamId, len: usize, end_stream: bool) {
+    put_header(dst, len, DATA, if end_stream { END_STREAM } else { 0 }, stream);
+}
+
+/// A header block, as HEADERS and as many CONTINUATION frames as `max_frame_size` needs.
+pub fn put_headers(dst: &mut BytesMut, stream: StreamId, block: &[u8], end_stream: bool, max_frame_size: u32) {
+    let mut fragments = block.chunks(max_frame_size as usize).peekable();
+    let first = fragments.next().unwrap_or_default();
+    let last = fragments.peek().is_none();
+    let flags = if end_stream { END_STREAM } else { 0 } | if last { END_HEADERS } else { 0 };
+    put_header(dst, first.len(), HEADERS, flags, stream);
+    dst.put_slice(first);
+    while let Some(fragment) = fragments.next() {
+        let flags = if fragments.peek().is_none() { END_HEADERS } else { 0 };
+        put_header(dst, fragment.len(), CONTINUATION, flags, stream);
+        dst.put_slice(fragment);
+    }
+}
+
+pub fn put_settings(dst: &mut BytesMut, settings: &Settings) {
+    let pairs: Vec<(u16, u32)> = settings.pairs().collect();
+    put_header(dst, pairs.len() * 6, SETTINGS, 0, 0);
+    for (id, value) in pairs {
+        dst.put_u16(id);
+        dst.put_u32(value);
+    }
+}
+
+pub fn put_settings_ack(dst: &mut BytesMut) {
+    put_header(dst, 0, SETTINGS, ACK, 0);
+}
+
+pub fn put_ping(dst: &mut BytesMut, payload: [u8; 8], ack: bool) {
+    put_header(dst, 8, PING, if ack { ACK } else { 0 }, 0);
+    dst.put_slice(&payload);
+}
+
+pub fn put_goaway(dst: &mut BytesMut, last_stream: StreamId, reason: Reason, debug: &[u8]) {
+    put_header(dst, 8 + debug.len(), GOAWAY, 0, 0);
+    dst.put_u32(last_stream);
+    dst.put_u32(reason.into());
+    dst.put_slice(debug);
+}
+
+pub fn put_rst_stream(dst: &mut BytesMut, stream: StreamId, reason: Reason) {
+    put_header(dst, 4, RST_STREAM, 0, stream);
+    dst.put_u32(reason.into());
+}
+
+pub fn put_window_update(dst: &mut BytesMut, stream: StreamId, increment: u32) {
+    debug_assert!((1..=MAX_WINDOW).contains(&increment));
+    put_header(dst, 4, WINDOW_UPDATE, 0, stream);
+    dst.put_u32(increment);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http2::hpack::{Decoder, Name};
+
+    fn read_all(mut buffer: BytesMut) -> Vec<Frame> {
+        let mut frames = Vec::new();
+        while let Some(frame) = read(&mut buffer, DEFAULT_MAX_FRAME_SIZE).unwrap() {
+            frames.push(frame);
+        }
+        assert!(buffer.is_empty(), "{} bytes left over", buffer.len());
+        frames
+    }
+
+    fn raw(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> BytesMut {
+        let mut frame = BytesMut::new();
+        put_header(&mut frame, payload.len(), kind, flags, stream);
+        frame.put_slice(payload);
+        frame
+    }
+
+    fn read_one(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Result<Option<Frame>, FrameError> {
+        read(&mut raw(kind, flags, stream, payload), DEFAULT_MAX_FRAME_SIZE)
+    }
+
+    #[test]
+    fn what_is_written_reads_back() {
+        let mut out = BytesMut::new();
+        let settings =
+            Settings { initial_window_size: Some(1 << 20), max_frame_size: Some(1 << 20), ..Settings::default() };
+        put_settings(&mut out, &settings);
+        put_settings_ack(&mut out);
+        put_ping(&mut out, *b"12345678", true);
+        put_window_update(&mut out, 3, 40_000);
+        put_headers(&mut out, 3, b"\x82\x86", false, DEFAULT_MAX_FRAME_SIZE);
+        put_data_header(&mut out, 3, 5, true);
+        out.put_slice(b"hello");
+        put_rst_stream(&mut out, 5, Reason::CANCEL);
+        put_goaway(&mut out, 5, Reason::NO_ERROR, b"bye");
+        assert_eq!(
+            read_all(out),
+            [
+                Frame::Settings(settings),
+                Frame::SettingsAck,
+                Frame::Ping { payload: *b"12345678", ack: true },
+                Frame::WindowUpdate { stream: 3, increment: 40_000 },
+                Frame::Headers {
+                    stream: 3,
+                    fragment: Bytes::from_static(b"\x82\x86"),
+                    end_stream: false,
+                    end_headers: true
+                },
+                Frame::Data { stream: 3, payload: Bytes::from_static(b"hello"), end_stream: true, window_cost: 5 },
+                Frame::RstStream { stream: 5, reason: Reason::CANCEL },
+                Frame::GoAway { last_stream: 5, reason: Reason::NO_ERROR },
+            ]
+        );
+    }
+
+    #[test]
+    fn a_large_header_block_continues_in_continuation_frames() {
+        let block: Vec<u8> = (0..40_000u32).map(|byte| byte as u8).collect();
+        let mut out = BytesMut::new();
+        put_headers(&mut out, 1, &block, true, DEFAULT_MAX_FRAME_SIZE);
+        let frames = read_all(out);
+        assert_eq!(frames.len(), 3);
+        let mut joined = Vec::new();
+        for (number, frame) in frames.into_iter().enumerate() {
+            match frame {
+                Frame::Headers { fragment, end_stream: true, end_headers: false, stream: 1 } if number == 0 => {
+                    joined.extend_from_slice(&fragment);
+                }
+                Frame::Continuation { fragment, end_headers, stream: 1 } if number > 0 => {
+                    assert_eq!(end_headers, number == 2);
+                    joined.extend_from_slice(&fragment);
+                }
+                other => panic!("frame {number}: {other:?}"),
+            }
+        }
+        assert_eq!(joined, block);
+    }
+
+    #[test]
+    fn a_frame_arriving_in_pieces_is_read_once_whole() {
+        let mut whole = raw(DATA, END_STREAM, 1, b"abcdef");
+        let mut buffer = whole.split_to(4);
+        assert_eq!(read(&mut buffer, DEFAULT_MAX_FRAME_SIZE), Ok(None));
+        buffer.unsplit(whole.split_to(7));
+        assert_eq!(read(&mut buffer, DEFAULT_MAX_FRAME_SIZE), Ok(None));
+        buffer.unsplit(whole);
+        let frame = read(&mut buffer, DEFAULT_MAX_FRAME_SIZE).unwrap();
+        assert!(matches!(frame, Some(Frame::Data { payload, .. }) if payload == "abcdef"));
+    }
+
+    #[test]
+    fn padding_and_priority_are_taken_off() {
+        // Pad length 3, "data", three bytes of padding.
+        let frame = read_one(DATA, PADDED, 1, b"\x03data\0\0\0").unwrap();
+        assert_eq!(
+            frame,
+            Some(Frame::Data { stream: 1, payload: Bytes::from_static(b"data"), end_stream: false, window_cost: 8 })
+        );
+        // Pad length 1, five bytes of priority, the block, one byte of padding.
+        let frame = read_one(HEADERS, PADDED | PRIORITY_FLAG | END_HEADERS, 1, b"\x01\0\0\0\0\x10\x82\0").unwrap();
+        assert_eq!(
+            frame,
+            Some(Frame::Headers {
+                stream: 1,
+                fragment: Bytes::from_static(b"\x82"),
+                end_stream: false,
+                end_headers: true
+            })
+        );
+    }
+
+    #[test]
+    fn frames_breaking_the_rules_are_refused_with_their_reason() {
+        let protocol = Reason::PROTOCOL_ERROR;
+        let size = Reason::FRAME_SIZE_ERROR;
+        let cases: [(u8, u8, u32, &[u8], Reason); 15] = [
+            (DATA, 0, 0, b"x", protocol),
+            (DATA, PADDED, 1, b"\x04abc", protocol),
+            (DATA, PADDED, 1, b"", size),
+            (HEADERS, 0, 0, b"\x82", protocol),
+            (HEADERS, PRIORITY_FLAG, 1, b"\0\0", size),
+            (CONTINUATION, 0, 0, b"", protocol),
+            (RST_STREAM, 0, 1, b"\0\0\0", size),
+            (SETTINGS, 0, 1, b"", protocol),
+            (SETTINGS, 0, 0, b"\0\x04\0\0", size),
+            (SETTINGS, ACK, 0, b"\0\x04\0\0\0\0", size),
+            (SETTINGS, 0, 0, b"\0\x02\0\0\0\x02", protocol),
+            (SETTINGS, 0, 0, b"\0\x04\x80\0\0\0", Reason::FLOW_CONTROL_ERROR),
+            (SETTINGS, 0, 0, b"\0\x05\0\0\x01\0", protocol),
+            (PING, 0, 0, b"1234567", size),
+            (WINDOW_UPDATE, 0, 0, b"\0\0\0\0", protocol),
+        ];
+        for (number, (kind, flags, stream, payload, expected)) in cases.into_iter().enumerate() {
+            let error = read_one(kind, flags, stream, payload).expect_err(&format!("case {number}"));
+            let reason = match error {
+                FrameError::Connection { reason, .. } => reason,
+                FrameError::Stream { .. } => panic!("case {number}: {error} ends only its stream"),
+            };
+            assert_eq!(reason, expected, "case {number}: {error}");
+        }
+        assert_eq!(
+            read_one(WINDOW_UPDATE, 0, 3, b"\0\0\0\0"),
+            Err(FrameError::Stream { stream: 3, reason: Reason::PROTOCOL_ERROR, why: "a window update of 0" })
+        );
+        assert!(matches!(read_one(PRIORITY, 0, 3, b"\0"), Err(FrameError::Stream { stream: 3, .. })));
+        let too_long = read(&mut raw(DATA, 0, 1, &[0; 100]), 99);
+        assert!(matches!(too_long, Err(FrameError::Connection { reason: Reason::FRAME_SIZE_ERROR, .. })));
+    }
+
+    #[test]
+    fn unknown_frames_and_settings_are_ignored() {
+        assert_eq!(read_one(0xfa, 0xff, 7, b"anything"), Ok(Some(Frame::Unknown)));
+        let settings = read_one(SETTINGS, 0, 0, b"\x00\xff\0\0\0\x01\0\x03\0\0\0\x64").unwrap();
+        let expected = Settings { max_concurrent_streams: Some(100), ..Settings::default() };
+        assert_eq!(settings, Some(Frame::Settings(expected)));
+    }
+
+    /// The h2 crate's client, as a real peer: what it sends reads as the
+    /// frames and header fields it meant.
+    #[tokio::test]
+    async fn a_request_from_h2s_client_reads_as_sent() {
+        use tokio::io::AsyncReadExt;
+        let (client, mut server) = tokio::io::duplex(1 << 16);
+        let (mut sender, connection) = h2::client::handshake(client).await.unwrap();
+        tokio::spawn(connection);
+        let request = http::Request::post("http://gateway.test/wizdata.registry.v1.RegistryService/GetSymbol")
+            .header("content-type", "application/grpc")
+            .header("te", "trailers")
+            .header("x-custom", "Mixed Case Value with spaces")
+            .body(())
+            .unwrap();
+        let (_answer, mut body) = sender.send_request(request, false).unwrap();
+        body.send_data(Bytes::from_static(b"\0\0\0\0\x02\x0a\x00"), true).unwrap();
+
+        let mut buffer = BytesMut::new();
+        let (mut fields, mut data) = (Vec::new(), None);
+        let mut decoder = Decoder::default();
+        while data.is_none() {
+            assert!(server.read_buf(&mut buffer).await.unwrap() > 0, "h2 closed before its DATA");
+            if buffer.starts_with(crate::http2::PREFACE) {
+                buffer.advance(crate::http2::PREFACE.len());
+            }
+            while let Some(frame) = read(&mut buffer, DEFAULT_MAX_FRAME_SIZE).unwrap() {
+                match frame {
+                    Frame::Headers { stream: 1, fragment, end_stream: false, end_headers: true } => {
+                        decoder.decode(&fragment, |field| fields.push(field)).unwrap();
+                    }
+                    Frame::Data { stream: 1, payload, end_stream: true, .. } => data = Some(payload),
+                    Frame::Settings(_) | Frame::WindowUpdate { stream: 0, .. } => {}
+                    other => panic!("unexpected {other:?}"),
+                }
+            }
+        }
+        let named = |name: &Name| fields.iter().find(|field| field.name == *name).map(|field| field.value.clone());
+        assert_eq!(named(&Name::Method).unwrap(), "POST");
+        assert_eq!(named(&Name::Scheme).unwrap(), "http");
+        assert_eq!(named(&Name::Authority).unwrap(), "gateway.test");
+        assert_eq!(named(&Name::Path).unwrap(), "/wizdata.registry.v1.RegistryService/GetSymbol");
+        assert_eq!(named(&Name::parse(b"content-type")).unwrap(), "application/grpc");
+        assert_eq!(named(&Name::parse(b"x-custom")).unwrap(), "Mixed Case Value with spaces");
+        assert_eq!(data.unwrap(), &b"\0\0\0\0\x02\x0a\x00"[..]);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_bytes_read_as_frames_or_are_refused(input: Vec<u8>) {
+            let mut buffer = BytesMut::from(&input[..]);
+            while let Ok(Some(_)) = read(&mut buffer, DEFAULT_MAX_FRAME_SIZE) {}
+        }
+    }
+}
