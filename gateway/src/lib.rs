@@ -15,7 +15,6 @@
 //! `run_until` serves until stopped.
 
 pub mod backend;
-pub mod batched_writes;
 pub mod breaker;
 pub mod config;
 pub mod dashboard;

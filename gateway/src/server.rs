@@ -415,9 +415,9 @@ impl Listener {
                 // HTTP/2 with prior knowledge (every gRPC client) opens with its preface; anything else is HTTP/1.1.
                 let preface = tokio::time::timeout(handshake_timeout, connection.starts_with(http2::PREFACE)).await;
                 let result = match preface {
-                    Ok(Ok(true)) => {
-                        http2::serve_connection(connection, http2_settings, service, stopping).await.map_err(Into::into)
-                    }
+                    Ok(Ok(true)) => http2::connection::serve(connection, http2_settings, service, stopping)
+                        .await
+                        .map_err(Into::into),
                     _ => serve_http1(&http1, connection, service, stopping).await,
                 };
                 if let Err(error) = result {

@@ -503,6 +503,15 @@ fn put_literal(name_index: Option<usize>, name: &Name, value: &[u8], prefix: u8,
     put_string(value, dst);
 }
 
+/// A literal field not indexed, its name as given: for tests that send
+/// what [`Name`] would refuse.
+#[cfg(test)]
+pub(crate) fn put_unchecked_literal(name: &[u8], value: &[u8], dst: &mut BytesMut) {
+    put_integer(0, 4, 0x00, dst);
+    put_string(name, dst);
+    put_string(value, dst);
+}
+
 fn put_string(bytes: &[u8], dst: &mut BytesMut) {
     put_integer(bytes.len(), 7, 0x00, dst);
     dst.put_slice(bytes);

@@ -1,7 +1,7 @@
 //! HTTP/2 streams of the `h2` crate as `http_body` bodies, both ways: what
 //! arrives on a stream, as a body ([`RecvBody`]), and a body sent onto a
-//! stream as the peer's flow-control window allows ([`send_body`]). The
-//! gateway's calls to its backends and its own HTTP/2 server share them.
+//! stream as the peer's flow-control window allows ([`send_body`]), for
+//! the gateway's calls to its backends.
 
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
