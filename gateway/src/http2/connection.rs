@@ -99,12 +99,15 @@ where
     let mut connection = ServerConnection::new(io, settings, service);
     let mut stop = std::pin::pin!(stopping.changed());
     let mut ping = Box::pin(tokio::time::sleep(settings.keep_alive));
+    let mut ping_armed = false;
     poll_fn(|cx| {
         if !connection.closing && stop.as_mut().poll(cx).is_ready() {
             connection.shut_down_gracefully();
         }
         // Pings every `keep_alive`, and closes when one goes unanswered as long.
-        while ping.as_mut().poll(cx).is_ready() {
+        // The timer keeps this task's waker once polled; polling it on every
+        // turn would only cost time.
+        while (!ping_armed || ping.is_elapsed()) && ping.as_mut().poll(cx).is_ready() {
             if connection.awaiting_ping {
                 tracing::debug!("an HTTP/2 client answered no ping; closing its connection");
                 return Poll::Ready(Ok(()));
@@ -113,6 +116,7 @@ where
             frame::put_ping(connection.outbox.tail(), *b"wizdata!", false);
             ping.as_mut().reset(tokio::time::Instant::now() + settings.keep_alive);
         }
+        ping_armed = true;
         connection.poll_turn(cx)
     })
     .await

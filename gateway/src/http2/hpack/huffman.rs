@@ -37,6 +37,32 @@ struct Canonical {
 
 const CODE: Canonical = canonical();
 
+/// Codes of at most 8 bits (the letters, digits and punctuation of paths
+/// and names), by the byte they start: their symbol and length, or a
+/// length of 0 for a longer code.
+const SHORT_CODES: [(u8, u8); 256] = short_codes();
+
+const fn short_codes() -> [(u8, u8); 256] {
+    let mut table = [(0u8, 0u8); 256];
+    let mut len = SHORTEST;
+    while len <= 8 {
+        let count = CODE.offset[len + 1] - CODE.offset[len];
+        let mut position = 0;
+        while position < count {
+            let code = CODE.first[len] as usize + position as usize;
+            let symbol = CODE.symbols[(CODE.offset[len] + position) as usize] as u8;
+            let mut suffix = 0;
+            while suffix < 1 << (8 - len) {
+                table[(code << (8 - len)) | suffix] = (symbol, len as u8);
+                suffix += 1;
+            }
+            position += 1;
+        }
+        len += 1;
+    }
+    table
+}
+
 const fn canonical() -> Canonical {
     let mut count = [0u16; LONGEST + 1];
     let mut symbol = 0;
@@ -98,6 +124,13 @@ pub fn decode(coded: &[u8], out: &mut Vec<u8>) -> Result<(), HuffmanError> {
         }
         if held < SHORTEST {
             break;
+        }
+        let (symbol, len) = SHORT_CODES[(bits >> 56) as usize];
+        if len != 0 && usize::from(len) <= held {
+            out.push(symbol);
+            bits <<= len;
+            held -= usize::from(len);
+            continue;
         }
         let window = bits >> 32;
         let Some(len) = (SHORTEST..=LONGEST).find(|&len| window < CODE.limit[len]) else {
