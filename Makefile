@@ -198,7 +198,7 @@ soak:
 ## tokens, bearer tokens, CSV history) under libFuzzer for FUZZ_SECONDS
 ## each, growing fuzz/corpus; cargo-fuzz from crates.io, `--sanitizer none`
 ## so the stable toolchain builds it. Not in CI.
-FUZZ_TARGETS := grpc_frames page_token auth_token csv_history
+FUZZ_TARGETS := grpc_frames page_token auth_token csv_history http2_frames
 FUZZ_SECONDS ?= 300
 fuzz:
 	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked

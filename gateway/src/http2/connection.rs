@@ -472,6 +472,10 @@ where
             inbox.finish(Finish::Trailers(head.headers));
             return Ok(());
         }
+        if id <= self.last_stream && !id.is_multiple_of(2) && !head.has_pseudo() {
+            // Trailers on a stream this side has already answered and closed: dropped.
+            return Ok(());
+        }
         if id <= self.last_stream || id.is_multiple_of(2) {
             return Err(connection_error(Reason::PROTOCOL_ERROR, "a new stream with an id already used or even"));
         }
@@ -1234,6 +1238,23 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn trailers_after_the_answer_are_dropped_and_the_connection_goes_on() {
+        let (io, _served) = serve_one(Duration::from_secs(20));
+        let mut raw = RawClient::start(io).await;
+        let not_found = [(":method", "POST"), (":scheme", "http"), (":path", "/not-found")];
+        // The answer comes before the request has ended; the client's trailers follow it.
+        raw.send_headers(1, &not_found, false).await;
+        let answer = raw.next_but_settings().await;
+        assert!(matches!(answer, Frame::Headers { stream: 1, end_stream: true, .. }), "{answer:?}");
+        assert_eq!(raw.status_of(&answer), Some(200));
+        assert_eq!(raw.next_but_settings().await, Frame::RstStream { stream: 1, reason: Reason::NO_ERROR });
+        raw.send_headers(1, &[("x-trailer", "late")], true).await;
+        raw.send_headers(3, &not_found, true).await;
+        let answer = raw.next_but_settings().await;
+        assert_eq!((raw.status_of(&answer), matches!(answer, Frame::Headers { stream: 3, .. })), (Some(200), true));
+    }
+
+    #[tokio::test]
     async fn data_beyond_a_streams_window_resets_it() {
         let (io, _served) = serve_one(Duration::from_secs(20));
         let mut raw = RawClient::start(io).await;
@@ -1268,8 +1289,17 @@ mod tests {
             frame::put_headers(&mut frames, stream, &block, true, DEFAULT_MAX_FRAME_SIZE);
             frames
         };
-        let cases: [(&str, BytesMut, Reason); 5] = [
+        let cases: [(&str, BytesMut, Reason); 6] = [
             ("an even stream id", headers_on(2), Reason::PROTOCOL_ERROR),
+            (
+                "a stream id used before",
+                {
+                    let mut frames = headers_on(5);
+                    frames.extend_from_slice(&headers_on(3));
+                    frames
+                },
+                Reason::PROTOCOL_ERROR,
+            ),
             (
                 "DATA on a stream never opened",
                 {
@@ -1311,7 +1341,12 @@ mod tests {
             let (io, served) = serve_one(Duration::from_secs(20));
             let mut raw = RawClient::start(io).await;
             raw.send(frames).await;
-            assert!(matches!(raw.next_but_settings().await, Frame::GoAway { reason: r, .. } if r == reason), "{what}");
+            let mut next = raw.next_but_settings().await;
+            // A stream the case opened first may be reset before the connection ends.
+            while matches!(next, Frame::RstStream { .. }) {
+                next = raw.next_but_settings().await;
+            }
+            assert!(matches!(next, Frame::GoAway { reason: r, .. } if r == reason), "{what}: {next:?}");
             let ended = tokio::time::timeout(Duration::from_secs(5), served.task).await.expect("the connection ended");
             assert!(
                 matches!(ended.unwrap(), Err(ConnectionError::Protocol { reason: r, .. }) if r == reason),
