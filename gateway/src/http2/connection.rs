@@ -441,8 +441,12 @@ where
             let why = "DATA beyond the stream's window";
             return Err(FrameError::Stream { stream: id, reason: Reason::FLOW_CONTROL_ERROR, why });
         }
-        // Padding is released at once; the data as the call reads it.
-        stream.recv_window -= i64::try_from(payload.len()).unwrap_or(i64::MAX);
+        // Padding is given back at once, the data as the call reads it.
+        let padding = cost - payload.len() as i64;
+        stream.recv_window -= cost - padding;
+        if padding > 0 && !end_stream {
+            frame::put_window_update(self.outbox.tail(), id, padding as u32);
+        }
         inbox.push(payload, end_stream);
         if end_stream {
             stream.inbox = None;
@@ -1255,6 +1259,26 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn padding_is_given_back_to_the_streams_window_at_once() {
+        let (io, _served) = serve_one(Duration::from_secs(20));
+        let mut raw = RawClient::start(io).await;
+        raw.send_headers(1, &[(":method", "POST"), (":scheme", "http"), (":path", "/echo")], false).await;
+        // Ten bytes of data after 100 of padding (and the pad length's byte).
+        let mut padded = BytesMut::new();
+        padded.put_slice(&[0, 0, 111, 0x0, 0x8, 0, 0, 0, 1, 100]);
+        padded.put_slice(b"ten bytes!");
+        padded.put_slice(&[0; 100]);
+        raw.send(padded).await;
+        loop {
+            match raw.next_frame().await {
+                Frame::WindowUpdate { stream: 1, increment } => break assert_eq!(increment, 101),
+                Frame::Settings(_) | Frame::SettingsAck | Frame::WindowUpdate { stream: 0, .. } => {}
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+
+    #[tokio::test]
     async fn data_beyond_a_streams_window_resets_it() {
         let (io, _served) = serve_one(Duration::from_secs(20));
         let mut raw = RawClient::start(io).await;
@@ -1405,21 +1429,24 @@ mod tests {
             self.send(frames).await;
         }
 
+        /// The server's next frame.
+        async fn next_frame(&mut self) -> Frame {
+            loop {
+                if let Some(frame) = frame::read(&mut self.buffer, frame::MAX_MAX_FRAME_SIZE).unwrap() {
+                    return frame;
+                }
+                let read = tokio::time::timeout(Duration::from_secs(5), self.io.read_buf(&mut self.buffer))
+                    .await
+                    .expect("the server answered in time")
+                    .unwrap();
+                assert!(read > 0, "the server closed the connection");
+            }
+        }
+
         /// The server's next frame other than its settings and window updates.
         async fn next_but_settings(&mut self) -> Frame {
             loop {
-                let next = match frame::read(&mut self.buffer, frame::MAX_MAX_FRAME_SIZE).unwrap() {
-                    Some(frame) => frame,
-                    None => {
-                        let read = tokio::time::timeout(Duration::from_secs(5), self.io.read_buf(&mut self.buffer))
-                            .await
-                            .expect("the server answered in time")
-                            .unwrap();
-                        assert!(read > 0, "the server closed the connection");
-                        continue;
-                    }
-                };
-                match next {
+                match self.next_frame().await {
                     Frame::Settings(_) | Frame::SettingsAck | Frame::WindowUpdate { .. } => continue,
                     other => return other,
                 }
