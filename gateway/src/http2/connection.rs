@@ -169,8 +169,9 @@ struct ServerConnection<IO, S> {
     calls: FuturesUnordered<Call>,
     /// Streams whose answers wait for a window to open.
     blocked: VecDeque<StreamId>,
-    /// Streams whose request bodies are still arriving, released back to
-    /// the client's window as the call reads them.
+    /// Streams whose request bodies may still be arriving, released back to
+    /// the client's window as the call reads them; those that have ended
+    /// are dropped from the list when it is next gone through.
     receiving: Vec<StreamId>,
     partial: Option<PartialBlock>,
     /// The highest stream the client opened.
@@ -353,12 +354,7 @@ where
             }
             Frame::RstStream { stream, .. } => {
                 self.check_not_idle(stream)?;
-                if let Some(dropped) = self.streams.remove(&stream) {
-                    dropped.abort.abort();
-                    if let Some(inbox) = dropped.inbox {
-                        inbox.finish(Finish::Reset);
-                    }
-                }
+                self.forget_stream(stream);
             }
             Frame::WindowUpdate { stream: 0, increment } => {
                 self.send_window += i64::from(increment);
@@ -450,7 +446,6 @@ where
         inbox.push(payload, end_stream);
         if end_stream {
             stream.inbox = None;
-            self.receiving.retain(|receiving| *receiving != id);
         }
         Ok(())
     }
@@ -468,7 +463,6 @@ where
                 let why = "HEADERS after the end of the stream";
                 return Err(FrameError::Stream { stream: id, reason: Reason::STREAM_CLOSED, why });
             };
-            self.receiving.retain(|receiving| *receiving != id);
             if !end_stream || head.has_pseudo() || head.malformed.is_some() {
                 let why = "trailers that do not end the stream, or hold pseudo-headers";
                 return Err(FrameError::Stream { stream: id, reason: Reason::PROTOCOL_ERROR, why });
@@ -476,11 +470,11 @@ where
             inbox.finish(Finish::Trailers(head.headers));
             return Ok(());
         }
-        if id <= self.last_stream && !id.is_multiple_of(2) && !head.has_pseudo() {
-            // Trailers on a stream this side has already answered and closed: dropped.
-            return Ok(());
-        }
         if id <= self.last_stream || id.is_multiple_of(2) {
+            // Trailers on a stream this side has already answered and closed are dropped.
+            if !id.is_multiple_of(2) && !head.has_pseudo() {
+                return Ok(());
+            }
             return Err(connection_error(Reason::PROTOCOL_ERROR, "a new stream with an id already used or even"));
         }
         self.last_stream = id;
@@ -663,36 +657,41 @@ where
     /// The answer is whole: the stream is done, and a client still sending
     /// the request is told to stop (RST_STREAM NO_ERROR, RFC 9113 8.1).
     fn finish_stream(&mut self, id: StreamId) {
-        if let Some(stream) = self.streams.remove(&id)
-            && stream.inbox.is_some()
-        {
+        if self.forget_stream(id) == Some(RequestEnded::No) {
             frame::put_rst_stream(self.outbox.tail(), id, Reason::NO_ERROR);
-            self.receiving.retain(|receiving| *receiving != id);
         }
     }
 
     fn reset(&mut self, id: StreamId, reason: Reason) {
         frame::put_rst_stream(self.outbox.tail(), id, reason);
-        if let Some(stream) = self.streams.remove(&id) {
-            stream.abort.abort();
-            if let Some(inbox) = stream.inbox {
-                inbox.finish(Finish::Reset);
-                self.receiving.retain(|receiving| *receiving != id);
-            }
-        }
+        self.forget_stream(id);
     }
 
-    /// Gives back to the client's windows what the calls have read.
+    /// Forgets a stream: its call, if still running, is dropped, and a
+    /// request body still arriving ends as reset. Says whether the request
+    /// had ended; `None` when the stream was already forgotten.
+    fn forget_stream(&mut self, id: StreamId) -> Option<RequestEnded> {
+        let stream = self.streams.remove(&id)?;
+        stream.abort.abort();
+        let Some(inbox) = stream.inbox else { return Some(RequestEnded::Yes) };
+        inbox.finish(Finish::Reset);
+        Some(RequestEnded::No)
+    }
+
+    /// Gives back to the client's windows what the calls have read, and
+    /// forgets the streams whose requests have ended.
     fn release_consumed(&mut self) {
-        for &id in &self.receiving {
-            let Some(stream) = self.streams.get_mut(&id) else { continue };
-            let Some(inbox) = &stream.inbox else { continue };
+        let (streams, outbox) = (&mut self.streams, &mut self.outbox);
+        self.receiving.retain(|id| {
+            let Some(stream) = streams.get_mut(id) else { return false };
+            let Some(inbox) = &stream.inbox else { return false };
             let consumed = inbox.take_consumed();
             if consumed > 0 {
                 stream.recv_window += consumed as i64;
-                frame::put_window_update(self.outbox.tail(), id, consumed as u32);
+                frame::put_window_update(outbox.tail(), *id, consumed as u32);
             }
-        }
+            true
+        });
         if self.unreleased >= i64::from(CONNECTION_WINDOW_BYTES / 2) {
             frame::put_window_update(self.outbox.tail(), 0, self.unreleased as u32);
             self.recv_window += self.unreleased;
@@ -853,6 +852,12 @@ enum Finish {
     Reset,
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum RequestEnded {
+    Yes,
+    No,
+}
+
 impl Inbox {
     fn state(&self) -> std::sync::MutexGuard<'_, InboxState> {
         self.0.lock().unwrap_or_else(PoisonError::into_inner)
@@ -952,12 +957,17 @@ impl Outbox {
             self.tail.extend_from_slice(&data);
             return;
         }
+        self.queue_tail();
+        self.len += data.len();
+        self.queued.push_back(data);
+    }
+
+    /// What was written into the tail goes into the queue, behind what is there.
+    fn queue_tail(&mut self) {
         if !self.tail.is_empty() {
             self.len += self.tail.len();
             self.queued.push_back(self.tail.split().freeze());
         }
-        self.len += data.len();
-        self.queued.push_back(data);
     }
 
     /// Writes everything, or returns `Pending` with the rest kept.
@@ -975,10 +985,7 @@ impl Outbox {
                 let _ = self.tail.split_to(written);
                 continue;
             }
-            if !self.tail.is_empty() {
-                self.len += self.tail.len();
-                self.queued.push_back(self.tail.split().freeze());
-            }
+            self.queue_tail();
             let slices: Vec<IoSlice<'_>> = self.queued.iter().take(64).map(|bytes| IoSlice::new(bytes)).collect();
             let mut written = std::task::ready!(Pin::new(&mut *io).poll_write_vectored(cx, &slices))?;
             if written == 0 {
