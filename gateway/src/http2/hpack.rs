@@ -91,12 +91,8 @@ pub struct Field {
 impl Field {
     /// What the field counts for in a table and in a header list's size.
     pub fn size(&self) -> usize {
-        entry_size(&self.name, self.value.len())
+        self.name.len() + self.value.len() + 32
     }
-}
-
-fn entry_size(name: &Name, value_len: usize) -> usize {
-    name.len() + value_len + 32
 }
 
 /// The static table (RFC 7541, Appendix A); index 1 is the first entry.
@@ -609,14 +605,14 @@ mod tests {
         list.iter().map(|(name, value)| (name.to_string(), value.to_string())).collect()
     }
 
-    fn table_of(decoder: &Decoder) -> (Vec<(String, String)>, usize) {
-        let entries = decoder
-            .table
+    /// A table's entries, newest first, and its size.
+    fn entries(table: &Table) -> (Vec<(String, String)>, usize) {
+        let entries = table
             .entries
             .iter()
             .map(|entry| (entry.name.as_str().to_owned(), String::from_utf8(entry.value.to_vec()).unwrap()))
             .collect();
-        (entries, decoder.table.size)
+        (entries, table.size)
     }
 
     #[test]
@@ -659,10 +655,10 @@ mod tests {
             assert_eq!(decode_all(&mut plain, &hex(plain_block)).unwrap(), pairs(&expected));
             assert_eq!(decode_all(&mut huffman, &hex(huffman_block)).unwrap(), pairs(&expected));
             assert_eq!(plain.table.size, table_size);
-            assert_eq!(table_of(&plain), table_of(&huffman));
+            assert_eq!(entries(&plain.table), entries(&huffman.table));
         }
         assert_eq!(
-            table_of(&plain).0,
+            entries(&plain.table).0,
             pairs(&[("custom-key", "custom-value"), ("cache-control", "no-cache"), (":authority", "www.example.com")])
         );
     }
@@ -696,7 +692,7 @@ mod tests {
             ])
         );
         assert_eq!(decoder.table.size, 222);
-        assert_eq!(table_of(&decoder).0[0], (":status".into(), "307".into()));
+        assert_eq!(entries(&decoder.table).0[0], (":status".into(), "307".into()));
         assert_eq!(decoder.table.entries.len(), 4, "\":status: 302\" was evicted");
     }
 
@@ -810,17 +806,8 @@ mod tests {
         // literals each time, on their static or literal names.
         let literals = (1 + 1 + 12 + 1 + 6) + (2 + 1 + 13);
         assert_eq!(second.len(), 3 + literals, "{second:?}");
-        assert_eq!(table_of(&decoder).0.len(), 2, "only :path and content-type were indexed");
-        assert_eq!(table_of(&decoder), (table_of_encoder(&encoder), decoder.table.size));
-    }
-
-    fn table_of_encoder(encoder: &Encoder) -> Vec<(String, String)> {
-        encoder
-            .table
-            .entries
-            .iter()
-            .map(|entry| (entry.name.as_str().to_owned(), String::from_utf8(entry.value.to_vec()).unwrap()))
-            .collect()
+        assert_eq!(entries(&decoder.table).0.len(), 2, "only :path and content-type were indexed");
+        assert_eq!(entries(&decoder.table), entries(&encoder.table));
     }
 
     #[test]
@@ -883,7 +870,7 @@ mod tests {
                 let expected: Vec<(String, String)> =
                     fields.iter().map(|(name, value, _)| (name.as_str().to_owned(), value.to_string())).collect();
                 proptest::prop_assert_eq!(decode_all(&mut decoder, &block).unwrap(), expected);
-                proptest::prop_assert_eq!(table_of_encoder(&encoder), table_of(&decoder).0);
+                proptest::prop_assert_eq!(entries(&encoder.table), entries(&decoder.table));
             }
         }
 

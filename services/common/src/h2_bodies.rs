@@ -8,6 +8,7 @@ use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
 use http_body::{Body as HttpBody, Frame};
+use tonic::body::Body;
 
 /// What arrives on a stream, trailers last; what is read is given back to
 /// the flow-control window at once.
@@ -66,10 +67,7 @@ pub enum SendError {
 /// that resets the stream while the body has nothing to send (a quiet
 /// subscription) ends it at once, dropping the body, rather than at its
 /// next message.
-pub async fn send_body<B>(body: B, mut sending: h2::SendStream<Bytes>, failed: h2::Reason) -> Result<(), SendError>
-where
-    B: HttpBody<Data = Bytes, Error = tonic::Status>,
-{
+pub async fn send_body(body: Body, mut sending: h2::SendStream<Bytes>, failed: h2::Reason) -> Result<(), SendError> {
     let mut body = std::pin::pin!(body);
     loop {
         let frame = std::future::poll_fn(|cx| {
