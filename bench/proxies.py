@@ -5,7 +5,7 @@
 Starts the services without the gateway (`serve all --with-gateway false`,
 SQLite, no simulated feed), seeds 10,000 1m bars, then in front of them: the
 gateway as its own process (anonymous callers, local limits raised so none is
-refused, metrics on; with a worker thread per core, and with one), nginx
+refused, metrics on; with a thread per core, and with one), nginx
 (`grpc_pass` with upstream keepalive) and HAProxy (`proto h2`), and the
 floor: a relay on the `h2` crate with nothing else
 (services/common/examples/bare_relay.rs). h2load sends the same gRPC requests
@@ -252,8 +252,8 @@ def main():
         targets = [("direct", services, (), services_metrics)]
         gateway_port = gateway()
         targets.append(("wizdata gateway", gateway_port, (), gateway_port))
-        one_thread = gateway(extra_args=("--worker-threads", "1"))
-        targets.append(("wizdata gateway, one worker thread", one_thread, (), one_thread))
+        one_thread = gateway(extra_args=("--gateway-threads", "1"))
+        targets.append(("wizdata gateway, one thread", one_thread, (), one_thread))
         nginx_port = free_port()
         (work / "nginx.conf").write_text(nginx_conf(work, nginx_port, services))
         start(["nginx", "-c", str(work / "nginx.conf"), "-p", str(work)], nginx_port)

@@ -1,6 +1,7 @@
 //! The gateway's settings. Environment first, each also a flag.
 
 use std::net::SocketAddr;
+use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
@@ -137,9 +138,20 @@ pub struct GatewayConfig {
     /// balancer that hides client addresses, raise it to the whole cap.
     #[arg(long, env = "WIZDATA_GATEWAY_MAX_CONNECTIONS_PER_PEER", default_value_t = 512)]
     pub gateway_max_connections_per_peer: usize,
+
+    /// Threads serving the gateway's connections, each keeping its own
+    /// connections to the backends; a client's connection and its calls
+    /// stay on one. Default: one per core.
+    #[arg(long, env = "WIZDATA_GATEWAY_THREADS")]
+    pub gateway_threads: Option<NonZeroUsize>,
 }
 
 impl GatewayConfig {
+    /// How many threads serve connections ([`wizdata_common::lanes`]).
+    pub fn serving_threads(&self) -> NonZeroUsize {
+        self.gateway_threads.unwrap_or_else(|| std::thread::available_parallelism().unwrap_or(NonZeroUsize::MIN))
+    }
+
     /// The listener's caps and timeouts.
     pub fn connection_limits(&self) -> ConnectionLimits {
         ConnectionLimits {

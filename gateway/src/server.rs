@@ -1,8 +1,10 @@
 //! The gateway's one port: HTTP/1.1 (hyper's server) and HTTP/2 (cleartext,
-//! on the `h2` crate: [`crate::http2`]) on one listener, told apart by
+//! the gateway's own: [`crate::http2`]) on one listener, told apart by
 //! HTTP/2's preface; the HTTP probes, metrics and OpenAPI document; and
 //! every call through CORS and its protocol's translation
-//! (gRPC-Web, Connect, REST/JSON, SSE) to the one gRPC pipeline.
+//! (gRPC-Web, Connect, REST/JSON, SSE) to the one gRPC pipeline. Each
+//! connection is served on one of the gateway's threads
+//! ([`wizdata_common::lanes`]).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -23,6 +25,7 @@ use tower_http::request_id::SetRequestIdLayer;
 use tower_http::trace::TraceLayer;
 use wizdata_common::connections::{Connection, ConnectionInfo, Incoming};
 use wizdata_common::grpc::HoldingBody;
+use wizdata_common::lanes::Lanes;
 use wizdata_common::metrics::GrpcMetricsLayer;
 use wizdata_common::server::{
     RequestIds, call_span, call_span_of_rpc, callers_mistakes_are_not_failures, echo_request_id,
@@ -352,17 +355,21 @@ impl tower::Service<Request<Body>> for ConnectionService {
     }
 }
 
-/// The listener and how connections are served.
+/// The listener and the threads its connections are served on.
 pub struct Listener {
     incoming: Incoming,
+    lanes: Lanes,
 }
 
 impl Listener {
-    /// Binds with the connection caps and timeouts of `config`.
+    /// Binds with the connection caps and timeouts of `config`, and starts
+    /// the threads that will serve the connections.
     pub async fn bind(config: &GatewayConfig) -> anyhow::Result<Self> {
         let incoming = Incoming::bind(config.gateway_addr, config.connection_limits()).await?;
-        tracing::info!(local_addr = %incoming.local_addr(), "gateway bound");
-        Ok(Self { incoming })
+        let lanes = Lanes::start(config.serving_threads(), "gateway")
+            .map_err(|error| anyhow::anyhow!("cannot start the gateway's threads: {error}"))?;
+        tracing::info!(local_addr = %incoming.local_addr(), threads = lanes.count(), "gateway bound");
+        Ok(Self { incoming, lanes })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -410,8 +417,13 @@ impl Listener {
             let stopping = stopping.subscribe();
             let connection_open = connection_open.clone();
             let handshake_timeout = config.client_timeout;
-            tokio::spawn(async move {
+            // Accepted here, served on a lane: the connection and its calls stay on that lane's thread.
+            self.lanes.spawn(async move {
                 let _open = connection_open;
+                let connection = match connection.into_current_runtime() {
+                    Ok(connection) => connection,
+                    Err(error) => return tracing::debug!(%client, %error, "connection lost before it was served"),
+                };
                 // HTTP/2 with prior knowledge (every gRPC client) opens with its preface; anything else is HTTP/1.1.
                 let preface = tokio::time::timeout(handshake_timeout, connection.starts_with(http2::PREFACE)).await;
                 let result = match preface {

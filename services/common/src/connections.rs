@@ -297,6 +297,16 @@ impl Connection {
         &self.info
     }
 
+    /// The same connection, served from now on by the runtime this is
+    /// called on (a lane: [`crate::lanes`]): its socket and its timer are
+    /// registered there, so its wake-ups stay on that runtime's thread.
+    pub fn into_current_runtime(self) -> io::Result<Self> {
+        let Self { stream, info, limits, check, _slot } = self;
+        let stream = TcpStream::from_std(stream.into_std()?)?;
+        let check = Box::pin(tokio::time::sleep_until(check.deadline()));
+        Ok(Self { stream, info, limits, check, _slot })
+    }
+
     /// Whether the client's first bytes are `prefix` (a protocol's
     /// preface), looked at without reading them. Bound it with a timeout:
     /// a client that sends nothing is answered by the handshake timeout

@@ -15,6 +15,7 @@ pub mod h2_bodies;
 pub mod health;
 pub mod ids;
 pub mod interval;
+pub mod lanes;
 pub mod market_events;
 pub mod metrics;
 pub mod pagination;

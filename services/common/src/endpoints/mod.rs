@@ -19,7 +19,9 @@
 //! buffer task is one more hand-off per call (about a third of the
 //! gateway's added latency, measured), and hyper's client spawns a task per
 //! call to wait for the answer and another to send the body, which a
-//! single message does not need (BENCHMARKS.md).
+//! single message does not need (BENCHMARKS.md). A calling thread that is
+//! a lane ([`crate::lanes`]) has a connection of its own to each endpoint,
+//! so a call and its backend connection are served by one thread.
 
 pub mod discovery;
 mod service_channel;
@@ -148,8 +150,9 @@ pub struct Endpoint {
     origin: Uri,
     connect_timeout: Duration,
     max_answer_header_bytes: u32,
-    // The shared connection, while it is open; replaced after it closes.
-    connection: std::sync::Mutex<Option<Connection>>,
+    // The shared connections while they are open, one per lane (the first
+    // for calls off any lane); each is replaced after it closes.
+    connections: std::sync::Mutex<Vec<Option<Connection>>>,
     // Held while connecting, so concurrent calls wait for one connection.
     connecting: tokio::sync::Mutex<()>,
     // Health checks go over a connection of their own, through tonic's client.
@@ -214,7 +217,7 @@ impl Endpoint {
             origin,
             connect_timeout: pool.settings.connect_timeout,
             max_answer_header_bytes: pool.settings.max_answer_header_bytes,
-            connection: std::sync::Mutex::new(None),
+            connections: std::sync::Mutex::new(Vec::new()),
             connecting: tokio::sync::Mutex::new(()),
             health_channel,
             healthy: AtomicBool::new(healthy),
@@ -266,7 +269,12 @@ impl Endpoint {
     /// Sorts an HTTP/2 error into the connection's fault or this call's.
     fn failure(&self, error: h2::Error, connection: &Connection) -> BackendError {
         if error.is_io() || error.is_go_away() || connection.closed.load(Ordering::Relaxed) {
-            self.connection.lock().expect("connection lock is not poisoned").take();
+            self.with_lanes_connection(|open| {
+                // Unless a call that failed before this one already replaced it.
+                if open.as_ref().is_some_and(|open| Arc::ptr_eq(&open.closed, &connection.closed)) {
+                    *open = None;
+                }
+            });
             return BackendError::ConnectionLost(error);
         }
         BackendError::Answer(error)
@@ -329,13 +337,24 @@ impl Endpoint {
             }
             closed.store(true, Ordering::Relaxed);
         });
-        *self.connection.lock().expect("connection lock is not poisoned") = Some(connection.clone());
+        self.with_lanes_connection(|open| *open = Some(connection.clone()));
         Ok(connection)
     }
 
     fn open_connection(&self) -> Option<Connection> {
-        let connection = self.connection.lock().expect("connection lock is not poisoned");
-        connection.as_ref().filter(|connection| !connection.closed.load(Ordering::Relaxed)).cloned()
+        self.with_lanes_connection(|open| {
+            open.as_ref().filter(|connection| !connection.closed.load(Ordering::Relaxed)).cloned()
+        })
+    }
+
+    /// `use_it` with the calling lane's connection to the endpoint.
+    fn with_lanes_connection<R>(&self, use_it: impl FnOnce(&mut Option<Connection>) -> R) -> R {
+        let lane = crate::lanes::current();
+        let mut connections = self.connections.lock().expect("connection lock is not poisoned");
+        if connections.len() <= lane {
+            connections.resize_with(lane + 1, || None);
+        }
+        use_it(&mut connections[lane])
     }
 
     /// Takes the endpoint out until its health check passes again: a call
@@ -714,6 +733,72 @@ mod tests {
         }
         endpoints[0].unreachable();
         assert!(pool.pick().is_none(), "none healthy: no endpoint");
+    }
+
+    /// A backend that answers every call OK, counting the connections it accepts.
+    async fn counting_backend() -> (SocketAddr, Arc<AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let counted = accepted.clone();
+        tokio::spawn(async move {
+            while let Ok((socket, _)) = listener.accept().await {
+                counted.fetch_add(1, Ordering::Relaxed);
+                tokio::spawn(async move {
+                    let mut connection = h2::server::handshake(socket).await.unwrap();
+                    while let Some(Ok((_, mut respond))) = connection.accept().await {
+                        let mut answer = respond.send_response(Response::new(()), false).unwrap();
+                        let mut trailers = HeaderMap::new();
+                        trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
+                        answer.send_trailers(trailers).unwrap();
+                    }
+                });
+            }
+        });
+        (address, accepted)
+    }
+
+    #[tokio::test]
+    async fn each_lane_calls_over_a_connection_of_its_own() {
+        let (address, accepted) = counting_backend().await;
+        let urls = [format!("http://{address}")];
+        let pool = EndpointPool::new("s", &urls, PoolSettings::default(), Resolver::new(&DiscoveryConfig::default()));
+        let pool = pool.unwrap();
+        let call = |pool: Arc<EndpointPool>| async move {
+            let lease = pool.pick().unwrap();
+            let path = PathAndQuery::from_static("/s/M");
+            let answer = lease.endpoint().send(&path, HeaderMap::new(), Payload::Message(Bytes::new())).await;
+            answer.unwrap().status()
+        };
+        let lanes = crate::lanes::Lanes::start(std::num::NonZeroUsize::new(2).unwrap(), "endpoint-test").unwrap();
+        let (release, released) = tokio::sync::watch::channel(false);
+        let (report, mut reports) = tokio::sync::mpsc::unbounded_channel();
+        // Both waiting when the second is spawned, so each goes to a lane of its own.
+        for _ in 0..2 {
+            let (pool, report, mut released) = (pool.clone(), report.clone(), released.clone());
+            lanes.spawn(async move {
+                let _ = released.wait_for(|go| *go).await;
+                for _ in 0..3 {
+                    report.send((crate::lanes::current(), call(pool.clone()).await)).unwrap();
+                }
+            });
+        }
+        release.send(true).unwrap();
+        let mut lanes_seen = Vec::new();
+        for _ in 0..6 {
+            let (lane, status) = reports.recv().await.unwrap();
+            assert_eq!(status, http::StatusCode::OK);
+            lanes_seen.push(lane);
+        }
+        lanes_seen.sort();
+        assert_eq!(lanes_seen, [1, 1, 1, 2, 2, 2]);
+        assert_eq!(accepted.load(Ordering::Relaxed), 2, "three calls on each of two lanes: a connection per lane");
+
+        // Calls off the lanes have a connection of their own too, kept from call to call.
+        for _ in 0..2 {
+            assert_eq!(call(pool.clone()).await, http::StatusCode::OK);
+        }
+        assert_eq!(accepted.load(Ordering::Relaxed), 3);
     }
 
     #[tokio::test]
