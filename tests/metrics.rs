@@ -128,4 +128,53 @@ async fn the_metrics_port_shows_grpc_server_metrics_and_service_counters() {
     let text = scrape(mesh.metrics_port).await;
     assert_eq!(sample(&text, "indicator_candle_fetches_total", &[]), Some(1.0), "{text}");
     assert_eq!(sample(&text, "indicator_series_cache_hits_total", &[]), Some(1.0), "{text}");
+
+    // A call its caller resets after its headers, before its message, ends
+    // CANCELLED: the caller left and nothing failed, so it is no INTERNAL.
+    let started = |text: &str| sample(text, "grpc_server_started_total", &[registry_service, get_symbol, served]);
+    let before = started(&text);
+    let (mut call, connection) = open_call(mesh.port, "/wizdata.registry.v1.RegistryService/GetSymbol").await;
+    let text = scrape_until(mesh.metrics_port, |text| started(text) > before).await;
+    assert!(started(&text) > before, "the call reached the service: {text}");
+    call.send_reset(h2::Reason::CANCEL);
+    let ended = |text: &str, code: &str| {
+        let labels = [registry_service, get_symbol, ("grpc_code", code), served];
+        sample(text, "grpc_server_handled_total", &labels).unwrap_or_default()
+    };
+    let text = scrape_until(mesh.metrics_port, |text| ended(text, "Cancelled") + ended(text, "Internal") > 0.0).await;
+    assert_eq!(ended(&text, "Cancelled"), 1.0, "{text}");
+    assert_eq!(ended(&text, "Internal"), 0.0, "{text}");
+    connection.abort();
+}
+
+/// The metrics on `port` once `done` says so, or after 5 s.
+async fn scrape_until(port: u16, done: impl Fn(&str) -> bool) -> String {
+    let mut text = scrape(port).await;
+    for _ in 0..200 {
+        if done(&text) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        text = scrape(port).await;
+    }
+    text
+}
+
+/// Opens a gRPC call to `path` on `port` over a bare HTTP/2 connection and
+/// sends its headers only; the connection stays open until the returned
+/// task is aborted.
+async fn open_call(port: u16, path: &str) -> (h2::SendStream<bytes::Bytes>, tokio::task::JoinHandle<()>) {
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let (client, connection) = h2::client::handshake(tcp).await.expect("HTTP/2 handshake");
+    let connection = tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    let mut client = client.ready().await.unwrap();
+    let request = http::Request::post(format!("http://127.0.0.1:{port}{path}"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(())
+        .unwrap();
+    let (_answer, call) = client.send_request(request, false).unwrap();
+    (call, connection)
 }

@@ -75,6 +75,65 @@ impl<H: Unpin> http_body::Body for HoldingBody<H> {
     }
 }
 
+/// Ends CANCELLED a call whose caller cancelled it before its request
+/// message arrived. tonic reads a request body its caller reset
+/// (RST_STREAM CANCEL) as one that ended cleanly, so such a call would end
+/// INTERNAL ("Missing request message."): counted and logged as the
+/// server's failure although the caller had left. A gateway whose client
+/// hangs up just after its call was forwarded does this (BENCHMARKS.md).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CancelledRequests;
+
+impl<S> tower::Layer<S> for CancelledRequests {
+    type Service = NoticeCancelledRequests<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        NoticeCancelledRequests { inner }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct NoticeCancelledRequests<S> {
+    inner: S,
+}
+
+impl<S> tower::Service<http::Request<Body>> for NoticeCancelledRequests<S>
+where
+    S: tower::Service<http::Request<Body>, Response = http::Response<Body>>,
+    S::Future: Send + 'static,
+    S::Error: 'static,
+{
+    type Response = http::Response<Body>;
+    type Error = S::Error;
+    type Future = BoxFuture<'static, Result<http::Response<Body>, S::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+        let cancelled = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let noted = cancelled.clone();
+        let note_cancel = move |status: Status| {
+            if status.code() == tonic::Code::Cancelled {
+                noted.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+            status
+        };
+        let answer =
+            self.inner.call(request.map(|body| Body::new(http_body_util::BodyExt::map_err(body, note_cancel))));
+        Box::pin(async move {
+            let response = answer.await?;
+            if cancelled.load(std::sync::atomic::Ordering::Relaxed)
+                && grpc_status_in(response.headers()) == Some(tonic::Code::Internal)
+            {
+                return Ok(Status::cancelled("the caller cancelled the call before its request arrived").into_http());
+            }
+            Ok(response)
+        })
+    }
+}
+
 /// A response message already encoded, written as it is: the gRPC codec
 /// sends it like any message, without encoding it again. An answer made of
 /// parts encoded once and shared (a fanned-out event, cached indicator

@@ -23,7 +23,7 @@ use tower_http::trace::TraceLayer;
 use crate::auth::layer::AuthLayer;
 use crate::config::ServerConfig;
 use crate::connections::{CONNECTION_WINDOW_BYTES, CallTracking, Incoming, STREAM_WINDOW_BYTES};
-use crate::grpc::{per_call, rpc_of};
+use crate::grpc::{CancelledRequests, per_call, rpc_of};
 use crate::health::Health;
 use crate::ids;
 use crate::metrics::GrpcMetricsLayer;
@@ -151,6 +151,8 @@ impl GrpcServer {
             .layer(GrpcMetricsLayer::service())
             // Check credentials and the RPC's scope in every service, not only at the gateway.
             .layer(auth)
+            // A call its caller reset before sending its message ends CANCELLED, not tonic's INTERNAL.
+            .layer(CancelledRequests)
             .into_inner();
         let server = tonic::transport::Server::builder()
             .initial_stream_window_size(STREAM_WINDOW_BYTES)
