@@ -21,8 +21,12 @@ thread_local! {
     static CURRENT: Cell<usize> = const { Cell::new(0) };
 }
 
-/// The lane this thread is, numbered from 1; 0 off any lane (the shared
-/// runtime's workers).
+/// Lane numbers are unique in the process, so two sets of lanes (two
+/// gateways in one test process) never share a backend connection.
+static NEXT_LANE: AtomicUsize = AtomicUsize::new(1);
+
+/// The lane this thread is (a number unique in the process, from 1); 0 off
+/// any lane (the shared runtime's workers).
 pub fn current() -> usize {
     CURRENT.with(Cell::get)
 }
@@ -50,8 +54,9 @@ impl Lanes {
                 let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
                 let handle = runtime.handle().clone();
                 let mut stopped = stopped.clone();
+                let lane = NEXT_LANE.fetch_add(1, Ordering::Relaxed);
                 std::thread::Builder::new().name(format!("{name}-{number}")).spawn(move || {
-                    CURRENT.with(|lane| lane.set(number));
+                    CURRENT.with(|current| current.set(lane));
                     runtime.block_on(async move { while stopped.changed().await.is_ok() {} });
                 })?;
                 Ok(Lane { handle, tasks: Arc::default() })
@@ -117,14 +122,21 @@ mod tests {
             });
         }
         release.send(true).unwrap();
-        let mut per_lane = [0; 3];
+        let mut per_lane = std::collections::BTreeMap::new();
         for _ in 0..4 {
             let (lane, after, thread) = reports.recv().await.unwrap();
             assert_eq!(lane, after);
-            assert_eq!(thread, Some(format!("test-lane-{lane}")));
-            per_lane[lane] += 1;
+            let (thread_of_lane, tasks) = per_lane.entry(lane).or_insert((thread.clone(), 0));
+            assert_eq!(*thread_of_lane, thread, "a lane is one thread");
+            *tasks += 1;
         }
-        assert_eq!(per_lane, [0, 2, 2], "four long tasks, two on each lane");
+        let threads: Vec<_> = per_lane.values().cloned().collect();
+        assert_eq!(
+            threads,
+            [(Some("test-lane-1".into()), 2), (Some("test-lane-2".into()), 2)],
+            "four long tasks, two on each lane"
+        );
+        assert!(!per_lane.contains_key(&0), "lanes are numbered from 1");
 
         // Dropping the lanes ends their threads and drops what still runs there.
         let (kept, mut dropped) = tokio::sync::mpsc::channel::<()>(1);

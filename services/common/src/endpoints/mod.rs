@@ -150,9 +150,9 @@ pub struct Endpoint {
     origin: Uri,
     connect_timeout: Duration,
     max_answer_header_bytes: u32,
-    // The shared connections while they are open, one per lane (the first
-    // for calls off any lane); each is replaced after it closes.
-    connections: std::sync::Mutex<Vec<Option<Connection>>>,
+    // The shared connections while they are open, each with the lane whose
+    // calls use it (0: calls off any lane); replaced after it closes.
+    connections: std::sync::Mutex<Vec<(usize, Connection)>>,
     // Held while connecting, so concurrent calls wait for one connection.
     connecting: tokio::sync::Mutex<()>,
     // Health checks go over a connection of their own, through tonic's client.
@@ -191,6 +191,15 @@ struct Connection {
     streams: h2::client::SendRequest<Bytes>,
     // Set by the task driving the connection when it ends.
     closed: Arc<AtomicBool>,
+}
+
+/// Marks a connection closed when the task driving it ends.
+struct MarkClosed(Arc<AtomicBool>);
+
+impl Drop for MarkClosed {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
 }
 
 /// How often an idle connection is pinged, and how long a pong may take
@@ -269,12 +278,8 @@ impl Endpoint {
     /// Sorts an HTTP/2 error into the connection's fault or this call's.
     fn failure(&self, error: h2::Error, connection: &Connection) -> BackendError {
         if error.is_io() || error.is_go_away() || connection.closed.load(Ordering::Relaxed) {
-            self.with_lanes_connection(|open| {
-                // Unless a call that failed before this one already replaced it.
-                if open.as_ref().is_some_and(|open| Arc::ptr_eq(&open.closed, &connection.closed)) {
-                    *open = None;
-                }
-            });
+            // Unless a call that failed before this one already replaced it.
+            self.lock_connections().retain(|(_, open)| !Arc::ptr_eq(&open.closed, &connection.closed));
             return BackendError::ConnectionLost(error);
         }
         BackendError::Answer(error)
@@ -316,6 +321,8 @@ impl Endpoint {
         let connection = Connection { streams, closed: closed.clone() };
         let mut ping_pong = driver.ping_pong();
         tokio::spawn(async move {
+            // However the task ends, even dropped with its runtime (a lane that stopped).
+            let _closed = MarkClosed(closed);
             // A backend that stops answering pings is gone, even if its socket is not closed.
             let keep_alive = async {
                 let Some(ping_pong) = ping_pong.as_mut() else { return std::future::pending().await };
@@ -335,26 +342,25 @@ impl Endpoint {
                 },
                 () = keep_alive => tracing::debug!(endpoint = %address, "backend connection answered no ping; closing it"),
             }
-            closed.store(true, Ordering::Relaxed);
         });
-        self.with_lanes_connection(|open| *open = Some(connection.clone()));
+        let lane = crate::lanes::current();
+        let mut connections = self.lock_connections();
+        // The lane's old connection goes, and any other that has closed (a stopped lane's).
+        connections.retain(|(of, open)| *of != lane && !open.closed.load(Ordering::Relaxed));
+        connections.push((lane, connection.clone()));
         Ok(connection)
     }
 
+    /// The calling lane's connection to the endpoint, while it is open.
     fn open_connection(&self) -> Option<Connection> {
-        self.with_lanes_connection(|open| {
-            open.as_ref().filter(|connection| !connection.closed.load(Ordering::Relaxed)).cloned()
-        })
+        let lane = crate::lanes::current();
+        let connections = self.lock_connections();
+        let (_, open) = connections.iter().find(|(of, _)| *of == lane)?;
+        (!open.closed.load(Ordering::Relaxed)).then(|| open.clone())
     }
 
-    /// `use_it` with the calling lane's connection to the endpoint.
-    fn with_lanes_connection<R>(&self, use_it: impl FnOnce(&mut Option<Connection>) -> R) -> R {
-        let lane = crate::lanes::current();
-        let mut connections = self.connections.lock().expect("connection lock is not poisoned");
-        if connections.len() <= lane {
-            connections.resize_with(lane + 1, || None);
-        }
-        use_it(&mut connections[lane])
+    fn lock_connections(&self) -> std::sync::MutexGuard<'_, Vec<(usize, Connection)>> {
+        self.connections.lock().expect("connection lock is not poisoned")
     }
 
     /// Takes the endpoint out until its health check passes again: a call
@@ -784,14 +790,14 @@ mod tests {
             });
         }
         release.send(true).unwrap();
-        let mut lanes_seen = Vec::new();
+        let mut calls_per_lane = std::collections::BTreeMap::new();
         for _ in 0..6 {
             let (lane, status) = reports.recv().await.unwrap();
             assert_eq!(status, http::StatusCode::OK);
-            lanes_seen.push(lane);
+            *calls_per_lane.entry(lane).or_insert(0) += 1;
         }
-        lanes_seen.sort();
-        assert_eq!(lanes_seen, [1, 1, 1, 2, 2, 2]);
+        assert_eq!(calls_per_lane.values().collect::<Vec<_>>(), [&3, &3], "{calls_per_lane:?}");
+        assert!(!calls_per_lane.contains_key(&0));
         assert_eq!(accepted.load(Ordering::Relaxed), 2, "three calls on each of two lanes: a connection per lane");
 
         // Calls off the lanes have a connection of their own too, kept from call to call.
@@ -799,6 +805,24 @@ mod tests {
             assert_eq!(call(pool.clone()).await, http::StatusCode::OK);
         }
         assert_eq!(accepted.load(Ordering::Relaxed), 3);
+
+        // Stopped lanes take their connections with them: none is left open for a later lane.
+        drop(lanes);
+        let endpoint = pool.current()[0].clone();
+        for _ in 0..200 {
+            if endpoint.lock_connections().iter().filter(|(_, open)| !open.closed.load(Ordering::Relaxed)).count() == 1
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let open: Vec<usize> = endpoint
+            .lock_connections()
+            .iter()
+            .filter(|(_, open)| !open.closed.load(Ordering::Relaxed))
+            .map(|(lane, _)| *lane)
+            .collect();
+        assert_eq!(open, [0], "only the connection of calls off the lanes is open");
     }
 
     #[tokio::test]
