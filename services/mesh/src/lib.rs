@@ -702,6 +702,18 @@ mod tests {
     }
 
     #[test]
+    fn the_gateway_serves_on_a_thread_per_core_unless_told_and_never_on_none() {
+        let threads = |argv: &[&str]| {
+            Cli::try_parse_from(std::iter::once("wizdata").chain(argv.iter().copied()))
+                .map(|cli| cli.serve.gateway.serving_threads().get())
+        };
+        assert_eq!(threads(&["gateway", "--gateway-threads", "3"]).unwrap(), 3);
+        assert_eq!(threads(&["gateway"]).unwrap(), std::thread::available_parallelism().unwrap().get());
+        let none = threads(&["gateway", "--gateway-threads", "0"]).expect_err("no thread is refused").to_string();
+        assert!(none.contains("--gateway-threads") && none.contains("'0'"), "{none}");
+    }
+
+    #[test]
     fn serve_all_runs_every_service_and_calls_itself() {
         let all = plan(&["all"]).unwrap();
         assert_eq!(all.services.len(), 5);
