@@ -438,8 +438,9 @@ where
             return Err(FrameError::Stream { stream: id, reason: Reason::FLOW_CONTROL_ERROR, why });
         }
         // Padding is given back at once, the data as the call reads it.
-        let padding = cost - payload.len() as i64;
-        stream.recv_window -= cost - padding;
+        let data = payload.len() as i64;
+        stream.recv_window -= data;
+        let padding = cost - data;
         if padding > 0 && !end_stream {
             frame::put_window_update(self.outbox.tail(), id, padding as u32);
         }

@@ -74,9 +74,10 @@ pub struct ServeArgs {
     pub gateway: GatewayConfig,
     /// Threads that serve the services' calls (one Tokio worker each; the
     /// gateway's connections have threads of their own, --gateway-threads);
-    /// unset means one per core. One thread answers a lone caller soonest, since no step of a
-    /// call then waits for another thread to wake; more threads take more
-    /// calls at once on more cores (BENCHMARKS.md, the gateway's threads).
+    /// unset means one per core. One thread answers a lone caller soonest,
+    /// since no step of a call then waits for another thread to wake; more
+    /// threads take more calls at once on more cores (BENCHMARKS.md, the
+    /// gateway's threads).
     #[arg(long, env = "WIZDATA_WORKER_THREADS")]
     pub worker_threads: Option<std::num::NonZeroUsize>,
     /// With `all`: run the gateway in-process too, in front of the services.

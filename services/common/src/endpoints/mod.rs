@@ -193,6 +193,12 @@ struct Connection {
     closed: Arc<AtomicBool>,
 }
 
+impl Connection {
+    fn is_open(&self) -> bool {
+        !self.closed.load(Ordering::Relaxed)
+    }
+}
+
 /// Marks a connection closed when the task driving it ends.
 struct MarkClosed(Arc<AtomicBool>);
 
@@ -277,7 +283,7 @@ impl Endpoint {
 
     /// Sorts an HTTP/2 error into the connection's fault or this call's.
     fn failure(&self, error: h2::Error, connection: &Connection) -> BackendError {
-        if error.is_io() || error.is_go_away() || connection.closed.load(Ordering::Relaxed) {
+        if error.is_io() || error.is_go_away() || !connection.is_open() {
             // Unless a call that failed before this one already replaced it.
             self.lock_connections().retain(|(_, open)| !Arc::ptr_eq(&open.closed, &connection.closed));
             return BackendError::ConnectionLost(error);
@@ -346,7 +352,7 @@ impl Endpoint {
         let lane = crate::lanes::current();
         let mut connections = self.lock_connections();
         // The lane's old connection goes, and any other that has closed (a stopped lane's).
-        connections.retain(|(of, open)| *of != lane && !open.closed.load(Ordering::Relaxed));
+        connections.retain(|(of, open)| *of != lane && open.is_open());
         connections.push((lane, connection.clone()));
         Ok(connection)
     }
@@ -356,7 +362,7 @@ impl Endpoint {
         let lane = crate::lanes::current();
         let connections = self.lock_connections();
         let (_, open) = connections.iter().find(|(of, _)| *of == lane)?;
-        (!open.closed.load(Ordering::Relaxed)).then(|| open.clone())
+        open.is_open().then(|| open.clone())
     }
 
     fn lock_connections(&self) -> std::sync::MutexGuard<'_, Vec<(usize, Connection)>> {
@@ -809,20 +815,16 @@ mod tests {
         // Stopped lanes take their connections with them: none is left open for a later lane.
         drop(lanes);
         let endpoint = pool.current()[0].clone();
+        let lanes_with_open_connections = || -> Vec<usize> {
+            endpoint.lock_connections().iter().filter(|(_, open)| open.is_open()).map(|(lane, _)| *lane).collect()
+        };
         for _ in 0..200 {
-            if endpoint.lock_connections().iter().filter(|(_, open)| !open.closed.load(Ordering::Relaxed)).count() == 1
-            {
+            if lanes_with_open_connections().len() == 1 {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        let open: Vec<usize> = endpoint
-            .lock_connections()
-            .iter()
-            .filter(|(_, open)| !open.closed.load(Ordering::Relaxed))
-            .map(|(lane, _)| *lane)
-            .collect();
-        assert_eq!(open, [0], "only the connection of calls off the lanes is open");
+        assert_eq!(lanes_with_open_connections(), [0], "only the connection of calls off the lanes is open");
     }
 
     #[tokio::test]
