@@ -1,4 +1,4 @@
-//! The gateway's own HTTP/2 reading of what clients send: frames out of a
+//! The mesh's own HTTP/2 reading of what clients send: frames out of a
 //! connection's buffer, and header blocks through HPACK. Neither may panic;
 //! reading the same bytes in pieces must give the same frames as at once;
 //! and a decoder fed the blocks of an encoder must read back what it wrote.
@@ -6,8 +6,8 @@
 
 use bytes::{Bytes, BytesMut};
 use libfuzzer_sys::fuzz_target;
-use wizdata_gateway::http2::frame::{self, DEFAULT_MAX_FRAME_SIZE};
-use wizdata_gateway::http2::hpack::{Decoder, Encoder, Indexing, Name};
+use wizdata_common::http2::frame::{self, DEFAULT_MAX_FRAME_SIZE};
+use wizdata_common::http2::hpack::{Decoder, Encoder, Indexing, Name};
 
 fuzz_target!(|input: &[u8]| {
     let Some((&step, bytes)) = input.split_first() else { return };

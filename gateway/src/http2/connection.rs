@@ -17,7 +17,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
 use std::future::{Future, poll_fn};
-use std::io::{self, IoSlice};
+use std::io;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, Waker};
@@ -38,12 +38,12 @@ use wizdata_common::grpc::GRPC_STATUS;
 
 use super::frame::{self, Frame, FrameError, Settings, StreamId};
 use super::hpack::{Decoder, Encoder, Field, Indexing, Name};
+use super::is_connection_specific;
+use super::outbox::Outbox;
 use super::{Http2Settings, PREFACE, date_now, is_grpc};
 
 /// At most this many calls at once on one connection; more are refused (REFUSED_STREAM).
 const MAX_CONCURRENT_STREAMS: u32 = 1024;
-/// Answer data at least this large is written from its own buffer rather than copied.
-const SHARED_WRITE_BYTES: usize = 4096;
 /// Past this much unwritten, the connection reads nothing more and starts
 /// no more answers until the client takes what it has.
 const MAX_UNWRITTEN_BYTES: usize = 1 << 20;
@@ -722,13 +722,6 @@ fn connection_error(reason: Reason, why: &'static str) -> FrameError {
     FrameError::Connection { reason, why }
 }
 
-/// Headers HTTP/2 does without (RFC 9113, 8.2.2).
-fn is_connection_specific(name: &HeaderName) -> bool {
-    [header::CONNECTION, header::TRANSFER_ENCODING, header::UPGRADE].contains(name)
-        || name == "keep-alive"
-        || name == "proxy-connection"
-}
-
 /// A request's header fields as they are decoded, checked as HTTP/2 requires.
 struct RequestHead {
     method: Option<Bytes>,
@@ -930,80 +923,6 @@ impl http_body::Body for RequestBody {
     fn is_end_stream(&self) -> bool {
         let state = self.inbox.state();
         state.ended && state.data.is_empty() && state.trailers.is_none()
-    }
-}
-
-/// What a turn writes: small frames copied into one buffer, large data
-/// queued as the buffers it arrived in; written with one `writev`.
-#[derive(Default)]
-struct Outbox {
-    queued: VecDeque<Bytes>,
-    tail: BytesMut,
-    /// Bytes in `queued`.
-    len: usize,
-}
-
-impl Outbox {
-    /// Where frames are written.
-    fn tail(&mut self) -> &mut BytesMut {
-        &mut self.tail
-    }
-
-    fn unwritten(&self) -> usize {
-        self.len + self.tail.len()
-    }
-
-    fn push(&mut self, data: Bytes) {
-        if data.len() < SHARED_WRITE_BYTES {
-            self.tail.extend_from_slice(&data);
-            return;
-        }
-        self.queue_tail();
-        self.len += data.len();
-        self.queued.push_back(data);
-    }
-
-    /// What was written into the tail goes into the queue, behind what is there.
-    fn queue_tail(&mut self) {
-        if !self.tail.is_empty() {
-            self.len += self.tail.len();
-            self.queued.push_back(self.tail.split().freeze());
-        }
-    }
-
-    /// Writes everything, or returns `Pending` with the rest kept.
-    fn poll_write(&mut self, io: &mut (impl AsyncWrite + Unpin), cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        loop {
-            if self.queued.is_empty() {
-                if self.tail.is_empty() {
-                    self.len = 0;
-                    return Poll::Ready(Ok(()));
-                }
-                let written = std::task::ready!(Pin::new(&mut *io).poll_write(cx, &self.tail))?;
-                if written == 0 {
-                    return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
-                }
-                let _ = self.tail.split_to(written);
-                continue;
-            }
-            self.queue_tail();
-            let slices: Vec<IoSlice<'_>> = self.queued.iter().take(64).map(|bytes| IoSlice::new(bytes)).collect();
-            let mut written = std::task::ready!(Pin::new(&mut *io).poll_write_vectored(cx, &slices))?;
-            if written == 0 {
-                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
-            }
-            self.len = self.len.saturating_sub(written);
-            while written > 0 {
-                let first = self.queued.front_mut().expect("written bytes were queued");
-                if written >= first.len() {
-                    written -= first.len();
-                    self.queued.pop_front();
-                } else {
-                    let _ = first.split_to(written);
-                    written = 0;
-                }
-            }
-        }
     }
 }
 

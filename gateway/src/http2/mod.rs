@@ -1,21 +1,16 @@
-//! HTTP/2 connections, served by the gateway's own HTTP/2 layer rather
-//! than the h2 crate's server: frames ([`frame`]) and header compression
-//! ([`hpack`]) handled in the connection's own task ([`connection`]), with
-//! no stream store shared between tasks. Measured (BENCHMARKS.md, issue
-//! #15): a fifth fewer instructions a call than on h2's server. The
-//! gateway's calls to its backends still go through h2's client.
+//! HTTP/2 connections, served by the mesh's own HTTP/2 layer
+//! ([`wizdata_common::http2`]) rather than the h2 crate's server: frames and
+//! header compression handled in the connection's own task ([`connection`]),
+//! with no stream store shared between tasks. Measured (BENCHMARKS.md, issue
+//! #15): a fifth fewer instructions a call than on h2's server.
 
 pub mod connection;
-pub mod frame;
-pub mod hpack;
+
+pub use wizdata_common::http2::{PREFACE, frame, hpack, is_connection_specific, outbox};
 
 use std::time::Duration;
 
 use http::{HeaderValue, header};
-
-/// The client preface that opens every HTTP/2 connection with prior
-/// knowledge (as gRPC clients, h2load and `curl --http2-prior-knowledge` do).
-pub const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 /// How every HTTP/2 connection is served.
 #[derive(Clone, Copy, Debug)]

@@ -14,14 +14,15 @@
 //!   checked on an interval over a connection of its own; failing endpoints,
 //!   and endpoints a call could not reach, are out until a check passes.
 //!
-//! Calls go straight onto the endpoint's HTTP/2 connection (the `h2` crate)
-//! rather than through a tonic Channel or hyper's client: the Channel's
-//! buffer task is one more hand-off per call (about a third of the
-//! gateway's added latency, measured), and hyper's client spawns a task per
-//! call to wait for the answer and another to send the body, which a
-//! single message does not need (BENCHMARKS.md). A calling thread that is
-//! a lane ([`crate::lanes`]) has a connection of its own to each endpoint,
-//! so a call and its backend connection are served by one thread.
+//! Calls go straight onto the endpoint's HTTP/2 connection (the mesh's own
+//! client, [`crate::http2::client`]) rather than through a tonic Channel or
+//! hyper's client: the Channel's buffer task is one more hand-off per call
+//! (about a third of the gateway's added latency, measured), and hyper's
+//! client spawns a task per call to wait for the answer and another to
+//! send the body, which a single message does not need (BENCHMARKS.md). A
+//! calling thread that is a lane ([`crate::lanes`]) has a connection of its
+//! own to each endpoint, so a call and its backend connection are served
+//! by one thread.
 
 pub mod discovery;
 mod service_channel;
@@ -32,9 +33,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock, Weak};
 use std::time::Duration;
 
-use bytes::Bytes;
 use http::uri::PathAndQuery;
-use http::{HeaderMap, Request, Response, Uri};
+use http::{HeaderMap, Response, Uri};
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use tonic::body::Body;
@@ -45,8 +45,9 @@ use tonic_health::pb::health_client::HealthClient;
 
 pub use self::discovery::{DiscoveryConfig, Resolution, Resolver};
 pub use self::service_channel::ServiceChannel;
-use crate::h2_bodies::{RecvBody, send_body};
 use crate::health::Health;
+pub use crate::http2::client::Payload;
+use crate::http2::client::{CallError, Client, ClientSettings};
 use crate::ids::splitmix64;
 
 /// How a pool connects to and checks its endpoints.
@@ -116,10 +117,10 @@ pub enum BackendError {
     /// No connection could be made: refused, timed out, handshake failed.
     Connect(String),
     /// The connection closed under the call.
-    ConnectionLost(h2::Error),
+    ConnectionLost(CallError),
     /// This call's answer was unusable (a reset stream, a header block over
     /// the limit); the connection serves other calls on.
-    Answer(h2::Error),
+    Answer(CallError),
     /// The answer broke off after its headers.
     BrokeOff(tonic::Status),
 }
@@ -152,7 +153,7 @@ pub struct Endpoint {
     max_answer_header_bytes: u32,
     // The shared connections while they are open, each with the lane whose
     // calls use it (0: calls off any lane); replaced after it closes.
-    connections: std::sync::Mutex<Vec<(usize, Connection)>>,
+    connections: std::sync::Mutex<Vec<(usize, Client)>>,
     // Held while connecting, so concurrent calls wait for one connection.
     connecting: tokio::sync::Mutex<()>,
     // Health checks go over a connection of their own, through tonic's client.
@@ -178,47 +179,10 @@ impl Drop for Lease {
     }
 }
 
-/// What a call sends: one message (unary and server-streaming calls), or
-/// the caller's stream of them.
-pub enum Payload {
-    Message(Bytes),
-    Stream(Body),
-}
-
-/// An open HTTP/2 connection to an endpoint, shared by every call to it.
-#[derive(Clone)]
-struct Connection {
-    streams: h2::client::SendRequest<Bytes>,
-    // Set by the task driving the connection when it ends.
-    closed: Arc<AtomicBool>,
-}
-
-impl Connection {
-    fn is_open(&self) -> bool {
-        !self.closed.load(Ordering::Relaxed)
-    }
-}
-
-/// Marks a connection closed when the task driving it ends.
-struct MarkClosed(Arc<AtomicBool>);
-
-impl Drop for MarkClosed {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::Relaxed);
-    }
-}
-
 /// How often an idle connection is pinged, and how long a pong may take
 /// before the connection is given up as dead.
 const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(30);
 const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// The largest frame a backend may send: 1 MiB rather than HTTP/2's 16 KiB
-/// default. A large answer then arrives in a few frames instead of one per
-/// 16 KiB, and each frame costs h2 a growth of its read buffer, which
-/// copies what it holds (measured on GetCandles of 10,000 bars:
-/// BENCHMARKS.md). A connection's read buffer grows to at most this.
-const ANSWER_FRAME_BYTES: u32 = 1 << 20;
 
 impl Endpoint {
     fn new(address: SocketAddr, origin: Uri, healthy: bool, pool: &EndpointPool) -> Arc<Self> {
@@ -254,54 +218,32 @@ impl Endpoint {
         payload: Payload,
     ) -> Result<Response<Body>, BackendError> {
         let connection = self.connection().await.map_err(BackendError::Connect)?;
-        let failed = |error: h2::Error| self.failure(error, &connection);
-        let mut request = Request::new(());
-        *request.method_mut() = http::Method::POST;
-        *request.uri_mut() = self.uri_of(path);
-        *request.headers_mut() = headers;
-        // Waits while the backend's limit of concurrent streams is reached.
-        let mut streams = connection.streams.clone().ready().await.map_err(failed)?;
-        let (answer, mut sending) = streams.send_request(request, false).map_err(failed)?;
-        match payload {
-            // Queued whole: the connection sends it as the flow-control window opens.
-            Payload::Message(message) => sending.send_data(message, true).map_err(failed)?,
-            Payload::Stream(body) => {
-                // A request stream that fails means its caller went away.
-                tokio::spawn(send_body(body, sending, h2::Reason::CANCEL));
+        connection.send(path.clone(), headers, payload).await.map_err(|error| self.failure(error, &connection))
+    }
+
+    /// Sorts a call's error into the connection's fault or this call's.
+    fn failure(&self, error: CallError, connection: &Client) -> BackendError {
+        match error {
+            CallError::ConnectionLost(_) => {
+                // Unless a call that failed before this one already replaced it.
+                self.lock_connections().retain(|(_, open)| !open.same_connection(connection));
+                BackendError::ConnectionLost(error)
             }
+            CallError::Stream { .. } => BackendError::Answer(error),
         }
-        let answer = answer.await.map_err(failed)?;
-        Ok(answer.map(|stream| Body::new(RecvBody::new(stream))))
     }
 
-    /// The call's URI: the endpoint's scheme and authority, the call's path.
-    fn uri_of(&self, path: &PathAndQuery) -> Uri {
-        let mut uri = self.origin.clone().into_parts();
-        uri.path_and_query = Some(path.clone());
-        Uri::from_parts(uri).expect("the origin's scheme and authority with a request's path")
-    }
-
-    /// Sorts an HTTP/2 error into the connection's fault or this call's.
-    fn failure(&self, error: h2::Error, connection: &Connection) -> BackendError {
-        if error.is_io() || error.is_go_away() || !connection.is_open() {
-            // Unless a call that failed before this one already replaced it.
-            self.lock_connections().retain(|(_, open)| !Arc::ptr_eq(&open.closed, &connection.closed));
-            return BackendError::ConnectionLost(error);
-        }
-        BackendError::Answer(error)
-    }
-
-    async fn connection(&self) -> Result<Connection, String> {
+    async fn connection(&self) -> Result<Client, String> {
         if let Some(connection) = self.open_connection() {
             return Ok(connection);
         }
-        // Boxed: connecting is rare, and its state (a TCP connect and an
-        // HTTP/2 handshake) would otherwise be room in every call's future.
+        // Boxed: connecting is rare, and its state (a TCP connect) would
+        // otherwise be room in every call's future.
         Box::pin(self.connect()).await
     }
 
     /// Opens the endpoint's connection, unless a concurrent call just did.
-    async fn connect(&self) -> Result<Connection, String> {
+    async fn connect(&self) -> Result<Client, String> {
         let _connecting = self.connecting.lock().await;
         if let Some(connection) = self.open_connection() {
             return Ok(connection);
@@ -312,41 +254,17 @@ impl Endpoint {
             .map_err(|_| format!("no connection to {address} within {:?}", self.connect_timeout))?
             .map_err(|error| format!("cannot connect to {address}: {error}"))?;
         let _ = stream.set_nodelay(true);
-        let (streams, mut driver) = h2::client::Builder::new()
-            // As hyper's client: windows wide enough for large answers, no server push.
-            .initial_window_size(2 << 20)
-            .initial_connection_window_size(5 << 20)
-            .max_frame_size(ANSWER_FRAME_BYTES)
-            .max_send_buffer_size(1 << 20)
-            .enable_push(false)
-            .max_header_list_size(self.max_answer_header_bytes)
-            .handshake(stream)
-            .await
-            .map_err(|error| format!("HTTP/2 handshake with {address} failed: {error}"))?;
-        let closed = Arc::new(AtomicBool::new(false));
-        let connection = Connection { streams, closed: closed.clone() };
-        let mut ping_pong = driver.ping_pong();
+        let settings = ClientSettings {
+            max_header_list_size: self.max_answer_header_bytes,
+            keep_alive_interval: KEEP_ALIVE_INTERVAL,
+            keep_alive_timeout: KEEP_ALIVE_TIMEOUT,
+        };
+        let (connection, driver) = crate::http2::client::handshake(stream, &self.origin, settings);
+        // Ends when the connection closes, or when no call and no endpoint
+        // holds it any more (a drained endpoint's).
         tokio::spawn(async move {
-            // However the task ends, even dropped with its runtime (a lane that stopped).
-            let _closed = MarkClosed(closed);
-            // A backend that stops answering pings is gone, even if its socket is not closed.
-            let keep_alive = async {
-                let Some(ping_pong) = ping_pong.as_mut() else { return std::future::pending().await };
-                loop {
-                    tokio::time::sleep(KEEP_ALIVE_INTERVAL).await;
-                    match tokio::time::timeout(KEEP_ALIVE_TIMEOUT, ping_pong.ping(h2::Ping::opaque())).await {
-                        Ok(Ok(_)) => continue,
-                        _ => return,
-                    }
-                }
-            };
-            // Ends when the connection closes, or when no call and no
-            // endpoint holds it any more (a drained endpoint's).
-            tokio::select! {
-                ended = &mut driver => if let Err(error) = ended {
-                    tracing::debug!(endpoint = %address, %error, "backend connection closed");
-                },
-                () = keep_alive => tracing::debug!(endpoint = %address, "backend connection answered no ping; closing it"),
+            if let Err(error) = driver.await {
+                tracing::debug!(endpoint = %address, %error, "backend connection closed");
             }
         });
         let lane = crate::lanes::current();
@@ -358,14 +276,14 @@ impl Endpoint {
     }
 
     /// The calling lane's connection to the endpoint, while it is open.
-    fn open_connection(&self) -> Option<Connection> {
+    fn open_connection(&self) -> Option<Client> {
         let lane = crate::lanes::current();
         let connections = self.lock_connections();
         let (_, open) = connections.iter().find(|(of, _)| *of == lane)?;
         open.is_open().then(|| open.clone())
     }
 
-    fn lock_connections(&self) -> std::sync::MutexGuard<'_, Vec<(usize, Connection)>> {
+    fn lock_connections(&self) -> std::sync::MutexGuard<'_, Vec<(usize, Client)>> {
         self.connections.lock().expect("connection lock is not poisoned")
     }
 
@@ -704,6 +622,8 @@ impl Target {
 
 #[cfg(test)]
 mod tests {
+    use bytes::Bytes;
+
     use super::*;
 
     fn pool(endpoints: usize) -> Arc<EndpointPool> {

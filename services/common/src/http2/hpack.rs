@@ -1,4 +1,4 @@
-//! HPACK, HTTP/2's header compression (RFC 7541), for the gateway's own
+//! HPACK, HTTP/2's header compression (RFC 7541), for the mesh's own
 //! HTTP/2 layer.
 //!
 //! Why not h2's: callgrind puts HPACK at 31k of the 133k instructions a
@@ -8,7 +8,7 @@
 //! name again. Here a table entry keeps its name already parsed and its
 //! value as shared bytes, so a field sent again costs a clone; literals are
 //! sliced out of the header block rather than copied; and the encoder sends
-//! values as they are (no Huffman: the gateway's peers are a network hop
+//! values as they are (no Huffman: the mesh's peers are a network hop
 //! away at most, where a few bytes of headers cost less than the coding),
 //! indexing only the fields that repeat from call to call.
 
@@ -444,7 +444,7 @@ pub enum Indexing {
 }
 
 impl Indexing {
-    /// The gateway's choice for a header it sends: values that change from
+    /// The choice for a header this layer sends: values that change from
     /// call to call (ids, deadlines, counters, dates) would only churn the
     /// table, and credentials stay out of every table.
     pub fn for_header(name: &Name, sensitive: bool) -> Self {
@@ -557,8 +557,8 @@ fn put_literal(name_index: Option<usize>, name: &Name, value: &[u8], prefix: u8,
 
 /// A literal field not indexed, its name as given: for tests that send
 /// what [`Name`] would refuse.
-#[cfg(test)]
-pub(crate) fn put_unchecked_literal(name: &[u8], value: &[u8], dst: &mut BytesMut) {
+#[doc(hidden)]
+pub fn put_unchecked_literal(name: &[u8], value: &[u8], dst: &mut BytesMut) {
     put_integer(0, 4, 0x00, dst);
     put_string(name, dst);
     put_string(value, dst);

@@ -1,4 +1,4 @@
-//! HTTP/2 frames (RFC 9113, section 6) for the gateway's own HTTP/2 layer:
+//! HTTP/2 frames (RFC 9113, section 6) for the mesh's own HTTP/2 layer:
 //! read out of a connection's read buffer without copying their payloads,
 //! and written into its write buffer.
 //!
@@ -66,7 +66,7 @@ pub enum Frame {
         fragment: Bytes,
         end_headers: bool,
     },
-    /// Advice this gateway does not take; read only to be checked.
+    /// Advice this layer does not take; read only to be checked.
     Priority {
         stream: StreamId,
     },
@@ -88,7 +88,7 @@ pub enum Frame {
         stream: StreamId,
         increment: u32,
     },
-    /// PUSH_PROMISE: a server's, which this gateway never asks for.
+    /// PUSH_PROMISE: a server's, which this layer never asks for.
     PushPromise {
         stream: StreamId,
     },

@@ -1,4 +1,4 @@
-//! HPACK's Huffman code (RFC 7541, Appendix B), decoding only: the gateway
+//! HPACK's Huffman code (RFC 7541, Appendix B), decoding only: this layer
 //! encodes its own header blocks without it.
 //!
 //! The code is canonical: sorted by length and then by symbol, each code is
