@@ -20,7 +20,7 @@ use std::future::{Future, poll_fn};
 use std::io;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
 use futures_util::future::{AbortHandle, Abortable};
@@ -36,19 +36,18 @@ use tower::ServiceExt;
 use wizdata_common::connections::{CONNECTION_WINDOW_BYTES, STREAM_WINDOW_BYTES};
 use wizdata_common::grpc::GRPC_STATUS;
 
-use super::frame::{self, Frame, FrameError, Settings, StreamId};
+use super::arriving::Arriving;
+use super::frame::{self, BlockJoiner, Frame, FrameError, HeaderBlock, Settings, StreamId};
 use super::hpack::{Decoder, Encoder, Field, Indexing, Name};
-use super::is_connection_specific;
 use super::outbox::Outbox;
 use super::{Http2Settings, PREFACE, date_now, is_grpc};
+use super::{READ_BYTES, is_connection_specific, poll_read_some};
 
 /// At most this many calls at once on one connection; more are refused (REFUSED_STREAM).
 const MAX_CONCURRENT_STREAMS: u32 = 1024;
 /// Past this much unwritten, the connection reads nothing more and starts
 /// no more answers until the client takes what it has.
 const MAX_UNWRITTEN_BYTES: usize = 1 << 20;
-/// How much the socket is asked for at a time.
-const READ_BYTES: usize = 16 * 1024;
 /// A turn gives way to writing after this many rounds of reading and calls.
 const ROUNDS_PER_TURN: usize = 16;
 
@@ -146,13 +145,6 @@ struct Stream {
     abort: AbortHandle,
 }
 
-/// A header block still arriving in CONTINUATION frames.
-struct PartialBlock {
-    stream: StreamId,
-    end_stream: bool,
-    block: BytesMut,
-}
-
 struct ServerConnection<IO, S> {
     io: IO,
     service: S,
@@ -173,7 +165,7 @@ struct ServerConnection<IO, S> {
     /// the client's window as the call reads them; those that have ended
     /// are dropped from the list when it is next gone through.
     receiving: Vec<StreamId>,
-    partial: Option<PartialBlock>,
+    blocks: BlockJoiner,
     /// The highest stream the client opened.
     last_stream: StreamId,
     peer_initial_window: i64,
@@ -222,7 +214,7 @@ where
             calls: FuturesUnordered::new(),
             blocked: VecDeque::new(),
             receiving: Vec::new(),
-            partial: None,
+            blocks: BlockJoiner::default(),
             last_stream: 0,
             peer_initial_window: default_window,
             peer_max_frame_size: frame::DEFAULT_MAX_FRAME_SIZE,
@@ -239,7 +231,7 @@ where
         loop {
             let mut progressed = false;
             if self.outbox.unwritten() < MAX_UNWRITTEN_BYTES {
-                match self.poll_read(cx) {
+                match poll_read_some(&mut self.io, cx, &mut self.read_buffer) {
                     Poll::Ready(Ok(true)) => {
                         progressed = true;
                         if let Err(error) = self.handle_frames() {
@@ -281,14 +273,6 @@ where
         }
     }
 
-    /// Reads what has arrived; false when the client closed.
-    fn poll_read(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<bool>> {
-        if self.read_buffer.capacity() - self.read_buffer.len() < READ_BYTES / 4 {
-            self.read_buffer.reserve(READ_BYTES);
-        }
-        tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.read_buffer).map_ok(|read| read > 0)
-    }
-
     /// Handles every whole frame read so far.
     fn handle_frames(&mut self) -> Result<(), FrameError> {
         if self.preface_left > 0 {
@@ -319,34 +303,22 @@ where
         if !self.settings_seen && !matches!(frame, Frame::Settings(_)) {
             return Err(connection_error(Reason::PROTOCOL_ERROR, "the client's first frame was not SETTINGS"));
         }
-        if let Some(partial) = &self.partial
-            && !matches!(&frame, Frame::Continuation { stream, .. } if *stream == partial.stream)
-        {
-            return Err(connection_error(Reason::PROTOCOL_ERROR, "a header block interrupted"));
-        }
+        self.blocks.check(&frame)?;
         match frame {
             Frame::Settings(settings) => self.apply_settings(settings)?,
             Frame::SettingsAck | Frame::Priority { .. } | Frame::Unknown => {}
             Frame::Ping { payload, ack: false } => frame::put_ping(self.outbox.tail(), payload, true),
             Frame::Ping { ack: true, .. } => self.awaiting_ping = false,
             Frame::Headers { stream, fragment, end_stream, end_headers } => {
-                if end_headers {
-                    self.handle_header_block(stream, &fragment, end_stream)?;
-                } else {
-                    self.partial = Some(PartialBlock { stream, end_stream, block: BytesMut::from(&fragment[..]) });
+                if let Some(block) = self.blocks.headers(stream, fragment, end_stream, end_headers) {
+                    self.handle_header_block(block)?;
                 }
             }
             Frame::Continuation { fragment, end_headers, .. } => {
-                let Some(partial) = &mut self.partial else {
-                    return Err(connection_error(Reason::PROTOCOL_ERROR, "CONTINUATION without HEADERS"));
-                };
-                if partial.block.len() + fragment.len() > self.settings.max_header_list_size as usize * 2 + 1024 {
-                    return Err(connection_error(Reason::ENHANCE_YOUR_CALM, "a header block without end"));
-                }
-                partial.block.extend_from_slice(&fragment);
-                if end_headers {
-                    let partial = self.partial.take().expect("checked above");
-                    self.handle_header_block(partial.stream, &partial.block.freeze(), partial.end_stream)?;
+                // Encoded, a block within the limit is rarely more than twice its decoded size.
+                let limit = self.settings.max_header_list_size as usize * 2 + 1024;
+                if let Some(block) = self.blocks.continuation(&fragment, end_headers, limit)? {
+                    self.handle_header_block(block)?;
                 }
             }
             Frame::Data { stream, payload, end_stream, window_cost } => {
@@ -357,8 +329,7 @@ where
                 self.forget_stream(stream);
             }
             Frame::WindowUpdate { stream: 0, increment } => {
-                self.send_window += i64::from(increment);
-                if self.send_window > i64::from(frame::MAX_WINDOW) {
+                if !frame::widen(&mut self.send_window, increment) {
                     return Err(connection_error(Reason::FLOW_CONTROL_ERROR, "a window above 2^31-1"));
                 }
                 self.resume_blocked();
@@ -366,8 +337,7 @@ where
             Frame::WindowUpdate { stream, increment } => {
                 self.check_not_idle(stream)?;
                 if let Some(open) = self.streams.get_mut(&stream) {
-                    open.send_window += i64::from(increment);
-                    if open.send_window > i64::from(frame::MAX_WINDOW) {
+                    if !frame::widen(&mut open.send_window, increment) {
                         let why = "a stream window above 2^31-1";
                         return Err(FrameError::Stream { stream, reason: Reason::FLOW_CONTROL_ERROR, why });
                     }
@@ -452,9 +422,10 @@ where
     }
 
     /// A whole header block: a new call's request, or trailers of a request body.
-    fn handle_header_block(&mut self, id: StreamId, block: &Bytes, end_stream: bool) -> Result<(), FrameError> {
+    fn handle_header_block(&mut self, block: HeaderBlock) -> Result<(), FrameError> {
+        let HeaderBlock { stream: id, block, end_stream } = block;
         let mut head = RequestHead::new(self.settings.max_header_list_size as usize);
-        let decoded = self.decoder.decode(block, |field| head.add(field));
+        let decoded = self.decoder.decode(&block, |field| head.add(field));
         if let Err(error) = decoded {
             tracing::debug!(%error, "an HTTP/2 client's header block could not be read");
             return Err(connection_error(Reason::COMPRESSION_ERROR, "a header block that could not be read"));
@@ -643,14 +614,7 @@ where
         if let Some(status) = status {
             self.encoder.encode(&Name::Status, status.as_str().as_bytes(), Indexing::Indexed, &mut block);
         }
-        for (name, value) in headers {
-            if is_connection_specific(name) {
-                continue;
-            }
-            let name = Name::Header(name.clone());
-            let indexing = Indexing::for_header(&name, value.is_sensitive());
-            self.encoder.encode(&name, value.as_bytes(), indexing, &mut block);
-        }
+        self.encoder.encode_headers(headers, &mut block);
         frame::put_headers(self.outbox.tail(), id, &block, end_stream, self.peer_max_frame_size);
         self.scratch = block;
     }
@@ -832,13 +796,8 @@ struct Inbox(Mutex<InboxState>);
 
 #[derive(Default)]
 struct InboxState {
-    data: VecDeque<Bytes>,
-    trailers: Option<HeaderMap>,
-    ended: bool,
+    body: Arriving,
     reset: bool,
-    /// Read by the call and not yet given back to the client's window.
-    consumed: usize,
-    waker: Option<Waker>,
 }
 
 enum Finish {
@@ -858,32 +817,22 @@ impl Inbox {
     }
 
     fn push(&self, data: Bytes, end_stream: bool) {
-        let mut state = self.state();
-        if !data.is_empty() {
-            state.data.push_back(data);
-        }
-        state.ended |= end_stream;
-        if let Some(waker) = state.waker.take() {
-            waker.wake();
-        }
+        self.state().body.push(data, end_stream);
     }
 
     fn finish(&self, finish: Finish) {
         let mut state = self.state();
         match finish {
-            Finish::Trailers(trailers) => {
-                state.trailers = Some(trailers);
-                state.ended = true;
+            Finish::Trailers(trailers) => state.body.finish(trailers),
+            Finish::Reset => {
+                state.reset = true;
+                state.body.wake();
             }
-            Finish::Reset => state.reset = true,
-        }
-        if let Some(waker) = state.waker.take() {
-            waker.wake();
         }
     }
 
     fn take_consumed(&self) -> usize {
-        std::mem::take(&mut self.state().consumed)
+        self.state().body.take_consumed()
     }
 }
 
@@ -901,28 +850,18 @@ impl http_body::Body for RequestBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<http_body::Frame<Bytes>, tonic::Status>>> {
         let mut state = self.inbox.state();
-        if let Some(data) = state.data.pop_front() {
-            state.consumed += data.len();
-            return Poll::Ready(Some(Ok(http_body::Frame::data(data))));
-        }
-        if let Some(trailers) = state.trailers.take() {
-            return Poll::Ready(Some(Ok(http_body::Frame::trailers(trailers))));
-        }
-        if state.ended {
-            return Poll::Ready(None);
+        if let Some(frame) = state.body.next_frame() {
+            return Poll::Ready(frame.map(Ok));
         }
         if state.reset {
             return Poll::Ready(Some(Err(tonic::Status::cancelled("the client reset the stream"))));
         }
-        if !state.waker.as_ref().is_some_and(|waker| waker.will_wake(cx.waker())) {
-            state.waker = Some(cx.waker().clone());
-        }
+        state.body.wait(cx);
         Poll::Pending
     }
 
     fn is_end_stream(&self) -> bool {
-        let state = self.inbox.state();
-        state.ended && state.data.is_empty() && state.trailers.is_none()
+        self.inbox.state().body.is_end_stream()
     }
 }
 

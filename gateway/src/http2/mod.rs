@@ -6,7 +6,9 @@
 
 pub mod connection;
 
-pub use wizdata_common::http2::{PREFACE, frame, hpack, is_connection_specific, outbox};
+pub use wizdata_common::http2::{
+    PREFACE, READ_BYTES, arriving, frame, hpack, is_connection_specific, outbox, poll_read_some,
+};
 
 use std::time::Duration;
 

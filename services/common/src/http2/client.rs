@@ -36,10 +36,11 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::{Instant, Sleep};
 use tonic::body::Body;
 
-use super::frame::{self, Frame, FrameError, Settings, StreamId};
+use super::arriving::Arriving;
+use super::frame::{self, BlockJoiner, Frame, FrameError, HeaderBlock, Settings, StreamId};
 use super::hpack::{Decoder, Encoder, Field, Indexing, Name};
 use super::outbox::Outbox;
-use super::{PREFACE, is_connection_specific};
+use super::{PREFACE, READ_BYTES, is_connection_specific, poll_read_some};
 
 /// Each stream's window for answers: as hyper's client, wide enough that a
 /// large answer arrives without waiting for this side to release any.
@@ -57,7 +58,6 @@ const RELEASE_BYTES: usize = STREAM_WINDOW_BYTES as usize / 2;
 const MAX_HEADER_BLOCK_BYTES: usize = 16 << 20;
 /// Past this much unwritten, the connection reads nothing more.
 const MAX_UNWRITTEN_BYTES: usize = 1 << 20;
-const READ_BYTES: usize = 16 * 1024;
 /// A turn gives way to writing after this many rounds of reading.
 const ROUNDS_PER_TURN: usize = 16;
 /// Stream ids end at 2^31-1; a connection near the end takes no new calls.
@@ -195,31 +195,15 @@ struct ExchangeState {
     /// The call's stream, once opened (0 before).
     stream: StreamId,
     head: Option<Response<()>>,
-    data: VecDeque<Bytes>,
-    trailers: Option<HeaderMap>,
-    ended: bool,
+    /// The answer's data and trailers; its waker is the call's, for the head too.
+    body: Arriving,
     failed: Option<CallError>,
-    /// Read by the call and not yet released to the backend.
-    consumed: usize,
     let_go: bool,
-    waker: Option<Waker>,
 }
 
 impl ExchangeState {
-    fn wake(&mut self) {
-        if let Some(waker) = self.waker.take() {
-            waker.wake();
-        }
-    }
-
     fn finished(&self) -> bool {
-        self.ended || self.failed.is_some()
-    }
-
-    fn wait(&mut self, cx: &Context<'_>) {
-        if !self.waker.as_ref().is_some_and(|waker| waker.will_wake(cx.waker())) {
-            self.waker = Some(cx.waker().clone());
-        }
+        self.body.has_ended() || self.failed.is_some()
     }
 }
 
@@ -230,10 +214,10 @@ impl Exchange {
 
     fn fail(&self, error: CallError) {
         let mut state = self.lock();
-        if !state.ended {
+        if !state.body.has_ended() {
             state.failed.get_or_insert(error);
         }
-        state.wake();
+        state.body.wake();
     }
 
     /// The caller is done with the call: an answer still arriving is
@@ -304,7 +288,7 @@ impl Future for ResponseFuture {
             self.exchange = None;
             return Poll::Ready(Err(error));
         }
-        state.wait(cx);
+        state.body.wait(cx);
         Poll::Pending
     }
 }
@@ -331,33 +315,25 @@ impl http_body::Body for AnswerBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<http_body::Frame<Bytes>, tonic::Status>>> {
         let mut state = self.exchange.lock();
-        if let Some(data) = state.data.pop_front() {
-            state.consumed += data.len();
-            if state.consumed >= RELEASE_BYTES && !state.finished() {
+        if let Some(frame) = state.body.next_frame() {
+            if state.body.consumed() >= RELEASE_BYTES && !state.finished() {
                 let stream = state.stream;
                 drop(state);
                 let mut shared = self.exchange.shared.lock();
                 shared.releasing.push(stream);
                 shared.wake();
             }
-            return Poll::Ready(Some(Ok(http_body::Frame::data(data))));
-        }
-        if let Some(trailers) = state.trailers.take() {
-            return Poll::Ready(Some(Ok(http_body::Frame::trailers(trailers))));
-        }
-        if state.ended {
-            return Poll::Ready(None);
+            return Poll::Ready(frame.map(Ok));
         }
         if let Some(error) = &state.failed {
             return Poll::Ready(Some(Err(error.to_status())));
         }
-        state.wait(cx);
+        state.body.wait(cx);
         Poll::Pending
     }
 
     fn is_end_stream(&self) -> bool {
-        let state = self.exchange.lock();
-        state.ended && state.data.is_empty() && state.trailers.is_none()
+        self.exchange.lock().body.is_end_stream()
     }
 }
 
@@ -456,13 +432,6 @@ struct Stream {
     recv_window: i64,
 }
 
-/// A header block still arriving in CONTINUATION frames.
-struct PartialBlock {
-    stream: StreamId,
-    end_stream: bool,
-    block: BytesMut,
-}
-
 struct Connection<IO> {
     io: IO,
     shared: Arc<Shared>,
@@ -480,7 +449,7 @@ struct Connection<IO> {
     sending: FuturesUnordered<BodyRead>,
     /// Streams whose request data waits for a window to open.
     blocked: VecDeque<StreamId>,
-    partial: Option<PartialBlock>,
+    blocks: BlockJoiner,
     next_stream: StreamId,
     peer_max_streams: usize,
     settings_seen: bool,
@@ -532,7 +501,7 @@ where
             waiting: VecDeque::new(),
             sending: FuturesUnordered::new(),
             blocked: VecDeque::new(),
-            partial: None,
+            blocks: BlockJoiner::default(),
             next_stream: 1,
             // Until the backend's SETTINGS say: as many as HTTP/2 advises
             // every server to allow (RFC 9113, 6.5.2).
@@ -597,7 +566,7 @@ where
         loop {
             let mut progressed = self.take_calls(cx);
             if self.outbox.unwritten() < MAX_UNWRITTEN_BYTES {
-                match self.poll_read(cx) {
+                match poll_read_some(&mut self.io, cx, &mut self.read_buffer) {
                     Poll::Ready(Ok(true)) => {
                         progressed = true;
                         if let Err(error) = self.handle_frames() {
@@ -708,7 +677,9 @@ where
     }
 
     fn open(&mut self, id: StreamId, submission: Submission) {
-        let Submission { path, headers, payload, exchange } = submission;
+        let Submission { path, mut headers, payload, exchange } = submission;
+        // HTTP/2 says it with :authority (an HTTP/1.1 caller's, passed on, would contradict it).
+        headers.remove(http::header::HOST);
         let mut block = std::mem::take(&mut self.scratch);
         block.clear();
         self.encoder.start_block(&mut block);
@@ -716,14 +687,7 @@ where
         self.encoder.encode(&Name::Scheme, &self.scheme, Indexing::Indexed, &mut block);
         self.encoder.encode(&Name::Authority, &self.authority, Indexing::Indexed, &mut block);
         self.encoder.encode(&Name::Path, path.as_str().as_bytes(), Indexing::Indexed, &mut block);
-        for (name, value) in &headers {
-            if is_connection_specific(name) || name == http::header::HOST {
-                continue;
-            }
-            let name = Name::Header(name.clone());
-            let indexing = Indexing::for_header(&name, value.is_sensitive());
-            self.encoder.encode(&name, value.as_bytes(), indexing, &mut block);
-        }
+        self.encoder.encode_headers(&headers, &mut block);
         frame::put_headers(self.outbox.tail(), id, &block, false, self.peer_max_frame_size);
         self.scratch = block;
         self.streams.insert(
@@ -822,11 +786,7 @@ where
         let mut block = std::mem::take(&mut self.scratch);
         block.clear();
         self.encoder.start_block(&mut block);
-        for (name, value) in trailers {
-            let name = Name::Header(name.clone());
-            let indexing = Indexing::for_header(&name, value.is_sensitive());
-            self.encoder.encode(&name, value.as_bytes(), indexing, &mut block);
-        }
+        self.encoder.encode_headers(trailers, &mut block);
         frame::put_headers(self.outbox.tail(), id, &block, true, self.peer_max_frame_size);
         self.scratch = block;
         self.request_sent(id);
@@ -856,14 +816,6 @@ where
         }
     }
 
-    /// Reads what has arrived; false when the backend closed.
-    fn poll_read(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<bool>> {
-        if self.read_buffer.capacity() - self.read_buffer.len() < READ_BYTES / 4 {
-            self.read_buffer.reserve(READ_BYTES);
-        }
-        tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.read_buffer).map_ok(|read| read > 0)
-    }
-
     fn handle_frames(&mut self) -> Result<(), ConnectionError> {
         loop {
             let read = frame::read(&mut self.read_buffer, MAX_FRAME_BYTES);
@@ -886,11 +838,7 @@ where
     /// One frame; a stream's error comes back as a [`FrameError`], a
     /// connection's as a [`ConnectionError`] inside.
     fn handle_frame(&mut self, frame: Frame) -> Result<Result<(), ConnectionError>, FrameError> {
-        if let Some(partial) = &self.partial
-            && !matches!(&frame, Frame::Continuation { stream, .. } if *stream == partial.stream)
-        {
-            return Err(connection_error(Reason::PROTOCOL_ERROR, "a header block interrupted"));
-        }
+        self.blocks.check(&frame)?;
         match frame {
             Frame::Settings(settings) => self.apply_settings(settings)?,
             Frame::SettingsAck | Frame::Priority { .. } | Frame::Unknown => {}
@@ -901,23 +849,13 @@ where
             }
             Frame::Headers { stream, fragment, end_stream, end_headers } => {
                 self.check_opened(stream)?;
-                if end_headers {
-                    self.handle_header_block(stream, &fragment, end_stream)?;
-                } else {
-                    self.partial = Some(PartialBlock { stream, end_stream, block: BytesMut::from(&fragment[..]) });
+                if let Some(block) = self.blocks.headers(stream, fragment, end_stream, end_headers) {
+                    self.handle_header_block(block)?;
                 }
             }
             Frame::Continuation { fragment, end_headers, .. } => {
-                let Some(partial) = &mut self.partial else {
-                    return Err(connection_error(Reason::PROTOCOL_ERROR, "CONTINUATION without HEADERS"));
-                };
-                if partial.block.len() + fragment.len() > MAX_HEADER_BLOCK_BYTES {
-                    return Err(connection_error(Reason::ENHANCE_YOUR_CALM, "a header block without end"));
-                }
-                partial.block.extend_from_slice(&fragment);
-                if end_headers {
-                    let partial = self.partial.take().expect("checked above");
-                    self.handle_header_block(partial.stream, &partial.block.freeze(), partial.end_stream)?;
+                if let Some(block) = self.blocks.continuation(&fragment, end_headers, MAX_HEADER_BLOCK_BYTES)? {
+                    self.handle_header_block(block)?;
                 }
             }
             Frame::Data { stream, payload, end_stream, window_cost } => {
@@ -934,8 +872,7 @@ where
                 }
             }
             Frame::WindowUpdate { stream: 0, increment } => {
-                self.send_window += i64::from(increment);
-                if self.send_window > i64::from(frame::MAX_WINDOW) {
+                if !frame::widen(&mut self.send_window, increment) {
                     return Err(connection_error(Reason::FLOW_CONTROL_ERROR, "a window above 2^31-1"));
                 }
                 self.resume_blocked();
@@ -943,8 +880,7 @@ where
             Frame::WindowUpdate { stream, increment } => {
                 self.check_opened(stream)?;
                 if let Some(open) = self.streams.get_mut(&stream) {
-                    open.send_window += i64::from(increment);
-                    if open.send_window > i64::from(frame::MAX_WINDOW) {
+                    if !frame::widen(&mut open.send_window, increment) {
                         let why = "a stream window above 2^31-1";
                         return Err(FrameError::Stream { stream, reason: Reason::FLOW_CONTROL_ERROR, why });
                     }
@@ -1055,16 +991,12 @@ where
         }
         {
             let mut state = stream.exchange.lock();
-            if state.ended {
+            if state.body.has_ended() {
                 drop(state);
                 let why = "DATA after the end of the answer";
                 return Err(FrameError::Stream { stream: id, reason: Reason::STREAM_CLOSED, why });
             }
-            if !payload.is_empty() {
-                state.data.push_back(payload);
-            }
-            state.ended |= end_stream;
-            state.wake();
+            state.body.push(payload, end_stream);
         }
         if end_stream {
             self.answer_ended(id);
@@ -1073,9 +1005,10 @@ where
     }
 
     /// A whole header block: the answer's head, or its trailers.
-    fn handle_header_block(&mut self, id: StreamId, block: &Bytes, end_stream: bool) -> Result<(), FrameError> {
+    fn handle_header_block(&mut self, block: HeaderBlock) -> Result<(), FrameError> {
+        let HeaderBlock { stream: id, block, end_stream } = block;
         let mut head = AnswerHead::new(self.settings.max_header_list_size as usize);
-        let decoded = self.decoder.decode(block, |field| head.add(field));
+        let decoded = self.decoder.decode(&block, |field| head.add(field));
         if let Err(error) = decoded {
             tracing::debug!(%error, "a backend's header block could not be read");
             return Err(connection_error(Reason::COMPRESSION_ERROR, "a header block that could not be read"));
@@ -1096,11 +1029,7 @@ where
                 let why = "trailers that do not end the stream, or hold :status";
                 return Err(FrameError::Stream { stream: id, reason: Reason::PROTOCOL_ERROR, why });
             }
-            let mut state = stream.exchange.lock();
-            state.trailers = Some(head.headers);
-            state.ended = true;
-            state.wake();
-            drop(state);
+            stream.exchange.lock().body.finish(head.headers);
             self.answer_ended(id);
             return Ok(());
         }
@@ -1122,8 +1051,7 @@ where
         *answer.headers_mut() = head.headers;
         let mut state = stream.exchange.lock();
         state.head = Some(answer);
-        state.ended = end_stream;
-        state.wake();
+        state.body.push(Bytes::new(), end_stream);
         drop(state);
         if end_stream {
             self.answer_ended(id);
@@ -1145,7 +1073,7 @@ where
     /// Gives back to the backend's window what the call has read.
     fn release(&mut self, id: StreamId) {
         let Some(stream) = self.streams.get_mut(&id) else { return };
-        let consumed = std::mem::take(&mut stream.exchange.lock().consumed);
+        let consumed = stream.exchange.lock().body.take_consumed();
         if consumed > 0 {
             stream.recv_window += consumed as i64;
             frame::put_window_update(self.outbox.tail(), id, consumed as u32);

@@ -193,6 +193,76 @@ impl std::fmt::Display for FrameError {
 
 impl std::error::Error for FrameError {}
 
+/// Adds a WINDOW_UPDATE's `increment` to `window`; false when that takes
+/// it above 2^31-1, which breaks flow control (RFC 9113, 6.9.1).
+pub fn widen(window: &mut i64, increment: u32) -> bool {
+    *window += i64::from(increment);
+    *window <= i64::from(MAX_WINDOW)
+}
+
+/// A whole header block: a HEADERS frame's fragment and the CONTINUATION
+/// frames that finished it.
+pub struct HeaderBlock {
+    pub stream: StreamId,
+    pub block: Bytes,
+    pub end_stream: bool,
+}
+
+/// Joins header blocks split over HEADERS and CONTINUATION frames, and
+/// refuses any other frame between them (RFC 9113, 6.10).
+#[derive(Default)]
+pub struct BlockJoiner {
+    partial: Option<(StreamId, bool, BytesMut)>,
+}
+
+impl BlockJoiner {
+    /// Refuses a frame that comes between the frames of a block.
+    pub fn check(&self, frame: &Frame) -> Result<(), FrameError> {
+        match (&self.partial, frame) {
+            (None, _) => Ok(()),
+            (Some((stream, ..)), Frame::Continuation { stream: of, .. }) if of == stream => Ok(()),
+            (Some(_), _) => Err(FrameError::connection(Reason::PROTOCOL_ERROR, "a header block interrupted")),
+        }
+    }
+
+    /// A HEADERS frame: its block, when the frame holds all of it.
+    pub fn headers(
+        &mut self,
+        stream: StreamId,
+        fragment: Bytes,
+        end_stream: bool,
+        end_headers: bool,
+    ) -> Option<HeaderBlock> {
+        if end_headers {
+            return Some(HeaderBlock { stream, block: fragment, end_stream });
+        }
+        self.partial = Some((stream, end_stream, BytesMut::from(&fragment[..])));
+        None
+    }
+
+    /// A CONTINUATION frame: the block, once it ends. A block growing past
+    /// `limit` bytes ends the connection.
+    pub fn continuation(
+        &mut self,
+        fragment: &[u8],
+        end_headers: bool,
+        limit: usize,
+    ) -> Result<Option<HeaderBlock>, FrameError> {
+        let Some((_, _, block)) = &mut self.partial else {
+            return Err(FrameError::connection(Reason::PROTOCOL_ERROR, "CONTINUATION without HEADERS"));
+        };
+        if block.len() + fragment.len() > limit {
+            return Err(FrameError::connection(Reason::ENHANCE_YOUR_CALM, "a header block without end"));
+        }
+        block.extend_from_slice(fragment);
+        if !end_headers {
+            return Ok(None);
+        }
+        let (stream, end_stream, block) = self.partial.take().expect("checked above");
+        Ok(Some(HeaderBlock { stream, block: block.freeze(), end_stream }))
+    }
+}
+
 /// Takes the first whole frame off `buffer`, or `None` when it holds none
 /// yet. Frames longer than `max_frame_size` (this side's setting) are refused.
 pub fn read(buffer: &mut BytesMut, max_frame_size: u32) -> Result<Option<Frame>, FrameError> {
@@ -555,6 +625,42 @@ mod tests {
         let settings = read_one(SETTINGS, 0, 0, b"\x00\xff\0\0\0\x01\0\x03\0\0\0\x64").unwrap();
         let expected = Settings { max_concurrent_streams: Some(100), ..Settings::default() };
         assert_eq!(settings, Some(Frame::Settings(expected)));
+    }
+
+    #[test]
+    fn a_block_split_over_frames_is_joined_and_nothing_may_come_between() {
+        let mut joiner = BlockJoiner::default();
+        let whole = joiner.headers(1, Bytes::from_static(b"ab"), true, true).expect("ends in its HEADERS");
+        assert_eq!((whole.stream, &whole.block[..], whole.end_stream), (1, &b"ab"[..], true));
+
+        assert!(joiner.headers(3, Bytes::from_static(b"ab"), false, false).is_none());
+        let interrupting = Frame::Ping { payload: [0; 8], ack: false };
+        assert_eq!(
+            joiner.check(&interrupting),
+            Err(FrameError::connection(Reason::PROTOCOL_ERROR, "a header block interrupted"))
+        );
+        let other_stream = Frame::Continuation { stream: 5, fragment: Bytes::new(), end_headers: true };
+        assert!(joiner.check(&other_stream).is_err(), "a CONTINUATION of another stream interrupts too");
+        let its_own = Frame::Continuation { stream: 3, fragment: Bytes::new(), end_headers: true };
+        assert_eq!(joiner.check(&its_own), Ok(()));
+        assert!(joiner.continuation(b"cd", false, 100).unwrap().is_none());
+        let joined = joiner.continuation(b"ef", true, 100).unwrap().expect("the block ended");
+        assert_eq!((joined.stream, &joined.block[..], joined.end_stream), (3, &b"abcdef"[..], false));
+        assert_eq!(joiner.check(&interrupting), Ok(()), "once joined, any frame may come");
+
+        let without_headers = joiner.continuation(b"x", true, 100).map(|_| ()).unwrap_err();
+        assert!(matches!(without_headers, FrameError::Connection { reason: Reason::PROTOCOL_ERROR, .. }));
+        joiner.headers(7, Bytes::from_static(b"abc"), false, false);
+        let endless = joiner.continuation(&[0; 98], false, 100).map(|_| ()).unwrap_err();
+        assert!(matches!(endless, FrameError::Connection { reason: Reason::ENHANCE_YOUR_CALM, .. }));
+    }
+
+    #[test]
+    fn windows_widen_up_to_two_to_the_thirty_first_less_one() {
+        let mut window = i64::from(MAX_WINDOW) - 10;
+        assert!(widen(&mut window, 10));
+        assert_eq!(window, i64::from(MAX_WINDOW));
+        assert!(!widen(&mut window, 1), "one more breaks flow control");
     }
 
     /// The h2 crate's client, as a real peer: what it sends reads as the

@@ -512,6 +512,19 @@ impl Encoder {
         }
     }
 
+    /// Adds every header of `headers` HTTP/2 carries to the block, each
+    /// indexed as [`Indexing::for_header`] chooses.
+    pub fn encode_headers(&mut self, headers: &http::HeaderMap, dst: &mut BytesMut) {
+        for (name, value) in headers {
+            if super::is_connection_specific(name) {
+                continue;
+            }
+            let name = Name::Header(name.clone());
+            let indexing = Indexing::for_header(&name, value.is_sensitive());
+            self.encode(&name, value.as_bytes(), indexing, dst);
+        }
+    }
+
     /// Adds one field to the block begun with [`Encoder::start_block`].
     pub fn encode(&mut self, name: &Name, value: &[u8], indexing: Indexing, dst: &mut BytesMut) {
         debug_assert!(!matches!(name, Name::Malformed(_)), "a malformed name is never sent");

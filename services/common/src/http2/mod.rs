@@ -5,10 +5,18 @@
 //! tables, so nothing about it is shared or locked but what a call reads
 //! or writes itself. Why not the h2 crate: BENCHMARKS.md, issue #15.
 
+pub mod arriving;
 pub mod client;
 pub mod frame;
 pub mod hpack;
 pub mod outbox;
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::BytesMut;
+use tokio::io::AsyncRead;
 
 /// The client preface that opens every HTTP/2 connection with prior
 /// knowledge (as gRPC clients, h2load and `curl --http2-prior-knowledge` do).
@@ -20,4 +28,19 @@ pub fn is_connection_specific(name: &http::HeaderName) -> bool {
     [header::CONNECTION, header::TRANSFER_ENCODING, header::UPGRADE].contains(name)
         || name == "keep-alive"
         || name == "proxy-connection"
+}
+
+/// How much a connection asks its socket for at a time.
+pub const READ_BYTES: usize = 16 * 1024;
+
+/// Reads what has arrived onto `buffer`; false when the peer closed.
+pub fn poll_read_some(
+    io: &mut (impl AsyncRead + Unpin),
+    cx: &mut Context<'_>,
+    buffer: &mut BytesMut,
+) -> Poll<io::Result<bool>> {
+    if buffer.capacity() - buffer.len() < READ_BYTES / 4 {
+        buffer.reserve(READ_BYTES);
+    }
+    tokio_util::io::poll_read_buf(Pin::new(io), cx, buffer).map_ok(|read| read > 0)
 }
