@@ -122,6 +122,20 @@ pub fn decode(coded: &[u8], out: &mut Vec<u8>) -> Result<(), HuffmanError> {
                 None => break,
             }
         }
+        // Short codes, as many as the held bits hold, without a refill
+        // between them: most of a header value is letters and digits.
+        while held >= 8 {
+            let (symbol, len) = SHORT_CODES[(bits >> 56) as usize];
+            if len == 0 {
+                break;
+            }
+            out.push(symbol);
+            bits <<= len;
+            held -= usize::from(len);
+        }
+        if held <= 56 && !input.as_slice().is_empty() {
+            continue;
+        }
         if held < SHORTEST {
             break;
         }
