@@ -1017,7 +1017,8 @@ where
         let Some(stream) = self.streams.get_mut(&id) else { return Ok(()) };
         if head.too_large {
             let why = format!("the answer's headers were over {} bytes", self.settings.max_header_list_size);
-            stream.exchange.fail(CallError::stream(Reason::CANCEL, why));
+            // The backend is told the call is cancelled; the call, that its answer could not be taken.
+            stream.exchange.fail(CallError::stream(Reason::INTERNAL_ERROR, why));
             self.reset(id, Reason::CANCEL);
             return Ok(());
         }
@@ -1502,6 +1503,7 @@ mod tests {
         backend.send_headers(1, &[(":status", "200"), ("grpc-status", "3"), ("grpc-message", &huge)], true).await;
         let refused = tokio::time::timeout(WAIT, first).await.unwrap().unwrap_err();
         assert!(refused.to_string().contains("over 16384 bytes"), "{refused}");
+        assert_eq!(refused.to_status().code(), tonic::Code::Internal, "not a cancel by the caller");
         let reset = backend.until(|frame| matches!(frame, Frame::RstStream { .. })).await;
         assert_eq!(reset, Frame::RstStream { stream: 1, reason: Reason::CANCEL });
 
