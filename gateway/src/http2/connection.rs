@@ -315,7 +315,7 @@ where
                 }
             }
             Frame::Continuation { fragment, end_headers, .. } => {
-                // Encoded, a block within the limit is rarely more than twice its decoded size.
+                // HPACK only shrinks what it codes: a block whose fields fit the limit stays well inside twice it.
                 let limit = self.settings.max_header_list_size as usize * 2 + 1024;
                 if let Some(block) = self.blocks.continuation(&fragment, end_headers, limit)? {
                     self.handle_header_block(block)?;
