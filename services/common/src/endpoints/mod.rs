@@ -114,7 +114,7 @@ enum TargetHost {
 /// rotation for everyone (a caller could otherwise eject it at will).
 #[derive(Debug)]
 pub enum BackendError {
-    /// No connection could be made: refused, timed out, handshake failed.
+    /// No connection could be made: refused or timed out.
     Connect(String),
     /// The connection closed under the call.
     ConnectionLost(CallError),
@@ -218,19 +218,11 @@ impl Endpoint {
         payload: Payload,
     ) -> Result<Response<Body>, BackendError> {
         let connection = self.connection().await.map_err(BackendError::Connect)?;
-        connection.send(path.clone(), headers, payload).await.map_err(|error| self.failure(error, &connection))
-    }
-
-    /// Sorts a call's error into the connection's fault or this call's.
-    fn failure(&self, error: CallError, connection: &Client) -> BackendError {
-        match error {
-            CallError::ConnectionLost(_) => {
-                // Unless a call that failed before this one already replaced it.
-                self.lock_connections().retain(|(_, open)| !open.same_connection(connection));
-                BackendError::ConnectionLost(error)
-            }
+        // A lost connection is already closed to calls: the lane's next call connects anew.
+        connection.send(path.clone(), headers, payload).await.map_err(|error| match error {
+            CallError::ConnectionLost(_) => BackendError::ConnectionLost(error),
             CallError::Stream { .. } => BackendError::Answer(error),
-        }
+        })
     }
 
     async fn connection(&self) -> Result<Client, String> {

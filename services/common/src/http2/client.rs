@@ -259,11 +259,6 @@ impl Client {
     pub fn is_open(&self) -> bool {
         self.handle.shared.open.load(Ordering::Relaxed)
     }
-
-    /// Whether both are clients of one connection.
-    pub fn same_connection(&self, other: &Client) -> bool {
-        Arc::ptr_eq(&self.handle, &other.handle)
-    }
 }
 
 /// A call's answer head, still to come.
@@ -659,8 +654,9 @@ where
                 continue;
             }
             if self.next_stream >= LAST_STREAM_ID {
-                self.stop_taking_calls(CallError::ConnectionLost("the connection ran out of stream ids".into()));
-                submission.exchange.fail(CallError::ConnectionLost("the connection ran out of stream ids".into()));
+                let spent = CallError::ConnectionLost("the connection ran out of stream ids".into());
+                self.stop_taking_calls(spent.clone());
+                submission.exchange.fail(spent);
                 continue;
             }
             let id = self.next_stream;
@@ -1093,11 +1089,6 @@ where
         self.open_waiting();
     }
 
-    fn stop_taking_calls(&self, error: CallError) {
-        self.shared.open.store(false, Ordering::Relaxed);
-        self.shared.lock().closed.get_or_insert(error);
-    }
-
     /// Ends the connection for a broken rule: GOAWAY with its reason,
     /// written if it can be at once.
     fn fail(&mut self, cx: &mut Context<'_>, error: ConnectionError) -> ConnectionError {
@@ -1107,6 +1098,14 @@ where
             let _ = self.outbox.poll_write(&mut self.io, cx);
         }
         error
+    }
+}
+
+/// What a connection does however it ends, so its task's end and its drop share it.
+impl<IO> Connection<IO> {
+    fn stop_taking_calls(&self, error: CallError) {
+        self.shared.open.store(false, Ordering::Relaxed);
+        self.shared.lock().closed.get_or_insert(error);
     }
 
     /// Fails every call the connection still holds, and every call submitted to it.
@@ -1129,19 +1128,7 @@ impl<IO> Drop for Connection<IO> {
         if self.streams.is_empty() && self.waiting.is_empty() && !self.shared.open.load(Ordering::Relaxed) {
             return;
         }
-        let error = CallError::ConnectionLost("the connection's task stopped".into());
-        self.shared.open.store(false, Ordering::Relaxed);
-        let submitted = {
-            let mut shared = self.shared.lock();
-            shared.closed.get_or_insert(error.clone());
-            std::mem::take(&mut shared.submitted)
-        };
-        for (_, stream) in self.streams.drain() {
-            stream.exchange.fail(error.clone());
-        }
-        for submission in self.waiting.drain(..).chain(submitted) {
-            submission.exchange.fail(error.clone());
-        }
+        self.close(CallError::ConnectionLost("the connection's task stopped".into()));
     }
 }
 
