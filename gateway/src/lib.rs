@@ -144,7 +144,7 @@ impl Gateway {
                     if path.starts_with("/grpc.health.v1.Health/") || path.starts_with("/grpc.reflection.") {
                         own.oneshot(request).await?
                     } else {
-                        proxy.oneshot(request).await?
+                        proxy.handle(request).await
                     };
                 Ok::<_, Infallible>(response)
             }

@@ -3,12 +3,8 @@
 //! allows it, whether the request is well framed, then the call itself with
 //! a deadline, retries of reads, and the rate-limit headers on the answer.
 
-use std::convert::Infallible;
-use std::future::Future;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -24,7 +20,7 @@ use wizdata_common::auth::Caller;
 use wizdata_common::auth::verifier::Verifier;
 use wizdata_common::deadline::{GRPC_TIMEOUT, grpc_timeout_in, grpc_timeout_value};
 use wizdata_common::error::{ApiError, ErrorCode};
-use wizdata_common::grpc::{GRPC_STATUS, HoldingBody, X_REQUEST_ID, grpc_status_in, per_call, rpc_of};
+use wizdata_common::grpc::{GRPC_STATUS, HoldingBody, grpc_status_in, per_call, rpc_of};
 use wizdata_common::subjects::{StreamSlot, StreamSlots, anonymous_subject, subject_key};
 
 use crate::backend::{Backend, BackendError, Lease, Payload};
@@ -111,8 +107,10 @@ impl Proxy {
     }
 
     /// One call through the pipeline; a step's refusal becomes the answer,
-    /// with the rate-limit headers once a decision was made.
-    async fn handle(self, request: Request<Body>) -> Response<Body> {
+    /// with the rate-limit headers once a decision was made. Awaited in the
+    /// gateway's own service rather than behind a `Service` of its own,
+    /// whose future would be one more allocation per call.
+    pub async fn handle(self, request: Request<Body>) -> Response<Body> {
         let mut decision = None;
         let answer = self.admit_and_forward(request, &mut decision).await;
         let response = answer.unwrap_or_else(|refusal| status_response(refusal.into_status()));
@@ -176,7 +174,7 @@ impl Proxy {
         let has_encoding = parts.headers.contains_key(GRPC_ENCODING);
         // Deadline: the caller's, capped for unary calls, passed on.
         let deadline = Deadline::of(&parts.headers, method, inner.limits.max_deadline);
-        let headers = forwarded_headers(&parts.headers, caller, client, deadline);
+        let headers = forwarded_headers(parts.headers, caller, client, deadline);
         let whole = !method.server_streaming;
 
         let path = parts.uri.path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/"));
@@ -318,21 +316,6 @@ impl Refusal {
     }
 }
 
-impl tower::Service<Request<Body>> for Proxy {
-    type Response = Response<Body>;
-    type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, request: Request<Body>) -> Self::Future {
-        let proxy = self.clone();
-        Box::pin(async move { Ok(proxy.handle(request).await) })
-    }
-}
-
 /// How one attempt ended.
 enum Attempt {
     /// The backend answered (any status but UNAVAILABLE).
@@ -361,7 +344,7 @@ const WHOLE_ANSWER_BYTES: usize = 64 * 1024;
 async fn call(
     lease: &Lease,
     path: &PathAndQuery,
-    headers: &HeaderMap,
+    headers: &Arc<HeaderMap>,
     payload: Payload,
     deadline: Deadline,
     whole: bool,
@@ -548,30 +531,38 @@ const GRPC_ENCODING: HeaderName = HeaderName::from_static("grpc-encoding");
 /// The headers sent to the backend: the caller's, less those that only
 /// mean something on the client's connection, with the credential the
 /// backend checks cheaply (an API key becomes the token it was exchanged
-/// for) and the deadline left.
+/// for) and the deadline left. Edited in place, and shared by the call's
+/// attempts: building a map per call cost more than the rest of this step.
 fn forwarded_headers(
-    incoming: &HeaderMap,
+    mut headers: HeaderMap,
     caller: &Caller,
     client: Option<&ClientAddr>,
     deadline: Deadline,
-) -> HeaderMap {
-    const HOP_BY_HOP: [HeaderName; 6] = [
+) -> Arc<HeaderMap> {
+    // TE is not among them: every gRPC call sends it, and it is set below.
+    const COUNT: usize = 8;
+    const NOT_FORWARDED: [HeaderName; COUNT] = [
         header::CONNECTION,
         header::HOST,
-        header::TE,
         header::TRANSFER_ENCODING,
         header::UPGRADE,
         header::CONTENT_LENGTH,
+        HeaderName::from_static("keep-alive"),
+        HeaderName::from_static("proxy-connection"),
+        HeaderName::from_static("x-api-key"),
     ];
-    // Room for what is added below (te, authorization, x-forwarded-for,
-    // grpc-timeout, trace context), so the map is not grown mid-way.
-    let mut headers = HeaderMap::with_capacity(incoming.len() + 5);
-    for (name, value) in incoming {
-        if HOP_BY_HOP.contains(name) || name == "keep-alive" || name == "proxy-connection" || name == "x-api-key" {
-            continue;
+    // Only those present are removed: a removal hashes its name, and most
+    // calls carry one at most (HTTP/2 has no connection headers).
+    let mut present = [false; COUNT];
+    for name in headers.keys() {
+        if let Some(at) = NOT_FORWARDED.iter().position(|not_forwarded| not_forwarded == name) {
+            present[at] = true;
         }
-        let value = if name == X_REQUEST_ID { per_call(value.clone()) } else { value.clone() };
-        headers.append(name.clone(), value);
+    }
+    for (name, present) in NOT_FORWARDED.into_iter().zip(present) {
+        if present {
+            headers.remove(name);
+        }
     }
     headers.insert(header::TE, HeaderValue::from_static("trailers"));
     match caller.authorization() {
@@ -590,7 +581,7 @@ fn forwarded_headers(
     }
     // The backend's span is a child of this call's span at the gateway.
     wizdata_common::telemetry::inject_trace_context(&mut headers);
-    headers
+    Arc::new(headers)
 }
 
 fn unknown_path(path: &str) -> Status {
@@ -684,7 +675,7 @@ mod tests {
                 async move {
                     let message = read_single_message(request.into_body(), LIMIT, false, Duration::from_secs(5)).await;
                     let _ = read.send(message);
-                    Ok::<_, Infallible>(Response::new(Body::empty()))
+                    Ok::<_, std::convert::Infallible>(Response::new(Body::empty()))
                 }
             });
             let frames = chunks.into_iter().map(|chunk| Ok::<_, Status>(http_body::Frame::data(Bytes::from(chunk))));
@@ -748,6 +739,41 @@ mod tests {
         assert_eq!(header("retry-after"), "1");
         assert!(!header("ratelimit-limit").is_sensitive(), "the limit repeats: HTTP/2 may index it");
         assert!(header("ratelimit-remaining").is_sensitive() && header("ratelimit-reset").is_sensitive());
+    }
+
+    #[test]
+    fn the_backend_gets_the_callers_headers_less_the_connections_own() {
+        let incoming = HeaderMap::from_iter(
+            [
+                (header::CONNECTION, "keep-alive"),
+                (header::HOST, "gateway.test"),
+                (header::CONTENT_LENGTH, "11"),
+                (HeaderName::from_static("x-api-key"), "wzk_not_for_the_backend"),
+                (header::TE, "trailers"),
+                (header::AUTHORIZATION, "Bearer not-verified-here"),
+                (header::CONTENT_TYPE, "application/grpc"),
+                (HeaderName::from_static("x-request-id"), "call-1"),
+            ]
+            .map(|(name, value)| (name, HeaderValue::from_static(value))),
+        );
+        let client = ClientAddr::new("192.0.2.7:5000".parse().unwrap());
+        let deadline = Deadline { at: Some(Instant::now() + Duration::from_secs(5)) };
+        let sent = forwarded_headers(incoming, &Caller::anonymous(&[]), Some(&client), deadline);
+        for gone in ["connection", "host", "content-length", "x-api-key", "authorization"] {
+            assert!(!sent.contains_key(gone), "{gone} is not passed on: {sent:?}");
+        }
+        assert_eq!(sent["te"], "trailers");
+        assert_eq!(sent["content-type"], "application/grpc");
+        assert_eq!(sent["x-request-id"], "call-1");
+        assert_eq!(sent["x-forwarded-for"], "192.0.2.7");
+        let left = wizdata_common::deadline::grpc_timeout_in(&sent).unwrap();
+        assert!(left <= Duration::from_secs(5) && left > Duration::from_secs(4), "{left:?}");
+
+        // Nothing to remove: the headers go on as they came, and TE is set all the same.
+        let plain = HeaderMap::from_iter([(header::CONTENT_TYPE, HeaderValue::from_static("application/grpc"))]);
+        let sent = forwarded_headers(plain, &Caller::anonymous(&[]), None, Deadline { at: None });
+        assert_eq!(sent.len(), 2, "{sent:?}");
+        assert_eq!(sent["te"], "trailers");
     }
 
     #[test]

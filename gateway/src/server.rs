@@ -28,7 +28,7 @@ use wizdata_common::grpc::HoldingBody;
 use wizdata_common::lanes::Lanes;
 use wizdata_common::metrics::GrpcMetricsLayer;
 use wizdata_common::server::{
-    RequestIds, call_span, call_span_of_rpc, callers_mistakes_are_not_failures, echo_request_id,
+    RequestIds, call_span, call_span_of_rpc, callers_mistakes_are_not_failures, echo_request_id, end_of_stream,
 };
 
 use crate::backend::Backend;
@@ -466,7 +466,7 @@ fn call_stack(
         // Find a REST call's route once, so its span is named by the RPC the route calls.
         .map_request(RouteLookup::attach::<Body>)
         // One span per call with its method and request id; logs server-side failures with latency.
-        .layer(TraceLayer::new(callers_mistakes_are_not_failures()).make_span_with(gateway_span))
+        .layer(TraceLayer::new(callers_mistakes_are_not_failures()).make_span_with(gateway_span).on_eos(end_of_stream))
         // Echo the id to the caller, so a client can quote it when reporting a problem.
         .layer(echo_request_id())
         .service(connection)

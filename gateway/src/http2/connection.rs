@@ -14,7 +14,7 @@
 //! its client resets it, and RST_STREAM or GOAWAY with the RFC's code for
 //! each broken rule.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::future::{Future, poll_fn};
 use std::io;
@@ -157,8 +157,15 @@ struct ServerConnection<IO, S> {
     decoder: Decoder,
     encoder: Encoder,
     scratch: BytesMut,
-    streams: HashMap<StreamId, Stream>,
+    /// Hashed with foldhash, seeded per process: SipHash's strength is not
+    /// needed for ids the peer can only count upwards, and cost more per call.
+    streams: foldhash::HashMap<StreamId, Stream>,
     calls: FuturesUnordered<Call>,
+    /// Answer bodies whose next frame is to be read. Read here first: a
+    /// unary answer's frames have all arrived by the time its head has, and
+    /// a future per frame would cost an allocation and a pass through the
+    /// calls each. Only a body that has to wait gets a future of its own.
+    next_frames: Vec<(StreamId, Body)>,
     /// Streams whose answers wait for a window to open.
     blocked: VecDeque<StreamId>,
     /// Streams whose request bodies may still be arriving, released back to
@@ -210,8 +217,9 @@ where
             decoder: Decoder::default(),
             encoder: Encoder::default(),
             scratch: BytesMut::new(),
-            streams: HashMap::new(),
+            streams: foldhash::HashMap::default(),
             calls: FuturesUnordered::new(),
+            next_frames: Vec::new(),
             blocked: VecDeque::new(),
             receiving: Vec::new(),
             blocks: BlockJoiner::default(),
@@ -252,6 +260,7 @@ where
                         break;
                     }
                 }
+                progressed |= self.read_next_frames(cx);
                 self.release_consumed();
             }
             rounds += 1;
@@ -555,8 +564,35 @@ where
         }
     }
 
-    /// Reads the answer body's next frame in the call's place among the futures.
-    fn read_body(&mut self, id: StreamId, mut body: Body) {
+    /// Reads the answer body's next frame (see `next_frames`).
+    fn read_body(&mut self, id: StreamId, body: Body) {
+        self.next_frames.push((id, body));
+    }
+
+    /// Handles every answer frame that is ready now; a body whose next frame
+    /// is not gets a future among the calls. Says whether any frame was.
+    fn read_next_frames(&mut self, cx: &mut Context<'_>) -> bool {
+        let mut handled = false;
+        while let Some((id, mut body)) = self.next_frames.pop() {
+            if !self.streams.contains_key(&id) {
+                continue;
+            }
+            // Past the limit, the frame waits with the calls, which are read
+            // again only once the client has taken what it has.
+            if self.outbox.unwritten() < MAX_UNWRITTEN_BYTES
+                && let Poll::Ready(frame) = Pin::new(&mut body).poll_frame(cx)
+            {
+                handled = true;
+                self.handle_event(Event::BodyFrame(id, frame, body));
+                continue;
+            }
+            self.wait_for_frame(id, body);
+        }
+        handled
+    }
+
+    /// Waits for the answer body's next frame in the call's place among the futures.
+    fn wait_for_frame(&mut self, id: StreamId, mut body: Body) {
         let Some(stream) = self.streams.get_mut(&id) else { return };
         let (abort, registration) = AbortHandle::new_pair();
         stream.abort = abort;

@@ -214,7 +214,7 @@ impl Endpoint {
     pub async fn send(
         &self,
         path: &PathAndQuery,
-        headers: HeaderMap,
+        headers: Arc<HeaderMap>,
         payload: Payload,
     ) -> Result<Response<Body>, BackendError> {
         let connection = self.connection().await.map_err(BackendError::Connect)?;
@@ -691,7 +691,7 @@ mod tests {
         let call = |pool: Arc<EndpointPool>| async move {
             let lease = pool.pick().unwrap();
             let path = PathAndQuery::from_static("/s/M");
-            let answer = lease.endpoint().send(&path, HeaderMap::new(), Payload::Message(Bytes::new())).await;
+            let answer = lease.endpoint().send(&path, Arc::default(), Payload::Message(Bytes::new())).await;
             answer.unwrap().status()
         };
         let lanes = crate::lanes::Lanes::start(std::num::NonZeroUsize::new(2).unwrap(), "endpoint-test").unwrap();

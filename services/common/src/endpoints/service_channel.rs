@@ -63,7 +63,7 @@ impl tower::Service<http::Request<Body>> for ServiceChannel {
                     pool.pick_discovered().await.ok_or_else(|| Status::unavailable(pool.unavailable_reason()))?;
                 let (parts, body) = request.into_parts();
                 let path = parts.uri.path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/"));
-                match lease.endpoint().send(&path, parts.headers, Payload::Stream(body)).await {
+                match lease.endpoint().send(&path, Arc::new(parts.headers), Payload::Stream(body)).await {
                     // The lease counts the call in flight until its answer is read.
                     Ok(answer) => Ok(answer.map(|body| HoldingBody::wrap(body, lease))),
                     Err(error) => {

@@ -13,6 +13,10 @@ use http::HeaderMap;
 
 #[derive(Default)]
 pub struct Arriving {
+    /// The oldest data not yet read, held apart from the rest: a unary
+    /// call's body is one chunk, and a queue's first push allocates.
+    first: Option<Bytes>,
+    /// Data that arrived after `first`, in order.
     data: VecDeque<Bytes>,
     trailers: Option<HeaderMap>,
     ended: bool,
@@ -25,7 +29,10 @@ impl Arriving {
     /// Data as it arrived, and whether the stream ended with it.
     pub fn push(&mut self, data: Bytes, end_stream: bool) {
         if !data.is_empty() {
-            self.data.push_back(data);
+            match self.first {
+                None if self.data.is_empty() => self.first = Some(data),
+                _ => self.data.push_back(data),
+            }
         }
         self.ended |= end_stream;
         self.wake();
@@ -53,7 +60,7 @@ impl Arriving {
     /// The next frame: `Some(None)` once the body has ended, `None` while
     /// nothing is there yet.
     pub fn next_frame(&mut self) -> Option<Option<http_body::Frame<Bytes>>> {
-        if let Some(data) = self.data.pop_front() {
+        if let Some(data) = self.first.take().or_else(|| self.data.pop_front()) {
             self.consumed += data.len();
             return Some(Some(http_body::Frame::data(data)));
         }
@@ -81,6 +88,40 @@ impl Arriving {
 
     /// Ended, and all of it read.
     pub fn is_end_stream(&self) -> bool {
-        self.ended && self.data.is_empty() && self.trailers.is_none()
+        self.ended && self.first.is_none() && self.data.is_empty() && self.trailers.is_none()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn next_data(arriving: &mut Arriving) -> Option<Bytes> {
+        arriving.next_frame().flatten().and_then(|frame| frame.into_data().ok())
+    }
+
+    #[test]
+    fn data_is_read_in_the_order_it_arrived_then_the_trailers_then_the_end() {
+        let mut arriving = Arriving::default();
+        assert!(arriving.next_frame().is_none(), "nothing yet");
+        arriving.push(Bytes::from_static(b"a"), false);
+        arriving.push(Bytes::new(), false);
+        arriving.push(Bytes::from_static(b"b"), false);
+        assert_eq!(next_data(&mut arriving).as_deref(), Some(&b"a"[..]));
+        arriving.push(Bytes::from_static(b"c"), false);
+        assert_eq!(next_data(&mut arriving).as_deref(), Some(&b"b"[..]));
+        arriving.push(Bytes::from_static(b"d"), false);
+        assert_eq!(next_data(&mut arriving).as_deref(), Some(&b"c"[..]));
+        assert_eq!(next_data(&mut arriving).as_deref(), Some(&b"d"[..]));
+        assert!(arriving.next_frame().is_none(), "read up, not ended");
+        arriving.push(Bytes::from_static(b"e"), false);
+        arriving.finish(HeaderMap::from_iter([(http::header::TE, http::HeaderValue::from_static("trailers"))]));
+        assert!(!arriving.is_end_stream(), "data and trailers still to read");
+        assert_eq!(next_data(&mut arriving).as_deref(), Some(&b"e"[..]));
+        assert_eq!(arriving.consumed(), 5, "every byte read is counted once");
+        let trailers = arriving.next_frame().flatten().and_then(|frame| frame.into_trailers().ok());
+        assert_eq!(trailers.map(|trailers| trailers.len()), Some(1));
+        assert!(arriving.is_end_stream());
+        assert!(matches!(arriving.next_frame(), Some(None)), "then the end, for good");
     }
 }

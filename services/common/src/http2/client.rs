@@ -15,7 +15,7 @@
 //! its stream store, shared and locked between the call and the task, and
 //! Huffman-coding every header sent.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
@@ -150,6 +150,14 @@ struct Shared {
     state: Mutex<SharedState>,
 }
 
+/// The lists a connection's calls fill between its turns (see [`SharedState`]).
+#[derive(Default)]
+struct Taken {
+    submitted: VecDeque<Submission>,
+    let_go: Vec<StreamId>,
+    releasing: Vec<StreamId>,
+}
+
 #[derive(Default)]
 struct SharedState {
     submitted: VecDeque<Submission>,
@@ -179,7 +187,8 @@ impl Shared {
 
 struct Submission {
     path: PathAndQuery,
-    headers: HeaderMap,
+    /// Shared: a call sent again after UNAVAILABLE sends the same headers.
+    headers: Arc<HeaderMap>,
     payload: Payload,
     exchange: Arc<Exchange>,
 }
@@ -242,7 +251,8 @@ impl Exchange {
 impl Client {
     /// Sends a call to `path` with `headers`; resolves to the answer's head
     /// and a body that reads the rest as it arrives.
-    pub fn send(&self, path: PathAndQuery, headers: HeaderMap, payload: Payload) -> ResponseFuture {
+    pub fn send(&self, path: PathAndQuery, headers: impl Into<Arc<HeaderMap>>, payload: Payload) -> ResponseFuture {
+        let headers = headers.into();
         let shared = &self.handle.shared;
         let exchange = Arc::new(Exchange { shared: shared.clone(), state: Mutex::default() });
         let mut state = shared.lock();
@@ -438,9 +448,14 @@ struct Connection<IO> {
     decoder: Decoder,
     encoder: Encoder,
     scratch: BytesMut,
-    streams: HashMap<StreamId, Stream>,
+    /// Hashed with foldhash, seeded per process: SipHash's strength is not
+    /// needed for ids the peer can only count upwards, and cost more per call.
+    streams: foldhash::HashMap<StreamId, Stream>,
     /// Calls submitted beyond the backend's limit of concurrent streams.
     waiting: VecDeque<Submission>,
+    /// What the last turn took from the calls, emptied: swapped with the
+    /// shared lists each turn, so neither side allocates them anew per call.
+    taken: Taken,
     sending: FuturesUnordered<BodyRead>,
     /// Streams whose request data waits for a window to open.
     blocked: VecDeque<StreamId>,
@@ -492,8 +507,9 @@ where
             decoder: Decoder::default(),
             encoder: Encoder::default(),
             scratch: BytesMut::new(),
-            streams: HashMap::new(),
+            streams: foldhash::HashMap::default(),
             waiting: VecDeque::new(),
+            taken: Taken::default(),
             sending: FuturesUnordered::new(),
             blocked: VecDeque::new(),
             blocks: BlockJoiner::default(),
@@ -617,30 +633,31 @@ where
     /// Takes what calls asked for since the last turn (new calls, calls let
     /// go, answer data read), and keeps the task's waker for the next.
     fn take_calls(&mut self, cx: &Context<'_>) -> bool {
-        let (submitted, let_go, releasing) = {
+        let mut taken = std::mem::take(&mut self.taken);
+        {
             let mut shared = self.shared.lock();
             if !shared.task.as_ref().is_some_and(|task| task.will_wake(cx.waker())) {
                 shared.task = Some(cx.waker().clone());
             }
             self.abandoned = shared.abandoned;
             if shared.submitted.is_empty() && shared.let_go.is_empty() && shared.releasing.is_empty() {
+                self.taken = taken;
                 return false;
             }
-            (
-                std::mem::take(&mut shared.submitted),
-                std::mem::take(&mut shared.let_go),
-                std::mem::take(&mut shared.releasing),
-            )
-        };
-        for id in let_go {
+            std::mem::swap(&mut shared.submitted, &mut taken.submitted);
+            std::mem::swap(&mut shared.let_go, &mut taken.let_go);
+            std::mem::swap(&mut shared.releasing, &mut taken.releasing);
+        }
+        for id in taken.let_go.drain(..) {
             if self.streams.contains_key(&id) {
                 self.reset(id, Reason::CANCEL);
             }
         }
-        for id in releasing {
+        for id in taken.releasing.drain(..) {
             self.release(id);
         }
-        self.waiting.extend(submitted);
+        self.waiting.extend(taken.submitted.drain(..));
+        self.taken = taken;
         self.open_waiting();
         true
     }
@@ -673,9 +690,7 @@ where
     }
 
     fn open(&mut self, id: StreamId, submission: Submission) {
-        let Submission { path, mut headers, payload, exchange } = submission;
-        // HTTP/2 says it with :authority (an HTTP/1.1 caller's, passed on, would contradict it).
-        headers.remove(http::header::HOST);
+        let Submission { path, headers, payload, exchange } = submission;
         let mut block = std::mem::take(&mut self.scratch);
         block.clear();
         self.encoder.start_block(&mut block);
@@ -1213,6 +1228,7 @@ mod tests {
         headers.insert("content-type", HeaderValue::from_static("application/grpc"));
         headers.insert("te", HeaderValue::from_static("trailers"));
         headers.insert("connection", HeaderValue::from_static("keep-alive"));
+        headers.insert("host", HeaderValue::from_static("elsewhere.test"));
         headers
     }
 
@@ -1373,6 +1389,7 @@ mod tests {
         assert_eq!(named(":path"), Some("/wizdata.registry.v1.RegistryService/GetSymbol"));
         assert_eq!(named("content-type"), Some("application/grpc"));
         assert_eq!(named("connection"), None, "connection-specific headers stay behind");
+        assert_eq!(named("host"), None, "the authority is said once, by :authority");
         let Frame::Data { stream: 1, payload, end_stream: true, .. } = backend.frame().await else { panic!("DATA") };
         assert_eq!(&payload[..], b"\0\0\0\0\x02\x0a\x00");
 

@@ -513,10 +513,12 @@ impl Encoder {
     }
 
     /// Adds every header of `headers` HTTP/2 carries to the block, each
-    /// indexed as [`Indexing::for_header`] chooses.
+    /// indexed as [`Indexing::for_header`] chooses. `Host` is left out: a
+    /// request says it with `:authority` (an HTTP/1.1 caller's, passed on,
+    /// could contradict it), and an answer has no use for it.
     pub fn encode_headers(&mut self, headers: &http::HeaderMap, dst: &mut BytesMut) {
         for (name, value) in headers {
-            if super::is_connection_specific(name) {
+            if super::is_connection_specific(name) || name == header::HOST {
                 continue;
             }
             let name = Name::Header(name.clone());
