@@ -21,14 +21,13 @@ use tonic::body::Body;
 use tower::ServiceExt;
 use tower::util::BoxCloneSyncService;
 use tower_http::cors::{AllowOrigin, CorsLayer};
-use tower_http::request_id::SetRequestIdLayer;
 use tower_http::trace::TraceLayer;
 use wizdata_common::connections::{Connection, ConnectionInfo, Incoming};
 use wizdata_common::grpc::HoldingBody;
 use wizdata_common::lanes::Lanes;
 use wizdata_common::metrics::GrpcMetricsLayer;
 use wizdata_common::server::{
-    RequestIds, call_span, call_span_of_rpc, callers_mistakes_are_not_failures, echo_request_id, end_of_stream,
+    RequestIdLayer, call_span, call_span_of_rpc, callers_mistakes_are_not_failures, end_of_stream,
 };
 
 use crate::backend::Backend;
@@ -461,14 +460,13 @@ fn call_stack(
     tower::ServiceBuilder::new()
         // One body type for every answer, whatever the layers below wrap it in.
         .map_response(|response: Response<_>| response.map(Body::new))
-        // Give every call an id (or keep the caller's), so its log lines here and in the backend match.
-        .layer(SetRequestIdLayer::x_request_id(RequestIds))
+        // Give every call an id (or keep the caller's), so its log lines here and in the backend match;
+        // echoed, so a client can quote it when reporting a problem.
+        .layer(RequestIdLayer)
         // Find a REST call's route once, so its span is named by the RPC the route calls.
         .map_request(RouteLookup::attach::<Body>)
         // One span per call with its method and request id; logs server-side failures with latency.
         .layer(TraceLayer::new(callers_mistakes_are_not_failures()).make_span_with(gateway_span).on_eos(end_of_stream))
-        // Echo the id to the caller, so a client can quote it when reporting a problem.
-        .layer(echo_request_id())
         .service(connection)
 }
 

@@ -106,7 +106,18 @@ pub enum HuffmanError {
 
 /// Appends the decoding of `coded` to `out`.
 pub fn decode(coded: &[u8], out: &mut Vec<u8>) -> Result<(), HuffmanError> {
-    out.reserve(coded.len() * 8 / 5);
+    let start = out.len();
+    // Room for the most symbols `coded` can hold (the shortest code is 5
+    // bits), written by index: a push each checked and grew the vector.
+    out.resize(start + coded.len() * 8 / SHORTEST, 0);
+    let decoded = decode_into(coded, &mut out[start..]);
+    out.truncate(start + decoded.unwrap_or(0));
+    decoded.map(|_| ())
+}
+
+/// Decodes `coded` into `out`, which has room for it; says how many bytes it wrote.
+fn decode_into(coded: &[u8], out: &mut [u8]) -> Result<usize, HuffmanError> {
+    let mut written = 0;
     // Bits not yet decoded, left-aligned in the low 32 bits' worth of a
     // window: `bits` holds `held` of them at its top.
     let mut bits: u64 = 0;
@@ -129,7 +140,8 @@ pub fn decode(coded: &[u8], out: &mut Vec<u8>) -> Result<(), HuffmanError> {
             if len == 0 {
                 break;
             }
-            out.push(symbol);
+            out[written] = symbol;
+            written += 1;
             bits <<= len;
             held -= usize::from(len);
         }
@@ -141,7 +153,8 @@ pub fn decode(coded: &[u8], out: &mut Vec<u8>) -> Result<(), HuffmanError> {
         }
         let (symbol, len) = SHORT_CODES[(bits >> 56) as usize];
         if len != 0 && usize::from(len) <= held {
-            out.push(symbol);
+            out[written] = symbol;
+            written += 1;
             bits <<= len;
             held -= usize::from(len);
             continue;
@@ -159,7 +172,8 @@ pub fn decode(coded: &[u8], out: &mut Vec<u8>) -> Result<(), HuffmanError> {
         if symbol == EOS {
             return Err(HuffmanError::EndOfString);
         }
-        out.push(symbol as u8);
+        out[written] = symbol as u8;
+        written += 1;
         bits <<= len;
         held -= len;
     }
@@ -168,7 +182,7 @@ pub fn decode(coded: &[u8], out: &mut Vec<u8>) -> Result<(), HuffmanError> {
     if held > 7 || !all_ones {
         return Err(HuffmanError::BadPadding);
     }
-    Ok(())
+    Ok(written)
 }
 
 #[cfg(test)]
@@ -239,6 +253,17 @@ mod tests {
         let every: Vec<u8> = (0..=255).collect();
         assert_eq!(decoded(&encode(&every)).unwrap(), every);
         assert_eq!(decoded(&[]).unwrap(), b"");
+        // Only short codes, as many as the input can hold: eight '0's in five bytes.
+        assert_eq!(decoded(&encode(b"00000000")).unwrap(), b"00000000");
+    }
+
+    #[test]
+    fn decoding_appends_and_a_refusal_appends_nothing() {
+        let mut out = b"kept:".to_vec();
+        decode(&encode(b"www.example.com"), &mut out).unwrap();
+        assert_eq!(out, b"kept:www.example.com");
+        assert_eq!(decode(&[0b0000_0111, 0xff], &mut out), Err(HuffmanError::BadPadding));
+        assert_eq!(out, b"kept:www.example.com", "a refused string leaves nothing behind");
     }
 
     #[test]
