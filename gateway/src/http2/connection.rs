@@ -35,6 +35,7 @@ use tonic::body::Body;
 use tower::ServiceExt;
 use wizdata_common::connections::{CONNECTION_WINDOW_BYTES, STREAM_WINDOW_BYTES};
 use wizdata_common::grpc::GRPC_STATUS;
+use wizdata_common::time::poll_timer;
 
 use super::arriving::Arriving;
 use super::frame::{self, BlockJoiner, Frame, FrameError, HeaderBlock, Settings, StreamId};
@@ -106,7 +107,7 @@ where
         // Pings every `keep_alive`, and closes when one goes unanswered as long.
         // The timer keeps this task's waker once polled; polling it on every
         // turn would only cost time.
-        while (!ping_armed || ping.is_elapsed()) && ping.as_mut().poll(cx).is_ready() {
+        while (!ping_armed || ping.is_elapsed()) && poll_timer(ping.as_mut(), cx).is_ready() {
             if connection.awaiting_ping {
                 tracing::debug!("an HTTP/2 client answered no ping; closing its connection");
                 return Poll::Ready(Ok(()));

@@ -339,7 +339,7 @@ impl Connection {
             return Ok(());
         }
         self.check_armed = true;
-        while self.check.as_mut().poll(cx).is_ready() {
+        while crate::time::poll_timer(self.check.as_mut(), cx).is_ready() {
             let (deadline, reason) = self.info.calls.deadline(&self.limits);
             if deadline <= Instant::now() {
                 tracing::debug!(

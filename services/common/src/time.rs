@@ -1,6 +1,10 @@
 //! Time as the services use it: the wall clock, protobuf Timestamps, chrono
-//! and nanoseconds since the epoch (as ticks and bars are stored).
+//! and nanoseconds since the epoch (as ticks and bars are stored), and the
+//! connections' timers.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use chrono::{DateTime, Utc};
@@ -43,9 +47,37 @@ pub fn ns_from_timestamp(timestamp: &Timestamp) -> Option<i64> {
     timestamp.seconds.checked_mul(NANOS_PER_SECOND)?.checked_add(i64::from(timestamp.nanos))
 }
 
+/// Polls `timer` whatever is left of the task's cooperative budget. The
+/// connections poll their timers only until they are armed (a poll on
+/// every turn would only cost time): a poll refused for want of budget
+/// would leave such a timer unregistered, and it would never fire.
+pub fn poll_timer(timer: Pin<&mut tokio::time::Sleep>, cx: &mut Context<'_>) -> Poll<()> {
+    Pin::new(&mut tokio::task::coop::unconstrained(timer)).poll(cx)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_timer_is_armed_even_when_the_tasks_budget_is_spent() {
+        let mut timer = Box::pin(tokio::time::sleep(Duration::from_secs(1)));
+        std::future::poll_fn(|cx| {
+            // Spend the task's budget, as a busy connection's turn can.
+            let mut spending = std::pin::pin!(async {
+                loop {
+                    tokio::task::coop::consume_budget().await;
+                }
+            });
+            assert!(spending.as_mut().poll(cx).is_pending(), "the budget ran out");
+            assert!(poll_timer(timer.as_mut(), cx).is_pending());
+            Poll::Ready(())
+        })
+        .await;
+        // Not polled again: armed, it fires when its time comes.
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert!(timer.is_elapsed());
+    }
 
     #[test]
     fn round_trips_and_rejects_bad_nanos() {

@@ -561,7 +561,7 @@ where
             self.pong_arrived = false;
             ping.as_mut().reset(Instant::now() + self.settings.keep_alive_interval);
         }
-        while ping.as_mut().poll(cx).is_ready() {
+        while crate::time::poll_timer(ping.as_mut(), cx).is_ready() {
             if self.awaiting_pong {
                 return Err(ConnectionError::NoPong);
             }
