@@ -35,7 +35,7 @@ use tonic::body::Body;
 use tower::ServiceExt;
 use wizdata_common::connections::{CONNECTION_WINDOW_BYTES, STREAM_WINDOW_BYTES};
 use wizdata_common::grpc::GRPC_STATUS;
-use wizdata_common::time::poll_timer;
+use wizdata_common::time::Alarm;
 
 use super::arriving::Arriving;
 use super::frame::{self, BlockJoiner, Frame, FrameError, HeaderBlock, Settings, StreamId};
@@ -98,25 +98,21 @@ where
 {
     let mut connection = ServerConnection::new(io, settings, service);
     let mut stop = std::pin::pin!(stopping.changed());
-    let mut ping = Box::pin(tokio::time::sleep(settings.keep_alive));
-    let mut ping_armed = false;
+    let mut ping = Alarm::after(settings.keep_alive);
     poll_fn(|cx| {
         if !connection.closing && stop.as_mut().poll(cx).is_ready() {
             connection.shut_down_gracefully();
         }
         // Pings every `keep_alive`, and closes when one goes unanswered as long.
-        // The timer keeps this task's waker once polled; polling it on every
-        // turn would only cost time.
-        while (!ping_armed || ping.is_elapsed()) && poll_timer(ping.as_mut(), cx).is_ready() {
+        while ping.poll_rang(cx).is_ready() {
             if connection.awaiting_ping {
                 tracing::debug!("an HTTP/2 client answered no ping; closing its connection");
                 return Poll::Ready(Ok(()));
             }
             connection.awaiting_ping = true;
             frame::put_ping(connection.outbox.tail(), *b"wizdata!", false);
-            ping.as_mut().reset(tokio::time::Instant::now() + settings.keep_alive);
+            ping.set(tokio::time::Instant::now() + settings.keep_alive);
         }
-        ping_armed = true;
         connection.poll_turn(cx)
     })
     .await
@@ -543,7 +539,7 @@ where
                     None => {
                         frame::put_data_header(self.outbox.tail(), id, 0, true);
                         self.finish_stream(id);
-                    }
+                        }
                     Some(Ok(frame)) => match frame.into_data() {
                         Ok(data) => {
                             if self.send_data(id, data, body) {
@@ -554,7 +550,7 @@ where
                             let trailers = frame.into_trailers().unwrap_or_default();
                             self.put_head(id, None, &trailers, true);
                             self.finish_stream(id);
-                        }
+                                }
                     },
                     Some(Err(status)) => {
                         tracing::debug!(stream = id, %status, "an answer broke off");

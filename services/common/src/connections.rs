@@ -30,6 +30,8 @@ use tokio::time::{Instant, Sleep};
 use tonic::body::Body;
 use tonic::transport::server::{Connected, TcpConnectInfo};
 
+use crate::time::Alarm;
+
 /// HTTP/2 flow-control windows for what clients send, on every listener.
 ///
 /// HTTP/2 servers (h2, as hyper and tonic use it) close a connection with
@@ -275,9 +277,7 @@ pub struct Connection {
     stream: TcpStream,
     info: ConnectionInfo,
     limits: ConnectionLimits,
-    check: Pin<Box<Sleep>>,
-    /// The timer has been polled, and keeps the reading task's waker.
-    check_armed: bool,
+    check: Alarm,
     _slot: Slot,
 }
 
@@ -290,9 +290,9 @@ impl Connection {
             in_flight: AtomicUsize::new(0),
             last_active_ms: AtomicU64::new(0),
         });
-        let check = Box::pin(tokio::time::sleep_until(calls.opened + limits.handshake_timeout));
+        let check = Alarm::at(calls.opened + limits.handshake_timeout);
         let info = ConnectionInfo { local, peer, calls };
-        Self { stream, info, limits, check, check_armed: false, _slot: slot }
+        Self { stream, info, limits, check, _slot: slot }
     }
 
     pub fn info(&self) -> &ConnectionInfo {
@@ -303,10 +303,10 @@ impl Connection {
     /// called on (a lane: [`crate::lanes`]): its socket and its timer are
     /// registered there, so its wake-ups stay on that runtime's thread.
     pub fn into_current_runtime(self) -> io::Result<Self> {
-        let Self { stream, info, limits, check, _slot, .. } = self;
+        let Self { stream, info, limits, check, _slot } = self;
         let stream = TcpStream::from_std(stream.into_std()?)?;
-        let check = Box::pin(tokio::time::sleep_until(check.deadline()));
-        Ok(Self { stream, info, limits, check, check_armed: false, _slot })
+        let check = Alarm::at(check.deadline());
+        Ok(Self { stream, info, limits, check, _slot })
     }
 
     /// Whether the client's first bytes are `prefix` (a protocol's
@@ -332,14 +332,8 @@ impl Connection {
     /// `Err(TimedOut)` once the connection's time is up; otherwise arms the
     /// timer for the next look.
     fn poll_time_left(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
-        // Once polled, the timer keeps the waker of the task that reads the
-        // connection (one task does): polling it on every read until it
-        // fires would only cost time (960 instructions a call at the gateway).
-        if self.check_armed && !self.check.is_elapsed() {
-            return Ok(());
-        }
-        self.check_armed = true;
-        while crate::time::poll_timer(self.check.as_mut(), cx).is_ready() {
+        // The alarm wakes the task that reads the connection (one task does).
+        while self.check.poll_rang(cx).is_ready() {
             let (deadline, reason) = self.info.calls.deadline(&self.limits);
             if deadline <= Instant::now() {
                 tracing::debug!(
@@ -351,7 +345,7 @@ impl Connection {
                 count(self.limits.listener, reason);
                 return Err(io::Error::new(io::ErrorKind::TimedOut, reason.as_str()));
             }
-            self.check.as_mut().reset(deadline);
+            self.check.set(deadline);
         }
         Ok(())
     }

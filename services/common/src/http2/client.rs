@@ -33,7 +33,7 @@ use http::{HeaderMap, HeaderValue, Response, StatusCode};
 use http_body::Body as _;
 use http_body_util::BodyExt;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::time::{Instant, Sleep};
+use tokio::time::Instant;
 use tonic::body::Body;
 
 use super::arriving::Arriving;
@@ -41,6 +41,7 @@ use super::frame::{self, BlockJoiner, Frame, FrameError, HeaderBlock, Settings, 
 use super::hpack::{Decoder, Encoder, Field, Indexing, Name};
 use super::outbox::Outbox;
 use super::{PREFACE, READ_BYTES, is_connection_specific, poll_read_some};
+use crate::time::Alarm;
 
 /// Each stream's window for answers: as hyper's client, wide enough that a
 /// large answer arrives without waiting for this side to release any.
@@ -472,7 +473,6 @@ struct Connection<IO> {
     going_away: Option<StreamId>,
     /// Every [`Client`] is gone: no call can come.
     abandoned: bool,
-    ping_armed: bool,
     awaiting_pong: bool,
     pong_arrived: bool,
 }
@@ -525,16 +525,15 @@ where
             unreleased: 0,
             going_away: None,
             abandoned: false,
-            ping_armed: false,
             awaiting_pong: false,
             pong_arrived: false,
         }
     }
 
     async fn run(mut self) -> Result<(), ConnectionError> {
-        let mut ping = Box::pin(tokio::time::sleep(self.settings.keep_alive_interval));
+        let mut ping = Alarm::after(self.settings.keep_alive_interval);
         let ended = std::future::poll_fn(|cx| {
-            if let Err(error) = self.poll_keep_alive(ping.as_mut(), cx) {
+            if let Err(error) = self.poll_keep_alive(&mut ping, cx) {
                 return Poll::Ready(Err(error));
             }
             self.poll_turn(cx)
@@ -550,24 +549,18 @@ where
 
     /// Pings every `keep_alive_interval`; an unanswered ping ends the
     /// connection after `keep_alive_timeout`.
-    fn poll_keep_alive(&mut self, mut ping: Pin<&mut Sleep>, cx: &mut Context<'_>) -> Result<(), ConnectionError> {
-        // The timer keeps this task's waker once polled; polling it on
-        // every turn would only cost time.
-        if self.ping_armed && !self.pong_arrived && !ping.is_elapsed() {
-            return Ok(());
-        }
-        self.ping_armed = true;
+    fn poll_keep_alive(&mut self, ping: &mut Alarm, cx: &mut Context<'_>) -> Result<(), ConnectionError> {
         if self.pong_arrived {
             self.pong_arrived = false;
-            ping.as_mut().reset(Instant::now() + self.settings.keep_alive_interval);
+            ping.set(Instant::now() + self.settings.keep_alive_interval);
         }
-        while crate::time::poll_timer(ping.as_mut(), cx).is_ready() {
+        while ping.poll_rang(cx).is_ready() {
             if self.awaiting_pong {
                 return Err(ConnectionError::NoPong);
             }
             self.awaiting_pong = true;
             frame::put_ping(self.outbox.tail(), *b"wizdata?", false);
-            ping.as_mut().reset(Instant::now() + self.settings.keep_alive_timeout);
+            ping.set(Instant::now() + self.settings.keep_alive_timeout);
         }
         Ok(())
     }
