@@ -539,21 +539,12 @@ fn forwarded_headers(
     client: Option<&ClientAddr>,
     deadline: Deadline,
 ) -> Arc<HeaderMap> {
-    // TE is not among them: every gRPC call sends it, and it is set below.
-    const COUNT: usize = 8;
-    const NOT_FORWARDED: [HeaderName; COUNT] = [
-        header::CONNECTION,
-        header::HOST,
-        header::TRANSFER_ENCODING,
-        header::UPGRADE,
-        header::CONTENT_LENGTH,
-        HeaderName::from_static("keep-alive"),
-        HeaderName::from_static("proxy-connection"),
-        HeaderName::from_static("x-api-key"),
-    ];
-    // Only those present are removed: a removal hashes its name, and most
-    // calls carry one at most (HTTP/2 has no connection headers).
-    let mut present = [false; COUNT];
+    // The connection's own headers (Connection, Host and the like) are the
+    // HTTP/2 encoder's to leave out, of every block it sends. Removed here:
+    // a length the call's body may no longer have, and the API key the
+    // caller was identified by. Only those present: a removal hashes its name.
+    const NOT_FORWARDED: [HeaderName; 2] = [header::CONTENT_LENGTH, HeaderName::from_static("x-api-key")];
+    let mut present = [false; 2];
     for name in headers.keys() {
         if let Some(at) = NOT_FORWARDED.iter().position(|not_forwarded| not_forwarded == name) {
             present[at] = true;
@@ -657,6 +648,7 @@ mod tests {
     use base64::Engine as _;
     use proptest::prelude::*;
     use tower::{Layer, ServiceExt};
+    use wizdata_common::http2::hpack::{Decoder, Encoder};
 
     use super::*;
     use crate::frames::tests::split_at_points;
@@ -759,8 +751,18 @@ mod tests {
         let client = ClientAddr::new("192.0.2.7:5000".parse().unwrap());
         let deadline = Deadline { at: Some(Instant::now() + Duration::from_secs(5)) };
         let sent = forwarded_headers(incoming, &Caller::anonymous(&[]), Some(&client), deadline);
-        for gone in ["connection", "host", "content-length", "x-api-key", "authorization"] {
+        for gone in ["content-length", "x-api-key", "authorization"] {
             assert!(!sent.contains_key(gone), "{gone} is not passed on: {sent:?}");
+        }
+        // The connection's own are left to the encoder, which sends none of them.
+        let mut block = BytesMut::new();
+        let mut encoder = Encoder::default();
+        encoder.start_block(&mut block);
+        encoder.encode_headers(&sent, &mut block);
+        let mut on_the_wire = Vec::new();
+        Decoder::default().decode(&block.freeze(), |field| on_the_wire.push(field.name.as_str().to_owned())).unwrap();
+        for gone in ["connection", "host", "content-length", "x-api-key", "authorization"] {
+            assert!(!on_the_wire.iter().any(|name| name == gone), "{gone} is not sent: {on_the_wire:?}");
         }
         assert_eq!(sent["te"], "trailers");
         assert_eq!(sent["content-type"], "application/grpc");
