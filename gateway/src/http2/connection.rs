@@ -163,6 +163,10 @@ struct ServerConnection<IO, S> {
     /// a future per frame would cost an allocation and a pass through the
     /// calls each. Only a body that has to wait gets a future of its own.
     next_frames: Vec<(StreamId, Body)>,
+    /// Answer bodies that have ended, dropped once the turn has written:
+    /// what their drops do (the call's span, its lease on the backend, the
+    /// connection's count of calls) need not delay the answer.
+    ended: Vec<Body>,
     /// Streams whose answers wait for a window to open.
     blocked: VecDeque<StreamId>,
     /// Streams whose request bodies may still be arriving, released back to
@@ -217,6 +221,7 @@ where
             streams: foldhash::HashMap::default(),
             calls: FuturesUnordered::new(),
             next_frames: Vec::new(),
+            ended: Vec::new(),
             blocked: VecDeque::new(),
             receiving: Vec::new(),
             blocks: BlockJoiner::default(),
@@ -264,7 +269,9 @@ where
             if progressed && rounds < ROUNDS_PER_TURN && self.outbox.unwritten() < MAX_UNWRITTEN_BYTES {
                 continue;
             }
-            match self.outbox.poll_write(&mut self.io, cx) {
+            let written = self.outbox.poll_write(&mut self.io, cx);
+            self.ended.clear();
+            match written {
                 Poll::Ready(Ok(())) => {}
                 Poll::Ready(Err(error)) => return Poll::Ready(Err(error.into())),
                 Poll::Pending => return Poll::Pending,
@@ -527,6 +534,7 @@ where
                 self.put_head(id, Some(parts.status), &parts.headers, ends);
                 if ends {
                     self.finish_stream(id);
+                    self.ended.push(body);
                 } else {
                     self.read_body(id, body);
                 }
@@ -539,7 +547,8 @@ where
                     None => {
                         frame::put_data_header(self.outbox.tail(), id, 0, true);
                         self.finish_stream(id);
-                        }
+                        self.ended.push(body);
+                    }
                     Some(Ok(frame)) => match frame.into_data() {
                         Ok(data) => {
                             if self.send_data(id, data, body) {
@@ -550,7 +559,8 @@ where
                             let trailers = frame.into_trailers().unwrap_or_default();
                             self.put_head(id, None, &trailers, true);
                             self.finish_stream(id);
-                                }
+                            self.ended.push(body);
+                        }
                     },
                     Some(Err(status)) => {
                         tracing::debug!(stream = id, %status, "an answer broke off");
