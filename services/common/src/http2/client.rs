@@ -37,7 +37,7 @@ use tokio::time::Instant;
 use tonic::body::Body;
 
 use super::arriving::Arriving;
-use super::frame::{self, BlockJoiner, Frame, FrameError, HeaderBlock, Settings, StreamId};
+use super::frame::{self, BlockJoiner, DataArriving, Frame, FrameError, HeaderBlock, Settings, StreamId};
 use super::hpack::{Decoder, Encoder, Field, Indexing, Name};
 use super::outbox::Outbox;
 use super::{PREFACE, READ_BYTES, is_connection_specific, poll_read_some};
@@ -50,6 +50,10 @@ const CONNECTION_WINDOW_BYTES: u32 = 5 << 20;
 /// The largest frame a backend may send: 1 MiB rather than HTTP/2's 16 KiB
 /// default, so a large answer arrives in a few frames (BENCHMARKS.md).
 const MAX_FRAME_BYTES: u32 = 1 << 20;
+/// A DATA frame larger than this is passed on to its call as it arrives,
+/// part by part, not once it has all arrived: the call's own client can
+/// be reading the start of a large answer while the rest is on its way.
+const PASS_ON_DATA_BYTES: usize = 64 * 1024;
 /// Read answer data is released to the backend once this much has been read.
 const RELEASE_BYTES: usize = STREAM_WINDOW_BYTES as usize / 2;
 /// A header block still arriving past this is the backend's attack, not an
@@ -445,6 +449,8 @@ struct Connection<IO> {
     scheme: Bytes,
     authority: Bytes,
     read_buffer: BytesMut,
+    /// A large DATA frame still arriving: what follows in `read_buffer` is its payload.
+    data_arriving: Option<DataArriving>,
     outbox: Outbox,
     decoder: Decoder,
     encoder: Encoder,
@@ -503,6 +509,7 @@ where
             scheme: Bytes::copy_from_slice(scheme.as_bytes()),
             authority: Bytes::copy_from_slice(authority.as_bytes()),
             read_buffer: BytesMut::with_capacity(READ_BYTES),
+            data_arriving: None,
             outbox,
             decoder: Decoder::default(),
             encoder: Encoder::default(),
@@ -822,7 +829,23 @@ where
 
     fn handle_frames(&mut self) -> Result<(), ConnectionError> {
         loop {
-            let read = frame::read(&mut self.read_buffer, MAX_FRAME_BYTES);
+            let read = match &mut self.data_arriving {
+                Some(data) => {
+                    let part = data.next_part(&mut self.read_buffer);
+                    if data.left == 0 {
+                        self.data_arriving = None;
+                    }
+                    Ok(part)
+                }
+                None => frame::read(&mut self.read_buffer, MAX_FRAME_BYTES),
+            };
+            if let Ok(None) = read
+                && self.data_arriving.is_none()
+                && let Some(data) = frame::start_large_data(&mut self.read_buffer, PASS_ON_DATA_BYTES)
+            {
+                self.data_arriving = Some(data);
+                continue;
+            }
             match read.and_then(|frame| frame.map(|frame| self.handle_frame(frame)).transpose()) {
                 Ok(Some(Ok(()))) => {}
                 Ok(Some(Err(error))) => return Err(error),
@@ -1400,6 +1423,54 @@ mod tests {
         let (data, trailers) = read_all(answer.into_body()).await;
         assert_eq!(data, b"abc");
         assert_eq!(trailers.unwrap()["grpc-status"], "0");
+    }
+
+    /// A large DATA frame reaches its call part by part: the call reads
+    /// the start of the answer while the rest is still to be sent.
+    #[tokio::test]
+    async fn a_large_data_frame_reaches_its_call_as_it_arrives() {
+        let (client, theirs) = connected();
+        let answer = client.send(path(), grpc_headers(), Payload::Message(Bytes::from_static(b"\0\0\0\0\0")));
+        let mut backend = RawBackend::accept(theirs).await;
+        backend.until(|frame| matches!(frame, Frame::Data { stream: 1, end_stream: true, .. })).await;
+        let payload: Vec<u8> = (0..300_000u32).map(|at| (at % 253) as u8).collect();
+        backend.send_headers(1, &[(":status", "200"), ("content-type", "application/grpc")], false).await;
+        backend
+            .send_raw(|out| {
+                frame::put_data_header(out, 1, payload.len(), false);
+                out.put_slice(&payload[..100_000]);
+            })
+            .await;
+        let answer = tokio::time::timeout(WAIT, answer).await.unwrap().unwrap();
+        let mut body = answer.into_body();
+        let mut read = Vec::new();
+        while read.len() < 100_000 {
+            let frame = tokio::time::timeout(WAIT, body.frame()).await.expect("the first part comes on its own");
+            read.extend_from_slice(&frame.unwrap().unwrap().into_data().unwrap());
+        }
+        assert!(read == payload[..100_000], "the first part, in order");
+        backend.send_raw(|out| out.put_slice(&payload[100_000..])).await;
+        backend.send_headers(1, &[("grpc-status", "0")], true).await;
+        let (rest, trailers) = tokio::time::timeout(WAIT, read_all(body)).await.unwrap();
+        read.extend_from_slice(&rest);
+        assert!(read == payload, "the whole payload, in order");
+        assert_eq!(trailers.unwrap()["grpc-status"], "0");
+
+        // A large frame that ends the stream ends the answer with its last part.
+        let answer = client.send(path(), grpc_headers(), Payload::Message(Bytes::from_static(b"\0\0\0\0\0")));
+        backend.until(|frame| matches!(frame, Frame::Data { stream: 3, end_stream: true, .. })).await;
+        backend.send_headers(3, &[(":status", "200"), ("content-type", "application/grpc")], false).await;
+        backend
+            .send_raw(|out| {
+                frame::put_data_header(out, 3, payload.len(), true);
+                out.put_slice(&payload[..200_000]);
+            })
+            .await;
+        let answer = tokio::time::timeout(WAIT, answer).await.unwrap().unwrap();
+        backend.send_raw(|out| out.put_slice(&payload[200_000..])).await;
+        let (data, trailers) = tokio::time::timeout(WAIT, read_all(answer.into_body())).await.unwrap();
+        assert!(data == payload);
+        assert_eq!(trailers, None);
     }
 
     #[tokio::test]

@@ -283,6 +283,49 @@ pub fn read(buffer: &mut BytesMut, max_frame_size: u32) -> Result<Option<Frame>,
     parse(kind, flags, stream, payload).map(Some)
 }
 
+/// A DATA frame whose payload is read as it arrives rather than whole.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DataArriving {
+    pub stream: StreamId,
+    /// Payload bytes still to come.
+    pub left: usize,
+    pub end_stream: bool,
+}
+
+impl DataArriving {
+    /// Takes what has arrived of the payload off `buffer`, as a DATA frame
+    /// of its own: the frame's END_STREAM goes with its last part only.
+    /// `None` when nothing has; the frame's end, once it has all arrived.
+    pub fn next_part(&mut self, buffer: &mut BytesMut) -> Option<Frame> {
+        let len = self.left.min(buffer.len());
+        if len == 0 {
+            return None;
+        }
+        self.left -= len;
+        let payload = buffer.split_to(len).freeze();
+        let end_stream = self.end_stream && self.left == 0;
+        Some(Frame::Data { stream: self.stream, payload, end_stream, window_cost: len as u32 })
+    }
+}
+
+/// When `buffer` starts with a DATA frame of more than `at_least` bytes
+/// that has not all arrived (and is not padded, so its payload is all
+/// data), takes its header off: what follows is its payload, to be read
+/// part by part ([`DataArriving::next_part`]) and passed on while the rest
+/// is still on its way. [`read`] comes first: it checks the frame's size.
+pub fn start_large_data(buffer: &mut BytesMut, at_least: usize) -> Option<DataArriving> {
+    let header = buffer.get(..HEADER_LEN)?;
+    let len = u32::from_be_bytes([0, header[0], header[1], header[2]]) as usize;
+    let (kind, flags) = (header[3], header[4]);
+    let stream = u32::from_be_bytes([header[5], header[6], header[7], header[8]]) & WITHOUT_RESERVED_BIT;
+    let arrived = buffer.len() - HEADER_LEN;
+    if kind != DATA || flags & PADDED != 0 || stream == 0 || len <= at_least || arrived >= len {
+        return None;
+    }
+    buffer.advance(HEADER_LEN);
+    Some(DataArriving { stream, left: len, end_stream: flags & END_STREAM != 0 })
+}
+
 fn parse(kind: u8, flags: u8, stream: StreamId, payload: Bytes) -> Result<Frame, FrameError> {
     let on_a_stream = |what: &'static str| {
         if stream == 0 { Err(FrameError::connection(Reason::PROTOCOL_ERROR, what)) } else { Ok(()) }
@@ -489,6 +532,60 @@ mod tests {
 
     fn read_one(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Result<Option<Frame>, FrameError> {
         read(&mut raw(kind, flags, stream, payload), DEFAULT_MAX_FRAME_SIZE)
+    }
+
+    #[test]
+    fn a_large_data_frame_is_read_in_parts_as_it_arrives() {
+        let payload: Vec<u8> = (0..200_000u32).map(|at| (at % 251) as u8).collect();
+        let mut arrived = BytesMut::new();
+        put_header(&mut arrived, payload.len(), DATA, END_STREAM, 3);
+        arrived.put_slice(&payload[..70_000]);
+        assert_eq!(read(&mut arrived.clone(), 1 << 20).unwrap(), None, "not all here");
+        let mut data = start_large_data(&mut arrived, 64 * 1024).expect("large and still arriving");
+        assert_eq!(data, DataArriving { stream: 3, left: 200_000, end_stream: true });
+        let mut parts = Vec::new();
+        for rest in [&payload[70_000..150_000], &payload[150_000..]] {
+            parts.extend(data.next_part(&mut arrived));
+            assert_eq!(data.next_part(&mut arrived), None, "nothing more has arrived");
+            arrived.put_slice(rest);
+        }
+        // What arrives after the frame is the next frame's, not this one's.
+        put_header(&mut arrived, 0, DATA, 0, 5);
+        parts.extend(data.next_part(&mut arrived));
+        assert_eq!(data.left, 0);
+        assert_eq!(arrived.len(), HEADER_LEN);
+        let mut joined = Vec::new();
+        for (at, part) in parts.iter().enumerate() {
+            let Frame::Data { stream: 3, payload, end_stream, window_cost } = part else { panic!("{part:?}") };
+            assert_eq!(*end_stream, at == 2, "END_STREAM goes with the last part alone");
+            assert_eq!(*window_cost as usize, payload.len());
+            joined.extend_from_slice(payload);
+        }
+        assert_eq!(parts.len(), 3);
+        assert!(joined == payload, "the parts are the payload, in order");
+    }
+
+    #[test]
+    fn only_large_unpadded_data_still_arriving_is_read_in_parts() {
+        let starts = |len: usize, kind: u8, flags: u8, stream: StreamId, arrived: usize| {
+            let mut buffer = BytesMut::new();
+            put_header(&mut buffer, len, kind, flags, stream);
+            buffer.put_slice(&vec![0; arrived]);
+            let before = buffer.len();
+            let started = start_large_data(&mut buffer, 1000).is_some();
+            assert_eq!(
+                buffer.len(),
+                if started { before - HEADER_LEN } else { before },
+                "the header goes only if started"
+            );
+            started
+        };
+        assert!(starts(5000, DATA, 0, 1, 0), "its header alone is enough");
+        assert!(!starts(1000, DATA, 0, 1, 10), "small: read whole");
+        assert!(!starts(5000, DATA, 0, 1, 5000), "all here: read whole");
+        assert!(!starts(5000, DATA, PADDED, 1, 10), "padded: its end says how much is data");
+        assert!(!starts(5000, HEADERS, 0, 1, 10), "not DATA");
+        assert!(!starts(5000, DATA, 0, 0, 10), "stream 0: read refuses it whole");
     }
 
     #[test]
