@@ -75,12 +75,14 @@ impl<H: Unpin> http_body::Body for HoldingBody<H> {
     }
 }
 
-/// Ends CANCELLED a call whose caller cancelled it before its request
-/// message arrived. tonic reads a request body its caller reset
-/// (RST_STREAM CANCEL) as one that ended cleanly, so such a call would end
-/// INTERNAL ("Missing request message."): counted and logged as the
-/// server's failure although the caller had left. A gateway whose client
-/// hangs up just after its call was forwarded does this (BENCHMARKS.md).
+/// Ends CANCELLED a call whose caller left before its request message
+/// arrived. tonic reads a request body its caller reset (RST_STREAM
+/// CANCEL) as one that ended cleanly, so such a call would end INTERNAL
+/// ("Missing request message."), and one whose caller's connection closed
+/// mid-request as UNKNOWN (an h2 error without a reason): counted and
+/// logged as the server's failure although the caller had left. A gateway
+/// whose client hangs up just after its call was forwarded does the first
+/// (BENCHMARKS.md); a load generator ending its run, the second.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct CancelledRequests;
 
@@ -112,22 +114,22 @@ where
     }
 
     fn call(&mut self, request: http::Request<Body>) -> Self::Future {
-        let cancelled = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let noted = cancelled.clone();
-        let note_cancel = move |status: Status| {
-            if status.code() == tonic::Code::Cancelled {
-                noted.store(true, std::sync::atomic::Ordering::Relaxed);
-            }
+        // A request body fails only when the caller's side of the stream
+        // broke: it reset the stream, or its connection closed.
+        let body_failed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let noted = body_failed.clone();
+        let note_failure = move |status: Status| {
+            noted.store(true, std::sync::atomic::Ordering::Relaxed);
             status
         };
         let answer =
-            self.inner.call(request.map(|body| Body::new(http_body_util::BodyExt::map_err(body, note_cancel))));
+            self.inner.call(request.map(|body| Body::new(http_body_util::BodyExt::map_err(body, note_failure))));
         Box::pin(async move {
             let response = answer.await?;
-            if cancelled.load(std::sync::atomic::Ordering::Relaxed)
-                && grpc_status_in(response.headers()) == Some(tonic::Code::Internal)
+            if body_failed.load(std::sync::atomic::Ordering::Relaxed)
+                && matches!(grpc_status_in(response.headers()), Some(tonic::Code::Internal | tonic::Code::Unknown))
             {
-                return Ok(Status::cancelled("the caller cancelled the call before its request arrived").into_http());
+                return Ok(Status::cancelled("the caller left before its request arrived").into_http());
             }
             Ok(response)
         })
@@ -304,6 +306,39 @@ mod tests {
     use http_body_util::BodyExt;
 
     use super::*;
+
+    /// A caller that left mid-request: its body fails as tonic reads it,
+    /// and the answer tonic makes of that is the caller's cancelling, not
+    /// the server's failure. Any other answer, or one to a body that did
+    /// not fail, stays as it was.
+    #[tokio::test]
+    async fn a_call_whose_caller_left_before_its_request_arrived_ends_cancelled() {
+        use tower::{Layer, ServiceExt};
+        let answer = |body_error: Option<Status>, answered: tonic::Code| async move {
+            // As tonic's handlers do: read the request, then answer.
+            let service = tower::service_fn(move |request: http::Request<Body>| async move {
+                let _ = request.into_body().collect().await;
+                Ok::<_, Infallible>(Status::new(answered, "as tonic would answer").into_http())
+            });
+            let body = match body_error {
+                Some(error) => {
+                    let failing = futures_util::stream::iter([Err::<http_body::Frame<Bytes>, _>(error)]);
+                    Body::new(http_body_util::StreamBody::new(failing))
+                }
+                None => Body::new(http_body_util::Full::new(Bytes::from_static(b"\0\0\0\0\0"))),
+            };
+            let response = CancelledRequests.layer(service).oneshot(http::Request::new(body)).await.unwrap();
+            grpc_status_in(response.headers())
+        };
+        let reset = || Some(Status::cancelled("h2 protocol error: stream reset (CANCEL)"));
+        let closed = || Some(Status::unknown("h2 protocol error: connection closed"));
+        assert_eq!(answer(reset(), tonic::Code::Internal).await, Some(tonic::Code::Cancelled), "reset");
+        assert_eq!(answer(closed(), tonic::Code::Unknown).await, Some(tonic::Code::Cancelled), "connection closed");
+        assert_eq!(answer(closed(), tonic::Code::NotFound).await, Some(tonic::Code::NotFound), "the service's own");
+        assert_eq!(answer(None, tonic::Code::Ok).await, Some(tonic::Code::Ok));
+        assert_eq!(answer(None, tonic::Code::Internal).await, Some(tonic::Code::Internal), "the server's own failure");
+        assert_eq!(answer(None, tonic::Code::Unknown).await, Some(tonic::Code::Unknown));
+    }
 
     #[tokio::test]
     async fn a_holding_body_passes_its_frames_on_and_holds_until_it_is_dropped() {
