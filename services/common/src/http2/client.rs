@@ -827,26 +827,27 @@ where
         }
     }
 
+    /// The next whole frame read, or what has arrived of a large DATA
+    /// frame's payload (see `data_arriving`); `None` when nothing is ready.
+    fn next_frame(&mut self) -> Result<Option<Frame>, FrameError> {
+        if self.data_arriving.is_none() {
+            let frame = frame::read(&mut self.read_buffer, MAX_FRAME_BYTES)?;
+            if frame.is_some() {
+                return Ok(frame);
+            }
+            self.data_arriving = frame::start_large_data(&mut self.read_buffer, PASS_ON_DATA_BYTES);
+        }
+        let Some(data) = &mut self.data_arriving else { return Ok(None) };
+        let part = data.next_part(&mut self.read_buffer);
+        if data.left == 0 {
+            self.data_arriving = None;
+        }
+        Ok(part)
+    }
+
     fn handle_frames(&mut self) -> Result<(), ConnectionError> {
         loop {
-            let read = match &mut self.data_arriving {
-                Some(data) => {
-                    let part = data.next_part(&mut self.read_buffer);
-                    if data.left == 0 {
-                        self.data_arriving = None;
-                    }
-                    Ok(part)
-                }
-                None => frame::read(&mut self.read_buffer, MAX_FRAME_BYTES),
-            };
-            if let Ok(None) = read
-                && self.data_arriving.is_none()
-                && let Some(data) = frame::start_large_data(&mut self.read_buffer, PASS_ON_DATA_BYTES)
-            {
-                self.data_arriving = Some(data);
-                continue;
-            }
-            match read.and_then(|frame| frame.map(|frame| self.handle_frame(frame)).transpose()) {
+            match self.next_frame().and_then(|frame| frame.map(|frame| self.handle_frame(frame)).transpose()) {
                 Ok(Some(Ok(()))) => {}
                 Ok(Some(Err(error))) => return Err(error),
                 Ok(None) => return Ok(()),

@@ -266,21 +266,39 @@ impl BlockJoiner {
 /// Takes the first whole frame off `buffer`, or `None` when it holds none
 /// yet. Frames longer than `max_frame_size` (this side's setting) are refused.
 pub fn read(buffer: &mut BytesMut, max_frame_size: u32) -> Result<Option<Frame>, FrameError> {
-    let Some(header) = buffer.get(..HEADER_LEN) else { return Ok(None) };
-    let len = u32::from_be_bytes([0, header[0], header[1], header[2]]);
-    let (kind, flags) = (header[3], header[4]);
-    let stream = u32::from_be_bytes([header[5], header[6], header[7], header[8]]) & WITHOUT_RESERVED_BIT;
-    if len > max_frame_size {
+    let Some(Head { len, kind, flags, stream }) = Head::of(buffer) else { return Ok(None) };
+    if len > max_frame_size as usize {
         return Err(FrameError::connection(Reason::FRAME_SIZE_ERROR, "a frame longer than this side allows"));
     }
-    let total = HEADER_LEN + len as usize;
+    let total = HEADER_LEN + len;
     if buffer.len() < total {
         buffer.reserve(total - buffer.len());
         return Ok(None);
     }
     buffer.advance(HEADER_LEN);
-    let payload = buffer.split_to(len as usize).freeze();
+    let payload = buffer.split_to(len).freeze();
     parse(kind, flags, stream, payload).map(Some)
+}
+
+/// A frame's header: its payload's length, type, flags and stream.
+struct Head {
+    len: usize,
+    kind: u8,
+    flags: u8,
+    stream: StreamId,
+}
+
+impl Head {
+    /// The header `buffer` starts with, once all of it has arrived.
+    fn of(buffer: &[u8]) -> Option<Self> {
+        let header = buffer.get(..HEADER_LEN)?;
+        Some(Self {
+            len: u32::from_be_bytes([0, header[0], header[1], header[2]]) as usize,
+            kind: header[3],
+            flags: header[4],
+            stream: u32::from_be_bytes([header[5], header[6], header[7], header[8]]) & WITHOUT_RESERVED_BIT,
+        })
+    }
 }
 
 /// A DATA frame whose payload is read as it arrives rather than whole.
@@ -314,10 +332,7 @@ impl DataArriving {
 /// part by part ([`DataArriving::next_part`]) and passed on while the rest
 /// is still on its way. [`read`] comes first: it checks the frame's size.
 pub fn start_large_data(buffer: &mut BytesMut, at_least: usize) -> Option<DataArriving> {
-    let header = buffer.get(..HEADER_LEN)?;
-    let len = u32::from_be_bytes([0, header[0], header[1], header[2]]) as usize;
-    let (kind, flags) = (header[3], header[4]);
-    let stream = u32::from_be_bytes([header[5], header[6], header[7], header[8]]) & WITHOUT_RESERVED_BIT;
+    let Head { len, kind, flags, stream } = Head::of(buffer)?;
     let arrived = buffer.len() - HEADER_LEN;
     if kind != DATA || flags & PADDED != 0 || stream == 0 || len <= at_least || arrived >= len {
         return None;
