@@ -379,13 +379,13 @@ where
         // added to the connection's header table would push out entries that
         // do repeat (measured: 3.3k of 137k instructions of a call through
         // the gateway). An answer that echoes an id already keeps its own.
-        match response.headers_mut().entry(X_REQUEST_ID) {
-            http::header::Entry::Occupied(mut echoed) => echoed.get_mut().set_sensitive(true),
-            http::header::Entry::Vacant(vacant) => {
-                if let Some(id) = this.id.take() {
-                    vacant.insert(per_call(id));
-                }
-            }
+        // Looked up, not taken as an entry: an entry makes room for one more
+        // header first, and a full map is grown even when the id is there.
+        let headers = response.headers_mut();
+        if let Some(echoed) = headers.get_mut(X_REQUEST_ID) {
+            echoed.set_sensitive(true);
+        } else if let Some(id) = this.id.take() {
+            headers.insert(X_REQUEST_ID, per_call(id));
         }
         std::task::Poll::Ready(Ok(response))
     }

@@ -17,7 +17,7 @@ pub mod huffman;
 use std::collections::VecDeque;
 use std::fmt;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use http::HeaderName;
 use http::header;
 
@@ -581,26 +581,30 @@ pub fn put_unchecked_literal(name: &[u8], value: &[u8], dst: &mut BytesMut) {
 
 fn put_string(bytes: &[u8], dst: &mut BytesMut) {
     put_integer(bytes.len(), 7, 0x00, dst);
-    dst.put_slice(bytes);
+    dst.extend_from_slice(bytes);
 }
 
 /// An integer with a `prefix`-bit prefix, the first byte's other bits `flags`.
+/// Bytes go in with `extend_from_slice`, which inlines: `BufMut::put_u8` is a
+/// call of its own for each byte, and a block is mostly one-byte fields.
 fn put_integer(value: usize, prefix: u8, flags: u8, dst: &mut BytesMut) {
     let max_prefix = (1usize << prefix) - 1;
     if value < max_prefix {
-        return dst.put_u8(flags | value as u8);
+        return dst.extend_from_slice(&[flags | value as u8]);
     }
-    dst.put_u8(flags | max_prefix as u8);
+    dst.extend_from_slice(&[flags | max_prefix as u8]);
     let mut rest = value - max_prefix;
     while rest >= 0x80 {
-        dst.put_u8(0x80 | (rest & 0x7f) as u8);
+        dst.extend_from_slice(&[0x80 | (rest & 0x7f) as u8]);
         rest >>= 7;
     }
-    dst.put_u8(rest as u8);
+    dst.extend_from_slice(&[rest as u8]);
 }
 
 #[cfg(test)]
 mod tests {
+    use bytes::BufMut;
+
     use super::*;
 
     fn hex(text: &str) -> Bytes {

@@ -25,9 +25,11 @@ pub const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 /// Headers HTTP/2 does without (RFC 9113, 8.2.2).
 pub fn is_connection_specific(name: &http::HeaderName) -> bool {
     use http::header;
+    // Matched on the text, not compared with `==`: a name's comparison with
+    // a string ignores case byte by byte, and every header of every block
+    // passes here (a name is already lower case).
     [header::CONNECTION, header::TRANSFER_ENCODING, header::UPGRADE].contains(name)
-        || name == "keep-alive"
-        || name == "proxy-connection"
+        || matches!(name.as_str(), "keep-alive" | "proxy-connection")
 }
 
 /// How much a connection asks its socket for at a time.
@@ -43,4 +45,22 @@ pub fn poll_read_some(
         buffer.reserve(READ_BYTES);
     }
     tokio_util::io::poll_read_buf(Pin::new(io), cx, buffer).map_ok(|read| read > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use http::HeaderName;
+
+    use super::*;
+
+    #[test]
+    fn the_connections_own_headers_are_known_by_name() {
+        for name in ["connection", "transfer-encoding", "upgrade", "keep-alive", "proxy-connection"] {
+            assert!(is_connection_specific(&HeaderName::from_static(name)), "{name}");
+        }
+        // TE is allowed with "trailers" (gRPC's), which callers check themselves.
+        for name in ["te", "content-type", "x-keep-alive", "keep-alive-x", "x-request-id"] {
+            assert!(!is_connection_specific(&HeaderName::from_static(name)), "{name}");
+        }
+    }
 }
