@@ -54,29 +54,27 @@ pub async fn read_body(body: Body, limits: BodyLimits) -> Result<Bytes, Status> 
 }
 
 /// Headers of the HTTP protocols that mean nothing to a gRPC backend (or
-/// would mislead it): they are not passed on as metadata.
+/// would mislead it): they are not passed on as metadata. The connection's
+/// own (Connection, Keep-Alive and the like) are HTTP/2's list, kept in one place.
 fn is_protocol_header(name: &HeaderName) -> bool {
-    const DROPPED: [HeaderName; 12] = [
+    const DROPPED: [HeaderName; 9] = [
         header::CONTENT_TYPE,
         header::CONTENT_LENGTH,
         header::CONTENT_ENCODING,
         header::ACCEPT,
         header::ACCEPT_ENCODING,
-        header::CONNECTION,
         header::HOST,
         header::TE,
-        header::TRANSFER_ENCODING,
-        header::UPGRADE,
         header::COOKIE,
         header::ORIGIN,
     ];
     let name_text = name.as_str();
     DROPPED.contains(name)
+        || wizdata_common::http2::is_connection_specific(name)
         || name_text.starts_with("connect-")
         || name_text.starts_with("grpc-")
         || name_text.starts_with("sec-")
         || name_text.starts_with("access-control-")
-        || name_text == "keep-alive"
 }
 
 /// A gRPC request body of one message.
@@ -243,4 +241,33 @@ pub async fn call_streaming(grpc: &GrpcService, request: Request<Body>) -> Strea
 pub fn media_type(headers: &HeaderMap) -> Option<String> {
     let value = headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
     Some(value.split(';').next().unwrap_or_default().trim().to_ascii_lowercase())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn protocol_and_connection_headers_are_not_metadata() {
+        let dropped = [
+            "content-type",
+            "te",
+            "cookie",
+            "connection",
+            "keep-alive",
+            "proxy-connection",
+            "transfer-encoding",
+            "upgrade",
+            "connect-timeout-ms",
+            "grpc-timeout",
+            "sec-fetch-mode",
+            "access-control-request-method",
+        ];
+        for name in dropped {
+            assert!(is_protocol_header(&HeaderName::from_static(name)), "{name}");
+        }
+        for name in ["authorization", "x-request-id", "traceparent", "x-api-key", "x-custom"] {
+            assert!(!is_protocol_header(&HeaderName::from_static(name)), "{name}");
+        }
+    }
 }

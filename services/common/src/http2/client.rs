@@ -1337,6 +1337,18 @@ mod tests {
             write(&mut out);
             self.io.write_all(&out).await.unwrap();
         }
+
+        /// An answer's headers, then one DATA frame carrying all of
+        /// `payload` of which only the first `sent` bytes go now: the test
+        /// sends the rest with [`Self::send_raw`].
+        async fn start_large_answer(&mut self, stream: StreamId, payload: &[u8], sent: usize, end_stream: bool) {
+            self.send_headers(stream, &[(":status", "200"), ("content-type", "application/grpc")], false).await;
+            self.send_raw(|out| {
+                frame::put_data_header(out, stream, payload.len(), end_stream);
+                out.put_slice(&payload[..sent]);
+            })
+            .await;
+        }
     }
 
     /// A backend on h2's server that answers each call with its request
@@ -1435,13 +1447,7 @@ mod tests {
         let mut backend = RawBackend::accept(theirs).await;
         backend.until(|frame| matches!(frame, Frame::Data { stream: 1, end_stream: true, .. })).await;
         let payload: Vec<u8> = (0..300_000u32).map(|at| (at % 253) as u8).collect();
-        backend.send_headers(1, &[(":status", "200"), ("content-type", "application/grpc")], false).await;
-        backend
-            .send_raw(|out| {
-                frame::put_data_header(out, 1, payload.len(), false);
-                out.put_slice(&payload[..100_000]);
-            })
-            .await;
+        backend.start_large_answer(1, &payload, 100_000, false).await;
         let answer = tokio::time::timeout(WAIT, answer).await.unwrap().unwrap();
         let mut body = answer.into_body();
         let mut read = Vec::new();
@@ -1460,13 +1466,7 @@ mod tests {
         // A large frame that ends the stream ends the answer with its last part.
         let answer = client.send(path(), grpc_headers(), Payload::Message(Bytes::from_static(b"\0\0\0\0\0")));
         backend.until(|frame| matches!(frame, Frame::Data { stream: 3, end_stream: true, .. })).await;
-        backend.send_headers(3, &[(":status", "200"), ("content-type", "application/grpc")], false).await;
-        backend
-            .send_raw(|out| {
-                frame::put_data_header(out, 3, payload.len(), true);
-                out.put_slice(&payload[..200_000]);
-            })
-            .await;
+        backend.start_large_answer(3, &payload, 200_000, true).await;
         let answer = tokio::time::timeout(WAIT, answer).await.unwrap().unwrap();
         backend.send_raw(|out| out.put_slice(&payload[200_000..])).await;
         let (data, trailers) = tokio::time::timeout(WAIT, read_all(answer.into_body())).await.unwrap();
