@@ -14,6 +14,12 @@ GetCandles of 10,000 bars (large); then the gateway alone with an API key,
 and with REDIS_URL (shared rate limits) when it is set. Prints one Markdown
 table: mean latency, requests per second, and ratios to direct.
 
+A second table gives each target's CPU time per call (user + system, from
+/proc; every process and thread of the target: nginx's workers, the
+services for "direct"): at 1 in flight, where latency is the sum of each
+hop's work, this is the work itself, without the wake-ups and the
+neighbours' noise that move the latency cells.
+
 Each cell is the median of ROUNDS (3) runs of SECONDS (5), and the rounds
 go round the targets in turn: a machine that slows down for a while (this
 one is a VM whose neighbours come and go) slows every target in that round,
@@ -40,6 +46,7 @@ import urllib.parse
 import urllib.request
 from collections import Counter
 from pathlib import Path
+from typing import NamedTuple
 
 ROOT = Path(__file__).resolve().parents[1]
 IN_FLIGHT = [(1, 1), (4, 4), (8, 8)]  # (connections, streams each): 1, 16, 64 in flight
@@ -116,6 +123,12 @@ def check_answers(port, path, body_file, headers):
 GRPCURL_REQUESTS = {}
 
 
+class Load(NamedTuple):
+    mean_us: float
+    rps: float
+    calls: int
+
+
 def h2load(port, path, body_file, connections, streams, seconds, headers=(), content_type="application/grpc"):
     """h2load over h2c: a POST of `body_file` as `content_type`, or a GET
     when there is no body."""
@@ -133,7 +146,29 @@ def h2load(port, path, body_file, connections, streams, seconds, headers=(), con
     mean = re.search(r"time for request:\s+\S+\s+\S+\s+(\S+)", out).group(1)
     ok = re.search(r"status codes: (\d+) 2xx", out)
     assert ok and int(ok.group(1)) > 0, out
-    return to_microseconds(mean), rps
+    calls = int(re.search(r"requests: \d+ total, \d+ started, \d+ done, (\d+) succeeded", out).group(1))
+    return Load(to_microseconds(mean), rps, calls)
+
+
+def cpu_seconds(pids):
+    """User and system CPU seconds the processes `pids` (all their threads) have used so far."""
+    user = system = 0
+    for pid in pids:
+        # After the command's name: state is field 3, utime field 14, stime field 15.
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        user, system = user + int(fields[11]), system + int(fields[12])
+    ticks = os.sysconf("SC_CLK_TCK")
+    return user / ticks, system / ticks
+
+
+def measured_load(pids, load):
+    """Runs `load()` and returns its Load with the CPU time `pids` spent per
+    call meanwhile, in µs: (user, system)."""
+    user_before, system_before = cpu_seconds(pids)
+    result = load()
+    user_after, system_after = cpu_seconds(pids)
+    per_call = 1e6 / max(result.calls, 1)
+    return result, ((user_after - user_before) * per_call, (system_after - system_before) * per_call)
 
 
 def handled_by_code(metrics_port, method):
@@ -227,7 +262,7 @@ def main():
     try:
         env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
         services, services_metrics = free_port(), free_port()
-        start([str(binary), "serve", "all", "--with-gateway", "false", "--simulated-feed", "false",
+        services_process = start([str(binary), "serve", "all", "--with-gateway", "false", "--simulated-feed", "false",
                "--grpc-addr", f"127.0.0.1:{services}", "--metrics-addr", f"127.0.0.1:{services_metrics}",
                "--data-dir", str(work / "data"), "--log-filter", "warn"], services, env=env)
         key = subprocess.run([str(binary), "keys", "create", "--data-dir", str(work / "data"), "--name", "bench",
@@ -241,37 +276,42 @@ def main():
 
         def gateway(extra_env=None, extra_args=()):
             port = free_port()
-            start([str(binary), "serve", "gateway", *extra_args, "--gateway-addr", f"127.0.0.1:{port}",
+            process = start([str(binary), "serve", "gateway", *extra_args, "--gateway-addr", f"127.0.0.1:{port}",
                    "--metrics-addr", "127.0.0.1:0", "--auth-url", f"http://127.0.0.1:{services}",
                    "--default-backend", f"http://127.0.0.1:{services}", "--log-filter", "warn",
                    "--rate-limit-anonymous", UNLIMITED, "--rate-limit-internal", UNLIMITED,
                    "--rate-limit-per-service", UNLIMITED], port, env={**env, **(extra_env or {})})
-            return port
+            return port, [process.pid]
 
-        # Each target with the metrics port of the first process its calls reach.
-        targets = [("direct", services, (), services_metrics)]
-        gateway_port = gateway()
-        targets.append(("wizdata gateway", gateway_port, (), gateway_port))
-        one_thread = gateway(extra_args=("--gateway-threads", "1"))
-        targets.append(("wizdata gateway, one thread", one_thread, (), one_thread))
+        # Each target with the metrics port of the first process its calls
+        # reach, and the processes whose CPU time it costs.
+        targets = [("direct", services, (), services_metrics, [services_process.pid])]
+        gateway_port, gateway_pids = gateway()
+        targets.append(("wizdata gateway", gateway_port, (), gateway_port, gateway_pids))
+        one_thread, one_thread_pids = gateway(extra_args=("--gateway-threads", "1"))
+        targets.append(("wizdata gateway, one thread", one_thread, (), one_thread, one_thread_pids))
         nginx_port = free_port()
         (work / "nginx.conf").write_text(nginx_conf(work, nginx_port, services))
-        start(["nginx", "-c", str(work / "nginx.conf"), "-p", str(work)], nginx_port)
-        targets.append((f"nginx {nginx_version()}", nginx_port, (), services_metrics))
+        nginx = start(["nginx", "-c", str(work / "nginx.conf"), "-p", str(work)], nginx_port)
+        # The master and its workers, which serve the calls.
+        workers = subprocess.run(["pgrep", "-P", str(nginx.pid)], capture_output=True, text=True).stdout.split()
+        targets.append((f"nginx {nginx_version()}", nginx_port, (), services_metrics,
+                        [nginx.pid, *map(int, workers)]))
         haproxy_port = free_port()
         (work / "haproxy.cfg").write_text(haproxy_conf(haproxy_port, services))
-        start(["haproxy", "-f", str(work / "haproxy.cfg"), "-db"], haproxy_port, stderr=subprocess.DEVNULL)
-        targets.append((f"HAProxy {haproxy_version()}", haproxy_port, (), services_metrics))
+        haproxy = start(["haproxy", "-f", str(work / "haproxy.cfg"), "-db"], haproxy_port, stderr=subprocess.DEVNULL)
+        targets.append((f"HAProxy {haproxy_version()}", haproxy_port, (), services_metrics, [haproxy.pid]))
         relay_port = free_port()
-        start([str(ROOT / "target" / "release" / "examples" / "bare_relay"), str(relay_port), str(services)],
-              relay_port)
-        targets.append((FLOOR, relay_port, (), services_metrics))
-        keyed_gateway = gateway()
-        targets.append(("wizdata gateway, API key", keyed_gateway, (f"authorization: Bearer {key}",), keyed_gateway))
+        relay = start([str(ROOT / "target" / "release" / "examples" / "bare_relay"), str(relay_port), str(services)],
+                      relay_port)
+        targets.append((FLOOR, relay_port, (), services_metrics, [relay.pid]))
+        keyed_gateway, keyed_pids = gateway()
+        targets.append(("wizdata gateway, API key", keyed_gateway, (f"authorization: Bearer {key}",), keyed_gateway,
+                        keyed_pids))
         if os.environ.get("REDIS_URL"):
-            redis_gateway = gateway({"REDIS_URL": os.environ["REDIS_URL"],
-                                     "WIZDATA_REDIS_PREFIX": f"bench-proxies-{os.getpid()}:"})
-            targets.append(("wizdata gateway, Redis limits", redis_gateway, (), redis_gateway))
+            redis_gateway, redis_pids = gateway({"REDIS_URL": os.environ["REDIS_URL"],
+                                                 "WIZDATA_REDIS_PREFIX": f"bench-proxies-{os.getpid()}:"})
+            targets.append(("wizdata gateway, Redis limits", redis_gateway, (), redis_gateway, redis_pids))
 
         start_time = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(start_seconds))
         GRPCURL_REQUESTS["GetSymbol"] = '{"ticker": "AAPL"}'
@@ -284,27 +324,35 @@ def main():
         }
         print("| call | target | " + " | ".join(f"{c * s} in flight: mean, req/s (x direct)" for c, s in IN_FLIGHT) + " |")
         print("|---|---|" + "---|" * len(IN_FLIGHT))
+        cpu_rows = []
         for call, (path, body) in calls.items():
             body_file = work / f"{path.rsplit('/', 1)[1]}.bin"
             body_file.write_bytes(body)
             method = path.rsplit("/", 1)[1]
-            for name, port, headers, _ in targets:
+            for name, port, headers, *_ in targets:
                 if name != FLOOR:
                     check_answers(port, path, body_file, headers)
             samples = {(name, level): [] for name, *_ in targets for level in IN_FLIGHT}
             not_ok = {(name, level): Counter() for name, *_ in targets for level in IN_FLIGHT}
             for _ in range(rounds):
                 for connections, streams in IN_FLIGHT:
-                    for name, port, headers, metrics_port in targets:
+                    for name, port, headers, metrics_port, pids in targets:
                         result, errors = not_ok_during(
                             metrics_port, method,
-                            lambda: h2load(port, path, body_file, connections, streams, seconds, headers))
+                            lambda: measured_load(
+                                pids, lambda: h2load(port, path, body_file, connections, streams, seconds, headers)))
                         samples[(name, (connections, streams))].append(result)
                         not_ok[(name, (connections, streams))].update(errors)
-            medians = {cell: (statistics.median(mean for mean, _ in runs), statistics.median(rps for _, rps in runs))
+            medians = {cell: (statistics.median(load.mean_us for load, _ in runs),
+                              statistics.median(load.rps for load, _ in runs))
                        for cell, runs in samples.items()}
+            cpu = {cell: tuple(statistics.median(per_call[part] for _, per_call in runs) for part in (0, 1))
+                   for cell, runs in samples.items()}
+            for name, *_ in targets:
+                cells = [f"{user:,.1f} + {system:,.1f} µs" for user, system in (cpu[(name, level)] for level in IN_FLIGHT)]
+                cpu_rows.append(f"| {call} | {name} | " + " | ".join(cells) + " |")
             direct = [medians[("direct", level)] for level in IN_FLIGHT]
-            for name, port, headers, _ in targets:
+            for name, port, headers, *_ in targets:
                 results = [medians[(name, level)] for level in IN_FLIGHT]
                 cells = [f"{mean:,.0f} µs (+{mean - base_mean:,.0f}), {rps:,.0f} ({rps / base_rps:.2f}x)"
                          if name != "direct" else f"{mean:,.0f} µs, {rps:,.0f}"
@@ -319,6 +367,11 @@ def main():
                 except AssertionError as error:
                     cells[-1] += f" (not OK after this load: {str(error).strip()[:120]})"
                 print(f"| {call} | {name} | " + " | ".join(cells) + " |", flush=True)
+        print()
+        print("| call | target (its processes' CPU) | "
+              + " | ".join(f"{c * s} in flight: CPU per call, user + system" for c, s in IN_FLIGHT) + " |")
+        print("|---|---|" + "---|" * len(IN_FLIGHT))
+        print("\n".join(cpu_rows), flush=True)
         protocols_table(work, gateway_port, start_seconds, start_time, seconds)
     finally:
         for process in reversed(processes):
@@ -366,7 +419,7 @@ def protocols_table(work, port, start_seconds, start_time, seconds):
         measured = [not_ok_during(port, method,
                                   lambda: h2load(port, path, body_file, c, s, seconds, (), content_type))
                     for c, s in IN_FLIGHT]
-        results = [result for result, _ in measured]
+        results = [(load.mean_us, load.rps) for load, _ in measured]
         base = native.setdefault(call, results)
         cells = [f"{mean:,.0f} µs, {rps:,.0f} ({base_rps / rps:.2f}x the cost)"
                  for (mean, rps), (_, base_rps) in zip(results, base)]
