@@ -156,7 +156,8 @@ bench-gateway:
 
 ## bench-proxies: the gateway beside nginx, HAProxy and a bare h2 relay (the
 ## floor) in front of the same services, h2load at 1, 16 and 64 in flight,
-## small and large calls, in one run (BENCHMARKS.md); each cell the median of
+## small and large calls, in one run (BENCHMARKS.md): latency, throughput and
+## each target's CPU time per call; each cell the median of
 ## PROXY_ROUNDS (3) runs of PROXY_SECONDS (5) that go round the targets in
 ## turn; nginx, HAProxy and h2load from Debian's packages
 PROXY_SECONDS ?= 5
