@@ -16,7 +16,7 @@ table: mean latency, requests per second, and ratios to direct.
 
 A second table gives each target's CPU time per call (user + system, from
 /proc; every process and thread of the target: nginx's workers, the
-services for "direct"): at 1 in flight, where latency is the sum of each
+services for "direct"; not Redis's, for the gateway with shared limits): at 1 in flight, where latency is the sum of each
 hop's work, this is the work itself, without the wake-ups and the
 neighbours' noise that move the latency cells.
 
@@ -51,6 +51,7 @@ from typing import NamedTuple
 ROOT = Path(__file__).resolve().parents[1]
 IN_FLIGHT = [(1, 1), (4, 4), (8, 8)]  # (connections, streams each): 1, 16, 64 in flight
 UNLIMITED = "50000000/1m"  # as make bench-gateway: no call is refused
+NGINX_WORKERS = 2  # a worker per core of the two-core machine BENCHMARKS.md was measured on; the gateway has a lane per core
 # The bare relay relays whole unary calls only, so grpcurl (whose reflection
 # is a streaming call) does not check its answers; the backend's metrics do.
 FLOOR = "bare h2 relay (the floor)"
@@ -200,9 +201,23 @@ def to_microseconds(text):
     return float(number) * {"us": 1, "ms": 1000, "s": 1_000_000}[unit]
 
 
+def nginx_workers(master, count=NGINX_WORKERS, timeout=10.0):
+    """The pids of nginx's workers, which serve the calls; the master
+    listens before it has forked them all."""
+    deadline = time.monotonic() + timeout
+    while True:
+        out = subprocess.run(["pgrep", "-P", str(master)], capture_output=True, text=True).stdout
+        workers = [int(pid) for pid in out.split()]
+        if len(workers) >= count:
+            return workers
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"nginx started {len(workers)} of its {count} workers")
+        time.sleep(0.1)
+
+
 def nginx_conf(directory, port, backend):
     return f"""
-worker_processes 2;
+worker_processes {NGINX_WORKERS};
 daemon off;
 pid {directory}/nginx.pid;
 error_log stderr warn;
@@ -293,10 +308,8 @@ def main():
         nginx_port = free_port()
         (work / "nginx.conf").write_text(nginx_conf(work, nginx_port, services))
         nginx = start(["nginx", "-c", str(work / "nginx.conf"), "-p", str(work)], nginx_port)
-        # The master and its workers, which serve the calls.
-        workers = subprocess.run(["pgrep", "-P", str(nginx.pid)], capture_output=True, text=True).stdout.split()
         targets.append((f"nginx {nginx_version()}", nginx_port, (), services_metrics,
-                        [nginx.pid, *map(int, workers)]))
+                        [nginx.pid, *nginx_workers(nginx.pid)]))
         haproxy_port = free_port()
         (work / "haproxy.cfg").write_text(haproxy_conf(haproxy_port, services))
         haproxy = start(["haproxy", "-f", str(work / "haproxy.cfg"), "-db"], haproxy_port, stderr=subprocess.DEVNULL)
