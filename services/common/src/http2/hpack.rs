@@ -329,19 +329,28 @@ pub struct Decoder {
     table: Table,
     /// The largest table this side allows (its `SETTINGS_HEADER_TABLE_SIZE`).
     allowed: usize,
+    /// Where Huffman-coded strings are decoded (see [`huffman::decode`]).
+    scratch: Vec<u8>,
 }
 
 impl Default for Decoder {
     fn default() -> Self {
-        Self { table: Table::new(DEFAULT_TABLE_SIZE), allowed: DEFAULT_TABLE_SIZE }
+        Self { table: Table::new(DEFAULT_TABLE_SIZE), allowed: DEFAULT_TABLE_SIZE, scratch: Vec::new() }
     }
 }
 
 impl Decoder {
     /// Hands each field of `block` to `field`, in order. On an error some
     /// fields may have been handed over already; the connection ends anyway.
-    pub fn decode(&mut self, block: &Bytes, mut field: impl FnMut(Field)) -> Result<(), DecodeError> {
-        let mut reader = Reader { block, at: 0 };
+    pub fn decode(&mut self, block: &Bytes, field: impl FnMut(Field)) -> Result<(), DecodeError> {
+        let mut reader = Reader { block, at: 0, scratch: std::mem::take(&mut self.scratch) };
+        let decoded = self.decode_fields(&mut reader, field);
+        self.scratch = reader.scratch;
+        decoded
+    }
+
+    fn decode_fields(&mut self, reader: &mut Reader<'_>, mut field: impl FnMut(Field)) -> Result<(), DecodeError> {
+        let block = reader.block;
         let mut at_start = true;
         while let Some(&first) = block.get(reader.at) {
             let decoded = match first {
@@ -352,7 +361,7 @@ impl Decoder {
                 }
                 // 01xxxxxx: a literal, added to the table.
                 0x40..=0x7f => {
-                    let decoded = self.literal(&mut reader, 6, false)?;
+                    let decoded = self.literal(reader, 6, false)?;
                     self.table.insert(decoded.clone());
                     decoded
                 }
@@ -369,8 +378,8 @@ impl Decoder {
                     continue;
                 }
                 // 0001xxxx: a literal never to be indexed; 0000xxxx: a literal not indexed.
-                0x10..=0x1f => self.literal(&mut reader, 4, true)?,
-                0x00..=0x0f => self.literal(&mut reader, 4, false)?,
+                0x10..=0x1f => self.literal(reader, 4, true)?,
+                0x00..=0x0f => self.literal(reader, 4, false)?,
             };
             at_start = false;
             field(decoded);
@@ -391,6 +400,8 @@ impl Decoder {
 struct Reader<'a> {
     block: &'a Bytes,
     at: usize,
+    /// The decoder's, for Huffman-coded strings.
+    scratch: Vec<u8>,
 }
 
 impl Reader<'_> {
@@ -426,9 +437,7 @@ impl Reader<'_> {
         if !huffman {
             return Ok(raw);
         }
-        let mut decoded = Vec::new();
-        huffman::decode(&raw, &mut decoded).map_err(DecodeError::Huffman)?;
-        Ok(decoded.into())
+        huffman::decode(&raw, &mut self.scratch).map_err(DecodeError::Huffman)
     }
 }
 

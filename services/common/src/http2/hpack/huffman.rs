@@ -6,6 +6,8 @@
 //! 257 code lengths are all the table there is, and a code's symbol is found
 //! from its length and its distance from the first code of that length.
 
+use bytes::Bytes;
+
 /// The length in bits of each symbol's code: bytes 0 to 255, then EOS (256).
 const CODE_LENGTHS: [u8; 257] = [
     13, 23, 28, 28, 28, 28, 28, 28, 28, 24, 30, 28, 28, 30, 28, 28, 28, 28, 28, 28, 28, 28, 30, 28, 28, 28, 28, 28, 28,
@@ -104,15 +106,29 @@ pub enum HuffmanError {
     BadPadding,
 }
 
-/// Appends the decoding of `coded` to `out`.
-pub fn decode(coded: &[u8], out: &mut Vec<u8>) -> Result<(), HuffmanError> {
-    let start = out.len();
+/// Strings that may decode to more than this are decoded into a buffer of
+/// their own rather than the caller's scratch, which stays this small.
+const SCRATCH_BYTES: usize = 1024;
+
+/// Decodes `coded`. A string of the usual size (a path, an id, a number) is
+/// decoded in `scratch`, kept by the caller from string to string, and then
+/// copied out at its exact length: one allocation, where a buffer of its
+/// own was one to decode into, zeroed first, and one more to share it.
+pub fn decode(coded: &[u8], scratch: &mut Vec<u8>) -> Result<Bytes, HuffmanError> {
     // Room for the most symbols `coded` can hold (the shortest code is 5
     // bits), written by index: a push each checked and grew the vector.
-    out.resize(start + coded.len() * 8 / SHORTEST, 0);
-    let decoded = decode_into(coded, &mut out[start..]);
-    out.truncate(start + decoded.unwrap_or(0));
-    decoded.map(|_| ())
+    let most = coded.len() * 8 / SHORTEST;
+    if most > SCRATCH_BYTES {
+        let mut out = vec![0; most];
+        let written = decode_into(coded, &mut out)?;
+        out.truncate(written);
+        return Ok(out.into());
+    }
+    if scratch.len() < most {
+        scratch.resize(most, 0);
+    }
+    let written = decode_into(coded, &mut scratch[..most])?;
+    Ok(Bytes::copy_from_slice(&scratch[..written]))
 }
 
 /// Decodes `coded` into `out`, which has room for it; says how many bytes it wrote.
@@ -122,15 +138,23 @@ fn decode_into(coded: &[u8], out: &mut [u8]) -> Result<usize, HuffmanError> {
     // window: `bits` holds `held` of them at its top.
     let mut bits: u64 = 0;
     let mut held: usize = 0;
-    let mut input = coded.iter();
+    let mut read = 0;
     loop {
-        while held <= 56 {
-            match input.next() {
-                Some(&byte) => {
-                    bits |= u64::from(byte) << (56 - held);
+        if held <= 56 {
+            if let Some(word) = coded.get(read..read + 8) {
+                // Eight bytes at once, counting the whole ones that fit. The
+                // bits shifted in past them are the input's next bits, so
+                // putting them in again when they are counted changes nothing.
+                bits |= u64::from_be_bytes(word.try_into().expect("eight bytes")) >> held;
+                let whole = (64 - held) / 8;
+                read += whole;
+                held += whole * 8;
+            } else {
+                while held <= 56 && read < coded.len() {
+                    bits |= u64::from(coded[read]) << (56 - held);
+                    read += 1;
                     held += 8;
                 }
-                None => break,
             }
         }
         // Short codes, as many as the held bits hold, without a refill
@@ -145,7 +169,7 @@ fn decode_into(coded: &[u8], out: &mut [u8]) -> Result<usize, HuffmanError> {
             bits <<= len;
             held -= usize::from(len);
         }
-        if held <= 56 && !input.as_slice().is_empty() {
+        if held <= 56 && read < coded.len() {
             continue;
         }
         if held < SHORTEST {
@@ -216,8 +240,7 @@ mod tests {
     }
 
     fn decoded(coded: &[u8]) -> Result<Vec<u8>, HuffmanError> {
-        let mut out = Vec::new();
-        decode(coded, &mut out).map(|()| out)
+        decode(coded, &mut Vec::new()).map(|decoded| decoded.to_vec())
     }
 
     #[test]
@@ -258,12 +281,18 @@ mod tests {
     }
 
     #[test]
-    fn decoding_appends_and_a_refusal_appends_nothing() {
-        let mut out = b"kept:".to_vec();
-        decode(&encode(b"www.example.com"), &mut out).unwrap();
-        assert_eq!(out, b"kept:www.example.com");
-        assert_eq!(decode(&[0b0000_0111, 0xff], &mut out), Err(HuffmanError::BadPadding));
-        assert_eq!(out, b"kept:www.example.com", "a refused string leaves nothing behind");
+    fn each_string_decodes_alone_whatever_the_scratch_held() {
+        let mut scratch = Vec::new();
+        let long = "/wizdata.registry.v1.RegistryService/GetSymbol";
+        assert_eq!(decode(&encode(long.as_bytes()), &mut scratch).unwrap(), long);
+        assert_eq!(decode(&encode(b"11"), &mut scratch).unwrap(), "11", "nothing of the longer string before");
+        assert_eq!(decode(&[0b0000_0111, 0xff], &mut scratch), Err(HuffmanError::BadPadding));
+        assert_eq!(decode(&encode(b"www.example.com"), &mut scratch).unwrap(), "www.example.com");
+        assert_eq!(decode(&[], &mut scratch).unwrap(), "");
+        // Past the scratch's size a string gets a buffer of its own; the scratch stays small.
+        let large = "x-".repeat(SCRATCH_BYTES);
+        assert_eq!(decode(&encode(large.as_bytes()), &mut scratch).unwrap(), large);
+        assert!(scratch.len() <= SCRATCH_BYTES, "{}", scratch.len());
     }
 
     #[test]
@@ -280,6 +309,15 @@ mod tests {
         #[test]
         fn any_bytes_round_trip(plain: Vec<u8>) {
             proptest::prop_assert_eq!(decoded(&encode(&plain)).unwrap(), plain);
+        }
+
+        /// One scratch for many strings, as a connection's decoder keeps it.
+        #[test]
+        fn strings_in_turn_round_trip_through_one_scratch(plains: Vec<Vec<u8>>) {
+            let mut scratch = Vec::new();
+            for plain in plains {
+                proptest::prop_assert_eq!(decode(&encode(&plain), &mut scratch).unwrap(), plain);
+            }
         }
 
         #[test]
