@@ -118,17 +118,13 @@ pub fn decode(coded: &[u8], scratch: &mut Vec<u8>) -> Result<Bytes, HuffmanError
     // Room for the most symbols `coded` can hold (the shortest code is 5
     // bits), written by index: a push each checked and grew the vector.
     let most = coded.len() * 8 / SHORTEST;
-    if most > SCRATCH_BYTES {
-        let mut out = vec![0; most];
-        let written = decode_into(coded, &mut out)?;
-        out.truncate(written);
-        return Ok(out.into());
+    let mut own = Vec::new();
+    let room = if most > SCRATCH_BYTES { &mut own } else { scratch };
+    if room.len() < most {
+        room.resize(most, 0);
     }
-    if scratch.len() < most {
-        scratch.resize(most, 0);
-    }
-    let written = decode_into(coded, &mut scratch[..most])?;
-    Ok(Bytes::copy_from_slice(&scratch[..written]))
+    let written = decode_into(coded, &mut room[..most])?;
+    Ok(Bytes::copy_from_slice(&room[..written]))
 }
 
 /// Decodes `coded` into `out`, which has room for it; says how many bytes it wrote.
