@@ -11,14 +11,15 @@ floor: a relay on the `h2` crate with nothing else
 (services/common/examples/bare_relay.rs). h2load sends the same gRPC requests
 to the services directly and to each proxy at 1, 16 and 64 calls in flight: GetSymbol (small) and
 GetCandles of 10,000 bars (large); then the gateway alone with an API key,
-and with REDIS_URL (shared rate limits) when it is set. Prints one Markdown
+and with REDIS_URL (shared rate limits) when it is set. Prints a Markdown
 table: mean latency, requests per second, and ratios to direct.
 
 A second table gives each target's CPU time per call (user + system, from
 /proc; every process and thread of the target: nginx's workers, the
-services for "direct"; not Redis's, for the gateway with shared limits): at 1 in flight, where latency is the sum of each
-hop's work, this is the work itself, without the wake-ups and the
-neighbours' noise that move the latency cells.
+services for "direct"; not Redis's, for the gateway with shared limits).
+At 1 in flight, where latency is the sum of each hop's work, this is the
+work itself, without the wake-ups and the neighbours' noise that move the
+latency cells.
 
 Each cell is the median of ROUNDS (3) runs of SECONDS (5), and the rounds
 go round the targets in turn: a machine that slows down for a while (this
@@ -51,7 +52,9 @@ from typing import NamedTuple
 ROOT = Path(__file__).resolve().parents[1]
 IN_FLIGHT = [(1, 1), (4, 4), (8, 8)]  # (connections, streams each): 1, 16, 64 in flight
 UNLIMITED = "50000000/1m"  # as make bench-gateway: no call is refused
-NGINX_WORKERS = 2  # a worker per core of the two-core machine BENCHMARKS.md was measured on; the gateway has a lane per core
+# A worker per core of the two-core machine BENCHMARKS.md was measured on,
+# as the gateway has a lane per core.
+NGINX_WORKERS = 2
 # The bare relay relays whole unary calls only, so grpcurl (whose reflection
 # is a streaming call) does not check its answers; the backend's metrics do.
 FLOOR = "bare h2 relay (the floor)"
