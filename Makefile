@@ -14,7 +14,7 @@ CHROMIUM := /usr/bin/chromium
 # promtool checks and unit-tests the alert rules (Debian's prometheus package).
 PROMTOOL := /usr/bin/promtool
 
-.PHONY: web generate check-generated breaking contract-baseline run test test-rust test-python helm-test test-alerts image lint lint-sources clippy build-linted build-tests fmt tools bench bench-indicators bench-auth bench-streaming bench-gateway bench-proxies bench-dashboard fuzz soak
+.PHONY: web generate check-generated breaking contract-baseline run test test-rust test-python helm-test test-alerts image lint lint-sources clippy build-linted build-tests fmt tools bench bench-indicators bench-auth bench-streaming bench-gateway bench-proxies bench-footprint bench-dashboard fuzz soak
 
 ## run: the whole mesh on embedded defaults (SQLite under ./data), on loopback:
 ## gRPC on :50051, the gateway (the dashboard at /, gRPC, gRPC-Web, Connect,
@@ -170,6 +170,18 @@ bench-proxies: $(PROXY_TOOLS)
 $(PROXY_TOOLS):
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends nginx-light haproxy nghttp2-client || \
 		(apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends nginx-light haproxy nghttp2-client)
+
+## bench-footprint: the code a GetSymbol call through the gateway runs,
+## beside nginx's, counted by valgrind's callgrind: instructions a call, and
+## the 64-byte lines of code and 4 KiB pages run on every call; repeatable
+## whatever else the machine is doing (BENCHMARKS.md, issue #15)
+bench-footprint: $(PROXY_TOOLS) /usr/bin/valgrind
+	$(CARGO) build --release -p wizdata-mesh --bin wizdata
+	python3 bench/footprint.py target/release/wizdata
+
+/usr/bin/valgrind:
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends valgrind || \
+		(apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends valgrind)
 
 ## bench-dashboard: the dashboard's JavaScript raw and gzipped, and the time
 ## from navigation to its first candles in headless Chromium on loopback

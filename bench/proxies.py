@@ -218,9 +218,10 @@ def nginx_workers(master, count=NGINX_WORKERS, timeout=10.0):
         time.sleep(0.1)
 
 
-def nginx_conf(directory, port, backend):
+def nginx_conf(directory, port, backend, workers=NGINX_WORKERS, master_process=True):
     return f"""
-worker_processes {NGINX_WORKERS};
+worker_processes {workers};
+master_process {"on" if master_process else "off"};
 daemon off;
 pid {directory}/nginx.pid;
 error_log stderr warn;
