@@ -29,7 +29,7 @@ import tempfile
 from collections import defaultdict
 from pathlib import Path
 
-from proxies import UNLIMITED, free_port, get_symbol, nginx_conf, wait_for_port
+from proxies import free_port, gateway_command, get_symbol, h2load, nginx_conf, services_command, wait_for_port
 
 PATH = "/wizdata.registry.v1.RegistryService/GetSymbol"
 WARM_UP_CALLS = 50
@@ -38,10 +38,9 @@ PAGE_BYTES = 4096
 
 
 def h2load_calls(port, body_file, calls):
-    command = ["h2load", "-n", str(calls), "-c", "1", "-m", "1", "-H", "te: trailers",
-               "-H", "content-type: application/grpc", "-d", str(body_file), f"http://127.0.0.1:{port}{PATH}"]
-    out = subprocess.run(command, capture_output=True, text=True, timeout=600).stdout
-    assert f"{calls} succeeded" in out, out
+    """`calls` GetSymbol calls at 1 in flight, every one answered."""
+    load = h2load(port, PATH, body_file, 1, 1, None, calls=calls)
+    assert load.calls == calls, f"{load.calls} of {calls} calls succeeded"
 
 
 def under_callgrind(command, port, body_file, calls, out_file, env):
@@ -94,20 +93,14 @@ def main():
     work = Path(tempfile.mkdtemp(prefix="wizdata-footprint-"))
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
     services_port = free_port()
-    services = subprocess.Popen([str(binary), "serve", "all", "--with-gateway", "false", "--simulated-feed", "false",
-                                 "--grpc-addr", f"127.0.0.1:{services_port}", "--metrics-addr", "127.0.0.1:0",
-                                 "--data-dir", str(work / "data"), "--log-filter", "warn"],
+    services = subprocess.Popen(services_command(binary, services_port, 0, work / "data"),
                                 stdout=subprocess.DEVNULL, env=env)
     try:
         wait_for_port(services_port, services)
         body_file = work / "GetSymbol.bin"
         body_file.write_bytes(get_symbol("AAPL"))
         gateway_port = free_port()
-        gateway = [str(binary), "serve", "gateway", "--gateway-threads", "1", "--gateway-addr", f"127.0.0.1:{gateway_port}",
-                   "--metrics-addr", "127.0.0.1:0", "--auth-url", f"http://127.0.0.1:{services_port}",
-                   "--default-backend", f"http://127.0.0.1:{services_port}", "--log-filter", "warn",
-                   "--rate-limit-anonymous", UNLIMITED, "--rate-limit-internal", UNLIMITED,
-                   "--rate-limit-per-service", UNLIMITED]
+        gateway = gateway_command(binary, gateway_port, services_port, ("--gateway-threads", "1"))
         nginx_port = free_port()
         (work / "nginx.conf").write_text(nginx_conf(work, nginx_port, services_port, workers=1, master_process=False))
         nginx = ["nginx", "-c", str(work / "nginx.conf"), "-p", str(work)]

@@ -133,9 +133,10 @@ class Load(NamedTuple):
     calls: int
 
 
-def h2load(port, path, body_file, connections, streams, seconds, headers=(), content_type="application/grpc"):
+def h2load(port, path, body_file, connections, streams, seconds, headers=(), content_type="application/grpc",
+           calls=None):
     """h2load over h2c: a POST of `body_file` as `content_type`, or a GET
-    when there is no body."""
+    when there is no body; for `seconds`, or for `calls` calls when given."""
     extra = [arg for header in headers for arg in ("-H", header)]
     if content_type == "application/grpc":
         extra += ["-H", "te: trailers"]
@@ -143,9 +144,10 @@ def h2load(port, path, body_file, connections, streams, seconds, headers=(), con
         extra += ["-H", f"content-type: {content_type}"]
     if body_file:
         extra += ["-d", str(body_file)]
-    command = ["h2load", "-D", str(seconds), "-c", str(connections), "-m", str(streams),
-               *extra, f"http://127.0.0.1:{port}{path}"]
-    out = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60).stdout
+    # A count of calls may run slowly (a target under valgrind): ten minutes at most.
+    length, timeout = (["-n", str(calls)], 600) if calls else (["-D", str(seconds)], seconds + 60)
+    command = ["h2load", *length, "-c", str(connections), "-m", str(streams), *extra, f"http://127.0.0.1:{port}{path}"]
+    out = subprocess.run(command, capture_output=True, text=True, timeout=timeout).stdout
     rps = float(re.search(r"finished in [\d.]+\w+, ([\d.]+) req/s", out).group(1))
     mean = re.search(r"time for request:\s+\S+\s+\S+\s+(\S+)", out).group(1)
     ok = re.search(r"status codes: (\d+) 2xx", out)
@@ -202,6 +204,23 @@ def not_ok_during(metrics_port, method, run):
 def to_microseconds(text):
     number, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", text).groups()
     return float(number) * {"us": 1, "ms": 1000, "s": 1_000_000}[unit]
+
+
+def services_command(binary, port, metrics_port, data_dir):
+    """The services without the gateway, as every proxy here is measured in front of them."""
+    return [str(binary), "serve", "all", "--with-gateway", "false", "--simulated-feed", "false",
+            "--grpc-addr", f"127.0.0.1:{port}", "--metrics-addr", f"127.0.0.1:{metrics_port}",
+            "--data-dir", str(data_dir), "--log-filter", "warn"]
+
+
+def gateway_command(binary, port, services_port, extra_args=()):
+    """The gateway as its own process in front of the services: anonymous
+    callers, local limits raised so none is refused, metrics on."""
+    return [str(binary), "serve", "gateway", *extra_args, "--gateway-addr", f"127.0.0.1:{port}",
+            "--metrics-addr", "127.0.0.1:0", "--auth-url", f"http://127.0.0.1:{services_port}",
+            "--default-backend", f"http://127.0.0.1:{services_port}", "--log-filter", "warn",
+            "--rate-limit-anonymous", UNLIMITED, "--rate-limit-internal", UNLIMITED,
+            "--rate-limit-per-service", UNLIMITED]
 
 
 def nginx_workers(master, count=NGINX_WORKERS, timeout=10.0):
@@ -281,9 +300,7 @@ def main():
     try:
         env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
         services, services_metrics = free_port(), free_port()
-        services_process = start([str(binary), "serve", "all", "--with-gateway", "false", "--simulated-feed", "false",
-               "--grpc-addr", f"127.0.0.1:{services}", "--metrics-addr", f"127.0.0.1:{services_metrics}",
-               "--data-dir", str(work / "data"), "--log-filter", "warn"], services, env=env)
+        services_process = start(services_command(binary, services, services_metrics, work / "data"), services, env=env)
         key = subprocess.run([str(binary), "keys", "create", "--data-dir", str(work / "data"), "--name", "bench",
                               "--scopes", "all", "--tier", "internal"],
                              env=env, capture_output=True, text=True, check=True).stdout.strip()
@@ -295,11 +312,7 @@ def main():
 
         def gateway(extra_env=None, extra_args=()):
             port = free_port()
-            process = start([str(binary), "serve", "gateway", *extra_args, "--gateway-addr", f"127.0.0.1:{port}",
-                   "--metrics-addr", "127.0.0.1:0", "--auth-url", f"http://127.0.0.1:{services}",
-                   "--default-backend", f"http://127.0.0.1:{services}", "--log-filter", "warn",
-                   "--rate-limit-anonymous", UNLIMITED, "--rate-limit-internal", UNLIMITED,
-                   "--rate-limit-per-service", UNLIMITED], port, env={**env, **(extra_env or {})})
+            process = start(gateway_command(binary, port, services, extra_args), port, env={**env, **(extra_env or {})})
             return port, [process.pid]
 
         # Each target with the metrics port of the first process its calls
