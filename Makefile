@@ -164,7 +164,7 @@ PROXY_SECONDS ?= 5
 PROXY_ROUNDS ?= 3
 PROXY_TOOLS := /usr/sbin/nginx /usr/sbin/haproxy /usr/bin/h2load
 bench-proxies: $(PROXY_TOOLS)
-	$(CARGO) build --release -p wizdata-mesh --bin wizdata -p wizdata-common --example bare_relay
+	$(CARGO) build --release -p wizdata-mesh --bin wizdata -p wizdata-gateway --example floor_relay
 	python3 bench/proxies.py target/release/wizdata $(PROXY_SECONDS) $(PROXY_ROUNDS)
 
 $(PROXY_TOOLS):
@@ -172,11 +172,12 @@ $(PROXY_TOOLS):
 		(apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends nginx-light haproxy nghttp2-client)
 
 ## bench-footprint: the code a GetSymbol call through the gateway runs,
-## beside nginx's, counted by valgrind's callgrind: instructions a call, and
-## the 64-byte lines of code and 4 KiB pages run on every call; repeatable
-## whatever else the machine is doing (BENCHMARKS.md, issue #15)
+## beside nginx's and two bare relays', counted by valgrind's callgrind:
+## instructions a call, and the 64-byte lines of code and 4 KiB pages run on
+## every call; repeatable whatever else the machine is doing (BENCHMARKS.md,
+## issue #15)
 bench-footprint: $(PROXY_TOOLS) /usr/bin/valgrind
-	$(CARGO) build --release -p wizdata-mesh --bin wizdata
+	$(CARGO) build --release -p wizdata-mesh --bin wizdata -p wizdata-gateway --example floor_relay
 	python3 bench/footprint.py target/release/wizdata
 
 /usr/bin/valgrind:

@@ -4,10 +4,12 @@
 
 Starts the services without the gateway, then, one after the other under
 valgrind's callgrind: the gateway on one lane (anonymous callers, local
-limits raised so none is refused, metrics on) and nginx with one worker and
-no master (`grpc_pass`, as `make bench-proxies` configures it). Each is sent
-50 GetSymbol calls to warm up, then CALLS (2,000) more at 1 in flight with
-h2load, counted alone (`callgrind_control --instr`). Prints a Markdown table:
+limits raised so none is refused, metrics on), nginx with one worker and
+no master (`grpc_pass`, as `make bench-proxies` configures it), and the
+two relays `make bench-proxies` calls floors (the `h2` crate on Tokio, and
+the mesh's own HTTP/2, each checking nothing), built beside BINARY. Each is sent 50 GetSymbol calls to
+warm up, then CALLS (2,000) more at 1 in flight with h2load, counted alone
+(`callgrind_control --instr`). Prints a Markdown table:
 
 - instructions a call;
 - the code run on every call: the 64-byte lines holding an instruction
@@ -29,7 +31,7 @@ import tempfile
 from collections import defaultdict
 from pathlib import Path
 
-from proxies import free_port, gateway_command, get_symbol, h2load, nginx_conf, services_command, wait_for_port
+from proxies import FLOORS, free_port, gateway_command, get_symbol, h2load, nginx_conf, services_command, wait_for_port
 
 PATH = "/wizdata.registry.v1.RegistryService/GetSymbol"
 WARM_UP_CALLS = 50
@@ -104,12 +106,17 @@ def main():
         nginx_port = free_port()
         (work / "nginx.conf").write_text(nginx_conf(work, nginx_port, services_port, workers=1, master_process=False))
         nginx = ["nginx", "-c", str(work / "nginx.conf"), "-p", str(work)]
+        relays = []
+        for floor, stack in FLOORS.items():
+            relay_port = free_port()
+            relays.append((floor, [str(binary.parent / "examples" / "floor_relay"), stack, str(relay_port),
+                                   str(services_port)], relay_port))
         print(f"GetSymbol at 1 in flight, {calls:,} calls counted")
         print()
         print("| proxy | instructions a call | code run on every call | its 4 KiB pages |")
         print("|---|---:|---:|---:|")
         for name, command, port in [("wizdata gateway, one lane", gateway, gateway_port),
-                                    ("nginx, one worker", nginx, nginx_port)]:
+                                    ("nginx, one worker", nginx, nginx_port), *relays]:
             per_call, code_lines, pages = under_callgrind(command, port, body_file, calls, work / "callgrind.out", env)
             print(f"| {name} | {per_call / 1000:,.1f}k | {code_lines * LINE_BYTES / 1024:,.0f} KiB "
                   f"({code_lines:,} lines) | {pages:,} |", flush=True)

@@ -6,9 +6,10 @@ Starts the services without the gateway (`serve all --with-gateway false`,
 SQLite, no simulated feed), seeds 10,000 1m bars, then in front of them: the
 gateway as its own process (anonymous callers, local limits raised so none is
 refused, metrics on; with a thread per core, and with one), nginx
-(`grpc_pass` with upstream keepalive) and HAProxy (`proto h2`), and the
-floor: a relay on the `h2` crate with nothing else
-(services/common/examples/bare_relay.rs). h2load sends the same gRPC requests
+(`grpc_pass` with upstream keepalive) and HAProxy (`proto h2`), and two
+floors (gateway/examples/floor_relay.rs): a relay on the `h2` crate with
+nothing else, and one on the mesh's own HTTP/2, the gateway's without its
+steps. h2load sends the same gRPC requests
 to the services directly and to each proxy at 1, 16 and 64 calls in flight: GetSymbol (small) and
 GetCandles of 10,000 bars (large); then the gateway alone with an API key,
 and with REDIS_URL (shared rate limits) when it is set. Prints a Markdown
@@ -55,9 +56,12 @@ UNLIMITED = "50000000/1m"  # as make bench-gateway: no call is refused
 # A worker per core of the two-core machine BENCHMARKS.md was measured on,
 # as the gateway has a lane per core.
 NGINX_WORKERS = 2
-# The bare relay relays whole unary calls only, so grpcurl (whose reflection
-# is a streaming call) does not check its answers; the backend's metrics do.
+# The relays relay whole unary calls only, so grpcurl (whose reflection is a
+# streaming call) does not check their answers; the backend's metrics do.
 FLOOR = "bare h2 relay (the floor)"
+OWN_FLOOR = "relay on the mesh's own HTTP/2 (the gateway's floor)"
+# Each floor's stack, as floor_relay takes it.
+FLOORS = {FLOOR: "h2", OWN_FLOOR: "own"}
 
 
 def free_port():
@@ -331,10 +335,11 @@ def main():
         (work / "haproxy.cfg").write_text(haproxy_conf(haproxy_port, services))
         haproxy = start(["haproxy", "-f", str(work / "haproxy.cfg"), "-db"], haproxy_port, stderr=subprocess.DEVNULL)
         targets.append((f"HAProxy {haproxy_version()}", haproxy_port, (), services_metrics, [haproxy.pid]))
-        relay_port = free_port()
-        relay = start([str(ROOT / "target" / "release" / "examples" / "bare_relay"), str(relay_port), str(services)],
-                      relay_port)
-        targets.append((FLOOR, relay_port, (), services_metrics, [relay.pid]))
+        for floor, stack in FLOORS.items():
+            relay_port = free_port()
+            relay = start([str(ROOT / "target" / "release" / "examples" / "floor_relay"), stack, str(relay_port),
+                           str(services)], relay_port)
+            targets.append((floor, relay_port, (), services_metrics, [relay.pid]))
         keyed_gateway, keyed_pids = gateway()
         targets.append(("wizdata gateway, API key", keyed_gateway, (f"authorization: Bearer {key}",), keyed_gateway,
                         keyed_pids))
@@ -360,7 +365,7 @@ def main():
             body_file.write_bytes(body)
             method = path.rsplit("/", 1)[1]
             for name, port, headers, *_ in targets:
-                if name != FLOOR:
+                if name not in FLOORS:
                     check_answers(port, path, body_file, headers)
             samples = {(name, level): [] for name, *_ in targets for level in IN_FLIGHT}
             not_ok = {(name, level): Counter() for name, *_ in targets for level in IN_FLIGHT}
@@ -392,7 +397,7 @@ def main():
                 # h2load counts HTTP statuses only: a target that started refusing under
                 # load (gRPC errors are HTTP 200) would look fast, so check it again.
                 try:
-                    if name != FLOOR:
+                    if name not in FLOORS:
                         check_answers(port, path, body_file, headers)
                 except AssertionError as error:
                     cells[-1] += f" (not OK after this load: {str(error).strip()[:120]})"
