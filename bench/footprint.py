@@ -1,15 +1,15 @@
-"""How much code a proxied call runs, the gateway's beside nginx's, counted by callgrind.
+"""How much code a proxied call runs, the gateway's beside nginx's and two relays', counted by callgrind.
 
     bench/footprint.py BINARY [CALLS]
 
 Starts the services without the gateway, then, one after the other under
 valgrind's callgrind: the gateway on one lane (anonymous callers, local
 limits raised so none is refused, metrics on), nginx with one worker and
-no master (`grpc_pass`, as `make bench-proxies` configures it), and the
-two relays `make bench-proxies` calls floors (the `h2` crate on Tokio, and
-the mesh's own HTTP/2, each checking nothing), built beside BINARY. Each is sent 50 GetSymbol calls to
-warm up, then CALLS (2,000) more at 1 in flight with h2load, counted alone
-(`callgrind_control --instr`). Prints a Markdown table:
+no master (`grpc_pass`, as `make bench-proxies` configures it), and the two
+relays `make bench-proxies` calls floors (on the `h2` crate, and on the
+mesh's own HTTP/2, each checking nothing), built beside BINARY. Each is sent
+50 GetSymbol calls to warm up, then CALLS (2,000) more at 1 in flight with
+h2load, counted alone (`callgrind_control --instr`). Prints a Markdown table:
 
 - instructions a call;
 - the code run on every call: the 64-byte lines holding an instruction

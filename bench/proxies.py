@@ -9,8 +9,8 @@ refused, metrics on; with a thread per core, and with one), nginx
 (`grpc_pass` with upstream keepalive) and HAProxy (`proto h2`), and two
 floors (gateway/examples/floor_relay.rs): a relay on the `h2` crate with
 nothing else, and one on the mesh's own HTTP/2, the gateway's without its
-steps. h2load sends the same gRPC requests
-to the services directly and to each proxy at 1, 16 and 64 calls in flight: GetSymbol (small) and
+steps. h2load sends the same gRPC requests to the services directly and to
+each proxy at 1, 16 and 64 calls in flight: GetSymbol (small) and
 GetCandles of 10,000 bars (large); then the gateway alone with an API key,
 and with REDIS_URL (shared rate limits) when it is set. Prints a Markdown
 table: mean latency, requests per second, and ratios to direct.
