@@ -31,7 +31,7 @@ import tempfile
 from collections import defaultdict
 from pathlib import Path
 
-from proxies import FLOORS, free_port, gateway_command, get_symbol, h2load, nginx_conf, services_command, wait_for_port
+from proxies import FLOORS, floor_command, free_port, gateway_command, get_symbol, h2load, nginx_conf, services_command, wait_for_port
 
 PATH = "/wizdata.registry.v1.RegistryService/GetSymbol"
 WARM_UP_CALLS = 50
@@ -109,8 +109,7 @@ def main():
         relays = []
         for floor, stack in FLOORS.items():
             relay_port = free_port()
-            relays.append((floor, [str(binary.parent / "examples" / "floor_relay"), stack, str(relay_port),
-                                   str(services_port)], relay_port))
+            relays.append((floor, floor_command(binary, stack, relay_port, services_port), relay_port))
         print(f"GetSymbol at 1 in flight, {calls:,} calls counted")
         print()
         print("| proxy | instructions a call | code run on every call | its 4 KiB pages |")

@@ -227,6 +227,12 @@ def gateway_command(binary, port, services_port, extra_args=()):
             "--rate-limit-per-service", UNLIMITED]
 
 
+def floor_command(binary, stack, port, services_port):
+    """A floor relay (`stack` of FLOORS' values) on `port` in front of the
+    services, as `make bench-proxies` builds it beside BINARY."""
+    return [str(Path(binary).parent / "examples" / "floor_relay"), stack, str(port), str(services_port)]
+
+
 def nginx_workers(master, count=NGINX_WORKERS, timeout=10.0):
     """The pids of nginx's workers, which serve the calls; the master
     listens before it has forked them all."""
@@ -337,8 +343,7 @@ def main():
         targets.append((f"HAProxy {haproxy_version()}", haproxy_port, (), services_metrics, [haproxy.pid]))
         for floor, stack in FLOORS.items():
             relay_port = free_port()
-            relay = start([str(ROOT / "target" / "release" / "examples" / "floor_relay"), stack, str(relay_port),
-                           str(services)], relay_port)
+            relay = start(floor_command(binary, stack, relay_port, services), relay_port)
             targets.append((floor, relay_port, (), services_metrics, [relay.pid]))
         keyed_gateway, keyed_pids = gateway()
         targets.append(("wizdata gateway, API key", keyed_gateway, (f"authorization: Bearer {key}",), keyed_gateway,

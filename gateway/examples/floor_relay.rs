@@ -100,24 +100,19 @@ async fn relay_call_on_h2(
     respond: &mut h2::server::SendResponse<Bytes>,
     sender: h2::client::SendRequest<Bytes>,
 ) -> Result<(), h2::Error> {
-    let (parts, body) = request.into_parts();
-    let message = read_whole_on_h2(body).await?;
+    let (parts, mut body) = request.into_parts();
+    let message = read_whole_on_h2(&mut body).await?;
     let mut sender = sender.ready().await?;
     let (answer, mut sending) = sender.send_request(Request::from_parts(parts, ()), false)?;
     sending.send_data(message, true)?;
     let (parts, mut body) = answer.await?.into_parts();
-    let mut data = BytesMut::new();
-    while let Some(chunk) = body.data().await {
-        let chunk = chunk?;
-        let _ = body.flow_control().release_capacity(chunk.len());
-        data.extend_from_slice(&chunk);
-    }
+    let data = read_whole_on_h2(&mut body).await?;
     let trailers = body.trailers().await?;
     // Trailers-only stays trailers-only; otherwise headers, data, trailers.
     let ends_with_headers = data.is_empty() && trailers.is_none();
     let mut stream = respond.send_response(Response::from_parts(parts, ()), ends_with_headers)?;
     if !data.is_empty() {
-        stream.send_data(data.freeze(), trailers.is_none())?;
+        stream.send_data(data, trailers.is_none())?;
     }
     if let Some(trailers) = trailers {
         stream.send_trailers(trailers)?;
@@ -125,7 +120,8 @@ async fn relay_call_on_h2(
     Ok(())
 }
 
-async fn read_whole_on_h2(mut body: RecvStream) -> Result<Bytes, h2::Error> {
+/// The data of a request or answer, whole; its trailers stay to be read.
+async fn read_whole_on_h2(body: &mut RecvStream) -> Result<Bytes, h2::Error> {
     let mut message = BytesMut::new();
     while let Some(chunk) = body.data().await {
         let chunk = chunk?;
