@@ -56,6 +56,8 @@ async fn the_metrics_port_shows_grpc_server_metrics_and_service_counters() {
     for _ in 0..2 {
         through_gateway.get_symbol(GetSymbolRequest { ticker: "MSFT".into() }).await.unwrap();
     }
+    // A failure answered trailers-only is counted by the code in its headers.
+    through_gateway.get_symbol(GetSymbolRequest { ticker: "NOPE".into() }).await.unwrap_err();
     let text = scrape(mesh.metrics_port).await;
     let registry_service = ("grpc_service", "wizdata.registry.v1.RegistryService");
     let get_symbol = ("grpc_method", "GetSymbol");
@@ -69,13 +71,17 @@ async fn the_metrics_port_shows_grpc_server_metrics_and_service_counters() {
     };
     // Direct calls and the ones the gateway forwarded, all served here.
     assert_eq!(handled("OK", "service"), Some(5.0), "{text}");
-    assert_eq!(handled("NotFound", "service"), Some(1.0));
+    assert_eq!(handled("NotFound", "service"), Some(2.0));
     assert_eq!(handled("OK", "gateway"), Some(2.0), "the gateway counts what entered through it");
-    assert_eq!(sample(&text, "grpc_server_started_total", &[registry_service, get_symbol, served]), Some(6.0));
-    assert_eq!(sample(&text, "grpc_server_handling_seconds_count", &[registry_service, get_symbol, served]), Some(6.0));
+    assert_eq!(handled("NotFound", "gateway"), Some(1.0));
+    let at_the_gateway = ("component", "gateway");
+    assert_eq!(sample(&text, "grpc_server_started_total", &[registry_service, get_symbol, at_the_gateway]), Some(3.0));
+    assert_eq!(sample(&text, "grpc_server_in_flight", &[registry_service, get_symbol, at_the_gateway]), Some(0.0));
+    assert_eq!(sample(&text, "grpc_server_started_total", &[registry_service, get_symbol, served]), Some(7.0));
+    assert_eq!(sample(&text, "grpc_server_handling_seconds_count", &[registry_service, get_symbol, served]), Some(7.0));
     let within_30s =
         sample(&text, "grpc_server_handling_seconds_bucket", &[registry_service, get_symbol, served, ("le", "30")]);
-    assert_eq!(within_30s, Some(6.0), "every call fell in a bucket");
+    assert_eq!(within_30s, Some(7.0), "every call fell in a bucket");
     assert_eq!(sample(&text, "grpc_server_in_flight", &[registry_service, get_symbol, served]), Some(0.0));
 
     // The services' own counters (ingest also looks its symbols up in the registry).

@@ -226,4 +226,49 @@ async fn one_gateway_call_is_one_connected_trace_across_the_services() {
         log_text.lines().any(|line| line.contains(&format!("\"trace_id\":\"{trace_id}\""))),
         "a log line carries trace id {trace_id}"
     );
+
+    // A call the gateway fails through no fault of its caller (a deadline
+    // spent before the call was sent) is logged as failed, with its code;
+    // a caller's mistake (an unknown ticker) is not.
+    let gateway = mesh.gateway_port.unwrap();
+    assert_eq!(get_symbol_status(gateway, "AAPL", "1n").await, "4", "DEADLINE_EXCEEDED");
+    assert_eq!(get_symbol_status(gateway, "NOPE.XX", "10S").await, "5", "NOT_FOUND");
+    let log_text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let failed: Vec<&str> = log_text.lines().filter(|line| line.contains("\"call failed\"")).collect();
+    assert_eq!(failed.len(), 1, "{failed:#?}");
+    assert!(failed[0].contains("\"level\":\"ERROR\"") && failed[0].contains("DeadlineExceeded"), "{}", failed[0]);
+    assert!(failed[0].contains("GetSymbol"), "logged in the call's span: {}", failed[0]);
+}
+
+/// The grpc-status of a GetSymbol call of `ticker` to the gateway on
+/// `port` over a bare HTTP/2 connection, with `grpc-timeout` (which
+/// tonic's client would not let through as it is).
+async fn get_symbol_status(port: u16, ticker: &str, timeout: &str) -> String {
+    use prost::Message as _;
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let (client, connection) = h2::client::handshake(tcp).await.expect("HTTP/2 handshake");
+    let connection = tokio::spawn(connection);
+    let mut client = client.ready().await.unwrap();
+    let request = http::Request::post(format!("http://127.0.0.1:{port}/wizdata.registry.v1.RegistryService/GetSymbol"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .header("grpc-timeout", timeout)
+        .body(())
+        .unwrap();
+    let (answer, mut call) = client.send_request(request, false).unwrap();
+    let message = wizdata::registry::v1::GetSymbolRequest { ticker: ticker.into() }.encode_to_vec();
+    let mut framed = vec![0];
+    framed.extend_from_slice(&(message.len() as u32).to_be_bytes());
+    framed.extend_from_slice(&message);
+    call.send_data(framed.into(), true).unwrap();
+    let (head, mut body) = answer.await.unwrap().into_parts();
+    let status = match head.headers.get("grpc-status") {
+        Some(status) => status.clone(),
+        None => {
+            while body.data().await.is_some() {}
+            body.trailers().await.unwrap().expect("trailers")["grpc-status"].clone()
+        }
+    };
+    connection.abort();
+    status.to_str().unwrap().to_owned()
 }

@@ -21,6 +21,7 @@ pub mod dashboard;
 pub mod frames;
 pub mod http2;
 pub mod metrics;
+mod native;
 pub mod proxy;
 pub mod rate_limit_mode;
 pub mod ratelimit;
@@ -48,7 +49,7 @@ use wizdata_common::redis::Redis;
 use crate::backend::Backend;
 pub use crate::config::GatewayConfig;
 use crate::dashboard::Dashboard;
-use crate::proxy::{CallLimits, Proxy};
+use crate::proxy::{CallLimits, ClientAddr, Proxy};
 use crate::ratelimit::{Mode, RateLimiter};
 use crate::routes::Methods;
 use crate::server::{AllowedOrigins, Front, Listener, Ops};
@@ -135,16 +136,18 @@ impl Gateway {
         let own = tonic::service::Routes::new(health_service)
             .add_service(reflection().build_v1()?)
             .add_service(reflection().build_v1alpha()?);
+        let proxy_for_stack = proxy.clone();
         let grpc = BoxCloneSyncService::new(tower::service_fn(move |request: Request<Body>| {
             let own = own.clone();
-            let proxy = proxy.clone();
+            let proxy = proxy_for_stack.clone();
             async move {
                 let path = request.uri().path();
                 let response: Response<Body> =
                     if path.starts_with("/grpc.health.v1.Health/") || path.starts_with("/grpc.reflection.") {
                         own.oneshot(request).await?
                     } else {
-                        proxy.handle(request).await
+                        let client = request.extensions().get::<ClientAddr>().cloned();
+                        proxy.handle(request, client).await
                     };
                 Ok::<_, Infallible>(response)
             }
@@ -157,7 +160,7 @@ impl Gateway {
         health.set_serving("", true).await;
         Ok(Self {
             listener,
-            front: Front::new(grpc, ops.clone(), origins, body_limits, dashboard),
+            front: Front::new(grpc, proxy, ops.clone(), origins, body_limits, dashboard),
             ops,
             health,
             config: config.clone(),

@@ -15,6 +15,7 @@ use http_body::Frame;
 use http_body_util::BodyExt;
 use tonic::body::Body;
 use tonic::{Code, Status};
+use tower::retry::Policy;
 use tower::retry::budget::{Budget, TpsBudget};
 use wizdata_common::auth::Caller;
 use wizdata_common::auth::verifier::Verifier;
@@ -110,9 +111,9 @@ impl Proxy {
     /// with the rate-limit headers once a decision was made. Awaited in the
     /// gateway's own service rather than behind a `Service` of its own,
     /// whose future would be one more allocation per call.
-    pub async fn handle(self, request: Request<Body>) -> Response<Body> {
+    pub async fn handle(&self, request: Request<Body>, client: Option<ClientAddr>) -> Response<Body> {
         let mut decision = None;
-        let answer = self.admit_and_forward(request, &mut decision).await;
+        let answer = self.admit_and_forward(request, client, &mut decision).await;
         let response = answer.unwrap_or_else(|refusal| status_response(refusal.into_status()));
         match decision {
             Some(decision) => with_rate_limit_headers(response, &decision),
@@ -124,6 +125,7 @@ impl Proxy {
     async fn admit_and_forward(
         &self,
         request: Request<Body>,
+        client: Option<ClientAddr>,
         decision: &mut Option<Decision>,
     ) -> Result<Response<Body>, Refusal> {
         let inner = &self.inner;
@@ -133,7 +135,6 @@ impl Proxy {
         let backend = inner.backends.get(method.service).cloned().ok_or(Refusal::NotRouted(method.service))?;
         // Identify: a token passes, an API key is exchanged once, else anonymous.
         let caller = inner.verifier.authenticate(request.headers()).await.map_err(Refusal::Credentials)?;
-        let client = request.extensions().get::<ClientAddr>().cloned();
         let subject = subject_key(&caller, || {
             client.as_ref().map_or_else(|| anonymous_subject(None), ClientAddr::anonymous_subject)
         });
@@ -191,16 +192,28 @@ impl Proxy {
             .await
             .map_err(Refusal::BadRequest)?;
         inner.retry_budget.deposit();
-        let attempt = tower::service_fn(|message: Bytes| async {
-            let lease = self.pick(backend).await?;
-            let attempt = call(&lease, &path, &headers, Payload::Message(message), deadline, whole).await;
-            Ok::<_, Refusal>((lease, attempt))
-        });
         let retries = if method.retryable { limits.retries } else { 0 };
-        let policy = RetryReads { retries_left: retries, budget: &inner.retry_budget, backend, deadline };
-        // Retry: reads that failed UNAVAILABLE, within the budget and the deadline.
-        let (lease, attempt) = tower::ServiceExt::oneshot(tower::retry::Retry::new(policy, attempt), message).await?;
-        settle(backend, attempt, (lease, slot))
+        let mut policy = RetryReads { retries_left: retries, budget: &inner.retry_budget, backend, deadline };
+        // Retry: reads that failed UNAVAILABLE, within the budget and the deadline. The
+        // policy is driven here rather than by tower's `Retry` service, whose futures
+        // would wrap the attempt's in two more state machines on every call.
+        let mut message = message;
+        loop {
+            let sent = policy.clone_request(&message).expect("a message can always be sent again");
+            let mut result = async {
+                let lease = self.pick(backend).await?;
+                let attempt = call(&lease, &path, &headers, Payload::Message(sent), deadline, whole).await;
+                Ok::<_, Refusal>((lease, attempt))
+            }
+            .await;
+            match policy.retry(&mut message, &mut result) {
+                Some(backoff) => backoff.await,
+                None => {
+                    let (lease, attempt) = result?;
+                    return settle(backend, attempt, (lease, slot));
+                }
+            }
+        }
     }
 
     async fn pick(&self, backend: &Backend) -> Result<Lease, Refusal> {
@@ -243,7 +256,7 @@ struct RetryReads<'a> {
     deadline: Deadline,
 }
 
-impl tower::retry::Policy<Bytes, (Lease, Attempt), Refusal> for RetryReads<'_> {
+impl Policy<Bytes, (Lease, Attempt), Refusal> for RetryReads<'_> {
     type Future = std::future::Ready<()>;
 
     fn retry(&mut self, _: &mut Bytes, result: &mut Result<(Lease, Attempt), Refusal>) -> Option<Self::Future> {

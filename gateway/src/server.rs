@@ -34,7 +34,8 @@ use crate::backend::Backend;
 use crate::config::GatewayConfig;
 use crate::dashboard::Dashboard;
 use crate::http2::{self, Http2Settings};
-use crate::proxy::{ClientAddr, status_response};
+use crate::native::NativeCalls;
+use crate::proxy::{ClientAddr, Proxy, status_response};
 use crate::ratelimit::RateLimiter;
 use crate::routes::Methods;
 pub use crate::transcode::GrpcService;
@@ -122,8 +123,10 @@ pub struct Front {
     /// Every protocol but native gRPC: CORS, then the protocol's translation.
     translated: GrpcService,
     /// Native gRPC calls, which CORS and translation would only inspect and
-    /// pass by: metrics alone.
+    /// pass by: metrics alone. The gateway's own health and reflection.
     native: GrpcService,
+    /// Native gRPC calls to the contract's RPCs, on their own path.
+    native_calls: NativeCalls,
     ops: Arc<Ops>,
     origins: AllowedOrigins,
     dashboard: Arc<Dashboard>,
@@ -134,6 +137,7 @@ impl Front {
     /// native clients; every call counted by one metrics layer.
     pub fn new(
         grpc: GrpcService,
+        proxy: Proxy,
         ops: Arc<Ops>,
         origins: AllowedOrigins,
         limits: BodyLimits,
@@ -146,7 +150,7 @@ impl Front {
             tower::ServiceBuilder::new()
                 // One body type for every answer, whatever the layers below wrap it in.
                 .map_response(|response: Response<_>| response.map(Body::new))
-                .layer(metrics)
+                .layer(metrics.clone())
                 .service(grpc),
         );
         let grpc_web = BoxCloneSyncService::new(
@@ -178,7 +182,8 @@ impl Front {
                 let protocols = protocols.clone();
                 async move { Ok::<_, Infallible>(protocols.handle(request).await) }
             }));
-        Self { translated: BoxCloneSyncService::new(translated), native, ops, origins, dashboard }
+        let native_calls = NativeCalls::new(proxy, metrics);
+        Self { translated: BoxCloneSyncService::new(translated), native, native_calls, ops, origins, dashboard }
     }
 
     async fn handle(&self, request: Request<Body>) -> Response<Body> {
@@ -354,6 +359,40 @@ impl tower::Service<Request<Body>> for ConnectionService {
     }
 }
 
+/// A connection's calls: native gRPC calls to the contract on their own
+/// path ([`NativeCalls`]), every other call through `stack`.
+#[derive(Clone)]
+struct Edge<S> {
+    stack: S,
+    connection: ConnectionService,
+}
+
+type NativeFuture = std::pin::Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+
+impl<S> tower::Service<Request<Body>> for Edge<S>
+where
+    S: tower::Service<Request<Body>, Response = Response<Body>, Error = Infallible>,
+{
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = futures_util::future::Either<NativeFuture, S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Infallible>> {
+        self.stack.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<Body>) -> Self::Future {
+        if !NativeCalls::takes(&request) {
+            return futures_util::future::Either::Right(self.stack.call(request));
+        }
+        let ConnectionService { front, client, connection } = &self.connection;
+        let (front, client, mark) = (front.clone(), client.clone(), connection.start_call());
+        futures_util::future::Either::Left(Box::pin(
+            async move { Ok(front.native_calls.call(request, client, mark).await) },
+        ))
+    }
+}
+
 /// The listener and the threads its connections are served on.
 pub struct Listener {
     incoming: Incoming,
@@ -407,11 +446,9 @@ impl Listener {
             };
             let info = connection.info().clone();
             let client = info.remote_addr();
-            let service = call_stack(ConnectionService {
-                front: front.clone(),
-                client: ClientAddr::new(client),
-                connection: info,
-            });
+            let connection_service =
+                ConnectionService { front: front.clone(), client: ClientAddr::new(client), connection: info };
+            let service = Edge { stack: call_stack(connection_service.clone()), connection: connection_service };
             let http1 = http1.clone();
             let stopping = stopping.subscribe();
             let connection_open = connection_open.clone();
@@ -503,7 +540,7 @@ where
 /// gateway's, so a trace shows where each call entered. A REST call is
 /// named by the RPC its route calls, not by its path, which carries the
 /// call's own values (a ticker, a key id).
-fn gateway_span<B>(request: &Request<B>) -> tracing::Span {
+pub(crate) fn gateway_span<B>(request: &Request<B>) -> tracing::Span {
     let span = match RouteLookup::rpc_path(request) {
         Some(rpc_path) => call_span_of_rpc(request, rpc_path),
         None => call_span(request),

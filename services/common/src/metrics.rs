@@ -148,6 +148,12 @@ impl GrpcMetricsLayer {
     pub fn gateway() -> Self {
         Self { methods: Arc::new(MethodMetricsTable::new("gateway")) }
     }
+
+    /// Counts a call to `path` as started, for a path that measures its
+    /// calls itself rather than through this layer's service.
+    pub fn start_call(&self, path: &str) -> CallMetrics {
+        CallMetrics::start(self.methods.of(path))
+    }
 }
 
 impl<S> Layer<S> for GrpcMetricsLayer {
@@ -184,7 +190,7 @@ where
         Box::pin(async move {
             let response = answered.await?;
             let code = grpc_status_in(response.headers());
-            Ok(response.map(|body| Measured { body, call: Some(call), code }))
+            Ok(response.map(|body| Measured::new(body, call, code, ())))
         })
     }
 }
@@ -270,7 +276,7 @@ impl MethodMetrics {
 }
 
 /// One call being measured: recorded as handled when its answer ends.
-struct CallMetrics {
+pub struct CallMetrics {
     method: Arc<MethodMetrics>,
     started: Instant,
 }
@@ -290,24 +296,50 @@ impl CallMetrics {
     }
 }
 
-/// An answer's body, watched for the status in its trailers.
-pub struct Measured<B> {
+/// What else is done when a measured call ends, besides counting it.
+pub trait OnCallEnd: Unpin {
+    /// The call ended with `code`, having started at `started`.
+    fn call_ended(&mut self, code: tonic::Code, started: Instant);
+}
+
+/// Nothing else.
+impl OnCallEnd for () {
+    fn call_ended(&mut self, _: tonic::Code, _: Instant) {}
+}
+
+/// An answer's body, watched for the status in its trailers; when it ends,
+/// the call is counted as handled and `on_end` is told.
+pub struct Measured<B, E: OnCallEnd = ()> {
     body: B,
     call: Option<CallMetrics>,
     // From a trailers-only answer's headers, until trailers say otherwise.
     code: Option<tonic::Code>,
+    on_end: E,
 }
 
-impl<B> Drop for Measured<B> {
-    fn drop(&mut self) {
+impl<B, E: OnCallEnd> Measured<B, E> {
+    /// `body` of the answer to `call`, whose headers carried `code` if it
+    /// was trailers-only.
+    pub fn new(body: B, call: CallMetrics, code: Option<tonic::Code>, on_end: E) -> Self {
+        Self { body, call: Some(call), code, on_end }
+    }
+
+    fn end(&mut self, code: tonic::Code) {
         if let Some(call) = self.call.take() {
-            // Dropped before its status was sent: the client went away.
-            call.finish(self.code.unwrap_or(tonic::Code::Cancelled));
+            self.on_end.call_ended(code, call.started);
+            call.finish(code);
         }
     }
 }
 
-impl<B: HttpBody<Data = Bytes> + Unpin> HttpBody for Measured<B> {
+impl<B, E: OnCallEnd> Drop for Measured<B, E> {
+    fn drop(&mut self) {
+        // Dropped before its status was sent: the client went away.
+        self.end(self.code.unwrap_or(tonic::Code::Cancelled));
+    }
+}
+
+impl<B: HttpBody<Data = Bytes> + Unpin, E: OnCallEnd> HttpBody for Measured<B, E> {
     type Data = Bytes;
     type Error = B::Error;
 
@@ -320,9 +352,8 @@ impl<B: HttpBody<Data = Bytes> + Unpin> HttpBody for Measured<B> {
                 }
             }
             Poll::Ready(None) => {
-                if let Some(call) = self.call.take() {
-                    call.finish(self.code.unwrap_or(tonic::Code::Ok));
-                }
+                let code = self.code.unwrap_or(tonic::Code::Ok);
+                self.end(code);
             }
             _ => {}
         }
