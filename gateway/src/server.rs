@@ -122,8 +122,9 @@ pub struct Ops {
 pub struct Front {
     /// Every protocol but native gRPC: CORS, then the protocol's translation.
     translated: GrpcService,
-    /// Native gRPC calls, which CORS and translation would only inspect and
-    /// pass by: metrics alone. The gateway's own health and reflection.
+    /// Native gRPC calls the native path does not take (the gateway's own
+    /// health and reflection, paths outside the contract), which CORS and
+    /// translation would only inspect and pass by: metrics alone.
     native: GrpcService,
     /// Native gRPC calls to the contract's RPCs, on their own path.
     native_calls: NativeCalls,
@@ -134,7 +135,8 @@ pub struct Front {
 
 impl Front {
     /// `grpc` behind CORS and each protocol's translation, and as it is for
-    /// native clients; every call counted by one metrics layer.
+    /// native clients; `proxy` on the native path. Every call is counted in
+    /// one table of metrics, whichever path it took.
     pub fn new(
         grpc: GrpcService,
         proxy: Proxy,
