@@ -263,6 +263,14 @@ impl BlockJoiner {
     }
 }
 
+/// The most room [`read`] makes at once for the rest of a frame. A large
+/// DATA frame is passed on in parts as it arrives ([`start_large_data`]),
+/// and room for all of it (up to 1 MiB) was a new block for every large
+/// answer, which the allocator placed where the caches were cold: the copy
+/// out of the socket cost twice as much (BENCHMARKS.md, issue #15). Blocks
+/// of this size are reused while they are still in the caches.
+const RESERVE_AT_ONCE: usize = 64 * 1024;
+
 /// Takes the first whole frame off `buffer`, or `None` when it holds none
 /// yet. Frames longer than `max_frame_size` (this side's setting) are refused.
 pub fn read(buffer: &mut BytesMut, max_frame_size: u32) -> Result<Option<Frame>, FrameError> {
@@ -272,7 +280,7 @@ pub fn read(buffer: &mut BytesMut, max_frame_size: u32) -> Result<Option<Frame>,
     }
     let total = HEADER_LEN + len;
     if buffer.len() < total {
-        buffer.reserve(total - buffer.len());
+        buffer.reserve((total - buffer.len()).min(RESERVE_AT_ONCE));
         return Ok(None);
     }
     buffer.advance(HEADER_LEN);
@@ -581,6 +589,39 @@ mod tests {
         }
         assert_eq!(parts.len(), 3);
         assert!(joined == payload, "the parts are the payload, in order");
+    }
+
+    #[test]
+    fn room_for_a_long_frame_is_made_a_part_at_a_time_and_it_still_arrives_whole() {
+        // Padded, so it is not passed on in parts: it is read whole, however it arrives.
+        let payload: Vec<u8> = (0..300_000u32).map(|at| (at % 253) as u8).collect();
+        let mut wire = BytesMut::new();
+        put_header(&mut wire, 1 + payload.len(), DATA, PADDED | END_STREAM, 7);
+        wire.put_u8(0);
+        wire.put_slice(&payload);
+        let mut buffer = BytesMut::new();
+        let mut read_frame = None;
+        for chunk in wire.chunks(10_000) {
+            assert!(read_frame.is_none(), "the frame is read once all of it has arrived");
+            // As `poll_read_some` does before each read.
+            if buffer.capacity() - buffer.len() < crate::http2::READ_BYTES / 4 {
+                buffer.reserve(crate::http2::READ_BYTES);
+            }
+            let first = buffer.is_empty();
+            buffer.put_slice(chunk);
+            read_frame = read(&mut buffer, 1 << 20).unwrap();
+            if first {
+                // Not room for all 300 KB at once: the buffer grows as the frame arrives.
+                let room = buffer.capacity() - buffer.len();
+                assert!(room <= RESERVE_AT_ONCE, "room for {room} bytes made at once");
+            }
+        }
+        let Some(Frame::Data { stream: 7, payload: read, end_stream: true, window_cost }) = read_frame else {
+            panic!("{read_frame:?}")
+        };
+        assert_eq!(window_cost as usize, 1 + payload.len());
+        assert!(read == payload, "the payload, whole and in order");
+        assert!(buffer.is_empty());
     }
 
     #[test]
