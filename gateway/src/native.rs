@@ -23,6 +23,7 @@ use wizdata_common::server::{echo_request_id, is_server_fault, request_id_of};
 
 use crate::proxy::{ClientAddr, Proxy};
 use crate::routes::Methods;
+use crate::server::{GrpcProtocol, grpc_protocol};
 
 /// The proxy, and the metrics every gRPC call at the gateway is counted in.
 pub(crate) struct NativeCalls {
@@ -40,12 +41,8 @@ impl NativeCalls {
     /// (whose calls CORS answers for).
     pub(crate) fn takes<B>(request: &Request<B>) -> bool {
         request.method() == Method::POST
-            && request.version() == http::Version::HTTP_2
+            && grpc_protocol(request) == Some(GrpcProtocol::Native)
             && !request.headers().contains_key(header::ORIGIN)
-            && request.headers().get(header::CONTENT_TYPE).is_some_and(|content_type| {
-                let content_type = content_type.as_bytes();
-                content_type == b"application/grpc" || content_type.starts_with(b"application/grpc+")
-            })
             && Methods::contract().get(request.uri().path()).is_some()
     }
 

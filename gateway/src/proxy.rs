@@ -188,7 +188,7 @@ impl Proxy {
 
         // Body check: exactly one well-framed message within the size limit.
         let limits = &inner.limits;
-        let message = read_single_message(body, limits.max_message_bytes, has_encoding, limits.client_timeout)
+        let mut message = read_single_message(body, limits.max_message_bytes, has_encoding, limits.client_timeout)
             .await
             .map_err(Refusal::BadRequest)?;
         inner.retry_budget.deposit();
@@ -197,7 +197,6 @@ impl Proxy {
         // Retry: reads that failed UNAVAILABLE, within the budget and the deadline. The
         // policy is driven here rather than by tower's `Retry` service, whose futures
         // would wrap the attempt's in two more state machines on every call.
-        let mut message = message;
         loop {
             let sent = policy.clone_request(&message).expect("a message can always be sent again");
             let mut result = async {

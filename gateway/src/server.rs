@@ -308,14 +308,14 @@ impl Protocols {
 
 /// How a call speaks gRPC, read from its content type.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum GrpcProtocol {
+pub(crate) enum GrpcProtocol {
     /// `application/grpc`, over HTTP/2 (it needs trailers).
     Native,
     /// `application/grpc-web` or `-web-text`, over any HTTP version.
     Web,
 }
 
-fn grpc_protocol(request: &Request<Body>) -> Option<GrpcProtocol> {
+pub(crate) fn grpc_protocol<B>(request: &Request<B>) -> Option<GrpcProtocol> {
     let content_type = request.headers().get(header::CONTENT_TYPE)?.to_str().ok()?;
     let is =
         |base: &str| content_type == base || content_type.strip_prefix(base).is_some_and(|rest| rest.starts_with('+'));

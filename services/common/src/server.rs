@@ -265,9 +265,7 @@ impl ServerFaults {
         // A status that is not a number is not read as a failure, as tower-http does.
         let code = status.to_str().ok().and_then(|status| status.parse::<i32>().ok()).and_then(NonZeroI32::new);
         Some(match code {
-            Some(code) if !CALLERS_MISTAKES.contains(&tonic::Code::from_i32(code.get())) => {
-                Err(GrpcFailureClass::Code(code))
-            }
+            Some(code) if is_server_fault(tonic::Code::from_i32(code.get())) => Err(GrpcFailureClass::Code(code)),
             _ => Ok(()),
         })
     }
