@@ -604,9 +604,7 @@ mod tests {
         for chunk in wire.chunks(10_000) {
             assert!(read_frame.is_none(), "the frame is read once all of it has arrived");
             // As `poll_read_some` does before each read.
-            if buffer.capacity() - buffer.len() < crate::http2::READ_BYTES / 4 {
-                buffer.reserve(crate::http2::READ_BYTES);
-            }
+            crate::http2::make_room_to_read(&mut buffer);
             let first = buffer.is_empty();
             buffer.put_slice(chunk);
             read_frame = read(&mut buffer, 1 << 20).unwrap();

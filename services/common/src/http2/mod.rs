@@ -41,10 +41,15 @@ pub fn poll_read_some(
     cx: &mut Context<'_>,
     buffer: &mut BytesMut,
 ) -> Poll<io::Result<bool>> {
+    make_room_to_read(buffer);
+    tokio_util::io::poll_read_buf(Pin::new(io), cx, buffer).map_ok(|read| read > 0)
+}
+
+/// Makes room on `buffer` for the next read, when little is left.
+fn make_room_to_read(buffer: &mut BytesMut) {
     if buffer.capacity() - buffer.len() < READ_BYTES / 4 {
         buffer.reserve(READ_BYTES);
     }
-    tokio_util::io::poll_read_buf(Pin::new(io), cx, buffer).map_ok(|read| read > 0)
 }
 
 #[cfg(test)]
