@@ -17,6 +17,7 @@ use wizdata::r#type::v1::Interval;
 use wizdata_common::auth::credentials::Credentials;
 use wizdata_test_support::TestMesh;
 use wizdata_test_support::http::HttpClient;
+use wizdata_test_support::raw_h2::call_raw;
 
 /// Every log line the process writes.
 #[derive(Clone, Default)]
@@ -245,30 +246,8 @@ async fn one_gateway_call_is_one_connected_trace_across_the_services() {
 /// tonic's client would not let through as it is).
 async fn get_symbol_status(port: u16, ticker: &str, timeout: &str) -> String {
     use prost::Message as _;
-    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-    let (client, connection) = h2::client::handshake(tcp).await.expect("HTTP/2 handshake");
-    let connection = tokio::spawn(connection);
-    let mut client = client.ready().await.unwrap();
-    let request = http::Request::post(format!("http://127.0.0.1:{port}/wizdata.registry.v1.RegistryService/GetSymbol"))
-        .header("content-type", "application/grpc")
-        .header("te", "trailers")
-        .header("grpc-timeout", timeout)
-        .body(())
-        .unwrap();
-    let (answer, mut call) = client.send_request(request, false).unwrap();
     let message = wizdata::registry::v1::GetSymbolRequest { ticker: ticker.into() }.encode_to_vec();
-    let mut framed = vec![0];
-    framed.extend_from_slice(&(message.len() as u32).to_be_bytes());
-    framed.extend_from_slice(&message);
-    call.send_data(framed.into(), true).unwrap();
-    let (head, mut body) = answer.await.unwrap().into_parts();
-    let status = match head.headers.get("grpc-status") {
-        Some(status) => status.clone(),
-        None => {
-            while body.data().await.is_some() {}
-            body.trailers().await.unwrap().expect("trailers")["grpc-status"].clone()
-        }
-    };
-    connection.abort();
-    status.to_str().unwrap().to_owned()
+    let path = "/wizdata.registry.v1.RegistryService/GetSymbol";
+    let (_, status_at) = call_raw(port, path, &message, &[("grpc-timeout", timeout)]).await;
+    status_at.code().to_owned()
 }

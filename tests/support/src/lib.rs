@@ -9,6 +9,7 @@ pub mod fixtures;
 pub mod grpc_web;
 pub mod http;
 pub mod prometheus;
+pub mod raw_h2;
 
 use std::sync::Arc;
 use std::time::Duration;
